@@ -1,0 +1,451 @@
+"""One libvirt connection feeding the inventory: events, bulk stats, reconnection.
+
+Everything here runs on the core loop (:mod:`core.eventloop`). Event callbacks only record and
+schedule; every blocking libvirt call goes through :meth:`Host.call`, which runs it in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import libvirt
+
+from core import domainxml, stats
+from core.errors import HypervisorUnavailable, from_libvirt
+from core.inventory import Inventory
+from core.model import VM, ConnState, Figures, HostFigures, HostStatus, VMState
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# What each lifecycle event means for the state, before a refresh confirms it.
+_EVENT_STATE = {
+    libvirt.VIR_DOMAIN_EVENT_STARTED: VMState.RUNNING,
+    libvirt.VIR_DOMAIN_EVENT_SUSPENDED: VMState.PAUSED,
+    libvirt.VIR_DOMAIN_EVENT_RESUMED: VMState.RUNNING,
+    libvirt.VIR_DOMAIN_EVENT_STOPPED: VMState.SHUTOFF,
+    libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED: VMState.PMSUSPENDED,
+    libvirt.VIR_DOMAIN_EVENT_CRASHED: VMState.CRASHED,
+}
+_EVENT_NAMES = {
+    libvirt.VIR_DOMAIN_EVENT_DEFINED: "defined",
+    libvirt.VIR_DOMAIN_EVENT_UNDEFINED: "undefined",
+    libvirt.VIR_DOMAIN_EVENT_STARTED: "started",
+    libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "paused",
+    libvirt.VIR_DOMAIN_EVENT_RESUMED: "resumed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED: "stopped",
+    libvirt.VIR_DOMAIN_EVENT_SHUTDOWN: "shutting down",
+    libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED: "suspended by guest",
+    libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
+}
+_STATS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
+          | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_VCPU
+          | libvirt.VIR_DOMAIN_STATS_INTERFACE | libvirt.VIR_DOMAIN_STATS_BLOCK)
+_IP_RETRY_DELAYS = (3.0, 10.0, 30.0, 60.0, 120.0)
+
+
+def host_name_for(uri: str) -> str:
+    """A short, stable name for the host column: the URI's host part, else ``localhost``."""
+    return urlsplit(uri).hostname or "localhost"
+
+
+class Host:
+    """The connection to one hypervisor, and the inventory rows it owns."""
+
+    def __init__(self, uri: str, inventory: Inventory, *, stats_interval: float = 2.0,
+                 keepalive: tuple[int, int] = (5, 3), reconnect_max_delay: float = 30.0,
+                 demo: bool = False, name: str | None = None) -> None:
+        self.uri = uri
+        self.name = name or host_name_for(uri)
+        self.demo = demo
+        self.inventory = inventory
+        self.stats_interval = stats_interval
+        self.keepalive = keepalive
+        self.reconnect_max_delay = reconnect_max_delay
+        self.conn: libvirt.virConnect | None = None
+        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"libvirt-{self.name}")
+        self._callback_ids: list[int] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._dirty: set[str] = set()
+        self._refresh_task: asyncio.Task[None] | None = None
+        self._stats_task: asyncio.Task[None] | None = None
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._samples: dict[str, stats.Sample] = {}
+        self._host_cpu: dict[str, int] | None = None
+        self._started_at: dict[str, float] = {}
+        self._closing = False
+        self._status = HostStatus(self.name, uri, ConnState.DISCONNECTED, demo=demo)
+
+    # -- public --
+    @property
+    def status(self) -> HostStatus:
+        return self._status
+
+    @property
+    def remote(self) -> bool:
+        """True when the hypervisor runs on another machine (its files are not ours to touch)."""
+        return urlsplit(self.uri).hostname not in (None, "", "localhost")
+
+    @property
+    def has_figures(self) -> bool:
+        """libvirt's test driver reports no CPU or I/O figures: show none rather than invent them."""
+        return not self.uri.startswith("test:")
+
+    async def connect(self) -> None:
+        """Open the connection and fill the inventory; raise HypervisorUnavailable on failure."""
+        self._closing = False
+        self._set_status(ConnState.CONNECTING, "connecting")
+        try:
+            await self._open()
+        except HypervisorUnavailable as exc:
+            self._set_status(ConnState.DISCONNECTED, exc.message)
+            raise
+
+    async def close(self) -> None:
+        """Deregister every callback, then the close callback, then close; stop background tasks."""
+        self._closing = True
+        tasks = [t for t in (self._stats_task, self._refresh_task, self._reconnect_task, *self._tasks)
+                 if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Calls already in worker threads must finish before the connection goes away under them.
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, functools.partial(self.executor.shutdown, cancel_futures=True))
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            await loop.run_in_executor(None, self._teardown, conn)
+        self._set_status(ConnState.DISCONNECTED, "closed")
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run one blocking libvirt call in a worker thread; libvirt errors become VMManagerErrors."""
+        try:
+            return await self._run(fn, *args)
+        except libvirt.libvirtError as exc:
+            raise from_libvirt(exc) from exc
+
+    def connection(self) -> libvirt.virConnect:
+        if self.conn is None:
+            raise HypervisorUnavailable(f"not connected to {self.uri} ({self._status.message})")
+        return self.conn
+
+    def domain(self, uuid: str) -> libvirt.virDomain:
+        """Look up a domain by UUID (blocking: call inside :meth:`call`)."""
+        return self.connection().lookupByUUIDString(uuid)
+
+    async def refresh(self, uuid: str) -> None:
+        """Re-read one domain now (after an action, or on demand)."""
+        self._mark_dirty(uuid)
+        if self._refresh_task is not None:
+            await asyncio.shield(self._refresh_task)
+
+    async def refresh_ips(self, uuid: str) -> tuple[str, ...]:
+        ips = await self._run(self._read_ips, uuid)
+        vm = self.inventory.get((self.name, uuid))
+        if vm is not None:
+            self.inventory.put(replace(vm, ips=ips))
+        return ips
+
+    # -- connecting --
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def _open(self) -> None:
+        try:
+            conn = await self._run(libvirt.open, self.uri)
+        except libvirt.libvirtError as exc:
+            raise HypervisorUnavailable(
+                f"cannot connect to {self.uri}: {exc.get_error_message() or exc}") from exc
+        self.conn = conn
+        self._callback_ids = await self._run(self._register, conn)
+        try:
+            await self._resync()
+        except Exception as exc:
+            self.conn = None
+            await self._run(self._teardown, conn)
+            raise HypervisorUnavailable(f"cannot read {self.uri}: {from_libvirt(exc).message}") from exc
+        self._set_status(ConnState.ACTIVE, "connected")
+        log.info("connected to %s (%d VMs)", self.uri,
+                 sum(1 for vm in self.inventory.vms() if vm.host == self.name))
+        self._stats_task = asyncio.create_task(self._stats_loop(), name=f"stats-{self.name}")
+
+    def _register(self, conn: libvirt.virConnect) -> list[int]:
+        """Keepalive, close callback and domain event callbacks (runs in a worker thread)."""
+        with contextlib.suppress(libvirt.libvirtError):  # the test driver has no keepalive
+            conn.setKeepAlive(*self.keepalive)
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.registerCloseCallback(self._on_close, None)
+        handlers: dict[int, Callable[..., None]] = {
+            libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE: self._on_lifecycle,
+            libvirt.VIR_DOMAIN_EVENT_ID_REBOOT: self._on_reboot,
+            libvirt.VIR_DOMAIN_EVENT_ID_METADATA_CHANGE: self._on_changed,
+            libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED: self._on_changed,
+            libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED: self._on_changed,
+            libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE: self._on_agent,
+        }
+        ids = []
+        for event_id, handler in handlers.items():
+            with contextlib.suppress(libvirt.libvirtError):
+                ids.append(conn.domainEventRegisterAny(None, event_id, handler, None))
+        return ids
+
+    def _teardown(self, conn: libvirt.virConnect) -> None:
+        for callback_id in self._callback_ids:
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.domainEventDeregisterAny(callback_id)
+        self._callback_ids = []
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.unregisterCloseCallback()
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
+
+    def _on_close(self, _conn: libvirt.virConnect, reason: int, _opaque: object) -> None:
+        """libvirt's close callback (core loop): show the loss at once, then reconnect."""
+        if self._closing or self.conn is None:
+            return
+        reasons = {libvirt.VIR_CONNECT_CLOSE_REASON_ERROR: "I/O error",
+                   libvirt.VIR_CONNECT_CLOSE_REASON_EOF: "the daemon closed the connection",
+                   libvirt.VIR_CONNECT_CLOSE_REASON_KEEPALIVE: "keepalive timed out"}
+        self._lost(reasons.get(reason, "connection closed"))
+
+    def _lost(self, why: str) -> None:
+        if self.conn is None or self._closing:
+            return
+        log.warning("lost %s: %s", self.uri, why)
+        conn, self.conn = self.conn, None
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+        self._set_status(ConnState.DISCONNECTED, f"lost: {why}; reconnecting")
+        self.inventory.fail_waiters(self.name, HypervisorUnavailable(f"lost {self.uri}: {why}"))
+        self._spawn(self._run(self._teardown, conn))
+        self._reconnect_task = asyncio.create_task(self._reconnect(), name=f"reconnect-{self.name}")
+
+    async def _reconnect(self) -> None:
+        delay = 0.5
+        while not self._closing:
+            await asyncio.sleep(delay)
+            self._set_status(ConnState.CONNECTING, "reconnecting")
+            try:
+                await self._open()
+                log.info("reconnected to %s", self.uri)
+                return
+            except HypervisorUnavailable as exc:
+                self._set_status(ConnState.DISCONNECTED, f"{exc.message}; retrying in {delay:.0f} s")
+                delay = min(delay * 2, self.reconnect_max_delay)
+
+    def _set_status(self, state: ConnState, message: str,
+                    figures: HostFigures | None = None) -> None:
+        self._status = HostStatus(self.name, self.uri, state, self.demo, message,
+                                  figures or self._status.figures)
+        self.inventory.set_host(self._status)
+
+    # -- reading domains (worker threads) --
+    def _read(self, dom: libvirt.virDomain) -> VM:
+        state, _reason = dom.state()
+        info = domainxml.parse(dom.XMLDesc(0))
+        vm_state = VMState.from_libvirt(state)
+        uuid = info.uuid
+        started = self._started_at.get(uuid) if vm_state.is_active else None
+        if vm_state.is_active and started is None:
+            started = self._process_start(info.name)
+            if started is not None:
+                self._started_at[uuid] = started
+        old = self.inventory.get((self.name, uuid))
+        return VM(
+            host=self.name, uuid=uuid, name=info.name, state=vm_state, vcpus=info.vcpus,
+            memory_mib=info.memory_mib, meta=info.meta,
+            ips=old.ips if old is not None and vm_state.is_active else (),
+            started_at=started,
+            figures=old.figures if old is not None and vm_state.is_active else Figures(),
+            persistent=bool(dom.isPersistent()),
+        )
+
+    def _read_all(self) -> list[VM]:
+        vms = []
+        for dom in self.connection().listAllDomains(0):
+            try:
+                vms.append(self._read(dom))
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:  # gone meanwhile: skip it
+                    raise
+        return vms
+
+    def _read_uuids(self, uuids: set[str]) -> tuple[list[VM], list[str]]:
+        found, gone = [], []
+        for uuid in uuids:
+            try:
+                found.append(self._read(self.domain(uuid)))
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                gone.append(uuid)
+        return found, gone
+
+    def _process_start(self, name: str) -> float | None:
+        """Start time of the QEMU process, read from its pid file (local qemu driver only)."""
+        if not self.uri.startswith("qemu:///"):
+            return None
+        rundir = "/run/libvirt/qemu" if self.uri.endswith("system") else \
+            os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/run"), "libvirt/qemu/run")
+        try:
+            with open(os.path.join(rundir, f"{name}.pid")) as f:
+                pid = int(f.read().strip())
+            with open(f"/proc/{pid}/stat") as f:
+                ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+            with open("/proc/stat") as f:
+                boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+        except (OSError, ValueError, IndexError, StopIteration):
+            return None
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+    def _read_ips(self, uuid: str) -> tuple[str, ...]:
+        dom = self.domain(uuid)
+        for source in (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+                       libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT):
+            try:
+                found = dom.interfaceAddresses(source, 0) or {}
+            except libvirt.libvirtError:
+                continue
+            ips = tuple(sorted(addr["addr"] for iface_name, iface in found.items()
+                               if iface_name != "lo" for addr in (iface.get("addrs") or [])
+                               if addr.get("addr") and not addr["addr"].startswith(("127.", "::1", "fe80"))))
+            if ips:
+                return ips
+        return ()
+
+    async def _resync(self) -> None:
+        self._dirty.clear()
+        vms = await self._run(self._read_all)
+        self.inventory.replace_host(self.name, vms)
+        for vm in vms:
+            if vm.state.is_active:
+                self._spawn(self._look_for_ips(vm.uuid, delays=(0.0,)))
+
+    # -- events (core loop: record and schedule, nothing blocking) --
+    def _on_lifecycle(self, _conn: object, dom: libvirt.virDomain, event: int, detail: int,
+                      _opaque: object) -> None:
+        uuid = dom.UUIDString()
+        key = (self.name, uuid)
+        what = _EVENT_NAMES.get(event, f"event {event}")
+        if event == libvirt.VIR_DOMAIN_EVENT_UNDEFINED:
+            self.inventory.remove(key)
+            self._started_at.pop(uuid, None)
+            return
+        vm = self.inventory.get(key)
+        state = _EVENT_STATE.get(event)
+        if event == libvirt.VIR_DOMAIN_EVENT_STARTED:
+            self._started_at[uuid] = time.time()
+            self._spawn(self._look_for_ips(uuid))
+        elif event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
+            self._started_at.pop(uuid, None)
+            self._samples.pop(uuid, None)
+        if vm is not None and state is not None:
+            active = state.is_active
+            self.inventory.put(replace(
+                vm, state=state, started_at=self._started_at.get(uuid) if active else None,
+                ips=vm.ips if active else (), figures=vm.figures if active else Figures()), what=what)
+        self._mark_dirty(uuid)
+
+    def _on_reboot(self, _conn: object, dom: libvirt.virDomain, _opaque: object) -> None:
+        vm = self.inventory.get((self.name, dom.UUIDString()))
+        if vm is not None:
+            self.inventory.put(replace(vm, started_at=time.time()), what="rebooted")
+
+    def _on_changed(self, _conn: object, dom: libvirt.virDomain, *_args: object) -> None:
+        self._mark_dirty(dom.UUIDString())
+
+    def _on_agent(self, _conn: object, dom: libvirt.virDomain, state: int, _reason: int,
+                  _opaque: object) -> None:
+        if state == libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED:
+            self._spawn(self._look_for_ips(dom.UUIDString(), delays=(0.0,)))
+
+    def _mark_dirty(self, uuid: str) -> None:
+        self._dirty.add(uuid)
+        if self._refresh_task is None or self._refresh_task.done():
+            self._refresh_task = asyncio.create_task(self._refresh_dirty())
+
+    async def _refresh_dirty(self) -> None:
+        """Re-read every domain an event touched, in one worker job per batch."""
+        while self._dirty and self.conn is not None:
+            uuids, self._dirty = self._dirty, set()
+            try:
+                found, gone = await self._run(self._read_uuids, uuids)
+            except libvirt.libvirtError as exc:
+                log.warning("refresh failed on %s: %s", self.uri, from_libvirt(exc).message)
+                return
+            for vm in found:
+                self.inventory.put(vm)
+            for uuid in gone:
+                self.inventory.remove((self.name, uuid))
+
+    async def _look_for_ips(self, uuid: str, delays: tuple[float, ...] = _IP_RETRY_DELAYS) -> None:
+        """Look a started VM's addresses up a few times while DHCP and the agent come up; not per tick."""
+        for delay in delays:
+            await asyncio.sleep(delay)
+            vm = self.inventory.get((self.name, uuid))
+            if vm is None or not vm.state.is_active or self.conn is None:
+                return
+            try:
+                if await self.refresh_ips(uuid):
+                    return
+            except libvirt.libvirtError:
+                return
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- figures: one bulk call per interval --
+    async def _stats_loop(self) -> None:
+        if not self.has_figures:
+            return
+        while self.conn is not None:
+            try:
+                await self.sample_stats()
+            except libvirt.libvirtError as exc:
+                log.warning("stats failed on %s: %s", self.uri, from_libvirt(exc).message)
+            await asyncio.sleep(self.stats_interval)
+
+    async def sample_stats(self) -> None:
+        """One ``getAllDomainStats`` for all running domains, plus the host's CPU and memory."""
+        conn = self.connection()
+        records, node_cpu, node_mem = await self._run(self._bulk_stats, conn)
+        now = time.monotonic()
+        for dom, raw in records:
+            uuid = dom.UUIDString()
+            vm = self.inventory.get((self.name, uuid))
+            if vm is None or not vm.state.is_active:
+                continue
+            new = stats.sample(raw, now, vm.vcpus)
+            self.inventory.put(replace(vm, figures=stats.figures(new, self._samples.get(uuid))),
+                               what="stats")
+            self._samples[uuid] = new
+        cpu = stats.host_cpu_percent(node_cpu, self._host_cpu) if node_cpu else None
+        self._host_cpu = node_cpu
+        total = node_mem.get("total")
+        free = sum(node_mem.get(k, 0) for k in ("free", "buffers", "cached"))
+        self._set_status(self._status.state, self._status.message, HostFigures(
+            cpu_percent=cpu, mem_total_mib=total / 1024 if total else None,
+            mem_used_mib=(total - free) / 1024 if total else None))
+
+    def _bulk_stats(self, conn: libvirt.virConnect) -> tuple[list[Any], dict[str, int],
+                                                           dict[str, int]]:
+        records = conn.getAllDomainStats(_STATS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE)
+        node_cpu: dict[str, int] = {}
+        node_mem: dict[str, int] = {}
+        with contextlib.suppress(libvirt.libvirtError):
+            node_cpu = conn.getCPUStats(libvirt.VIR_NODE_CPU_STATS_ALL_CPUS)
+        with contextlib.suppress(libvirt.libvirtError):
+            node_mem = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+        return records, node_cpu, node_mem

@@ -1,0 +1,177 @@
+"""The facade every consumer uses: which hosts to talk to, the shared inventory, the actions.
+
+Methods are awaitable from any asyncio loop; the work itself runs on the core loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import libvirt
+
+from core import domainxml, eventloop
+from core.actions import Action, ActionResult, run_bulk
+from core.errors import VMManagerError, from_libvirt
+from core.host import Host
+from core.inventory import Inventory, Update
+from core.metadata import NAMESPACE, PREFIX
+from core.model import VM, HostStatus
+from core.names import check_class_name, check_username
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEMO_LAB = Path(__file__).parent / "demo" / "lab.xml"
+DEMO_URI = f"test://{DEMO_LAB}"
+SYSTEM_URI = "qemu:///system"
+_SYSTEM_SOCKETS = ("/run/libvirt/libvirt-sock", "/run/libvirt/virtqemud-sock")
+
+
+def system_socket_answers() -> bool:
+    """Whether a local libvirtd (or virtqemud) accepts connections on its system socket."""
+    for path in _SYSTEM_SOCKETS:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1.0)
+            try:
+                sock.connect(path)
+                return True
+            except OSError:
+                continue
+    return False
+
+
+def choose_uri(settings: Settings, explicit: str | None = None) -> tuple[str, bool]:
+    """``-c URI``, else ``LIBVIRT_DEFAULT_URI``, else qemu:///system if it answers, else the demo.
+
+    Returns the URI and whether it is the built-in demo lab.
+    """
+    uri = explicit or settings.connect_uri
+    if uri:
+        return uri, uri == DEMO_URI
+    if system_socket_answers():
+        return SYSTEM_URI, False
+    return DEMO_URI, True
+
+
+class Lab:
+    """Hosts feeding one inventory, and the actions on their VMs."""
+
+    def __init__(self, settings: Settings, hosts: Iterable[Host], inventory: Inventory) -> None:
+        self.settings = settings
+        self.inventory = inventory
+        self.hosts = {host.name: host for host in hosts}
+
+    @classmethod
+    async def open(cls, settings: Settings, uri: str | None = None) -> Lab:
+        """Connect (to the chosen URI) and fill the inventory; raises HypervisorUnavailable."""
+        chosen, demo = choose_uri(settings, uri)
+        return await eventloop.run_on_core(cls._open(settings, [chosen], demo))
+
+    @classmethod
+    async def _open(cls, settings: Settings, uris: list[str], demo: bool) -> Lab:
+        inventory = Inventory()
+        hosts = [Host(uri, inventory, stats_interval=settings.stats_interval,
+                      keepalive=(settings.keepalive_interval, settings.keepalive_count),
+                      reconnect_max_delay=settings.reconnect_max_delay, demo=demo)
+                 for uri in uris]
+        for host in hosts:
+            await host.connect()
+        return cls(settings, hosts, inventory)
+
+    # -- reading --
+    @property
+    def demo(self) -> bool:
+        return any(host.demo for host in self.hosts.values())
+
+    def vms(self) -> list[VM]:
+        return self.inventory.vms()
+
+    def host_statuses(self) -> list[HostStatus]:
+        return [host.status for host in self.hosts.values()]
+
+    def has_figures(self, vm: VM) -> bool:
+        host = self.hosts.get(vm.host)
+        return host is not None and host.has_figures
+
+    def subscribe(self, callback: Callable[[Update], None],
+                  loop: asyncio.AbstractEventLoop | None = None) -> Callable[[], None]:
+        """Deliver every inventory update to ``callback`` on ``loop`` (default: the caller's)."""
+        target = loop or asyncio.get_running_loop()
+
+        def deliver(update: Update) -> None:
+            if not target.is_closed():
+                target.call_soon_threadsafe(callback, update)
+
+        unsubscribe = self.inventory.subscribe(deliver)
+        return lambda: eventloop.call_soon(unsubscribe)
+
+    # -- acting --
+    async def act(self, action: Action | str, vms: Iterable[VM], *,
+                  halt_timeout: float | None = None) -> list[ActionResult]:
+        """Run a lifecycle action on many VMs; a result per VM, in order."""
+        timeout = self.settings.halt_timeout if halt_timeout is None else halt_timeout
+        return await eventloop.run_on_core(run_bulk(
+            self.hosts, action, list(vms), concurrency=self.settings.bulk_concurrency,
+            halt_timeout=timeout, protected_dirs=[self.settings.templates_path]))
+
+    async def assign(self, vms: Iterable[VM], owner: str | None,
+                     lab_class: str | None = None) -> list[ActionResult]:
+        """Write owner (and class) into each VM's metadata, for VMs made by other means."""
+        if owner is not None:
+            check_username(owner)
+        if lab_class is not None:
+            check_class_name(lab_class)
+        return await eventloop.run_on_core(self._assign(list(vms), owner, lab_class))
+
+    async def _assign(self, vms: list[VM], owner: str | None,
+                      lab_class: str | None) -> list[ActionResult]:
+        async def one(vm: VM) -> ActionResult:
+            host = self.hosts[vm.host]
+            meta = vm.meta.merged(owner=owner, lab_class=lab_class)
+
+            def write() -> None:
+                dom = host.domain(vm.uuid)
+                flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+                if dom.isActive():
+                    flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+                dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, meta.to_xml(), PREFIX,
+                                NAMESPACE, flags)
+
+            try:
+                host.inventory.expect(vm.key, "assign")
+                await host.call(write)
+                await host.refresh(vm.uuid)
+                return ActionResult(vm, "assign", True, f"owner {meta.owner or '—'}, "
+                                    f"class {meta.lab_class or '—'}")
+            except VMManagerError as exc:
+                return ActionResult(vm, "assign", False, exc.message)
+
+        return list(await asyncio.gather(*(one(vm) for vm in vms)))
+
+    async def details(self, vm: VM) -> domainxml.DomainInfo:
+        host = self.hosts[vm.host]
+
+        async def read() -> domainxml.DomainInfo:
+            xml = await host.call(lambda: host.domain(vm.uuid).XMLDesc(0))
+            return domainxml.parse(xml)
+
+        return await eventloop.run_on_core(read())
+
+    async def refresh_ips(self, vm: VM) -> tuple[str, ...]:
+        host = self.hosts[vm.host]
+        try:
+            return await eventloop.run_on_core(host.refresh_ips(vm.uuid))
+        except libvirt.libvirtError as exc:
+            raise from_libvirt(exc) from exc
+
+    async def close(self) -> None:
+        async def close_all() -> None:
+            for host in self.hosts.values():
+                await host.close()
+            await eventloop.drain()
+
+        await eventloop.run_on_core(close_all())

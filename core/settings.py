@@ -1,0 +1,125 @@
+"""One settings object, loaded once from the environment and a ``.env`` file.
+
+Every field names its variable; ``.env.example`` documents each one (a test keeps the two in step).
+The environment wins over ``.env``; ``.env`` wins over the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from core.errors import ConfigError
+
+DOMAIN_TYPES = ("auto", "kvm", "qemu")
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    return Path(os.environ.get(var) or Path.home() / fallback) / "vm-manager"
+
+
+def _setting(env: str, default: Any = None, *, secret: bool = False, factory: Any = None) -> Any:
+    meta = {"env": env, "secret": secret}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta, repr=not secret)
+    return field(default=default, metadata=meta, repr=not secret)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings. Secrets are kept out of ``repr`` so they never reach a log line."""
+
+    connect_uri: str | None = _setting("LIBVIRT_DEFAULT_URI")
+    """libvirt URI; unset: qemu:///system when its socket answers, else the demo lab."""
+    data_dir: Path = _setting("VMM_DATA_DIR", factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
+    """Runtime data: the log file and, later, the token and audit databases."""
+    config_dir: Path = _setting("VMM_CONFIG_DIR", factory=lambda: _xdg("XDG_CONFIG_HOME", ".config"))
+    """Configuration files: ``keymap.toml`` (TUI key remapping) and, later, ``templates.toml``."""
+    log_file: Path | None = _setting("VMM_LOG_FILE")
+    """Log file (rotated); default ``<data dir>/vm-manager.log``."""
+    log_level: str = _setting("VMM_LOG_LEVEL", "INFO")
+    template_dir: Path | None = _setting("VMM_TEMPLATE_DIR")
+    """Template images; never deleted with a VM. Default ``<data dir>/templates``."""
+    halt_timeout: float = _setting("VMM_HALT_TIMEOUT", 60.0)
+    """Seconds a graceful halt waits for the guest before it destroys the VM."""
+    stats_interval: float = _setting("VMM_STATS_INTERVAL", 2.0)
+    """Seconds between two bulk statistics samples."""
+    bulk_concurrency: int = _setting("VMM_BULK_CONCURRENCY", 8)
+    """libvirt calls a bulk action makes at once."""
+    keepalive_interval: int = _setting("VMM_KEEPALIVE_INTERVAL", 5)
+    """Seconds between libvirt keepalive probes; a dead daemon shows after interval x count."""
+    keepalive_count: int = _setting("VMM_KEEPALIVE_COUNT", 3)
+    reconnect_max_delay: float = _setting("VMM_RECONNECT_MAX_DELAY", 30.0)
+    """Upper bound of the reconnection back-off, in seconds."""
+    domain_type: str = _setting("VMM_DOMAIN_TYPE", "auto")
+    """Domain type for new VMs: auto, kvm or qemu (TCG)."""
+    # Names kept from the older web version of this tool (used by the web server and LDAP sign-in).
+    secret_key: str | None = _setting("SECRET_KEY", secret=True)
+    ldap_host: str | None = _setting("LDAP_HOST")
+    ldap_base_dn: str | None = _setting("LDAP_BASE_DN")
+    ldap_bind_user_dn: str | None = _setting("LDAP_BIND_USER_DN")
+    ldap_bind_user_password: str | None = _setting("LDAP_BIND_USER_PASSWORD", secret=True)
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_file or self.data_dir / "vm-manager.log"
+
+    @property
+    def templates_path(self) -> Path:
+        return self.template_dir or self.data_dir / "templates"
+
+    @property
+    def keymap_path(self) -> Path:
+        return self.config_dir / "keymap.toml"
+
+    def with_uri(self, uri: str | None) -> Settings:
+        return self if uri is None else dataclasses.replace(self, connect_uri=uri)
+
+
+def env_names() -> list[str]:
+    """Every variable a setting reads, in declaration order."""
+    return [f.metadata["env"] for f in dataclasses.fields(Settings)]
+
+
+def load_settings(env_file: str | os.PathLike[str] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``.env`` (``VMM_ENV_FILE``, else ``./.env``) and the environment into a Settings."""
+    environ = os.environ if environ is None else environ
+    path = Path(env_file or environ.get("VMM_ENV_FILE") or ".env")
+    values: dict[str, str | None] = dict(dotenv_values(path)) if path.is_file() else {}
+    values.update(environ)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        raw = values.get(f.metadata["env"])
+        if raw is None or raw == "":
+            continue
+        kwargs[f.name] = _convert(f, raw)
+    settings = Settings(**kwargs)
+    if settings.domain_type not in DOMAIN_TYPES:
+        raise ConfigError(f"VMM_DOMAIN_TYPE must be one of {', '.join(DOMAIN_TYPES)}, "
+                          f"not {settings.domain_type!r}")
+    return settings
+
+
+def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = str(f.type)
+    try:
+        if kind.startswith("Path"):
+            return Path(raw).expanduser()
+        if kind == "float":
+            value: float = float(raw)
+        elif kind == "int":
+            value = int(raw)
+        else:
+            return raw
+    except ValueError:
+        raise ConfigError(f"{f.metadata['env']} must be a number, not {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{f.metadata['env']} must be greater than zero, not {raw!r}")
+    return value

@@ -1,0 +1,42 @@
+"""Resolving what the operator named (names, globs, classes) into VMs."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from core.model import VM
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    vms: list[VM]
+    unmatched: list[str]  # each pattern or class that named no VM, as the operator wrote it
+
+
+def resolve(vms: Iterable[VM], patterns: Sequence[str] = (),
+            classes: Sequence[str] = ()) -> Resolved:
+    """VMs named exactly, matched by a glob (``stu-*``) or in one of ``classes``; no duplicates.
+
+    A pattern counts as a glob only when it holds ``*``, ``?`` or ``[`` *and* no VM bears it as
+    its exact name, so a VM called ``[b]bold`` can still be named literally.
+    """
+    pool = sorted(vms, key=lambda vm: (vm.name, vm.host))
+    chosen: dict[tuple[str, str], VM] = {}
+    unmatched: list[str] = []
+    for pattern in patterns:
+        hits = [vm for vm in pool if vm.name == pattern]
+        if not hits and _GLOB_CHARS & set(pattern):
+            hits = [vm for vm in pool if fnmatch.fnmatchcase(vm.name, pattern)]
+        if not hits:
+            unmatched.append(pattern)
+        chosen.update((vm.key, vm) for vm in hits)
+    for lab_class in classes:
+        hits = [vm for vm in pool if vm.meta.lab_class == lab_class]
+        if not hits:
+            unmatched.append(f"--class {lab_class}")
+        chosen.update((vm.key, vm) for vm in hits)
+    return Resolved(sorted(chosen.values(), key=lambda vm: (vm.name, vm.host)), unmatched)

@@ -1,0 +1,109 @@
+"""The ``vm-manager`` command, run as a process against test-driver files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core import testdriver
+from core.metadata import LabMeta
+from core.model import VMState
+from core.testdriver import Spec
+
+STATES = {"running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended", "nostate"}
+
+
+def run(*args: str, env_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "VMM_ENV_FILE": str(env_file or "/nonexistent"),
+           "VMM_DATA_DIR": "/tmp/vmm-cli-test"}
+    return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True, text=True,
+                          env=env, stdin=subprocess.DEVNULL, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+
+
+@pytest.fixture
+def uri(tmp_path: Path) -> str:
+    return testdriver.write(tmp_path / "lab.xml", [
+        Spec("stu-1", VMState.RUNNING, 2, 1024, LabMeta("alice", "net101", "debian12")),
+        Spec("stu-2", VMState.SHUTOFF, 1, 512, LabMeta("bob", "net101", "debian12")),
+        Spec("[b]bold", VMState.PAUSED),
+    ])
+
+
+def test_list_json_rows(uri: str) -> None:
+    out = run("-c", uri, "list", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {row["name"]: row for row in json.loads(out.stdout)}
+    assert set(rows) == {"stu-1", "stu-2", "[b]bold"}
+    row = rows["stu-1"]
+    for key in ("name", "uuid", "state", "owner", "class", "template", "vcpus", "memory_mib", "ips"):
+        assert key in row
+    assert (row["state"], row["owner"], row["class"], row["vcpus"], row["memory_mib"]) == (
+        "running", "alice", "net101", 2, 1024)
+    assert {r["state"] for r in rows.values()} <= STATES
+
+
+def test_list_table_shows_names_literally(uri: str) -> None:
+    out = run("-c", uri, "list")
+    assert out.returncode == 0
+    assert "[b]bold" in out.stdout
+    assert "NAME" in out.stdout
+
+
+def test_actions_on_glob_and_class(uri: str) -> None:
+    out = run("-c", uri, "destroy", "--yes", "stu-*")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["stu-1: destroyed", "stu-2: already shut off"]
+    out = run("-c", uri, "start", "--class", "net101")
+    assert out.returncode == 0
+    assert "stu-2: started" in out.stdout
+
+
+def test_some_targets_failed_exits_1_with_a_line_each(uri: str) -> None:
+    out = run("-c", uri, "reboot", "--yes", "stu-1", "stu-2", "ghost")
+    assert out.returncode == 1
+    assert "stu-1: rebooting" in out.stdout
+    errors = out.stderr.splitlines()
+    assert "ghost: no such VM" in errors
+    assert any(line.startswith("stu-2: ") and "not running" in line for line in errors)
+    assert "Traceback" not in out.stderr
+
+
+def test_unreachable_hypervisor_exits_2_without_traceback() -> None:
+    out = run("-c", "test:///no/such/lab.xml", "list")
+    assert out.returncode == 2
+    assert "cannot connect to test:///no/such/lab.xml" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_usage_exits_2(uri: str) -> None:
+    assert run("-c", uri, "start").returncode == 2  # no target
+    assert run("-c", uri, "frobnicate").returncode == 2
+    out = run("-c", uri, "halt", "stu-1")  # destructive, no terminal, no --yes
+    assert out.returncode == 2
+    assert "--yes" in out.stderr
+
+
+def test_assign_refuses_a_hostile_owner(uri: str) -> None:
+    out = run("-c", uri, "assign", "stu-1", "--owner", "a)(uid=*")
+    assert out.returncode == 2
+    assert "invalid username" in out.stderr
+    out = run("-c", uri, "assign", "stu-1", "--owner", "carol", "--class", "net102")
+    assert out.returncode == 0
+    assert "owner carol, class net102" in out.stdout
+
+
+def test_connect_uri_from_dotenv(uri: str, tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(f"LIBVIRT_DEFAULT_URI={uri}\n")
+    out = run("list", "--json", env_file=env)
+    assert out.returncode == 0
+    assert len(json.loads(out.stdout)) == 3
+
+
+def test_version() -> None:
+    out = run("--version")
+    assert out.returncode == 0
+    assert out.stdout.startswith("vm-manager ")

@@ -1,0 +1,124 @@
+"""The inventory on libvirt's real test driver: filled once, then kept current by events."""
+
+import asyncio
+
+import libvirt
+import pytest
+
+from core import testdriver
+from core.inventory import Update
+from core.lab import Lab
+from core.metadata import LabMeta
+from core.model import VMState
+from core.testdriver import Spec
+
+
+class Recorder:
+    """Every update delivered to this loop, and a way to wait (at most 3 s) for a condition."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.updates: list[Update] = []
+        self._arrived = asyncio.Event()
+        self.unsubscribe = lab.subscribe(self._on_update)
+
+    def _on_update(self, update: Update) -> None:
+        self.updates.append(update)
+        self._arrived.set()
+
+    def changes(self, name: str | None = None) -> list:
+        return [c for u in self.updates for c in u.changes if name is None or c.vm.name == name]
+
+    async def wait(self, until) -> None:
+        async with asyncio.timeout(3):
+            while not until():
+                self._arrived.clear()
+                await self._arrived.wait()
+
+
+async def test_filled_once_with_metadata(settings, lab_file) -> None:
+    uri = lab_file([Spec("a", VMState.RUNNING, 2, 1024, LabMeta("alice", "net101", "deb")),
+                    Spec("b", VMState.SHUTOFF)])
+    lab = await Lab.open(settings, uri)
+    try:
+        by_name = {vm.name: vm for vm in lab.vms()}
+        assert by_name["a"].state == VMState.RUNNING
+        assert by_name["a"].vcpus == 2
+        assert by_name["a"].memory_mib == 1024
+        assert by_name["a"].meta.owner == "alice"
+        assert by_name["b"].state == VMState.SHUTOFF
+        assert by_name["b"].meta == LabMeta()
+        assert lab.host_statuses()[0].state == "active"
+    finally:
+        await lab.close()
+
+
+async def test_outside_events_reach_subscribers_without_refresh(settings) -> None:
+    """test:///default shares state and events between the connections of one process."""
+    lab = await Lab.open(settings, "test:///default")
+    seen = Recorder(lab)
+    outside = libvirt.open("test:///default")
+    name = "vmm-unit-outside"
+    dom = outside.defineXML(_domain_xml(name))
+
+    def states() -> list[VMState]:
+        return [c.vm.state for c in seen.changes(name)]
+
+    try:
+        await seen.wait(lambda: bool(seen.changes(name)))
+        dom.create()
+        await seen.wait(lambda: VMState.RUNNING in states())
+        dom.suspend()
+        await seen.wait(lambda: VMState.PAUSED in states())
+        dom.destroy()
+        await seen.wait(lambda: states()[-1] == VMState.SHUTOFF)
+        dom.undefine()
+        await seen.wait(lambda: seen.changes(name)[-1].kind == "removed")
+        kinds = [(c.kind, c.what) for c in seen.changes(name)]
+        assert kinds[0] == ("added", "appeared")
+        assert kinds[-1] == ("removed", "undefined")
+        assert all(vm.name != name for vm in lab.vms())
+    finally:
+        seen.unsubscribe()
+        outside.close()
+        await lab.close()
+
+
+def _domain_xml(name: str) -> str:
+    import xml.etree.ElementTree as ET
+
+    return ET.tostring(testdriver.domain_element(Spec(name)), encoding="unicode")
+
+
+def _state(lab: Lab, name: str) -> VMState | None:
+    return next((vm.state for vm in lab.vms() if vm.name == name), None)
+
+
+async def test_changes_name_the_action_that_caused_them(settings, lab_file) -> None:
+    lab = await Lab.open(settings, lab_file([Spec("a", VMState.RUNNING)]))
+    seen = Recorder(lab)
+    try:
+        await lab.act("suspend", lab.vms())
+        await seen.wait(lambda: any(c.cause for c in seen.changes()))
+        change = next(c for c in seen.changes() if c.cause)
+        assert (change.vm.name, change.cause, change.vm.state) == ("a", "suspend", VMState.PAUSED)
+    finally:
+        await lab.close()
+
+
+async def test_one_batch_per_burst(settings, lab_file) -> None:
+    lab = await Lab.open(settings, lab_file([Spec(f"v{i}", VMState.RUNNING) for i in range(30)]))
+    seen = Recorder(lab)
+    try:
+        await lab.act("destroy", lab.vms())
+        await seen.wait(lambda: sum(c.vm.state == VMState.SHUTOFF for c in seen.changes()) >= 30)
+        assert len({c.vm.name for c in seen.changes() if c.vm.state == VMState.SHUTOFF}) == 30
+        assert len(seen.updates) < 30  # coalesced: fewer batches than changes
+    finally:
+        await lab.close()
+
+
+async def test_unreachable_uri_is_a_clear_error(settings) -> None:
+    from core.errors import HypervisorUnavailable
+
+    with pytest.raises(HypervisorUnavailable, match="cannot connect to test:///no/such/file.xml"):
+        await Lab.open(settings, "test:///no/such/file.xml")

@@ -1,0 +1,173 @@
+"""``vm-manager``: the command line. With no command it starts the operator TUI.
+
+Exit codes: 0 all done; 1 some targets failed (one line each on stderr); 2 bad usage or an
+unreachable hypervisor. Errors are sentences, never tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from core import __version__
+from core.actions import Action, ActionResult
+from core.errors import VMManagerError
+from core.lab import Lab
+from core.log import setup_logging
+from core.model import VM
+from core.names import check_class_name, check_username
+from core.settings import Settings, load_settings
+from core.targets import resolve
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad usage that argparse cannot see (e.g. no target at all)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vm-manager", description="Run a teaching lab of VMs on libvirt. "
+        "With no command, start the operator TUI.")
+    parser.add_argument("-c", "--connect", metavar="URI",
+                        help="libvirt URI, as virsh -c takes it (default: LIBVIRT_DEFAULT_URI, "
+                        "else qemu:///system when it answers, else the built-in demo lab)")
+    parser.add_argument("--version", action="version", version=f"vm-manager {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    commands.add_parser("tui", help="start the operator TUI (the default)")
+
+    listing = commands.add_parser("list", help="list the VMs")
+    listing.add_argument("--json", action="store_true", help="one JSON array of VM objects")
+    listing.add_argument("--class", dest="classes", action="append", default=[], metavar="C",
+                         help="only VMs of class C (repeatable)")
+
+    for action in Action:
+        sub = commands.add_parser(action.value, help=_ACTION_HELP[action])
+        _add_targets(sub)
+        if action.destructive:
+            sub.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+        if action == Action.HALT:
+            sub.add_argument("--timeout", type=float, metavar="SECONDS",
+                             help="seconds to wait for the guest before destroying it "
+                             "(default: VMM_HALT_TIMEOUT, 60)")
+
+    assign = commands.add_parser("assign", help="record a VM's owner (and class) in its metadata")
+    assign.add_argument("targets", nargs="+", metavar="NAME", help="a VM name or a glob (stu-*)")
+    assign.set_defaults(classes=[])
+    assign.add_argument("--owner", required=True, metavar="USER")
+    assign.add_argument("--class", dest="lab_class", metavar="C", help="the VM's class")
+    return parser
+
+
+_ACTION_HELP = {
+    Action.START: "start VMs",
+    Action.HALT: "shut VMs down gracefully (ACPI), destroying those still running after the timeout",
+    Action.DESTROY: "power VMs off at once",
+    Action.REBOOT: "reboot running VMs",
+    Action.SUSPEND: "pause VMs",
+    Action.RESUME: "resume paused VMs",
+    Action.DELETE: "undefine VMs and remove the disks only they use (never a template)",
+}
+
+
+def _add_targets(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("targets", nargs="*", metavar="TARGET", help="a VM name or a glob (stu-*)")
+    sub.add_argument("--class", dest="classes", action="append", default=[], metavar="C",
+                     help="every VM of class C (repeatable)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings().with_uri(args.connect)
+        setup_logging(settings)
+        if args.command in (None, "tui"):
+            from tui.app import run_app  # the only import of Textual: not needed by commands
+
+            return run_app(settings, args.connect)
+        return asyncio.run(_run(args, settings))
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"vm-manager: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except VMManagerError as exc:
+        print(f"vm-manager: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `vm-manager list | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command != "list" and not args.targets and not args.classes:
+        raise UsageError(f"{args.command} needs at least one TARGET or --class")
+    if args.command == "assign":  # refuse bad names before touching the hypervisor
+        check_username(args.owner)
+        if args.lab_class is not None:
+            check_class_name(args.lab_class)
+    lab = await Lab.open(settings, args.connect)
+    try:
+        if args.command == "list":
+            return _list(lab.vms(), args)
+        found = resolve(lab.vms(), args.targets, args.classes)
+        for name in found.unmatched:
+            print(f"{name}: no such VM", file=sys.stderr)
+        if args.command == "assign":
+            results = await lab.assign(found.vms, args.owner, args.lab_class) if found.vms else []
+        else:
+            action = Action(args.command)
+            if found.vms and action.destructive and not args.yes and not _confirm(action, found.vms):
+                print("nothing done", file=sys.stderr)
+                return EXIT_FAILED
+            timeout = getattr(args, "timeout", None)
+            results = await lab.act(action, found.vms, halt_timeout=timeout) if found.vms else []
+        return _report(results, failed=bool(found.unmatched))
+    finally:
+        await lab.close()
+
+
+def _confirm(action: Action, vms: list[VM]) -> bool:
+    if not sys.stdin.isatty():
+        raise UsageError(f"{action.value} asks for confirmation: pass --yes when not on a terminal")
+    names = ", ".join(vm.name for vm in vms[:10]) + (f" and {len(vms) - 10} more" if len(vms) > 10 else "")
+    answer = input(f"{action.value.capitalize()} {len(vms)} VM{'s' if len(vms) > 1 else ''}: {names}? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _report(results: list[ActionResult], *, failed: bool) -> int:
+    for result in results:
+        if result.ok:
+            print(f"{result.vm.name}: {result.message}")
+        else:
+            print(f"{result.vm.name}: {result.message}", file=sys.stderr)
+    return EXIT_FAILED if failed or any(not r.ok for r in results) else EXIT_OK
+
+
+def _list(vms: list[VM], args: argparse.Namespace) -> int:
+    if args.classes:
+        vms = [vm for vm in vms if vm.meta.lab_class in args.classes]
+    vms.sort(key=lambda vm: (vm.name, vm.host))
+    if args.json:
+        json.dump([vm.as_json() for vm in vms], sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return EXIT_OK
+    header = ("NAME", "STATE", "OWNER", "CLASS", "VCPUS", "MEMORY", "IP")
+    rows = [(vm.name, vm.state.value, vm.meta.owner or "—", vm.meta.lab_class or "—", str(vm.vcpus),
+             f"{vm.memory_mib} MiB", ", ".join(vm.ips) or "—") for vm in vms]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
