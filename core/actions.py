@@ -18,7 +18,7 @@ from pathlib import Path
 
 import libvirt
 
-from core import domainxml
+from core import domainxml, images
 from core.errors import ActionFailed, VMManagerError, from_libvirt
 from core.host import Host
 from core.model import VM, VMState
@@ -56,7 +56,7 @@ class _Run:
     slots: asyncio.Semaphore
     halt_timeout: float
     protected_dirs: tuple[str, ...]
-    disk_users: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    disk_users: dict[str, tuple[dict[str, set[str]], list[str]]] = field(default_factory=dict)
 
 
 async def run_bulk(hosts: Mapping[str, Host], action: Action | str, vms: Iterable[VM], *,
@@ -110,14 +110,12 @@ async def _start(host: Host, vm: VM, run: _Run) -> str:
 
 
 async def _halt(host: Host, vm: VM, run: _Run) -> str:
-    state = _current(host, vm).state
-    if not state.is_active:
-        return "already shut off"
-    if state == VMState.PAUSED:
-        await _call(host, run, "resume", vm)  # a paused guest cannot see the ACPI button
     stopped = host.inventory.watch(vm.key, lambda v: v is None or not v.state.is_active)
     try:
-        await _call(host, run, "shutdown", vm)
+        async with run.slots:
+            pressed = await host.call(_press_power_button, host, vm.uuid)
+        if not pressed:
+            return "already shut off"
         try:
             await asyncio.wait_for(asyncio.shield(stopped), run.halt_timeout)
             return "halted"
@@ -132,6 +130,18 @@ async def _halt(host: Host, vm: VM, run: _Run) -> str:
         return f"destroyed after {run.halt_timeout:g} s: the guest ignored the ACPI shutdown"
     finally:
         host.inventory.unwatch(stopped)
+
+
+def _press_power_button(host: Host, uuid: str) -> bool:
+    """ACPI shutdown, reading libvirt's own state first (the inventory may lag by an event)."""
+    dom = host.domain(uuid)
+    state = VMState.from_libvirt(dom.state()[0])
+    if not state.is_active:
+        return False
+    if state == VMState.PAUSED:
+        dom.resume()  # a paused guest cannot see the button
+    dom.shutdown()
+    return True
 
 
 async def _destroy(host: Host, vm: VM, run: _Run) -> str:
@@ -173,40 +183,56 @@ async def _delete(host: Host, vm: VM, run: _Run) -> str:
     if _current(host, vm).state.is_active:
         await _call(host, run, "destroy", vm)
     async with run.slots:
-        users = run.disk_users.get(host.name)
-        if users is None:
-            users = run.disk_users[host.name] = await host.call(_disk_users, host)
+        usage = run.disk_users.get(host.name)
+        if usage is None:
+            usage = run.disk_users[host.name] = await host.call(_disk_users, host)
+        users, unreadable = usage
         xml = await host.call(lambda: host.domain(vm.uuid).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
         owned = _owned_disks(domainxml.parse(xml), vm.uuid, users, run.protected_dirs)
         await host.call(_undefine, host, vm.uuid)
-        notes = [await host.call(_remove_storage, host, path) for path in owned]
+        if unreadable:
+            notes = [f"kept {path}: cannot tell whether {unreadable[0]} is backed by it"
+                     for path in owned]
+        else:
+            notes = [await host.call(_remove_storage, host, path) for path in owned]
     removed = [n for n in notes if n.startswith("removed")]
     kept = [n for n in notes if not n.startswith("removed")]
     summary = f"deleted, {len(removed)} disk{'s' if len(removed) != 1 else ''} removed"
     return summary + (f" ({'; '.join(kept)})" if kept else "")
 
 
-def _disk_users(host: Host) -> dict[str, set[str]]:
-    """Every disk path (and backing file) on the host, with the UUIDs of the domains that use it."""
+def _disk_users(host: Host) -> tuple[dict[str, set[str]], list[str]]:
+    """Every disk path on the host (and every backing file below it), with the UUIDs that use it.
+
+    Also the local images whose chain could not be read: while there are any, no disk can be
+    shown to be unused, so none is removed.
+    """
     users: dict[str, set[str]] = {}
+    unreadable: list[str] = []
     for dom in host.connection().listAllDomains(0):
         with contextlib.suppress(libvirt.libvirtError):
             info = domainxml.parse(dom.XMLDesc(0))
             for disk in info.disks:
-                for path in (disk.source, *disk.backing):
+                chain = [disk.source, *disk.backing]
+                if disk.source and disk.source_type == "file" and not host.remote:
+                    try:
+                        chain += images.backing_chain(disk.source)
+                    except images.UnreadableImage:
+                        unreadable.append(disk.source)
+                for path in chain:
                     if path:
-                        users.setdefault(path, set()).add(info.uuid)
-    return users
+                        users.setdefault(os.path.normpath(path), set()).add(info.uuid)
+    return users, unreadable
 
 
 def _owned_disks(info: domainxml.DomainInfo, uuid: str, users: Mapping[str, set[str]],
                  protected: tuple[str, ...]) -> list[str]:
-    """The disks only this VM uses: writable, unshared, not a template, no other domain's backing."""
+    """The disks only this VM uses: writable, unshared, not a template, nobody's backing file."""
     owned = []
     for disk in info.disks:
         if disk.device != "disk" or disk.readonly or disk.shareable or not disk.source:
             continue
-        if users.get(disk.source, {uuid}) - {uuid}:
+        if users.get(os.path.normpath(disk.source), {uuid}) - {uuid}:
             continue  # another domain uses it, directly or as a backing file
         if disk.source_type == "file" and _inside(disk.source, protected):
             continue

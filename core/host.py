@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import libvirt
 
 from core import domainxml, stats
-from core.errors import HypervisorUnavailable, from_libvirt
+from core.errors import HypervisorUnavailable, VMManagerError, from_libvirt
 from core.inventory import Inventory
 from core.model import VM, ConnState, Figures, HostFigures, HostStatus, VMState
 
@@ -104,6 +104,7 @@ class Host:
     async def connect(self) -> None:
         """Open the connection and fill the inventory; raise HypervisorUnavailable on failure."""
         self._closing = False
+        self._loop = asyncio.get_running_loop()
         self._set_status(ConnState.CONNECTING, "connecting")
         try:
             await self._open()
@@ -113,7 +114,7 @@ class Host:
 
     async def close(self) -> None:
         """Deregister every callback, then the close callback, then close; stop background tasks."""
-        self._closing = True
+        self._closing = True  # from here on, events record nothing and schedule nothing
         tasks = [t for t in (self._stats_task, self._refresh_task, self._reconnect_task, *self._tasks)
                  if t is not None]
         for task in tasks:
@@ -158,6 +159,8 @@ class Host:
 
     # -- connecting --
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closing:
+            raise HypervisorUnavailable(f"the connection to {self.uri} is closing")
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def _open(self) -> None:
@@ -209,20 +212,22 @@ class Host:
         with contextlib.suppress(libvirt.libvirtError):
             conn.close()
 
-    def _on_close(self, _conn: libvirt.virConnect, reason: int, _opaque: object) -> None:
-        """libvirt's close callback (core loop): show the loss at once, then reconnect."""
-        if self._closing or self.conn is None:
-            return
+    def _on_close(self, conn: libvirt.virConnect, reason: int, _opaque: object) -> None:
+        """libvirt's close callback: show the loss at once, then reconnect.
+
+        libvirt may call it from whichever thread noticed the loss (one blocked in an RPC), so
+        it only hands over to the core loop.
+        """
         reasons = {libvirt.VIR_CONNECT_CLOSE_REASON_ERROR: "I/O error",
                    libvirt.VIR_CONNECT_CLOSE_REASON_EOF: "the daemon closed the connection",
                    libvirt.VIR_CONNECT_CLOSE_REASON_KEEPALIVE: "keepalive timed out"}
-        self._lost(reasons.get(reason, "connection closed"))
+        self._loop.call_soon_threadsafe(self._lost, conn, reasons.get(reason, "connection closed"))
 
-    def _lost(self, why: str) -> None:
-        if self.conn is None or self._closing:
-            return
+    def _lost(self, conn: libvirt.virConnect, why: str) -> None:
+        if self.conn is None or self._closing or conn is not self.conn:
+            return  # already handled, closing on purpose, or a previous connection's late call
         log.warning("lost %s: %s", self.uri, why)
-        conn, self.conn = self.conn, None
+        self.conn = None
         if self._stats_task is not None:
             self._stats_task.cancel()
         self._set_status(ConnState.DISCONNECTED, f"lost: {why}; reconnecting")
@@ -334,6 +339,8 @@ class Host:
     # -- events (core loop: record and schedule, nothing blocking) --
     def _on_lifecycle(self, _conn: object, dom: libvirt.virDomain, event: int, detail: int,
                       _opaque: object) -> None:
+        if self._closing:
+            return
         uuid = dom.UUIDString()
         key = (self.name, uuid)
         what = _EVENT_NAMES.get(event, f"event {event}")
@@ -343,6 +350,9 @@ class Host:
             return
         vm = self.inventory.get(key)
         state = _EVENT_STATE.get(event)
+        if event == libvirt.VIR_DOMAIN_EVENT_RESUMED and (
+                vm is None or vm.state not in (VMState.PAUSED, VMState.PMSUSPENDED)):
+            state = None  # QEMU also sends RESUMED while booting, before STARTED: not a resume
         if event == libvirt.VIR_DOMAIN_EVENT_STARTED:
             self._started_at[uuid] = time.time()
             self._spawn(self._look_for_ips(uuid))
@@ -370,6 +380,8 @@ class Host:
             self._spawn(self._look_for_ips(dom.UUIDString(), delays=(0.0,)))
 
     def _mark_dirty(self, uuid: str) -> None:
+        if self._closing:
+            return
         self._dirty.add(uuid)
         if self._refresh_task is None or self._refresh_task.done():
             self._refresh_task = asyncio.create_task(self._refresh_dirty())
@@ -380,7 +392,7 @@ class Host:
             uuids, self._dirty = self._dirty, set()
             try:
                 found, gone = await self._run(self._read_uuids, uuids)
-            except libvirt.libvirtError as exc:
+            except (libvirt.libvirtError, VMManagerError) as exc:
                 log.warning("refresh failed on %s: %s", self.uri, from_libvirt(exc).message)
                 return
             for vm in found:
@@ -398,10 +410,13 @@ class Host:
             try:
                 if await self.refresh_ips(uuid):
                     return
-            except libvirt.libvirtError:
+            except (libvirt.libvirtError, VMManagerError):
                 return
 
     def _spawn(self, coro: Any) -> None:
+        if self._closing:
+            coro.close()
+            return
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -413,7 +428,7 @@ class Host:
         while self.conn is not None:
             try:
                 await self.sample_stats()
-            except libvirt.libvirtError as exc:
+            except (libvirt.libvirtError, VMManagerError) as exc:
                 log.warning("stats failed on %s: %s", self.uri, from_libvirt(exc).message)
             await asyncio.sleep(self.stats_interval)
 

@@ -48,6 +48,17 @@ class LabMeta:
         return ET.tostring(root, encoding="unicode")
 
 
+    def to_element(self) -> ET.Element:
+        """Our element in its namespace, for embedding in a whole domain document."""
+        element = ET.fromstring(self.to_xml())
+        for node in element.iter():
+            node.tag = f"{{{NAMESPACE}}}{node.tag}"
+        return element
+
+
+ET.register_namespace(PREFIX, NAMESPACE)
+
+
 def parse_element(xml: str | None) -> LabMeta:
     """Parse the element as ``virDomainGetMetadata`` returns it (no namespace on its tags)."""
     if not xml:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.metadata import NAMESPACE, PREFIX, LabMeta
+from core.metadata import LabMeta
 from core.model import VMState
 
 TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
@@ -47,11 +47,7 @@ def domain_element(spec: Spec) -> ET.Element:
     os_ = ET.SubElement(domain, "os")
     ET.SubElement(os_, "type").text = "hvm"
     if spec.meta != LabMeta():
-        meta = ET.SubElement(domain, "metadata")
-        element = ET.fromstring(spec.meta.to_xml())
-        for node in element.iter():
-            node.tag = f"{{{NAMESPACE}}}{node.tag}"
-        meta.append(element)
+        ET.SubElement(domain, "metadata").append(spec.meta.to_element())
     devices = ET.SubElement(domain, "devices")
     for index, path in enumerate(spec.disks):
         disk = ET.SubElement(devices, "disk", type="file", device="disk")
@@ -63,7 +59,6 @@ def domain_element(spec: Spec) -> ET.Element:
 
 def node_xml(specs: Iterable[Spec]) -> str:
     """A whole test-driver file."""
-    ET.register_namespace(PREFIX, NAMESPACE)
     ET.register_namespace("test", TEST_NS)
     node = ET.Element("node")
     for spec in specs:

@@ -1,6 +1,7 @@
 """Lifecycle actions on libvirt's real test driver."""
 
 import asyncio
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -97,5 +98,32 @@ async def test_assign_writes_metadata_and_refuses_bad_names(settings, lab_file) 
         (result,) = await lab.assign(lab.vms(), "alice", "net101")
         assert result.ok
         assert lab.vms()[0].meta == LabMeta("alice", "net101", "deb")
+    finally:
+        await lab.close()
+
+
+@pytest.fixture
+def clone_pair(tmp_path: Path) -> tuple[Path, Path]:
+    base, clone = tmp_path / "base.qcow2", tmp_path / "clone.qcow2"
+    subprocess.run(["qemu-img", "create", "-f", "qcow2", str(base), "16M"], check=True, capture_output=True)
+    subprocess.run(["qemu-img", "create", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(clone)],
+                   check=True, capture_output=True)
+    return base, clone
+
+
+async def test_delete_keeps_a_file_another_vm_is_backed_by(clone_pair, settings, lab_file) -> None:
+    """libvirt shows no backing chain for a shut-off VM: the image header must be read."""
+    base, clone = clone_pair
+    lab = await Lab.open(settings, lab_file([Spec("tpl", disks=(str(base),)),
+                                             Spec("clone", disks=(str(clone),))]))
+    try:
+        (result,) = await lab.act("delete", [by_name(lab)["tpl"]])
+        assert result.ok, result.message
+        assert result.message == "deleted, 0 disks removed"
+        assert base.exists()
+        (result,) = await lab.act("delete", [by_name(lab)["clone"]])
+        assert result.message == "deleted, 1 disk removed"
+        assert not clone.exists()
+        assert base.exists()
     finally:
         await lab.close()

@@ -1,0 +1,55 @@
+# VM Manager. Works on a fresh Debian 12 machine, as root, without systemd:
+#   make run            install what is missing, then start the TUI (ARGS="..." for the CLI)
+#   make test           install, start libvirtd if needed, pytest (all of tests/) + ruff, stop it again
+#   make lint           ruff
+#   make bench          scripts/bench.py, against real VMs when libvirtd answers
+#   make screenshots    scripts/screenshots.py, likewise
+# PYTEST_ARGS="-k halt" narrows make test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+LIBVIRTD := scripts/libvirtd.sh
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench screenshots setup system-deps libvirtd-start libvirtd-stop libvirtd-status clean
+
+setup: system-deps $(STAMP)
+
+system-deps:
+	@scripts/setup.sh system
+
+# Rebuilt only when pyproject.toml is newer than the stamp (or the venv is gone).
+$(STAMP): pyproject.toml | system-deps
+	@scripts/setup.sh venv
+
+run: setup
+	$(VENV)/bin/vm-manager $(ARGS)
+
+test: setup
+	VMM_REQUIRE_INTEGRATION=1 $(LIBVIRTD) run scripts/test.sh $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(LIBVIRTD) run --optional $(PY) scripts/bench.py $(ARGS)
+
+screenshots: setup
+	$(LIBVIRTD) run --optional $(PY) scripts/screenshots.py $(ARGS)
+
+# For working by hand: start the daemons and leave them running; stop those that start started.
+libvirtd-start:
+	$(LIBVIRTD) start
+
+libvirtd-stop:
+	$(LIBVIRTD) stop
+
+libvirtd-status:
+	$(LIBVIRTD) status
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info

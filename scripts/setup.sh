@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Install what VM Manager needs on a Debian 12 machine, as root, and nothing that is already there.
+#
+#   scripts/setup.sh system   apt-get install the missing system packages (apt-get update once,
+#                             and only when something is missing)
+#   scripts/setup.sh venv     create .venv if needed and install the project editable with its
+#                             dev dependency group; touches .venv/.installed when done
+#   scripts/setup.sh          both (the Makefile calls the two steps separately, so that the venv
+#                             step is skipped while .venv/.installed is newer than pyproject.toml)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The runtime (libvirt, QEMU, tmux for the TUI tests) and what builds libvirt-python from source
+# (PyPI ships it as an sdist only): a C compiler, pkg-config, libvirt-dev and the Python headers.
+PACKAGES=(libvirt-daemon-system libvirt-dev libvirt-clients pkg-config qemu-system-x86 qemu-utils
+          tmux python3 python3-venv python3-dev gcc)
+VENV=.venv
+STAMP=$VENV/.installed
+PYTHON=${PYTHON:-python3}
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+installed() {
+    [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) == installed ]]
+}
+
+system() {
+    local missing=() pkg
+    for pkg in "${PACKAGES[@]}"; do
+        installed "$pkg" || missing+=("$pkg")
+    done
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+    if ((EUID != 0)); then
+        log "missing Debian packages: ${missing[*]} (run as root, or install them yourself)"
+        exit 1
+    fi
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    if [[ ${VMM_APT_UPDATED:-} != 1 ]]; then
+        apt-get update -q
+        export VMM_APT_UPDATED=1
+    fi
+    apt-get install -y -q -o Dpkg::Options::=--force-confold "${missing[@]}"
+}
+
+# The packages of a [dependency-groups] group, for a pip too old for --group (before 25.1).
+group_packages() {
+    "$VENV/bin/python" - "$1" <<'PY'
+import sys
+import tomllib
+
+with open("pyproject.toml", "rb") as f:
+    groups = tomllib.load(f).get("dependency-groups", {})
+
+
+def expand(name: str, seen: set[str]) -> list[str]:
+    out: list[str] = []
+    for item in groups.get(name, []):
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict) and item.get("include-group") not in seen:
+            seen.add(item["include-group"])
+            out.extend(expand(item["include-group"], seen))
+    return out
+
+
+print("\n".join(expand(sys.argv[1], {sys.argv[1]})))
+PY
+}
+
+venv() {
+    if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        log "creating $VENV with $("$PYTHON" --version 2>&1)"
+        rm -rf "$VENV"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    local pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
+    "${pip[@]}" install -q --upgrade pip || log "could not upgrade pip; going on with $("${pip[@]}" --version)"
+    if "${pip[@]}" install --help 2>/dev/null | grep -q -- '--group'; then
+        "${pip[@]}" install -q -e . --group dev
+    else
+        local dev=()
+        mapfile -t dev < <(group_packages dev)
+        "${pip[@]}" install -q -e . "${dev[@]}"
+    fi
+    touch "$STAMP"
+    log "installed the project and its dev group into $VENV"
+}
+
+case ${1:-all} in
+    system) system ;;
+    venv) venv ;;
+    all)
+        system
+        if [[ ! -e $STAMP || pyproject.toml -nt $STAMP ]]; then venv; fi
+        ;;
+    *) echo "usage: $0 [system|venv|all]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,109 @@
+"""Fixtures of the integration tests: a real libvirtd on qemu:///system (``make test`` starts one).
+
+Without one the tests skip, except in CI or under ``make test`` (``CI=true`` or
+``VMM_REQUIRE_INTEGRATION=1``), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+from livelab import RUN_PREFIX, URI, Outside, Watch, open_system, remove_domain, unavailable
+
+from core.lab import Lab
+from core.settings import Settings
+
+_checked: dict[str, str | None] = {}
+
+
+def _problem() -> str | None:
+    """Why qemu:///system can't run the tests, or None; checked once per session."""
+    if "reason" not in _checked:
+        reason = None
+        try:
+            conn = open_system()
+            try:
+                caps = conn.getCapabilities()
+            finally:
+                conn.close()
+            if "/usr/bin/qemu-system-x86_64" not in caps and "qemu-system-x86_64" not in caps:
+                reason = f"{URI} answers but offers no qemu-system-x86_64"
+        except libvirt.libvirtError as exc:
+            reason = f"{URI} is unreachable ({exc.get_error_message() or exc}); run `make test`"
+        _checked["reason"] = reason
+    return _checked["reason"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_strays() -> Iterator[None]:
+    """At the end of the session, remove any domain of this run that a failed test left behind."""
+    yield
+    if _checked.get("reason", "not checked") is not None:
+        return
+    with contextlib.suppress(libvirt.libvirtError):
+        conn = open_system()
+        for dom in conn.listAllDomains(0):
+            if dom.name().startswith(RUN_PREFIX):
+                remove_domain(dom)
+        conn.close()
+
+
+@pytest.fixture
+def outside() -> Iterator[Outside]:
+    """A plain libvirt connection for acting from outside; cleans up every domain it made."""
+    reason = _problem()
+    if reason is not None:
+        unavailable(reason)
+    world = Outside()
+    try:
+        yield world
+    finally:
+        world.cleanup()
+
+
+@pytest.fixture
+def disk_dir(outside: Outside) -> Path:
+    """A temp dir QEMU (as libvirt-qemu) can read, for qcow2 files made with qemu-img.
+
+    ``outside`` removes it, after the domains using it (a fixture of its own would go first).
+    """
+    return outside.shared_dir()
+
+
+OpenLab = Callable[..., Awaitable[tuple[Lab, Watch]]]
+
+
+@pytest.fixture
+async def open_lab(outside: Outside, tmp_path: Path) -> AsyncIterator[OpenLab]:
+    """``lab, watch = await open_lab(halt_timeout=3)``: a Lab on qemu:///system with these settings.
+
+    ``outside`` comes first, so a missing libvirtd skips (or fails) before anything connects.
+    """
+    opened: list[tuple[Lab, Watch]] = []
+
+    async def open_(**overrides: Any) -> tuple[Lab, Watch]:
+        overrides.setdefault("data_dir", tmp_path / "data")
+        overrides.setdefault("config_dir", tmp_path / "config")
+        lab = await asyncio.wait_for(Lab.open(Settings(**overrides), URI), 30)
+        watch = Watch(lab)
+        opened.append((lab, watch))
+        return lab, watch
+
+    yield open_
+    for lab, watch in opened:
+        watch.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(lab.close(), 15)
+    opened.clear()
+    # Collect the closed Lab now: a core task that failed unobserved is then logged here, not
+    # whenever the GC next runs -- which can be inside pytest's ast.parse of a traceback, where
+    # CPython 3.11's AST recursion-depth bug (gh-106905) turns the nested logging into an
+    # INTERNALERROR that ends the whole session.
+    gc.collect()
