@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -175,3 +176,26 @@ async def test_connection_lost_during_a_call(restartable_libvirtd, outside: Outs
     await watch.until(lambda: lab.host_statuses()[0].state == ConnState.ACTIVE, 15,
                       "the host to be ACTIVE again")
     assert watch.vm(uuid) is not None
+
+
+async def test_cli_reports_a_daemon_that_dies_mid_action(restartable_libvirtd, outside: Outside,
+                                                          tmp_path: Path) -> None:
+    """``vm-manager halt`` while libvirtd dies: exit 1, one line naming the VM, no traceback."""
+    dom = outside.define("cliwait", start=True)  # SeaBIOS ignores ACPI: the halt waits
+    env = dict(os.environ, VMM_DATA_DIR=str(tmp_path), VMM_ENV_FILE="/nonexistent")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tui.cli", "-c", "qemu:///system", "halt", "--yes", "--timeout", "60",
+        dom.name(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        stdin=asyncio.subprocess.DEVNULL)
+    await asyncio.sleep(4)  # connected, button pressed, waiting for a guest that won't stop
+    assert proc.returncode is None
+    pid = _libvirtd_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    stderr = err.decode()
+    assert proc.returncode == 1, (out, stderr)
+    assert f"{dom.name()}: lost" in stderr
+    assert "Traceback" not in stderr
+    _start_libvirtd()  # before the fixtures' cleanup, which needs it to remove the VM
+    await _until(system_answers, 30, "libvirtd to answer again")
