@@ -78,8 +78,15 @@ class Lab:
                       keepalive=(settings.keepalive_interval, settings.keepalive_count),
                       reconnect_max_delay=settings.reconnect_max_delay, demo=demo)
                  for uri in uris]
-        for host in hosts:
-            await host.connect()
+        connected: list[Host] = []
+        try:
+            for host in hosts:
+                await host.connect()
+                connected.append(host)
+        except BaseException:
+            for host in connected:  # no half-open lab: close what did connect
+                await host.close()
+            raise
         return cls(settings, hosts, inventory)
 
     # -- reading --

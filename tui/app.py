@@ -1,0 +1,218 @@
+"""The operator TUI: opens the lab (or takes an open one), feeds its screens, closes it on exit.
+
+Entry points: :func:`run_app` for the CLI, :class:`VMManagerApp` for tests and embedding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.dom import DOMNode
+from textual.signal import Signal
+
+from core import eventloop
+from core.errors import VMManagerError
+from core.inventory import Key, Update
+from core.lab import Lab
+from core.model import VM, Change, HostStatus
+from core.settings import Settings
+from tui.coalesce import Coalescer
+from tui.commands import VMCommands
+from tui.history import StatsHistory
+from tui.keymap import KeyInfo, Keymap, binding_ids, catalogue, load_keymap
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.detail import DetailScreen
+from tui.screens.error import ConnectErrorScreen
+from tui.screens.help import HelpScreen
+from tui.screens.main import MainScreen
+from tui.widgets.vmtable import VMTable
+
+
+class VMManagerApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "VM Manager"
+    COMMANDS = App.COMMANDS | {VMCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("ctrl+p", "command_palette", "Commands", show=False, id="command_palette",
+                priority=True),
+        Binding("q,ctrl+q", "quit", "Quit", id="quit"),
+    ]
+
+    def __init__(self, settings: Settings | None = None, uri: str | None = None, *,
+                 lab: Lab | None = None, clock: Callable[[], datetime] = datetime.now,
+                 log_visible: bool | None = None) -> None:
+        """Give ``settings`` (and ``uri``) to have the app open the lab, or an open ``lab``.
+
+        The app closes the lab on exit either way. ``clock`` stamps the event log (tests fix it);
+        ``log_visible`` forces the event log on or off (default: on when the terminal is tall).
+        """
+        super().__init__()
+        if lab is None and settings is None:
+            raise ValueError("VMManagerApp needs settings (to open the lab) or an open lab")
+        self.settings: Settings = settings or lab.settings  # type: ignore[union-attr]
+        self.uri = uri
+        self.lab: Lab | None = lab
+        self.clock = clock
+        self.log_visible = log_visible
+        self.history = StatsHistory()
+        self.vm_updates: Signal[dict[Key, VM | None]] = Signal(self, "vm-updates")
+        self.keymap: Keymap = {}
+        self._coalescer = Coalescer(self._apply)
+        self._unsubscribe: Callable[[], None] | None = None
+        self._opening: concurrent.futures.Future[Lab] | None = None
+        self._clashes: set[frozenset[str]] = set()
+
+    @property
+    def main(self) -> MainScreen:
+        return self.get_screen("main")  # type: ignore[return-value]
+
+    def get_default_screen(self) -> MainScreen:
+        return MainScreen(self.uri or self.settings.connect_uri or "", self.clock, self.log_visible)
+
+    def start_opening(self) -> None:
+        """Start connecting now, on the core's thread, while Textual starts up and draws."""
+        if self.lab is None and self._opening is None:
+            self._opening = eventloop.submit(Lab.open(self.settings, self.uri))
+
+    def on_mount(self) -> None:
+        self.start_opening()
+        self.install_screen(self.screen, "main")
+        self.load_keymap()
+
+    def on_ready(self) -> None:
+        """The main screen is composed: feed it the given lab, or the one being opened."""
+        if self.lab is not None:
+            self.attach(self.lab)
+        else:
+            self.action_connect()
+
+    # -- the lab --
+    def action_connect(self) -> None:
+        self.run_worker(self._open(), group="connect", exclusive=True, exit_on_error=False)
+
+    async def _open(self) -> None:
+        opening = self._opening or eventloop.submit(Lab.open(self.settings, self.uri))
+        self._opening = None  # a retry opens afresh
+        try:
+            # shielded: quitting while connecting must not cancel a half-made connection...
+            lab = await asyncio.shield(asyncio.wrap_future(opening))
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_unwanted)  # ...it is closed once it is made
+            raise
+        except Exception as exc:  # anything at all: say so, never sit on "connecting…"
+            title, message = ((exc.title, exc.message) if isinstance(exc, VMManagerError)
+                              else ("Cannot open the lab", f"{type(exc).__name__}: {exc}"))
+            uri = self.uri or self.settings.connect_uri or "(automatic)"
+            self.main.event_log.add(f"cannot connect: {message}", "bold red")
+            self.push_screen(ConnectErrorScreen(title, message, uri))
+            return
+        if not self.is_running:
+            await lab.close()
+            return
+        self.attach(lab)
+
+    def attach(self, lab: Lab) -> None:
+        """Subscribe first, then read: a change in between is applied twice, never missed."""
+        self.lab = lab
+        self._unsubscribe = lab.subscribe(self._coalescer.push)
+        self.main.load(lab)
+
+    def _apply(self, updates: Sequence[Update]) -> None:
+        if not self.is_running:
+            return
+        changes: list[Change] = []
+        hosts: dict[str, HostStatus] = {}
+        for update in updates:
+            changes.extend(update.changes)
+            hosts.update((h.name, h) for h in update.hosts)
+        changed: dict[Key, VM | None] = {}
+        for change in changes:
+            key = change.vm.key
+            if change.kind == "removed":
+                self.history.forget(key)
+                changed[key] = None
+            else:
+                if change.what == "stats":
+                    self.history.record(change.vm)
+                changed[key] = change.vm
+        self.main.apply(changes, list(hosts.values()))
+        if changed:
+            self.vm_updates.publish(changed)
+
+    async def on_unmount(self) -> None:
+        self._coalescer.close()
+        if self._opening is not None:  # never awaited: close it once it is open
+            self._opening.add_done_callback(_close_unwanted)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self.lab is not None:
+            lab, self.lab = self.lab, None
+            await lab.close()
+
+    # -- keys --
+    def binding_groups(self) -> list[tuple[str, Sequence[BindingType]]]:
+        """Every binding of the app, grouped as the help screen shows them."""
+        return [("VM list", MainScreen.BINDINGS), ("Navigation", VMTable.BINDINGS),
+                ("Global", self.BINDINGS), ("Confirm dialog", ConfirmScreen.BINDINGS),
+                ("Detail screen", DetailScreen.BINDINGS), ("Help screen", HelpScreen.BINDINGS),
+                ("Connection error", ConnectErrorScreen.BINDINGS)]
+
+    def key_catalogue(self) -> list[KeyInfo]:
+        return catalogue(self.binding_groups(), self.keymap, self.get_key_display)
+
+    def namespace_for(self, group: str) -> DOMNode | None:
+        if group == "Global":
+            return self
+        if group == "VM list":
+            return self.main
+        if group == "Navigation":
+            return self.main.table
+        return None
+
+    def load_keymap(self) -> None:
+        """Apply ``keymap.toml``; a broken file is reported, and the default keys stay."""
+        path = self.settings.keymap_path
+        keymap, problems = load_keymap(path, binding_ids(self.binding_groups()))
+        self.keymap = keymap
+        self.set_keymap(keymap)
+        if problems:
+            self.notify("\n".join(problems), title="Keymap not fully applied",
+                        severity="error" if not keymap else "warning", timeout=20, markup=False)
+        # Textual drops a binding whose key is taken by a remapped one, without a clash report
+        unbound = [i.binding_id for i in self.key_catalogue() if not i.keys]
+        if unbound:
+            self.notify(f"These bindings lost their key to a remapped one: {', '.join(unbound)}",
+                        title="Keymap clash", severity="warning", timeout=20, markup=False)
+
+    def handle_bindings_clash(self, clashed_bindings: set[Binding], node: DOMNode) -> None:
+        names = frozenset(b.id or b.action for b in clashed_bindings)
+        if names not in self._clashes:
+            self._clashes.add(names)
+            self.notify(f"These bindings lost their key to a remapped one: {', '.join(sorted(names))}",
+                        title="Keymap clash", severity="warning", timeout=15, markup=False)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.key_catalogue(), str(self.settings.keymap_path)))
+
+
+def _close_unwanted(opening: concurrent.futures.Future[Lab]) -> None:
+    """A lab that finished opening after the app gave up on it (runs on the core's thread)."""
+    if not opening.cancelled() and opening.exception() is None:
+        eventloop.submit(opening.result().close())
+
+
+def run_app(settings: Settings, uri: str | None = None) -> int:
+    """Run the TUI until the operator quits; returns the process exit code."""
+    app = VMManagerApp(settings, uri)
+    app.start_opening()
+    app.run()
+    return app.return_code or 0

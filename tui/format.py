@@ -1,0 +1,117 @@
+"""How values are written on screen: plain strings and Rich styles, never markup.
+
+Everything from outside (VM names, owners, messages) goes through :func:`printable` and is
+placed in :class:`rich.text.Text` or a Strip segment as-is, so ``[b]bold`` reads ``[b]bold``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit
+
+from rich.style import Style
+
+from core.model import VM, VMState
+
+DASH = "—"
+"""Shown for every figure the driver does not report: never an invented number."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+STATE_STYLES: dict[VMState, Style] = {
+    VMState.RUNNING: Style(color="green"),
+    VMState.BLOCKED: Style(color="magenta"),
+    VMState.PAUSED: Style(color="yellow"),
+    VMState.SHUTDOWN: Style(color="yellow", italic=True),
+    VMState.SHUTOFF: Style(dim=True),
+    VMState.CRASHED: Style(color="red", bold=True),
+    VMState.PMSUSPENDED: Style(color="cyan"),
+    VMState.NOSTATE: Style(dim=True, italic=True),
+}
+
+
+def printable(value: str, *, multiline: bool = False) -> str:
+    """``value`` with control characters shown as ``\\xNN`` (they would corrupt the terminal).
+
+    ``multiline`` keeps line feeds, for messages shown in a box that wraps.
+    """
+    pattern = _CONTROL_BUT_NEWLINE if multiline else _CONTROL
+    if pattern.search(value) is None:
+        return value
+    return pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+
+
+def display_uri(uri: str) -> str:
+    """The URI as shown in the header; a test-driver file shows only its name (paths differ)."""
+    parts = urlsplit(uri)
+    if parts.scheme == "test" and parts.path not in ("", "/default"):
+        return f"test:///…/{PurePosixPath(parts.path).name}"
+    return printable(uri)
+
+
+def size_mib(mib: float | None) -> str:
+    """``512M``, ``2G``, ``1.5G``, ``1.2T``; ``—`` when unknown."""
+    if mib is None:
+        return DASH
+    if mib < 1024:
+        return f"{mib:.0f}M"
+    gib = mib / 1024
+    if gib < 1024:
+        return f"{gib:.0f}G" if gib == int(gib) or gib >= 100 else f"{gib:.1f}G"
+    return f"{gib / 1024:.1f}T"
+
+
+def percent(value: float | None) -> str:
+    return DASH if value is None else f"{value:.1f}" if value < 99.95 else "100"
+
+
+def rate(bps: float | None) -> str:
+    """Bytes per second, as ``12K/s``; ``—`` when unknown."""
+    if bps is None:
+        return DASH
+    for unit in ("B", "K", "M", "G"):
+        if bps < 1024 or unit == "G":
+            return f"{bps:.0f}{unit}/s" if unit == "B" or bps >= 10 else f"{bps:.1f}{unit}/s"
+        bps /= 1024
+    return DASH  # pragma: no cover
+
+
+def duration(seconds: float | None) -> str:
+    """Compact uptime: ``42s``, ``12m05s``, ``5h12m``, ``3d04h``; ``—`` when unknown."""
+    if seconds is None:
+        return DASH
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def uptime(vm: VM, now: float) -> str:
+    if vm.started_at is None or not vm.state.is_active:
+        return DASH
+    return duration(now - vm.started_at)
+
+
+def ips(vm: VM) -> str:
+    if not vm.ips:
+        return DASH
+    extra = len(vm.ips) - 1
+    return printable(vm.ips[0]) + (f"+{extra}" if extra else "")
+
+
+def memory(vm: VM) -> str:
+    """Allocated memory, preceded by what the guest uses when the driver reports it."""
+    used = vm.figures.mem_used_mib
+    if used is None:
+        return size_mib(vm.memory_mib)
+    return f"{size_mib(used)}/{size_mib(vm.memory_mib)}"
+
+
+def text_or_dash(value: str) -> str:
+    return printable(value) if value else DASH

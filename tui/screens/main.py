@@ -1,0 +1,247 @@
+"""The main screen: header, the VM list, the filter/status line, the event log, the footer.
+
+It owns the lifecycle actions: targets (marked VMs, else the cursor's), confirmation of the
+destructive ones, and the worker that runs them, so the UI never waits for libvirt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, Input
+
+from core.actions import Action, ActionResult
+from core.errors import VMManagerError
+from core.model import VM, Change, HostStatus
+from tui import format as fmt
+from tui.coalesce import Throttle
+from tui.screens.confirm import ConfirmScreen
+from tui.widgets.eventlog import EventLog, change_line, host_line, result_line
+from tui.widgets.header import LabHeader
+from tui.widgets.statusbar import FilterInput, StatusBar
+from tui.widgets.vmtable import VMTable
+
+if TYPE_CHECKING:
+    from core.lab import Lab
+
+MAX_LISTED = 8  # VMs named in one failure notification
+SUMMARY_INTERVAL = 0.1  # seconds between two repaints of the header counts and the event log
+
+
+def failure_message(results: Sequence[ActionResult]) -> str:
+    failed = [r for r in results if not r.ok]
+    lines = [f"{fmt.printable(r.vm.name)}: {fmt.printable(r.message)}" for r in failed[:MAX_LISTED]]
+    if len(failed) > MAX_LISTED:
+        lines.append(f"… and {len(failed) - MAX_LISTED} more (see the event log)")
+    return "\n".join(lines)
+
+
+class MainScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "details", "Details", id="details"),
+        Binding("slash", "filter", "Filter", id="filter"),
+        Binding("space", "mark", "Mark", show=False, id="mark"),
+        Binding("ctrl+a", "mark_all", "Mark all shown", show=False, id="mark_all"),
+        Binding("escape", "clear", "Clear marks, then filter", show=False, id="clear"),
+        Binding("o", "sort_next", "Sort by next column", show=False, id="sort_next"),
+        Binding("O", "sort_reverse", "Reverse sort", show=False, id="sort_reverse"),
+        Binding("s", "act('start')", "Start", id="start"),
+        Binding("h", "act('halt')", "Halt", id="halt"),
+        Binding("x", "act('destroy')", "Destroy (force off)", show=False, id="destroy"),
+        Binding("r", "act('reboot')", "Reboot", show=False, id="reboot"),
+        Binding("p", "act('suspend')", "Suspend (pause)", show=False, id="suspend"),
+        Binding("u", "act('resume')", "Resume", show=False, id="resume"),
+        Binding("ctrl+d", "act('delete')", "Delete VM and its disks", show=False, id="delete"),
+        Binding("l", "toggle_log", "Log", id="toggle_log"),
+    ]
+
+    def __init__(self, uri: str = "", clock: Callable[[], datetime] = datetime.now,
+                 log_visible: bool | None = None) -> None:
+        super().__init__()
+        self.uri = uri
+        self.clock = clock
+        self.log_visible = log_visible
+        self.lab: Lab | None = None
+        self.hosts: dict[str, HostStatus] = {}
+        self._summary = Throttle(self._show_summary, SUMMARY_INTERVAL, slack=0.03)
+
+    def compose(self) -> ComposeResult:
+        yield LabHeader(self.uri, id="header")
+        table = VMTable(id="vms")
+        table.placeholder = "connecting…"
+        yield table
+        yield StatusBar(table.set_query, id="statusbar")
+        yield EventLog(self.clock, id="eventlog")
+        yield Footer(compact=True)
+
+    @property
+    def table(self) -> VMTable:
+        return self.query_one(VMTable)
+
+    @property
+    def event_log(self) -> EventLog:
+        return self.query_one(EventLog)
+
+    def on_mount(self) -> None:
+        visible = self.log_visible if self.log_visible is not None else self.app.size.height >= 40
+        self.event_log.display = visible
+        self.table.focus()
+        self.set_interval(1.0, self.table.tick)
+
+    def on_unmount(self) -> None:
+        self._summary.close()
+
+    # -- feeding (called by the app) --
+    def load(self, lab: Lab) -> None:
+        self.lab = lab
+        self.hosts = {h.name: h for h in lab.host_statuses()}
+        table = self.table
+        table.placeholder = "no VMs on this hypervisor"
+        table.set_vms(lab.vms())
+        for status in self.hosts.values():
+            self.event_log.add(host_line(status))
+        self._show_header()
+        self.refresh_bindings()
+
+    def apply(self, changes: Sequence[Change], hosts: Sequence[HostStatus]) -> None:
+        """Rows at once; the header counts and the log at most every 100 ms (``SUMMARY_INTERVAL``).
+
+        Painting the header (top) and the log (bottom) with a row makes the compositor work over
+        the whole screen; in a storm, doing that for every change is most of the TUI's CPU.
+        """
+        if changes:
+            self.table.apply(changes)
+            log = self.event_log
+            for change in changes:
+                line = change_line(change)
+                if line is not None:
+                    log.add(line, repaint=False)
+        connection = False
+        for status in hosts:
+            old = self.hosts.get(status.name)
+            self.hosts[status.name] = status
+            if old is None or (old.state, old.message) != (status.state, status.message):
+                self.event_log.add(host_line(status), repaint=False)
+                connection = True
+        if connection or self._summary.due:
+            self._summary.fire()  # in this frame: a lost connection at once, counts when due
+        else:
+            self._summary.poke()  # a trailing repaint, unless a later apply takes it first
+
+    def _show_summary(self) -> None:
+        self._show_header()
+        self.event_log.repaint()
+
+    def _show_header(self) -> None:
+        self.query_one(LabHeader).show(list(self.hosts.values()), self.table.state_counts())
+
+    def on_vmtable_status_changed(self, event: VMTable.StatusChanged) -> None:
+        self.query_one(StatusBar).show_status(event.status)
+
+    # -- filter --
+    def action_filter(self) -> None:
+        self.query_one(StatusBar).open_filter()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if isinstance(event.input, FilterInput):
+            self.query_one(StatusBar).close_filter()
+            self.table.focus()
+
+    def action_clear(self) -> None:
+        """Escape: leave the filter prompt (clearing it), else clear marks, else the filter."""
+        filter_input = self.query_one(FilterInput)
+        if filter_input.has_focus:
+            filter_input.value = ""
+        elif self.table.marked:
+            self.table.clear_marks()
+        elif filter_input.value:
+            filter_input.value = ""
+        self.table.set_query(filter_input.value)
+        self.query_one(StatusBar).close_filter()
+        self.table.focus()
+
+    # -- marks, sort, log --
+    def action_mark(self) -> None:
+        self.table.toggle_mark()
+
+    def action_mark_all(self) -> None:
+        self.table.mark_visible()
+
+    def action_sort_next(self) -> None:
+        self.table.cycle_sort()
+
+    def action_sort_reverse(self) -> None:
+        self.table.reverse_sort()
+
+    def action_toggle_log(self) -> None:
+        self.event_log.display = not self.event_log.display
+
+    # -- details and actions --
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("act", "details") and self.lab is None:
+            return None  # shown disabled until the lab is open
+        return True
+
+    def action_details(self) -> None:
+        from tui.screens.detail import DetailScreen
+
+        vm = self.table.cursor_vm
+        if vm is None or self.lab is None:
+            return
+        app = self.app
+        self.app.push_screen(DetailScreen(vm, self.lab, app.history, app.vm_updates))  # type: ignore[attr-defined]
+
+    def action_act(self, name: str) -> None:
+        action = Action(name)
+        vms = self.table.targets()
+        if not vms or self.lab is None:
+            self.notify("No VM selected.", severity="warning")
+            return
+        if action.destructive:
+            def answered(confirmed: bool | None) -> None:
+                if confirmed:
+                    self.perform(action, vms)
+                else:
+                    self.event_log.add(Text(f"{action.value} cancelled", "dim"))
+
+            self.app.push_screen(ConfirmScreen(action, vms, self.lab.settings.halt_timeout), answered)
+        else:
+            self.perform(action, vms)
+
+    def perform(self, action: Action, vms: Sequence[VM]) -> None:
+        """Run the action in a worker; marks are cleared so the next action starts afresh."""
+        if self.table.marked:
+            self.table.clear_marks()
+        count = len(vms)
+        self.event_log.add(Text(f"{action.value} requested on {count} VM{'s' if count != 1 else ''}",
+                                "bold"))
+        self.run_worker(self._perform(action, list(vms)), group="actions", exit_on_error=False)
+
+    async def _perform(self, action: Action, vms: list[VM]) -> None:
+        assert self.lab is not None
+        try:
+            results = await self.lab.act(action, vms)
+        except VMManagerError as exc:
+            self.event_log.add(Text(f"{action.value} failed: {fmt.printable(exc.message)}", "bold red"))
+            self.notify(exc.message, title=f"{action.value.capitalize()} failed", severity="error",
+                        timeout=15, markup=False)
+            return
+        for result in results:
+            self.event_log.add(result_line(result))
+        failed = sum(1 for r in results if not r.ok)
+        if failed:
+            self.notify(failure_message(results), severity="error", timeout=15, markup=False,
+                        title=f"{action.value.capitalize()} failed on {failed} of {len(results)}")
+        elif len(results) == 1:
+            r = results[0]
+            self.notify(f"{fmt.printable(r.vm.name)}: {fmt.printable(r.message)}",
+                        title=action.value.capitalize(), markup=False)
+        else:
+            self.notify(f"{action.value}: {len(results)} of {len(results)} done", markup=False,
+                        title=action.value.capitalize())
