@@ -1,0 +1,321 @@
+"""``make bench``: VM Manager's speed, one figure a line as ``name: value unit``.
+
+Everything is measured as a person meets it: the TUI runs in a real tmux pane and "on screen"
+means ``tmux capture-pane`` shows it. Real-VM figures need a libvirtd on qemu:///system (make
+bench starts one); without it they are reported as skipped. Medians and ratios come from runs
+side by side in this one process; the machines are noisy, so compare within a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import libvirt
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core import testdriver  # noqa: E402
+from core.domainbuild import tiny_domain  # noqa: E402
+from core.lab import Lab  # noqa: E402
+from core.model import VMState  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from core.testdriver import Spec  # noqa: E402
+
+VM_MANAGER = str(ROOT / ".venv" / "bin" / "vm-manager")
+PYTHON = sys.executable
+SYSTEM = "qemu:///system"
+
+
+def figure(name: str, value: float | str, unit: str = "") -> None:
+    text = f"{value:.3g}" if isinstance(value, float) else str(value)
+    print(f"{name}: {text} {unit}".rstrip(), flush=True)
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1] if len(values) >= 2 else values[0]
+
+
+# -- a real terminal ------------------------------------------------------------------------------
+class Pane:
+    """A program in a detached tmux session of a fixed size."""
+
+    def __init__(self, argv: list[str], width: int = 160, height: int = 50,
+                 env: dict[str, str] | None = None) -> None:
+        self.session = f"vmm-bench-{secrets.token_hex(3)}"
+        extra = [f"-e{k}={v}" for k, v in (env or {}).items()]
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", str(width),
+                        "-y", str(height), *extra, "exec " + shlex.join(argv)], check=True)
+        self.pid = int(subprocess.run(["tmux", "display-message", "-p", "-t", self.session,
+                                       "#{pane_pid}"], capture_output=True, text=True,
+                                      check=True).stdout)
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session],
+                              capture_output=True, text=True).stdout
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.session, *(["-l"] if literal else []), *keys],
+                       check=True)
+
+    def wait(self, predicate: Callable[[str], bool], timeout: float = 30.0) -> float:
+        """Poll the screen until ``predicate`` holds; returns the CLOCK_MONOTONIC time it did."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if predicate(screen):
+                return time.monotonic()
+        raise TimeoutError(f"screen never matched; last screen:\n{self.screen()}")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+
+
+@contextlib.contextmanager
+def pane(*args: object, **kwargs: object) -> Iterator[Pane]:
+    p = Pane(*args, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def row_state(screen: str, name: str) -> str | None:
+    """The state shown on the row of VM ``name``, if that row is on screen."""
+    for line in screen.splitlines():
+        words = line.replace("│", " ").split()
+        if name in words:
+            for state in VMState:
+                if state.value in words:
+                    return state.value
+    return None
+
+
+def first_row(screen: str, prefix: str) -> str | None:
+    for line in screen.splitlines():
+        for word in line.replace("│", " ").split():
+            if word.startswith(prefix):
+                return word
+    return None
+
+
+# -- 1,000 VMs on the test driver -----------------------------------------------------------------
+def bench_thousand(work: Path, env: dict[str, str]) -> None:
+    uri = testdriver.write(work / "thousand.xml", [Spec(f"vm-{i:04d}", VMState.RUNNING)
+                                                   for i in range(1000)])
+    starts = []
+    for _ in range(3):
+        t0 = time.monotonic()
+        with pane([VM_MANAGER, "-c", uri], env=env) as p:
+            starts.append(p.wait(lambda s: "vm-0000" in s and "1000" in s) - t0)
+    figure("tui_first_table_1000_vms", statistics.median(starts), "s")
+    t0 = time.monotonic()
+    subprocess.run([PYTHON, "-c", "import textual.app, libvirt, core.lab"], check=True, cwd=ROOT)
+    figure("python_imports_alone", time.monotonic() - t0, "s")
+
+    with pane([VM_MANAGER, "-c", uri], env=env) as p:
+        p.wait(lambda s: "vm-0000" in s)
+        time.sleep(2.0)
+        cpu0, t0 = p.cpu_seconds(), time.monotonic()
+        time.sleep(10.0)
+        figure("tui_idle_cpu_1000_vms", (p.cpu_seconds() - cpu0) / (time.monotonic() - t0) * 100,
+               "% of a core")
+        figure("tui_rss_1000_vms", p.rss_mb(), "MB")
+
+        names = [f"vm-{i:04d}" for i in range(1000)]
+        p.keys("/")
+        time.sleep(0.5)
+        typed = ""
+        latencies = []
+        for key in ["9", "9", "5", "BSpace", "BSpace", "7", "BSpace", "BSpace", "1", "2",
+                    "BSpace", "BSpace", "3", "4", "BSpace", "BSpace"]:
+            typed = typed[:-1] if key == "BSpace" else typed + key
+            expected = next(n for n in names if typed in n)
+            t0 = time.monotonic()
+            p.keys(key)
+            latencies.append(p.wait(lambda s, e=expected: first_row(s, "vm-") == e, 5) - t0)
+            time.sleep(0.1)
+        figure("tui_filter_keystroke_1000_vms_median", statistics.median(latencies) * 1000, "ms")
+        figure("tui_filter_keystroke_1000_vms_p95", p95(latencies) * 1000, "ms")
+
+
+def bench_storm(work: Path, env: dict[str, str], rate: float = 20.0, seconds: float = 10.0) -> None:
+    log, go = work / "storm.log", work / "storm.go"
+    argv = [PYTHON, str(ROOT / "scripts" / "bench_storm_host.py"), "--vms", "1000", "--rate", str(rate),
+            "--seconds", str(seconds), "--log", str(log), "--go", str(go), "--data", str(work / "d")]
+    with pane(argv, width=160, height=50, env=env) as p:
+        p.wait(lambda s: "vm-0000" in s and "1000" in s, 60)
+        time.sleep(1.0)
+        cpu0, t0 = p.cpu_seconds(), time.monotonic()
+        go.touch()
+        # Watch the screen while the storm runs: when did each row last change, and to what.
+        shown: list[tuple[float, str]] = []
+        while not log.exists() and time.monotonic() - t0 < seconds + 10:
+            stamp = time.monotonic()
+            shown.append((stamp, p.screen()))
+        cpu = p.cpu_seconds() - cpu0
+        wall = time.monotonic() - t0
+    lines = log.read_text().splitlines()
+    generator_cpu = float(lines[-1].split()[-1])
+    changes = [(float(t), name, state) for t, name, state in (line.split() for line in lines[:-1])]
+    latencies = []
+    missed = 0
+    for stamp, name, state in changes:
+        later = [(t, s) for t, s in shown if t >= stamp]
+        hit = next((t for t, s in later if row_state(s, name) == state), None)
+        if hit is None:
+            missed += 1
+        else:
+            latencies.append(hit - stamp)
+    figure("tui_storm_changes", len(changes), f"in {seconds:g} s ({rate:g}/s, 1000 VMs)")
+    figure("tui_storm_cpu", (cpu - generator_cpu) / wall * 100, "% of a core (generator excluded)")
+    figure("tui_storm_change_on_screen_median", statistics.median(latencies) * 1000, "ms")
+    figure("tui_storm_change_on_screen_p95", p95(latencies) * 1000, "ms")
+    figure("tui_storm_change_on_screen_max", max(latencies) * 1000, "ms")
+    figure("tui_storm_changes_never_seen", missed, "")
+
+
+# -- real VMs on qemu:///system -------------------------------------------------------------------
+class RealVMs:
+    def __init__(self, domain_type: str) -> None:
+        self.conn = libvirt.open(SYSTEM)
+        self.prefix = f"vmm-bench-{secrets.token_hex(2)}-"
+        self.domain_type = domain_type
+        self.doms: list[libvirt.virDomain] = []
+
+    def make(self, count: int, start: bool = True) -> list[libvirt.virDomain]:
+        made = []
+        for _ in range(count):
+            name = f"{self.prefix}{len(self.doms):02d}"
+            dom = self.conn.defineXML(tiny_domain(name, domain_type=self.domain_type))
+            self.doms.append(dom)
+            if start:
+                dom.create()
+            made.append(dom)
+        return made
+
+    def cleanup(self) -> None:
+        for dom in self.doms:
+            with contextlib.suppress(libvirt.libvirtError):
+                if dom.isActive():
+                    dom.destroy()
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.undefine()
+        self.conn.close()
+
+
+def bench_event_to_screen(vms: RealVMs, env: dict[str, str], samples: int = 30) -> None:
+    (dom,) = vms.make(1)
+    name = dom.name()
+    with pane([VM_MANAGER, "-c", SYSTEM], env=env) as p:
+        p.wait(lambda s: row_state(s, name) == "running", 60)
+        latencies = []
+        for i in range(samples):
+            target = "paused" if i % 2 == 0 else "running"
+            t0 = time.monotonic()
+            if target == "paused":
+                dom.suspend()
+            else:
+                dom.resume()
+            latencies.append(p.wait(lambda s, t=target: row_state(s, name) == t, 10) - t0)
+            time.sleep(0.1)
+    figure("event_to_screen_median", statistics.median(latencies) * 1000, "ms (qemu:///system, tmux)")
+    figure("event_to_screen_p95", p95(latencies) * 1000, "ms")
+
+
+def bench_bulk_halt(vms: RealVMs, settings: Settings, count: int, timeout: float) -> None:
+    async def halt(n: int) -> float:
+        doms = vms.make(n)
+        uuids = {d.UUIDString() for d in doms}
+        lab = await Lab.open(settings, SYSTEM)
+        try:
+            targets = [vm for vm in lab.vms() if vm.uuid in uuids]
+            t0 = time.monotonic()
+            results = await lab.act("halt", targets, halt_timeout=timeout)
+            wall = time.monotonic() - t0
+            assert all(r.ok and "destroyed" in r.message for r in results), results
+            return wall
+        finally:
+            await lab.close()
+
+    one = asyncio.run(halt(1))
+    many = asyncio.run(halt(count))
+    figure("bulk_halt_1_vm_ignoring_acpi", one, f"s (timeout {timeout:g} s)")
+    figure(f"bulk_halt_{count}_vms_ignoring_acpi", many, "s")
+    figure(f"bulk_halt_{count}_vs_1_ratio", many / one, "x")
+
+
+def bench_list(runs: int = 5) -> None:
+    def timed(argv: list[str]) -> float:
+        t0 = time.monotonic()
+        subprocess.run(argv, capture_output=True, check=True)
+        return time.monotonic() - t0
+
+    virsh = [timed(["virsh", "-c", SYSTEM, "list", "--all"]) for _ in range(runs)]
+    ours = [timed([VM_MANAGER, "-c", SYSTEM, "list"]) for _ in range(runs)]
+    figure("virsh_list_all", statistics.median(virsh) * 1000, "ms")
+    figure("vm_manager_list", statistics.median(ours) * 1000, "ms")
+
+
+def system_answers() -> bool:
+    try:
+        libvirt.open(SYSTEM).close()
+        return True
+    except libvirt.libvirtError:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--halt-vms", type=int, default=20)
+    parser.add_argument("--halt-timeout", type=float, default=10.0)
+    parser.add_argument("--quick", action="store_true", help="skip the slow real-VM figures")
+    args = parser.parse_args()
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    with tempfile.TemporaryDirectory(prefix="vmm-bench-") as tmp:
+        work = Path(tmp)
+        env = {"VMM_DATA_DIR": str(work / "data"), "VMM_CONFIG_DIR": str(work / "config"),
+               "TERM": "xterm-256color", "VMM_ENV_FILE": "/nonexistent"}
+        print(f"# {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
+        bench_thousand(work, env)
+        bench_storm(work, env)
+        if not system_answers():
+            print(f"# {SYSTEM} does not answer: real-VM figures skipped (make bench starts libvirtd)")
+            return
+        domain_type = os.environ.get("VMM_DOMAIN_TYPE", "qemu")
+        domain_type = "qemu" if domain_type == "auto" else domain_type
+        vms = RealVMs(domain_type)
+        try:
+            bench_list()
+            bench_event_to_screen(vms, env)
+            if not args.quick:
+                settings = Settings(data_dir=work / "data", config_dir=work / "config")
+                bench_bulk_halt(vms, settings, args.halt_vms, args.halt_timeout)
+        finally:
+            vms.cleanup()
+
+
+if __name__ == "__main__":
+    main()

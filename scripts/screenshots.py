@@ -1,0 +1,120 @@
+"""``make screenshots``: real screenshots of the real TUI, as SVG (Textual's own) and PNG.
+
+On real diskless VMs when qemu:///system answers (so live figures and sparklines show), else on
+the built-in demo lab. PNGs are rendered from the SVGs by headless Chromium (Debian's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import libvirt
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.domainbuild import tiny_domain  # noqa: E402
+from core.lab import DEMO_URI, Lab  # noqa: E402
+from core.metadata import LabMeta  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from tui.app import VMManagerApp  # noqa: E402
+
+OUT = ROOT / "screenshots"
+SYSTEM = "qemu:///system"
+CLASSES = {"net101": ["alice", "bob", "chloe", "david", "emma"], "sys202": ["farid", "gabriel", "hugo"]}
+
+
+def make_real_lab(conn: libvirt.virConnect, prefix: str) -> list[libvirt.virDomain]:
+    doms = []
+    for lab_class, users in CLASSES.items():
+        for i, user in enumerate(users):
+            meta = LabMeta(user, lab_class, "tiny-bios", "2026-11-24T08:00:00Z")
+            dom = conn.defineXML(tiny_domain(f"{prefix}{lab_class}-{user}", meta=meta,
+                                             memory_mib=64 + 32 * (i % 3)))
+            if i % 4 != 3:
+                dom.create()
+            doms.append(dom)
+    doms[1].suspend()
+    return doms
+
+
+async def shoot(settings: Settings, uri: str, live: bool) -> list[Path]:
+    shots: list[Path] = []
+
+    def save(app: VMManagerApp, name: str) -> None:
+        shots.append(Path(app.save_screenshot(filename=f"{name}.svg", path=str(OUT))))
+
+    for size in ((80, 24), (140, 42)):
+        app = VMManagerApp(lab=await Lab.open(settings, uri))  # the app closes it on exit
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause(6.0 if live else 0.5)  # a few stats ticks for CPU % and sparklines
+            save(app, f"main-{size[0]}x{size[1]}")
+            if size == (80, 24):
+                continue
+            await pilot.press("down", "down", "enter")
+            await pilot.pause(4.0 if live else 0.5)
+            save(app, "detail")
+            await pilot.press("escape", "space", "down", "space", "h")
+            await pilot.pause(0.3)
+            save(app, "confirm-halt")
+            await pilot.press("n", "question_mark")
+            await pilot.pause(0.3)
+            save(app, "help")
+            await pilot.press("escape", "escape", "slash", *"net101")
+            await pilot.pause(0.3)
+            save(app, "filter")
+    return shots
+
+
+def to_png(svg: Path) -> Path:
+    png = svg.with_suffix(".png")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        print(f"no chromium: kept {svg.name} only (apt-get install chromium)", file=sys.stderr)
+        return svg
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--disable-background-networking", "--disable-component-update",
+                        f"--user-data-dir={profile}", "--window-size=1400,900",
+                        f"--screenshot={png}", svg.as_uri()],
+                       check=True, capture_output=True, timeout=60)
+    return png
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    with tempfile.TemporaryDirectory(prefix="vmm-shots-") as tmp:
+        settings = Settings(data_dir=Path(tmp), config_dir=Path(tmp) / "config")
+        try:
+            conn = libvirt.open(SYSTEM)
+        except libvirt.libvirtError:
+            conn = None
+        if conn is None:
+            print(f"{SYSTEM} does not answer: screenshots of the demo lab")
+            shots = asyncio.run(shoot(settings, DEMO_URI, live=False))
+        else:
+            doms = make_real_lab(conn, f"lab{secrets.token_hex(1)}-")
+            try:
+                shots = asyncio.run(shoot(settings, SYSTEM, live=True))
+            finally:
+                for dom in doms:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        if dom.isActive():
+                            dom.destroy()
+                    with contextlib.suppress(libvirt.libvirtError):
+                        dom.undefine()
+                conn.close()
+    for svg in shots:
+        print(to_png(svg).relative_to(ROOT))
+
+
+if __name__ == "__main__":
+    main()
