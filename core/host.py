@@ -37,6 +37,8 @@ _EVENT_STATE = {
     libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED: VMState.PMSUSPENDED,
     libvirt.VIR_DOMAIN_EVENT_CRASHED: VMState.CRASHED,
 }
+# Events whose state above is the whole change (a pause changes neither definition nor process).
+_EXACT = frozenset({libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_RESUMED})
 _EVENT_NAMES = {
     libvirt.VIR_DOMAIN_EVENT_DEFINED: "defined",
     libvirt.VIR_DOMAIN_EVENT_UNDEFINED: "undefined",
@@ -364,6 +366,8 @@ class Host:
             self.inventory.put(replace(
                 vm, state=state, started_at=self._started_at.get(uuid) if active else None,
                 ips=vm.ips if active else (), figures=vm.figures if active else Figures()), what=what)
+            if event in _EXACT:
+                return  # the event says all there is: no need to read the domain again
         self._mark_dirty(uuid)
 
     def _on_reboot(self, _conn: object, dom: libvirt.virDomain, _opaque: object) -> None:

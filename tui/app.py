@@ -46,9 +46,11 @@ class VMManagerApp(App[None]):
     ]
 
     def __init__(self, settings: Settings | None = None, uri: str | None = None, *,
-                 lab: Lab | None = None, clock: Callable[[], datetime] = datetime.now,
+                 lab: Lab | None = None, opening: concurrent.futures.Future[Lab] | None = None,
+                 clock: Callable[[], datetime] = datetime.now,
                  log_visible: bool | None = None) -> None:
-        """Give ``settings`` (and ``uri``) to have the app open the lab, or an open ``lab``.
+        """Give ``settings`` (and ``uri``) to have the app open the lab, or an open ``lab``, or
+        an ``opening`` already under way (``eventloop.submit(Lab.open(...))``).
 
         The app closes the lab on exit either way. ``clock`` stamps the event log (tests fix it);
         ``log_visible`` forces the event log on or off (default: on when the terminal is tall).
@@ -66,7 +68,7 @@ class VMManagerApp(App[None]):
         self.keymap: Keymap = {}
         self._coalescer = Coalescer(self._apply)
         self._unsubscribe: Callable[[], None] | None = None
-        self._opening: concurrent.futures.Future[Lab] | None = None
+        self._opening: concurrent.futures.Future[Lab] | None = opening
         self._clashes: set[frozenset[str]] = set()
 
     @property
@@ -210,9 +212,13 @@ def _close_unwanted(opening: concurrent.futures.Future[Lab]) -> None:
         eventloop.submit(opening.result().close())
 
 
-def run_app(settings: Settings, uri: str | None = None) -> int:
-    """Run the TUI until the operator quits; returns the process exit code."""
-    app = VMManagerApp(settings, uri)
+def run_app(settings: Settings, uri: str | None = None,
+            opening: concurrent.futures.Future[Lab] | None = None) -> int:
+    """Run the TUI until the operator quits; returns the process exit code.
+
+    ``opening`` is a ``Lab.open`` already under way (the CLI starts it before importing Textual).
+    """
+    app = VMManagerApp(settings, uri, opening=opening)
     app.start_opening()
     app.run()
     return app.return_code or 0

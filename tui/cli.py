@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from core import __version__
+from core import __version__, eventloop
 from core.actions import Action, ActionResult
 from core.errors import VMManagerError
 from core.lab import Lab
@@ -89,9 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings().with_uri(args.connect)
         setup_logging(settings)
         if args.command in (None, "tui"):
+            # Connect on the core's thread while Textual is still being imported.
+            opening = eventloop.submit(Lab.open(settings, args.connect))
             from tui.app import run_app  # the only import of Textual: not needed by commands
 
-            return run_app(settings, args.connect)
+            return run_app(settings, args.connect, opening)
         return asyncio.run(_run(args, settings))
     except UsageError as exc:
         parser.print_usage(sys.stderr)
