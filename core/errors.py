@@ -47,10 +47,6 @@ _GONE = frozenset({
 })
 
 
-def is_connection_lost(exc: BaseException) -> bool:
-    return isinstance(exc, libvirt.libvirtError) and exc.get_error_code() in _GONE
-
-
 def from_libvirt(exc: BaseException, context: str = "") -> VMManagerError:
     """Translate a ``libvirt.libvirtError`` (or anything else) into a VMManagerError."""
     if isinstance(exc, VMManagerError):

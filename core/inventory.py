@@ -55,9 +55,6 @@ class Inventory:
     def get(self, key: Key) -> VM | None:
         return self._vms.get(key)
 
-    def hosts(self) -> list[HostStatus]:
-        return list(self._hosts.copy().values())
-
     # -- subscribing --
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Call ``subscriber`` (on the core loop) with every batch of changes from now on."""
@@ -102,11 +99,6 @@ class Inventory:
         self._hosts[status.name] = status
         self._pending_hosts[status.name] = status
         self._schedule_flush()
-
-    def forget_host(self, host: str) -> None:
-        for key in [k for k in self._vms if k[0] == host]:
-            self._vms.pop(key)
-        self._hosts.pop(host, None)
 
     # -- waiting for a state, event-driven --
     def watch(self, key: Key, predicate: Callable[[VM | None], bool]) -> asyncio.Future[VM | None]:
