@@ -40,7 +40,7 @@ class Settings:
     data_dir: Path = _setting("VMM_DATA_DIR", factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
     """Runtime data: the log file and, later, the token and audit databases."""
     config_dir: Path = _setting("VMM_CONFIG_DIR", factory=lambda: _xdg("XDG_CONFIG_HOME", ".config"))
-    """Configuration files: ``keymap.toml`` (TUI key remapping) and, later, ``templates.toml``."""
+    """Configuration files: ``templates.toml`` and ``keymap.toml`` (TUI key remapping)."""
     log_file: Path | None = _setting("VMM_LOG_FILE")
     """Log file (rotated); default ``<data dir>/vm-manager.log``."""
     log_level: str = _setting("VMM_LOG_LEVEL", "INFO")
@@ -73,6 +73,10 @@ class Settings:
     @property
     def templates_path(self) -> Path:
         return self.template_dir or self.data_dir / "templates"
+
+    @property
+    def templates_file(self) -> Path:
+        return self.config_dir / "templates.toml"
 
     @property
     def keymap_path(self) -> Path:

@@ -22,6 +22,7 @@ from core.model import VM
 from core.names import check_class_name, check_username
 from core.settings import Settings, load_settings
 from core.targets import resolve
+from core.templates import check_files, load_templates
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -56,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--timeout", type=float, metavar="SECONDS",
                              help="seconds to wait for the guest before destroying it "
                              "(default: VMM_HALT_TIMEOUT, 60)")
+
+    templates = commands.add_parser("templates", help="list the templates of templates.toml and "
+                                    "whether QEMU can read their files")
+    templates.add_argument("--json", action="store_true")
 
     assign = commands.add_parser("assign", help="record a VM's owner (and class) in its metadata")
     assign.add_argument("targets", nargs="+", metavar="NAME", help="a VM name or a glob (stu-*)")
@@ -94,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.app import run_app  # the only import of Textual: not needed by commands
 
             return run_app(settings, args.connect, opening)
+        if args.command == "templates":
+            return _templates(settings, args.json)
         return asyncio.run(_run(args, settings))
     except UsageError as exc:
         parser.print_usage(sys.stderr)
@@ -169,6 +176,29 @@ def _list(vms: list[VM], args: argparse.Namespace) -> int:
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return EXIT_OK
+
+
+
+def _templates(settings: Settings, as_json: bool) -> int:
+    """List templates; exit 1 when a file of one is missing or unreadable by QEMU."""
+    found = load_templates(settings.templates_file, settings.templates_path)
+    checks = {name: check_files(t) for name, t in found.items()}
+    if as_json:
+        json.dump([{"name": t.name, "os": t.os, "domain_type": t.domain_type, "vcpus": t.vcpus,
+                    "memory_mib": t.memory_mib,
+                    "files": {c.role: {"path": str(c.path), "problem": c.problem} for c in checks[t.name]}}
+                   for t in found.values()], sys.stdout, indent=2)
+        print()
+    elif not found:
+        print(f"no templates: declare them in {settings.templates_file}")
+    for name, template in found.items():
+        if as_json:
+            break
+        print(f"{name}  {template.os}  {template.domain_type}  {template.vcpus} vCPU  "
+              f"{template.memory_mib} MiB")
+        for check in checks[name]:
+            print(f"  {check.role:<7}{check.path}  {check.problem or 'ok'}")
+    return EXIT_FAILED if any(c.problem for cs in checks.values() for c in cs) else EXIT_OK
 
 
 if __name__ == "__main__":
