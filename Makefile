@@ -4,6 +4,8 @@
 #   make lint           ruff
 #   make bench          scripts/bench.py, against real VMs when libvirtd answers
 #   make screenshots    scripts/screenshots.py, likewise
+#   make template-tiny  scripts/build_template_tiny.sh: the tiny template (kernel + busybox initramfs)
+#                       into $VMM_TEMPLATE_DIR/tiny (default ~/.local/share/vm-manager/templates/tiny)
 # PYTEST_ARGS="-k halt" narrows make test.
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
@@ -15,7 +17,7 @@ LIBVIRTD := scripts/libvirtd.sh
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench screenshots setup system-deps libvirtd-start libvirtd-stop libvirtd-status clean
+.PHONY: run test lint bench screenshots template-tiny setup system-deps libvirtd-start libvirtd-stop libvirtd-status clean
 
 setup: system-deps $(STAMP)
 
@@ -40,6 +42,10 @@ bench: setup
 
 screenshots: setup
 	$(LIBVIRTD) run --optional $(PY) scripts/screenshots.py $(ARGS)
+
+# Downloads two Debian packages (kernel, busybox-static); does nothing while the outputs are current.
+template-tiny:
+	scripts/build_template_tiny.sh
 
 # For working by hand: start the daemons and leave them running; stop those that start started.
 libvirtd-start:

@@ -10,10 +10,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The runtime (libvirt, QEMU, tmux for the TUI tests) and what builds libvirt-python from source
-# (PyPI ships it as an sdist only): a C compiler, pkg-config, libvirt-dev and the Python headers.
-PACKAGES=(libvirt-daemon-system libvirt-dev libvirt-clients pkg-config qemu-system-x86 qemu-utils
-          tmux python3 python3-venv python3-dev gcc)
+# The runtime (libvirt, QEMU, tmux for the TUI tests), what builds libvirt-python from source
+# (PyPI ships it as an sdist only): a C compiler, pkg-config, libvirt-dev and the Python headers,
+# and what builds the tiny template and its NoCloud seeds: cpio and kmod (depmod) for the initramfs,
+# genisoimage.
+PACKAGES=(openssl libvirt-daemon-system libvirt-dev libvirt-clients pkg-config qemu-system-x86 qemu-utils
+          tmux python3 python3-venv python3-dev gcc cpio kmod genisoimage)
 VENV=.venv
 STAMP=$VENV/.installed
 PYTHON=${PYTHON:-python3}
