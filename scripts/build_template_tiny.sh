@@ -33,7 +33,7 @@ log() { printf 'build_template_tiny: %s\n' "$*" >&2; }
 # in modules.builtin first; only what is a module goes into the initramfs, with its dependencies.
 WANTED_MODULES=(ata_piix sr_mod isofs)
 KERNEL_META=linux-image-cloud-amd64
-TOOLS=(cpio:cpio depmod:kmod gzip:gzip)
+TOOLS=(cpio depmod gzip)  # from packages scripts/setup.sh installs
 
 default_out() {
     local data
@@ -54,22 +54,10 @@ if [[ ${VMM_TINY_FORCE:-} != 1 && $OUT/vmlinuz -nt $SCRIPT && $OUT/initrd.img -n
 fi
 
 ensure_tools() {
-    local missing=() item
+    local item
     for item in "${TOOLS[@]}"; do
-        command -v "${item%%:*}" >/dev/null 2>&1 || missing+=("${item#*:}")
+        command -v "$item" >/dev/null 2>&1 || { scripts/setup.sh system; return; }
     done
-    ((${#missing[@]} == 0)) && return 0
-    if ((EUID != 0)); then
-        log "missing Debian packages: ${missing[*]} (run as root, or install them yourself)"
-        exit 1
-    fi
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    if [[ ${VMM_APT_UPDATED:-} != 1 ]]; then
-        apt-get update -q
-        export VMM_APT_UPDATED=1
-    fi
-    apt-get install -y -q -o Dpkg::Options::=--force-confold "${missing[@]}"
 }
 
 # The versioned image package the meta package depends on (linux-image-6.1.0-NN-cloud-amd64).

@@ -2,9 +2,9 @@
 
 ``scripts/build_template_tiny.sh`` builds the template (a Debian cloud kernel and a busybox
 initramfs, from packages it downloads) once per session into a temp dir QEMU can read; each test
-boots it by direct kernel boot (``core.kernelboot``) and reads what the guest prints on its serial
-port, which libvirt writes to a file. A template that cannot be built fails the tests, never skips
-them.
+boots it by direct kernel boot (``core.domainbuild.kernel_domain``) and reads what the guest
+prints on its serial port, which libvirt writes to a file. A template that cannot be built fails
+the tests, never skips them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from livelab import RUN_PREFIX, Outside, domain_type, system_answers, unavailable
 
-from core.kernelboot import kernel_domain
+from core.domainbuild import kernel_domain
 from core.metadata import LabMeta
 from core.seed import LinuxSeed, SeedUser, write_seed_iso
 

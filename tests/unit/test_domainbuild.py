@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import libvirt
 
-from core.kernelboot import kernel_domain
+from core.domainbuild import kernel_domain
 from core.metadata import NAMESPACE, LabMeta
 
 
