@@ -79,6 +79,8 @@ class Host:
         self._callback_ids: list[int] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dirty: set[str] = set()
+        # Events seen per domain: a read that started before the latest event is stale.
+        self._events_seen: dict[str, int] = {}
         self._refresh_task: asyncio.Task[None] | None = None
         self._stats_task: asyncio.Task[None] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
@@ -332,9 +334,14 @@ class Host:
 
     async def _resync(self) -> None:
         self._dirty.clear()
+        seen = dict(self._events_seen)
         vms = await self._run(self._read_all)
-        self.inventory.replace_host(self.name, vms)
-        for vm in vms:
+        current, stale = self._fresh(vms, seen)
+        keep = [vm for uuid in stale if (vm := self.inventory.get((self.name, uuid))) is not None]
+        self.inventory.replace_host(self.name, current + keep)
+        for uuid in stale:
+            self._mark_dirty(uuid)
+        for vm in current:
             if vm.state.is_active:
                 self._spawn(self._look_for_ips(vm.uuid, delays=(0.0,)))
 
@@ -344,11 +351,13 @@ class Host:
         if self._closing:
             return
         uuid = dom.UUIDString()
+        self._events_seen[uuid] = self._events_seen.get(uuid, 0) + 1
         key = (self.name, uuid)
         what = _EVENT_NAMES.get(event, f"event {event}")
         if event == libvirt.VIR_DOMAIN_EVENT_UNDEFINED:
             self.inventory.remove(key)
             self._started_at.pop(uuid, None)
+            self._events_seen.pop(uuid, None)  # a read in flight now differs, and is re-done
             return
         vm = self.inventory.get(key)
         state = _EVENT_STATE.get(event)
@@ -394,15 +403,28 @@ class Host:
         """Re-read every domain an event touched, in one worker job per batch."""
         while self._dirty and self.conn is not None:
             uuids, self._dirty = self._dirty, set()
+            seen = dict(self._events_seen)
             try:
                 found, gone = await self._run(self._read_uuids, uuids)
             except (libvirt.libvirtError, VMManagerError) as exc:
                 log.warning("refresh failed on %s: %s", self.uri, from_libvirt(exc).message)
                 return
-            for vm in found:
+            current, stale = self._fresh(found, seen)
+            self._dirty.update(stale)  # an event came while reading: read those again
+            for vm in current:
                 self.inventory.put(vm)
             for uuid in gone:
                 self.inventory.remove((self.name, uuid))
+
+    def _fresh(self, vms: list[VM], seen: dict[str, int]) -> tuple[list[VM], list[str]]:
+        """Split reads into those still current and the UUIDs an event overtook meanwhile."""
+        current, stale = [], []
+        for vm in vms:
+            if self._events_seen.get(vm.uuid, 0) == seen.get(vm.uuid, 0):
+                current.append(vm)
+            else:
+                stale.append(vm.uuid)
+        return current, stale
 
     async def _look_for_ips(self, uuid: str, delays: tuple[float, ...] = _IP_RETRY_DELAYS) -> None:
         """Look a started VM's addresses up a few times while DHCP and the agent come up; not per tick."""

@@ -122,3 +122,29 @@ async def test_unreachable_uri_is_a_clear_error(settings) -> None:
 
     with pytest.raises(HypervisorUnavailable, match="cannot connect to test:///no/such/file.xml"):
         await Lab.open(settings, "test:///no/such/file.xml")
+
+
+async def test_a_read_overtaken_by_an_event_is_not_applied(settings, lab_file) -> None:
+    """A worker's read that started before an event must not overwrite what the event said."""
+    from core import eventloop
+
+    lab = await Lab.open(settings, lab_file([Spec("a", VMState.RUNNING)]))
+    host = next(iter(lab.hosts.values()))
+    vm = lab.vms()[0]
+
+    async def scenario():
+        seen = dict(host._events_seen)
+        (read,), _gone = await host.call(host._read_uuids, {vm.uuid})  # reads "running"...
+        await host.call(lambda: host.domain(vm.uuid).suspend())  # ...then an event overtakes it
+        async with asyncio.timeout(2):
+            await host.inventory.wait_for(vm.key, lambda v: v is not None and v.state == VMState.PAUSED)
+        return read, host._fresh([read], seen)
+
+    try:
+        read, (current, stale) = await eventloop.run_on_core(scenario())
+        assert read.state == VMState.RUNNING
+        assert current == []
+        assert stale == [vm.uuid]
+        assert lab.vms()[0].state == VMState.PAUSED
+    finally:
+        await lab.close()
