@@ -341,9 +341,25 @@ class Host:
         self.inventory.replace_host(self.name, current + keep)
         for uuid in stale:
             self._mark_dirty(uuid)
-        for vm in current:
-            if vm.state.is_active:
-                self._spawn(self._look_for_ips(vm.uuid, delays=(0.0,)))
+        self._spawn(self._look_up_ips([vm.uuid for vm in current if vm.state.is_active]))
+
+    async def _look_up_ips(self, uuids: list[str]) -> None:
+        """The addresses of every running VM after a (re)sync: one worker job, not one per VM."""
+        try:
+            found = await self._run(self._read_ips_many, uuids)
+        except (libvirt.libvirtError, VMManagerError):
+            return
+        for uuid, ips in found.items():
+            vm = self.inventory.get((self.name, uuid))
+            if vm is not None and ips and vm.state.is_active:
+                self.inventory.put(replace(vm, ips=ips))
+
+    def _read_ips_many(self, uuids: list[str]) -> dict[str, tuple[str, ...]]:
+        found = {}
+        for uuid in uuids:
+            with contextlib.suppress(libvirt.libvirtError):
+                found[uuid] = self._read_ips(uuid)
+        return found
 
     # -- events (core loop: record and schedule, nothing blocking) --
     def _on_lifecycle(self, _conn: object, dom: libvirt.virDomain, event: int, detail: int,
