@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from core import eventloop, testdriver  # noqa: E402
 from core.domainbuild import tiny_domain  # noqa: E402
+from core.lab import SYSTEM_URI as SYSTEM  # noqa: E402
 from core.lab import Lab  # noqa: E402
 from core.model import VMState  # noqa: E402
 from core.settings import Settings  # noqa: E402
@@ -39,7 +40,6 @@ from core.testdriver import Spec  # noqa: E402
 
 VM_MANAGER = str(ROOT / ".venv" / "bin" / "vm-manager")
 PYTHON = sys.executable
-SYSTEM = "qemu:///system"
 
 
 def figure(name: str, value: float | str, unit: str = "") -> None:

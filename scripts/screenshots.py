@@ -22,12 +22,12 @@ sys.path.insert(0, str(ROOT))
 
 from core.domainbuild import tiny_domain  # noqa: E402
 from core.lab import DEMO_URI, Lab  # noqa: E402
+from core.lab import SYSTEM_URI as SYSTEM  # noqa: E402
 from core.metadata import LabMeta  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from tui.app import VMManagerApp  # noqa: E402
 
 OUT = ROOT / "screenshots"
-SYSTEM = "qemu:///system"
 CLASSES = {"net101": ["alice", "bob", "chloe", "david", "emma"], "sys202": ["farid", "gabriel", "hugo"]}
 
 

@@ -25,15 +25,21 @@ def static_text(screen, selector: str) -> str:  # noqa: ANN001
     return str(screen.query_one(selector).render())
 
 
+async def open_detail(app, pilot, name: str):  # noqa: ANN001, ANN201
+    """Move to VM ``name``, press enter; returns the VM and the detail screen."""
+    await pilot.pause()
+    vm = vm_named(app, name)
+    app.main.table.move_to(vm.key)
+    await pilot.press("enter")
+    screen = app.screen
+    assert isinstance(screen, DetailScreen)
+    return vm, screen
+
+
 async def test_enter_opens_the_detail_screen(make_app) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        alice = vm_named(app, "net101-alice")
-        app.main.table.move_to(alice.key)
-        await pilot.press("enter")
-        screen = app.screen
-        assert isinstance(screen, DetailScreen)
+        alice, screen = await open_detail(app, pilot, "net101-alice")
         await wait_until(lambda: screen.info is not None)
         await pilot.pause()
         summary = static_text(screen, "#detail-summary")
@@ -52,12 +58,7 @@ async def test_enter_opens_the_detail_screen(make_app) -> None:
 async def test_detail_sparklines_follow_the_stats_updates(make_app, lab) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        alice = vm_named(app, "net101-alice")
-        app.main.table.move_to(alice.key)
-        await pilot.press("enter")
-        screen = app.screen
-        assert isinstance(screen, DetailScreen)
+        alice, screen = await open_detail(app, pilot, "net101-alice")
         for cpu in (10.0, 30.0, 20.0):
             stats = dataclasses.replace(alice, figures=Figures(cpu, 1500.0, 1000.0, 0.0, 2048.0, 0.0))
             app._coalescer.push(Update((Change("changed", stats, None, "stats"),)))
