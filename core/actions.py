@@ -18,10 +18,12 @@ from pathlib import Path
 
 import libvirt
 
-from core import domainxml, images
+from core import domainxml, images, snapshots, unattend
 from core.errors import ActionFailed, VMManagerError, from_libvirt
+from core.folders import WINDOWS_SEED, remove_vm_folder, vm_folder
 from core.host import Host
 from core.model import VM, VMState
+from core.snapshots import check_snapshot_name
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +36,20 @@ class Action(enum.StrEnum):
     SUSPEND = "suspend"
     RESUME = "resume"
     DELETE = "delete"
+    RESET = "reset"
+    SNAPSHOT = "snapshot"
+    REVERT = "revert"
 
     @property
     def destructive(self) -> bool:
         """Actions that may lose a student's work, and so ask for confirmation first."""
-        return self in (Action.HALT, Action.DESTROY, Action.REBOOT, Action.DELETE)
+        return self in (Action.HALT, Action.DESTROY, Action.REBOOT, Action.DELETE, Action.RESET,
+                        Action.REVERT)
+
+    @property
+    def needs_name(self) -> bool:
+        """Actions on a named snapshot."""
+        return self in (Action.SNAPSHOT, Action.REVERT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,16 +67,21 @@ class _Run:
     slots: asyncio.Semaphore
     halt_timeout: float
     protected_dirs: tuple[str, ...]
+    vm_root: Path | None = None  # provisioning's student folders: a deleted VM's folder goes too
+    snapshot: str = ""
     disk_users: dict[str, tuple[dict[str, set[str]], list[str]]] = field(default_factory=dict)
 
 
 async def run_bulk(hosts: Mapping[str, Host], action: Action | str, vms: Iterable[VM], *,
                    concurrency: int = 8, halt_timeout: float = 60.0,
-                   protected_dirs: Iterable[Path] = ()) -> list[ActionResult]:
+                   protected_dirs: Iterable[Path] = (), vm_root: Path | None = None,
+                   snapshot: str = "") -> list[ActionResult]:
     """Run ``action`` on every VM; one failure does not stop the others. Results keep input order."""
     action = Action(action)
+    if action.needs_name:
+        check_snapshot_name(snapshot)
     run = _Run(asyncio.Semaphore(concurrency), halt_timeout,
-               tuple(str(p) for p in protected_dirs))
+               tuple(str(p) for p in protected_dirs), vm_root, snapshot)
     targets = list(vms)
     return list(await asyncio.gather(*(_perform(hosts, vm, action, run) for vm in targets)))
 
@@ -197,8 +213,45 @@ async def _delete(host: Host, vm: VM, run: _Run) -> str:
             notes = [await host.call(_remove_storage, host, path) for path in owned]
     removed = [n for n in notes if n.startswith("removed")]
     kept = [n for n in notes if not n.startswith("removed")]
+    folder = vm_folder(run.vm_root, vm.meta.owner, vm.name) if run.vm_root and not host.remote else None
+    if folder is not None and not any(str(folder) in note for note in kept):
+        await asyncio.to_thread(remove_vm_folder, folder)
+        kept.append(f"removed {folder}")
     summary = f"deleted, {len(removed)} disk{'s' if len(removed) != 1 else ''} removed"
     return summary + (f" ({'; '.join(kept)})" if kept else "")
+
+
+async def _reset(host: Host, vm: VM, run: _Run) -> str:
+    """A fresh overlay on the same template (the exercise starts again); running VMs restart."""
+    was_active = _current(host, vm).state.is_active
+    if was_active:
+        await _call(host, run, "destroy", vm)
+    async with run.slots:
+        xml = await host.call(lambda: host.domain(vm.uuid).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        overlays = [d.source for d in domainxml.parse(xml).disks
+                    if d.device == "disk" and not d.readonly and d.source_type == "file" and d.source
+                    and not host.remote and images.backing_file(d.source)]
+        if not overlays:
+            raise ActionFailed("it has no disk made from a template (no overlay) to reset")
+        await host.call(snapshots.forget_all, host.domain(vm.uuid))  # they lived in the old overlay
+        for path in overlays:
+            await asyncio.to_thread(images.renew_overlay, Path(path))
+        answers = Path(overlays[0]).parent / WINDOWS_SEED
+        if answers.is_file():  # a Windows VM: its fresh disk needs the answer file again
+            await host.call(lambda: unattend.insert_answer_file(host.domain(vm.uuid), answers))
+    if was_active:
+        await _call(host, run, "create", vm)
+    return "reset to its template" + (" and started again" if was_active else "")
+
+
+async def _snapshot(host: Host, vm: VM, run: _Run) -> str:
+    async with run.slots:
+        return await host.call(snapshots.take, host.domain(vm.uuid), run.snapshot)
+
+
+async def _revert(host: Host, vm: VM, run: _Run) -> str:
+    async with run.slots:
+        return await host.call(snapshots.revert, host.domain(vm.uuid), run.snapshot)
 
 
 def _disk_users(host: Host) -> tuple[dict[str, set[str]], list[str]]:
@@ -279,5 +332,6 @@ def _remove_storage(host: Host, path: str) -> str:
 
 _ACTIONS = {
     Action.START: _start, Action.HALT: _halt, Action.DESTROY: _destroy, Action.REBOOT: _reboot,
-    Action.SUSPEND: _suspend, Action.RESUME: _resume, Action.DELETE: _delete,
+    Action.SUSPEND: _suspend, Action.RESUME: _resume, Action.DELETE: _delete, Action.RESET: _reset,
+    Action.SNAPSHOT: _snapshot, Action.REVERT: _revert,
 }

@@ -24,6 +24,7 @@ from core import domainxml, stats
 from core.errors import HypervisorUnavailable, VMManagerError, from_libvirt
 from core.inventory import Inventory
 from core.model import VM, ConnState, Figures, HostFigures, HostStatus, VMState
+from core.unattend import eject_answer_file
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -386,6 +387,8 @@ class Host:
         elif event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
             self._started_at.pop(uuid, None)
             self._samples.pop(uuid, None)
+            if vm is not None and vm.meta.created:  # made by provisioning: maybe a Windows first halt
+                self._spawn(self._eject_answer_file(uuid))
         if vm is not None and state is not None:
             active = state.is_active
             self.inventory.put(replace(
@@ -454,6 +457,14 @@ class Host:
                     return
             except (libvirt.libvirtError, VMManagerError):
                 return
+
+    async def _eject_answer_file(self, uuid: str) -> None:
+        """The Windows answer file holds passwords in clear: its CD goes at the VM's first halt."""
+        try:
+            if await self._run(lambda: eject_answer_file(self.domain(uuid))):
+                log.info("ejected the answer file CD of %s after its first halt", uuid)
+        except (libvirt.libvirtError, VMManagerError) as exc:
+            log.warning("could not eject the answer file CD of %s: %s", uuid, from_libvirt(exc).message)
 
     def _spawn(self, coro: Any) -> None:
         if self._closing:

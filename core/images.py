@@ -1,4 +1,4 @@
-"""What a disk image is backed by, read from the image itself.
+"""Disk images: what one is backed by (read from the image itself), and making overlays.
 
 libvirt reports a disk's ``<backingStore>`` chain only for running domains, so deciding whether
 a file is somebody's backing file needs the images' own headers. ``qemu-img info --backing-chain``
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+from pathlib import Path
 
 QCOW2_MAGIC = b"QFI\xfb"
 _MAX_DEPTH = 32
@@ -49,3 +51,52 @@ def backing_chain(path: str) -> list[str]:
         if current is not None:
             chain.append(current)
     return chain
+
+
+def virtual_size(path: str | os.PathLike[str]) -> int:
+    """The size in bytes a qcow2 image shows its guest (from its header), or the file size of a raw one."""
+    with open(path, "rb") as image:
+        header = image.read(32)
+    if len(header) == 32 and header[:4] == QCOW2_MAGIC:
+        return struct.unpack(">Q", header[24:32])[0]
+    return os.stat(path).st_size
+
+
+def create_overlay(path: Path, backing: Path, size: int) -> None:
+    """A new qcow2 image at ``path`` (mode 0600, never over an existing file) backed by ``backing``.
+
+    The overlay starts empty (a few hundred KiB): reads fall through to the template until the
+    guest writes. ``size`` (bytes) is what the guest sees; never less than the backing image.
+    """
+    fmt = "qcow2" if _is_qcow2(backing) else "raw"
+    size = max(size, virtual_size(backing))
+    path.touch(mode=0o600, exist_ok=False)  # claims the name; qemu-img then writes into it
+    try:
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", fmt, "-b", os.fspath(backing),
+                        os.fspath(path), str(size)], check=True, capture_output=True, text=True, timeout=60)
+    except subprocess.CalledProcessError as exc:
+        path.unlink(missing_ok=True)
+        raise OSError(f"qemu-img could not make {path.name}: {exc.stderr.strip()}") from None
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _is_qcow2(path: Path) -> bool:
+    with open(path, "rb") as image:
+        return image.read(4) == QCOW2_MAGIC
+
+
+def renew_overlay(path: Path) -> None:
+    """Replace an overlay by a new empty one on the same backing file and size (a reset).
+
+    The new image is made beside the old one and renamed over it, so that a failure halfway
+    leaves the old overlay, never none.
+    """
+    backing = backing_file(os.fspath(path))
+    if backing is None:
+        raise OSError(f"{path} has no backing file: it is not an overlay")
+    fresh = path.with_name(f".{path.name}.new")
+    fresh.unlink(missing_ok=True)
+    create_overlay(fresh, Path(backing), virtual_size(path))
+    os.replace(fresh, path)

@@ -6,14 +6,15 @@ Methods are awaitable from any asyncio loop; the work itself runs on the core lo
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import libvirt
 
-from core import domainxml, eventloop
+from core import doctor, domainxml, eventloop, provision
 from core.actions import Action, ActionResult, run_bulk
 from core.errors import VMManagerError, from_libvirt
 from core.host import Host
@@ -21,7 +22,9 @@ from core.inventory import Inventory, Update
 from core.metadata import NAMESPACE, PREFIX
 from core.model import VM, HostStatus
 from core.names import check_class_name, check_username
+from core.roster import Student
 from core.settings import Settings
+from core.templates import Template
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +120,14 @@ class Lab:
         return lambda: eventloop.call_soon(unsubscribe)
 
     # -- acting --
-    async def act(self, action: Action | str, vms: Iterable[VM], *,
-                  halt_timeout: float | None = None) -> list[ActionResult]:
-        """Run a lifecycle action on many VMs; a result per VM, in order."""
+    async def act(self, action: Action | str, vms: Iterable[VM], *, halt_timeout: float | None = None,
+                  snapshot: str = "") -> list[ActionResult]:
+        """Run an action on many VMs (``snapshot``: the name for snapshot/revert); a result per VM."""
         timeout = self.settings.halt_timeout if halt_timeout is None else halt_timeout
         return await eventloop.run_on_core(run_bulk(
             self.hosts, action, list(vms), concurrency=self.settings.bulk_concurrency,
-            halt_timeout=timeout, protected_dirs=[self.settings.templates_path]))
+            halt_timeout=timeout, protected_dirs=[self.settings.templates_path],
+            vm_root=self.settings.student_vms_dir, snapshot=snapshot))
 
     async def assign(self, vms: Iterable[VM], owner: str | None,
                      lab_class: str | None = None) -> list[ActionResult]:
@@ -174,6 +178,37 @@ class Lab:
             return await eventloop.run_on_core(host.refresh_ips(vm.uuid))
         except libvirt.libvirtError as exc:
             raise from_libvirt(exc) from exc
+
+    # -- provisioning --
+    def _local_host(self) -> Host:
+        """The host provisioning makes files for (the first; provisioning refuses remote ones)."""
+        return next(iter(self.hosts.values()))
+
+    async def plan_provision(self, template: Template, lab_class: str, students: Sequence[Student], *,
+                             start: bool = False, overcommit: bool = False) -> provision.Plan:
+        """Check a class's request and decide every name and path; makes nothing (the dry run)."""
+        host = self._local_host()
+        taken = {vm.name for vm in self.vms() if vm.host == host.name}
+        work = functools.partial(provision.plan, self.settings, host, template, lab_class, students,
+                                 start=start, overcommit=overcommit, existing=taken)
+        return await eventloop.run_on_core(host.call(work))
+
+    async def provision(self, plan: provision.Plan,
+                        progress: provision.Progress | None = None) -> provision.Report:
+        """Make the plan's VMs; ``progress`` is called on the caller's loop after each VM."""
+        caller = asyncio.get_running_loop()
+
+        def relay(done: int, total: int, outcome: provision.Outcome) -> None:
+            if progress is not None and not caller.is_closed():
+                caller.call_soon_threadsafe(progress, done, total, outcome)
+
+        return await eventloop.run_on_core(
+            provision.execute(plan, self.settings, self._local_host(), relay))
+
+    async def doctor(self, fix: bool = False) -> doctor.Checkup:
+        """Find (and with ``fix`` remove) what killed provisioning runs left half-made."""
+        host = self._local_host()
+        return await eventloop.run_on_core(host.call(doctor.checkup, self.settings, host, fix))
 
     async def close(self) -> None:
         async def close_all() -> None:

@@ -18,6 +18,7 @@ from dotenv import dotenv_values
 from core.errors import ConfigError
 
 DOMAIN_TYPES = ("auto", "kvm", "qemu")
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -59,6 +60,15 @@ class Settings:
     """Upper bound of the reconnection back-off, in seconds."""
     domain_type: str = _setting("VMM_DOMAIN_TYPE", "auto")
     """Domain type for new VMs: auto, kvm or qemu (TCG)."""
+    student_vms_dir: Path = _setting("VMM_STUDENT_VMS_DIR", factory=lambda: PROJECT_DIR / "student_vms")
+    """Root of the per-student folders ``<username>/<vm>/`` (overlay, seed, console log)."""
+    console_socket_dir: Path = _setting("VMM_CONSOLE_SOCKET_DIR",
+                                        factory=lambda: Path("/var/lib/vm-manager/consoles"))
+    """VMs' VNC sockets: a directory only QEMU and this service can enter."""
+    vm_name_scheme: str = _setting("VMM_VM_NAME_SCHEME", "{class}-{username}")
+    """How provisioning names a VM: ``{class}``, ``{username}`` and ``{template}`` are replaced."""
+    provision_concurrency: int = _setting("VMM_PROVISION_CONCURRENCY", 4)
+    """VMs provisioning makes at once."""
     # Names kept from the older web version of this tool (used by the web server and LDAP sign-in).
     secret_key: str | None = _setting("SECRET_KEY", secret=True)
     ldap_host: str | None = _setting("LDAP_HOST")
@@ -77,6 +87,11 @@ class Settings:
     @property
     def templates_file(self) -> Path:
         return self.config_dir / "templates.toml"
+
+    @property
+    def passwords_dir(self) -> Path:
+        """Generated passwords, one file per provisioning run, readable only by the operator."""
+        return self.data_dir / "passwords"
 
     @property
     def keymap_path(self) -> Path:

@@ -16,19 +16,15 @@ boot), plus its settings. Relative paths are relative to the templates directory
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
-import stat
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from core.access import QEMU_USER, readable_by
 from core.errors import ConfigError
 from core.names import VM_NAME
-
-QEMU_USER = "libvirt-qemu"  # what Debian's libvirt runs QEMU as (qemu.conf `user`)
 
 _CHOICES = {
     "os": ("linux", "windows"),
@@ -139,34 +135,3 @@ def _template(name: str, table: Any, templates_dir: Path, problems: list[str]) -
 def check_files(template: Template, user: str = QEMU_USER) -> list[FileCheck]:
     """Whether QEMU, running as ``user``, can reach and read each file of the template."""
     return [FileCheck(role, path, readable_by(path, user)) for role, path in template.files().items()]
-
-
-def readable_by(path: Path, user: str) -> str:
-    """Why ``user`` cannot read ``path`` (every parent must let it pass), or "" when it can."""
-    try:
-        account = pwd.getpwnam(user)
-    except KeyError:
-        return f"no user {user} on this host (is libvirt installed?)"
-    groups = {account.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
-    if not path.exists():
-        return "missing"
-    for parent in reversed(path.absolute().parents):
-        if not _allowed(parent.stat(), account.pw_uid, groups, stat.S_IXUSR, stat.S_IXGRP,
-                        stat.S_IXOTH):
-            return f"{user} cannot enter {parent}"
-    if not path.is_file():
-        return "not a file"
-    if not _allowed(path.stat(), account.pw_uid, groups, stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH):
-        return f"{user} cannot read it (unless libvirt's dynamic_ownership relabels it at start)"
-    return ""
-
-
-def _allowed(st: os.stat_result, uid: int, groups: set[int], usr: int, grp_bit: int,
-             oth: int) -> bool:
-    if uid == 0:
-        return True
-    if st.st_uid == uid:
-        return bool(st.st_mode & usr)
-    if st.st_gid in groups:
-        return bool(st.st_mode & grp_bit)
-    return bool(st.st_mode & oth)

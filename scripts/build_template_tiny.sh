@@ -9,6 +9,7 @@
 #   vmlinuz      the Debian cloud kernel (linux-image-*-cloud-amd64), as shipped
 #   initrd.img   cpio newc + gzip: busybox-static and its applet links, the modules an IDE CD-ROM
 #                and ISO9660 need (the cloud kernel builds them as modules), and /init
+#   base.qcow2   a blank 256 MiB disk: what VMs made from the template get an overlay of
 # Nothing is installed from the two packages: they are fetched with `apt-get download` and
 # unpacked with `dpkg-deb -x` in a temp dir. Missing tools (cpio, kmod's depmod) are installed
 # with apt-get, as scripts/setup.sh does. Idempotent: does nothing while both outputs exist and
@@ -33,7 +34,7 @@ log() { printf 'build_template_tiny: %s\n' "$*" >&2; }
 # in modules.builtin first; only what is a module goes into the initramfs, with its dependencies.
 WANTED_MODULES=(ata_piix sr_mod isofs)
 KERNEL_META=linux-image-cloud-amd64
-TOOLS=(cpio depmod gzip)  # from packages scripts/setup.sh installs
+TOOLS=(cpio depmod gzip qemu-img)  # from packages scripts/setup.sh installs
 
 default_out() {
     local data
@@ -48,7 +49,8 @@ default_out() {
 OUT=${1:-$(default_out)}
 OUT=${OUT/#\~/$HOME}
 
-if [[ ${VMM_TINY_FORCE:-} != 1 && $OUT/vmlinuz -nt $SCRIPT && $OUT/initrd.img -nt $SCRIPT ]]; then
+if [[ ${VMM_TINY_FORCE:-} != 1 && $OUT/vmlinuz -nt $SCRIPT && $OUT/initrd.img -nt $SCRIPT
+      && $OUT/base.qcow2 -nt $SCRIPT ]]; then
     log "$OUT is up to date"
     exit 0
 fi
@@ -228,5 +230,10 @@ install -m 0644 "$WORK/kernel/boot/vmlinuz-$KVER" "$OUT/.vmlinuz.tmp"
 install -m 0644 "$WORK/initrd.img" "$OUT/.initrd.img.tmp"
 mv -f "$OUT/.vmlinuz.tmp" "$OUT/vmlinuz"
 mv -f "$OUT/.initrd.img.tmp" "$OUT/initrd.img"
+# The template's disk: blank (the guest lives in its initramfs), so that VMs made from the
+# template get a qcow2 overlay like any other (provisioning, reset and snapshots are the same).
+qemu-img create -q -f qcow2 "$OUT/.base.qcow2.tmp" 256M
+chmod 0644 "$OUT/.base.qcow2.tmp"
+mv -f "$OUT/.base.qcow2.tmp" "$OUT/base.qcow2"
 chmod 0755 "$OUT"
 log "built $OUT (kernel $KVER, modules: $(tr '\n' ' ' <"$ROOT/etc/modules")initrd $(du -k "$OUT/initrd.img" | cut -f1) KiB) in $((SECONDS - start)) s"

@@ -11,18 +11,23 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from core import __version__, eventloop
 from core.actions import Action, ActionResult
-from core.errors import VMManagerError
+from core.errors import InvalidInput, VMManagerError
 from core.lab import Lab
 from core.log import setup_logging
 from core.model import VM
 from core.names import check_class_name, check_username
+from core.provision import Outcome
+from core.roster import Student, read_roster
 from core.settings import Settings, load_settings
+from core.snapshots import check_snapshot_name
 from core.targets import resolve
-from core.templates import check_files, load_templates
+from core.templates import Template, check_files, load_templates
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -50,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for action in Action:
         sub = commands.add_parser(action.value, help=_ACTION_HELP[action])
+        if action.needs_name:
+            sub.add_argument("snapshot", metavar="NAME", help="the snapshot's name")
         _add_targets(sub)
         if action.destructive:
             sub.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
@@ -61,6 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
     templates = commands.add_parser("templates", help="list the templates of templates.toml and "
                                     "whether QEMU can read their files")
     templates.add_argument("--json", action="store_true")
+
+    prov = commands.add_parser("provision", help="make the VMs of a class from a template (one per student)")
+    prov.add_argument("--template", required=True, metavar="T", help="a template of templates.toml")
+    prov.add_argument("--class", dest="lab_class", required=True, metavar="C", help="the class's name")
+    who = prov.add_mutually_exclusive_group(required=True)
+    who.add_argument("--users", type=Path, metavar="CSV",
+                     help="the roster: columns username,full_name,password,ssh_key (blank password: "
+                     "generated, written to a file only you can read)")
+    who.add_argument("--ldap-group", metavar="DN", help="the members of this LDAP group")
+    prov.add_argument("--start", action="store_true", help="start each VM once made")
+    prov.add_argument("--dry-run", action="store_true", help="show what would be made; make nothing")
+    prov.add_argument("--overcommit", action="store_true",
+                      help="go on when the host has less free memory or disk than the class needs")
+
+    doctor = commands.add_parser("doctor", help="find what killed provisioning runs left half-made")
+    doctor.add_argument("--fix", action="store_true", help="remove it (only our folders and domains)")
 
     assign = commands.add_parser("assign", help="record a VM's owner (and class) in its metadata")
     assign.add_argument("targets", nargs="+", metavar="NAME", help="a VM name or a glob (stu-*)")
@@ -77,7 +100,11 @@ _ACTION_HELP = {
     Action.REBOOT: "reboot running VMs",
     Action.SUSPEND: "pause VMs",
     Action.RESUME: "resume paused VMs",
-    Action.DELETE: "undefine VMs and remove the disks only they use (never a template)",
+    Action.DELETE: "undefine VMs and remove the disks only they use and their student folders "
+                   "(never a template)",
+    Action.RESET: "give VMs a fresh disk from their template (the exercise starts again)",
+    Action.SNAPSHOT: "take a named snapshot of VMs (internal qcow2; not for UEFI VMs)",
+    Action.REVERT: "bring VMs back to a named snapshot",
 }
 
 
@@ -117,12 +144,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "provision":
+        return await _provision(args, settings)
+    if args.command == "doctor":
+        return await _doctor(args, settings)
     if args.command != "list" and not args.targets and not args.classes:
         raise UsageError(f"{args.command} needs at least one TARGET or --class")
     if args.command == "assign":  # refuse bad names before touching the hypervisor
         check_username(args.owner)
         if args.lab_class is not None:
             check_class_name(args.lab_class)
+    if getattr(args, "snapshot", None) is not None:
+        check_snapshot_name(args.snapshot)
     lab = await Lab.open(settings, args.connect)
     try:
         if args.command == "list":
@@ -138,10 +171,102 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                 print("nothing done", file=sys.stderr)
                 return EXIT_FAILED
             timeout = getattr(args, "timeout", None)
-            results = await lab.act(action, found.vms, halt_timeout=timeout) if found.vms else []
+            results = await lab.act(action, found.vms, halt_timeout=timeout,
+                                    snapshot=getattr(args, "snapshot", "")) if found.vms else []
         return _report(results, failed=bool(found.unmatched))
     finally:
         await lab.close()
+
+
+async def _provision(args: argparse.Namespace, settings: Settings) -> int:
+    template, students = _provision_request(args, settings)
+    lab = await Lab.open(settings, args.connect)
+    try:
+        plan = await lab.plan_provision(template, args.lab_class, students, start=args.start,
+                                        overcommit=args.overcommit)
+        if args.dry_run:
+            print("\n".join(plan.describe()))
+            print("dry run: nothing made")
+            return EXIT_OK
+        bar = _ProgressBar(len(plan.vms))
+        began = time.monotonic()
+        report = await lab.provision(plan, bar.update)
+        bar.close()
+    finally:
+        await lab.close()
+    for outcome in report.outcomes:
+        print(f"{outcome.name}: {outcome.message}", file=sys.stdout if outcome.ok else sys.stderr)
+    made = len(report.outcomes) - len(report.failed)
+    print(f"{made} made, {len(report.failed)} failed in {time.monotonic() - began:.1f} s", file=sys.stderr)
+    if report.passwords_file is not None:
+        print(f"generated passwords: {report.passwords_file} (readable only by you)", file=sys.stderr)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _provision_request(args: argparse.Namespace, settings: Settings) -> tuple[Template, list[Student]]:
+    """The template and the students, every problem of the command line reported together."""
+    problems: list[str] = []
+    templates = load_templates(settings.templates_file, settings.templates_path)
+    template = templates.get(args.template)
+    if template is None:
+        known = ", ".join(sorted(templates)) or f"none: declare them in {settings.templates_file}"
+        problems.append(f"no template {args.template!r} (templates: {known})")
+    try:
+        check_class_name(args.lab_class)
+    except InvalidInput as exc:
+        problems.append(exc.message)
+    students: list[Student] = []
+    try:
+        if args.users is not None:
+            students = read_roster(args.users, os_family=template.os if template else "linux")
+        else:
+            from core.directory import group_members
+
+            students = group_members(settings, args.ldap_group)
+    except VMManagerError as exc:
+        problems.insert(0, exc.message)
+    if problems:
+        raise InvalidInput("\n".join(problems))
+    assert template is not None
+    return template, students
+
+
+class _ProgressBar:
+    """A bar on a terminal's stderr; elsewhere (a pipe, a log) nothing: the report follows."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.shown = sys.stderr.isatty()
+
+    def update(self, done: int, total: int, outcome: Outcome) -> None:
+        if self.shown:
+            width = 30
+            filled = width * done // max(total, 1)
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {outcome.name:<30}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+async def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    lab = await Lab.open(settings, args.connect)
+    try:
+        result = await lab.doctor(fix=args.fix)
+    finally:
+        await lab.close()
+    if result.busy:
+        print("a provisioning run is in progress: nothing fixed (run doctor again after it)", file=sys.stderr)
+    for finding in result.findings:
+        print(f"{finding.what} {finding.where}: {finding.problem}"
+              f"{f' -> {finding.fixed}' if finding.fixed else ''}")
+    if not result.findings:
+        print("nothing half-made")
+    elif result.unfixed and not args.fix:
+        print("run `vm-manager doctor --fix` to remove it", file=sys.stderr)
+    return EXIT_FAILED if result.unfixed else EXIT_OK
 
 
 def _confirm(action: Action, vms: list[VM]) -> bool:

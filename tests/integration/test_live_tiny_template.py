@@ -1,7 +1,6 @@
 """The tiny template boots on real QEMU and reads its NoCloud seed.
 
-``scripts/build_template_tiny.sh`` builds the template (a Debian cloud kernel and a busybox
-initramfs, from packages it downloads) once per session into a temp dir QEMU can read; each test
+The ``tiny_template`` fixture (conftest) builds the template once per session; each test
 boots it by direct kernel boot (``core.domainbuild.kernel_domain``) and reads what the guest
 prints on its serial port, which libvirt writes to a file. A template that cannot be built fails
 the tests, never skips them.
@@ -9,15 +8,12 @@ the tests, never skips them.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from livelab import RUN_PREFIX, Outside, domain_type, system_answers, unavailable
+from livelab import Outside, domain_type
 
 from core.domainbuild import kernel_domain
 from core.metadata import LabMeta
@@ -25,26 +21,7 @@ from core.seed import LinuxSeed, SeedUser, write_seed_iso
 
 pytestmark = pytest.mark.integration
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_template_tiny.sh"
 BOOT_WITHIN = 60.0
-
-
-@pytest.fixture(scope="session")
-def tiny_template() -> Iterator[Path]:
-    """The built template (``vmlinuz``, ``initrd.img``), in a temp dir libvirt-qemu can read."""
-    if not system_answers():
-        unavailable("qemu:///system is unreachable; run `make test`")
-    root = Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}template-", dir="/var/tmp"))
-    root.chmod(0o755)
-    out = root / "tiny"
-    try:
-        proc = subprocess.run([SCRIPT, out], capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            pytest.fail(f"{SCRIPT.name} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}"
-                        f"{proc.stderr[-3000:]}", pytrace=False)
-        yield out
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def genisoimage_seed(directory: Path, hostname: str, user: str) -> Path:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from core.access import QEMU_USER, readable_by
 from core.errors import ConfigError
-from core.templates import QEMU_USER, check_files, load_templates, readable_by
+from core.templates import check_files, load_templates
 
 GOOD = """
 [templates.tiny]

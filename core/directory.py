@@ -1,0 +1,186 @@
+"""Who is in a class, from the directory: the members of an LDAP group, as roster Students.
+
+A group is a ``groupOfNames``/``groupOfUniqueNames`` (``member``/``uniqueMember`` DNs) or a
+``posixGroup`` (``memberUid``, looked up under ``LDAP_BASE_DN``). Every member must have one ``uid``
+that is a valid username: a group with a bad member is refused, with every problem listed, never
+trimmed silently. Connections are made in one place, :func:`_connect`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import ldap3
+from ldap3.core.exceptions import LDAPException, LDAPNoSuchObjectResult, LDAPOperationResult
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import parse_dn
+
+from core.errors import ConfigError, InvalidInput, NotFound, VMManagerError
+from core.names import check_username
+from core.roster import Student
+from core.settings import Settings
+
+CONNECT_TIMEOUT = 5.0
+RECEIVE_TIMEOUT = 10  # an int: ldap3 packs it into SO_RCVTIMEO with struct
+_GROUP_CLASSES = {"groupofnames", "groupofuniquenames", "posixgroup"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_UNIQUE_MEMBER_UID = re.compile(r"#'[01]*'B$")  # uniqueMember's optional "#'0101'B" suffix
+
+
+class DirectoryError(VMManagerError):
+    """The LDAP server is unreachable, refused our bind, or failed a request."""
+
+    title = "Directory error"
+
+
+def group_members(settings: Settings, group_dn: str) -> list[Student]:
+    """The members of the group ``group_dn``, by username (passwords None: generated later)."""
+    dn = check_dn(group_dn, "group DN")
+    _, _, _, base = _required(settings, "ldap_host", "ldap_bind_user_dn", "ldap_bind_user_password",
+                              "ldap_base_dn")
+    with _connect(settings) as conn:
+        group = _read(conn, dn, ["objectClass", "member", "uniqueMember", "memberUid"])
+        if group is None:
+            raise NotFound(f"no LDAP group {dn!r} (or the bind account may not read it)")
+        classes = {c.lower() for c in _values(group, "objectClass")}
+        if not classes & _GROUP_CLASSES:
+            raise InvalidInput(f"{dn!r} is not a group (groupOfNames, groupOfUniqueNames or posixGroup)")
+        problems: list[str] = []
+        found: list[Student] = []
+        for member in _values(group, "member") + _values(group, "uniqueMember"):
+            member = _UNIQUE_MEMBER_UID.sub("", member)
+            entry = _read(conn, member, ["uid", "cn"])
+            if entry is None:
+                problems.append(f"member {member!r} does not exist (or may not be read)")
+            else:
+                found += _student(entry, f"member {member!r}", problems)
+        for uid in _values(group, "memberUid"):
+            try:
+                check_username(uid)
+            except InvalidInput as exc:
+                problems.append(f"memberUid: {exc.message}")
+                continue
+            conn.search(base, f"(uid={escape_filter_chars(uid)})", ldap3.SUBTREE, attributes=["uid", "cn"])
+            entries = _entries(conn)
+            if len(entries) != 1:
+                problems.append(f"memberUid {uid!r}: {len(entries) or 'no'} entries with that uid "
+                                f"under {base!r}")
+            else:
+                found += _student(entries[0], f"memberUid {uid!r}", problems)
+    if problems:
+        listed = "\n".join(f"  {p}" for p in problems)
+        raise InvalidInput(f"the LDAP group {dn!r} can't be used as it is:\n{listed}")
+    return sorted({s.username: s for s in reversed(found)}.values(), key=lambda s: s.username)
+
+
+def check_dn(dn: str, what: str = "DN") -> str:
+    """``dn`` stripped, if it is a valid LDAP DN (RFC 4514) without control characters."""
+    dn = dn.strip()
+    if _CONTROL.search(dn):
+        raise InvalidInput(f"invalid {what} {dn!r}: it contains a control character")
+    try:
+        parse_dn(dn, escape=False)
+    except LDAPException as exc:
+        reason = _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", str(exc))
+        raise InvalidInput(f"invalid {what} {dn!r} ({reason}); "
+                           "write it as cn=info1,ou=groups,dc=example,dc=org") from None
+    return dn
+
+
+@contextmanager
+def _connect(settings: Settings, user_dn: str | None = None,
+             password: str | None = None) -> Iterator[ldap3.Connection]:
+    """A bound connection to LDAP_HOST, as the bind account unless ``user_dn``/``password`` say
+    otherwise; every LDAP failure inside the block becomes a DirectoryError (without the password)."""
+    (host,) = _required(settings, "ldap_host")
+    if user_dn is None:
+        user_dn, password = _required(settings, "ldap_bind_user_dn", "ldap_bind_user_password")
+    secret = password or ""
+    try:
+        # ldaps:// checks the server's certificate against the system CAs (a test CA: later issue).
+        server = ldap3.Server(host, connect_timeout=CONNECT_TIMEOUT, get_info=ldap3.NONE,
+                              tls=ldap3.Tls(validate=ssl.CERT_REQUIRED))
+    except LDAPException as exc:
+        raise ConfigError(f"LDAP_HOST {host!r} is not a valid LDAP server address ({exc}); "
+                          "write it as ldap://host:389 or ldaps://host:636") from None
+    conn = ldap3.Connection(server, user=user_dn, password=password, read_only=True,
+                            auto_bind=ldap3.AUTO_BIND_NONE, raise_exceptions=True, auto_referrals=False,
+                            receive_timeout=RECEIVE_TIMEOUT)
+    try:
+        try:
+            conn.open()
+        except LDAPException as exc:
+            raise DirectoryError(f"cannot reach the LDAP server {host} ({_scrub(exc, secret)})") from None
+        try:
+            conn.bind()
+        except LDAPOperationResult as exc:
+            raise DirectoryError(f"the LDAP server {host} refused the bind as {user_dn!r} "
+                                 f"({exc.description}); check LDAP_BIND_USER_DN and its password") from None
+        except LDAPException:
+            raise
+        except Exception as exc:  # ldap3's decoder fails on any other protocol (KeyError, ...)
+            raise DirectoryError(f"{host} does not answer as an LDAP server ({type(exc).__name__}); "
+                                 "check LDAP_HOST") from None
+        yield conn
+    except LDAPException as exc:
+        raise DirectoryError(f"LDAP request to {host} failed ({_scrub(exc, secret)})") from None
+    finally:
+        with suppress(LDAPException):
+            conn.unbind()
+
+
+def _required(settings: Settings, *names: str) -> list[str]:
+    """The values of these settings; ConfigError names every variable that is not set."""
+    env = {f.name: f.metadata["env"] for f in dataclasses.fields(settings)}
+    missing = [env[name] for name in names if not getattr(settings, name)]
+    if missing:
+        raise ConfigError(f"LDAP is not configured: set {', '.join(missing)} (in the environment or .env)")
+    return [str(getattr(settings, name)) for name in names]
+
+
+def _read(conn: ldap3.Connection, dn: str, attributes: list[str]) -> dict[str, Any] | None:
+    """The entry ``dn`` (its ``attributes``), or None when there is none."""
+    try:
+        conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=attributes)
+    except LDAPNoSuchObjectResult:
+        return None
+    entries = _entries(conn)
+    return entries[0] if entries else None
+
+
+def _entries(conn: ldap3.Connection) -> list[dict[str, Any]]:
+    return [r for r in conn.response or [] if r.get("type") == "searchResEntry"]
+
+
+def _values(entry: dict[str, Any], name: str) -> list[str]:
+    value = entry["attributes"].get(name) or []
+    return [str(v) for v in (value if isinstance(value, list) else [value])]
+
+
+def _student(entry: dict[str, Any], what: str, problems: list[str]) -> list[Student]:
+    """The Student of a person entry (a list of 0 or 1), or its problem appended to ``problems``."""
+    uids = _values(entry, "uid")
+    if len(uids) != 1:
+        problems.append(f"{what} has {len(uids) or 'no'} uid values, not one")
+        return []
+    try:
+        check_username(uids[0])
+    except InvalidInput as exc:
+        problems.append(f"{what}: {exc.message}")
+        return []
+    names = _values(entry, "cn")
+    full_name = names[0].strip() if names else ""
+    if _CONTROL.search(full_name):
+        problems.append(f"{what}: the cn contains a control character")
+        return []
+    return [Student(uids[0], full_name)]
+
+
+def _scrub(exc: BaseException, secret: str) -> str:
+    text = str(exc)
+    return text.replace(secret, "***") if secret else text

@@ -1,0 +1,385 @@
+"""Provisioning: the VMs of a class made from a template, each one all-or-nothing.
+
+:func:`plan` checks everything and fixes every name, path and password without making anything
+(``--dry-run`` prints it). :func:`execute` then makes the VMs, a few at a time. For each VM:
+
+1. ``folder``  ``<student_vms>/<username>/<vm>/`` (mode 0711: QEMU passes, nobody lists it)
+2. ``disk``    a qcow2 overlay backed by the template image (no copy: milliseconds, a few hundred KiB)
+3. ``seed``    a cloud-init NoCloud ISO, or a CD with the Windows answer file
+4. ``define``  the domain, with our metadata and VNC on a Unix socket (no TCP port)
+5. ``start``   when asked
+
+When a step fails, what was made for that VM is removed and the other VMs go on. A run that is
+killed half-way leaves what ``vm-manager doctor`` finds and removes (``core.doctor``); a lock on
+the student folder root keeps the doctor away from a run in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import logging
+import os
+import shutil
+import time
+import uuid as uuidlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import libvirt
+
+from core import failpoints, folders, images, kvmprobe
+from core.access import enterable_by
+from core.domainbuild import VMFiles, provisioned_domain
+from core.errors import InvalidInput, VMManagerError, from_libvirt
+from core.folders import CONSOLE_LOG, DISK, LINUX_SEED, WINDOWS_SEED
+from core.host import Host
+from core.metadata import LabMeta
+from core.names import check_class_name, check_username, check_vm_name
+from core.passwords import generate_password, windows_password_problem
+from core.roster import Student
+from core.seed import LinuxSeed, SeedUser, write_seed_iso
+from core.settings import Settings
+from core.templates import Template, check_files
+
+log = logging.getLogger(__name__)
+
+STEPS = ("folder", "disk", "seed", "define", "start")
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class VMPlan:
+    """One VM to make: its name, owner, files and the password its account gets."""
+
+    name: str
+    uuid: str
+    student: Student
+    password: str
+    generated: bool  # the password was made here (and goes to the passwords file)
+    folder: Path
+    files: VMFiles
+    admin_password: str = ""  # Windows only: the local Administrator's, made per VM
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What the class needs against what the host has free (``None``: the host does not say)."""
+
+    memory_needed_mib: int
+    memory_free_mib: int | None
+    disk_needed_gib: float
+    disk_free_gib: float | None
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.memory_free_mib is not None and self.memory_needed_mib > self.memory_free_mib:
+            found.append(f"memory: the VMs need {self.memory_needed_mib} MiB, the host has "
+                         f"{self.memory_free_mib} MiB free")
+        if self.disk_free_gib is not None and self.disk_needed_gib > self.disk_free_gib:
+            found.append(f"disk: the overlays may grow to {self.disk_needed_gib:.1f} GiB, "
+                         f"{self.disk_free_gib:.1f} GiB is free")
+        return found
+
+    def describe(self) -> str:
+        memory = "unknown" if self.memory_free_mib is None else f"{self.memory_free_mib} MiB"
+        disk = "unknown" if self.disk_free_gib is None else f"{self.disk_free_gib:.1f} GiB"
+        return (f"memory {self.memory_needed_mib} MiB of {memory} free; "
+                f"disk up to {self.disk_needed_gib:.1f} GiB of {disk} free")
+
+
+@dataclass(frozen=True)
+class Plan:
+    template: Template
+    lab_class: str
+    domain_type: str
+    start: bool
+    vms: tuple[VMPlan, ...]
+    capacity: Capacity
+    created: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    def describe(self) -> list[str]:
+        """What would be made, one line a VM (the dry run)."""
+        lines = [f"template {self.template.name} ({self.template.os}, {self.domain_type}, "
+                 f"{self.template.vcpus} vCPU, {self.template.memory_mib} MiB), class {self.lab_class}, "
+                 f"{len(self.vms)} VM{'s' if len(self.vms) != 1 else ''}"
+                 f"{', started' if self.start else ''}",
+                 f"capacity: {self.capacity.describe()}"]
+        for vm in self.vms:
+            seed = vm.files.seed or "no seed"
+            lines.append(f"{vm.name}: owner {vm.student.username}, folder {vm.folder}, "
+                         f"disk {vm.files.disk or 'none'}, seed {seed}, "
+                         f"password {'generated' if vm.generated else 'from the roster'}")
+        return lines
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    username: str
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Report:
+    outcomes: list[Outcome]
+    passwords_file: Path | None  # where generated passwords went (mode 0600), if any
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+
+Progress = Callable[[int, int, Outcome], None]
+"""Called after each VM: (VMs done, VMs in all, that VM's outcome)."""
+
+
+# -- planning --
+def vm_name(scheme: str, lab_class: str, username: str, template: str) -> str:
+    """The VM name the scheme gives, checked as a host name."""
+    name = scheme
+    for key, value in (("{class}", lab_class), ("{username}", username), ("{template}", template)):
+        name = name.replace(key, value)
+    return check_vm_name(name.replace("_", "-").replace(".", "-"))
+
+
+def plan(settings: Settings, host: Host, template: Template, lab_class: str,
+         students: Sequence[Student], *, start: bool = False, overcommit: bool = False,
+         existing: set[str] | None = None) -> Plan:
+    """Check the request as a whole and decide everything; makes nothing. Blocking (libvirt calls).
+
+    Raises InvalidInput naming every problem: bad names, clashes with existing VMs or folders,
+    template files QEMU cannot read, a student folder root QEMU cannot enter, not enough memory or
+    disk (unless ``overcommit``).
+    """
+    check_class_name(lab_class)
+    if not students:
+        raise InvalidInput("no students: the roster is empty")
+    if host.remote:
+        raise InvalidInput(f"provisioning makes files on this machine: run it on {host.name} itself")
+    problems = [f"template {template.name}: {c.role} {c.path}: {c.problem}"
+                for c in check_files(template) if c.problem]
+    root = settings.student_vms_dir.absolute()
+    passage = enterable_by(root if root.exists() else root.parent)
+    if passage:
+        problems.append(f"{passage}: QEMU could not reach the VMs' files under {root} "
+                        "(set VMM_STUDENT_VMS_DIR to a folder it can pass, e.g. under /srv)")
+    conn = host.connection()
+    taken = existing if existing is not None else {dom.name() for dom in conn.listAllDomains(0)}
+    vms: list[VMPlan] = []
+    seen: dict[str, str] = {}
+    for student in students:
+        check_username(student.username)
+        try:
+            name = vm_name(settings.vm_name_scheme, lab_class, student.username, template.name)
+        except InvalidInput as exc:
+            problems.append(f"{student.username}: {exc.message}")
+            continue
+        if name in seen:
+            problems.append(f"{student.username}: the VM name {name} is also {seen[name]}'s")
+            continue
+        seen[name] = student.username
+        folder = root / student.username / name
+        if name in taken:
+            problems.append(f"{name}: a VM of that name exists (it is never overwritten)")
+        elif folder.exists():
+            problems.append(f"{name}: {folder} exists (a leftover? see vm-manager doctor)")
+        vms.append(_vm_plan(settings, template, student, name, folder, problems))
+    capacity = _capacity(conn, template, len(vms), root)
+    if not overcommit:
+        problems += [f"{p} (--overcommit to go on anyway)" for p in capacity.problems()]
+    if problems:
+        raise InvalidInput("nothing made:\n" + "\n".join(f"  {p}" for p in problems))
+    return Plan(template, lab_class, _domain_type(settings, template, conn), start, tuple(vms), capacity)
+
+
+def _vm_plan(settings: Settings, template: Template, student: Student, name: str, folder: Path,
+             problems: list[str]) -> VMPlan:
+    password, generated = student.password, student.password is None
+    if password is None:
+        password = generate_password()
+    admin_password = ""
+    if template.os == "windows":
+        if problem := windows_password_problem(password):
+            problems.append(f"{student.username}: {problem}")
+        admin_password = generate_password(16)
+    uuid = str(uuidlib.uuid4())
+    seed = folder / (WINDOWS_SEED if template.os == "windows" else LINUX_SEED)
+    files = VMFiles(disk=folder / DISK if template.image is not None else None, seed=seed,
+                    serial_log=folder / CONSOLE_LOG,
+                    vnc_socket=settings.console_socket_dir / f"{uuid}.vnc")
+    return VMPlan(name, uuid, student, password, generated, folder, files, admin_password)
+
+
+def _capacity(conn: libvirt.virConnect, template: Template, count: int, root: Path) -> Capacity:
+    memory_free = None
+    with contextlib.suppress(libvirt.libvirtError):
+        stats = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
+        if "free" in stats:
+            memory_free = (stats["free"] + stats.get("buffers", 0) + stats.get("cached", 0)) // 1024
+    size = template.disk_size_gib * GIB
+    if template.image is not None and template.image.exists():
+        size = max(size, images.virtual_size(template.image))
+    existing = root if root.exists() else root.parent
+    disk_free = shutil.disk_usage(existing).free / GIB if existing.exists() else None
+    disk_needed = count * size / GIB if template.image is not None else 0.0
+    return Capacity(count * template.memory_mib, memory_free, disk_needed, disk_free)
+
+
+def _domain_type(settings: Settings, template: Template, conn: libvirt.virConnect) -> str:
+    """The template's choice, else the setting's, else what a KVM probe boot finds (once per host)."""
+    for choice in (template.domain_type, settings.domain_type):
+        if choice != "auto":
+            return choice
+    return kvmprobe.decide(settings, conn)
+
+
+# -- making --
+async def execute(plan: Plan, settings: Settings, host: Host, progress: Progress | None = None) -> Report:
+    """Make every VM of the plan (on the core loop); an outcome per VM, in the plan's order."""
+    await asyncio.to_thread(folders.prepare, settings)
+    slots = asyncio.Semaphore(settings.provision_concurrency)
+    done = 0
+    with folders.run_lock(settings.student_vms_dir), _PasswordFile(settings, plan) as passwords:
+        async def one(vm: VMPlan) -> Outcome:
+            nonlocal done
+            async with slots:
+                outcome = await _make(plan, vm, host, passwords)
+            done += 1
+            if progress is not None:
+                progress(done, len(plan.vms), outcome)
+            return outcome
+
+        outcomes = list(await asyncio.gather(*(one(vm) for vm in plan.vms)))
+    return Report(outcomes, passwords.path)
+
+
+async def _make(plan: Plan, vm: VMPlan, host: Host, passwords: _PasswordFile) -> Outcome:
+    made: list[str] = []
+    step = STEPS[0]
+    try:
+        for step in STEPS:
+            if step == "start" and not plan.start:
+                break
+            failpoints.hit(step, vm.name)
+            if step in ("define", "start"):
+                await host.call(_STEP_CALLS[step], host, plan, vm)
+            else:
+                await asyncio.to_thread(_STEP_CALLS[step], host, plan, vm)
+            made.append(step)
+            if step == "define":
+                passwords.add(vm)
+    except (VMManagerError, OSError, libvirt.libvirtError) as exc:
+        reason = exc.message if isinstance(exc, VMManagerError) else from_libvirt(exc).message
+        with contextlib.suppress(Exception):
+            await host.call(_undo, host, vm, made)
+        log.warning("provision %s FAILED at %s: %s", vm.name, step, reason)
+        return Outcome(vm.name, vm.student.username, False, f"failed at {step}: {reason}")
+    message = "made and started" if plan.start else "made"
+    log.info("provision %s: %s (owner %s, template %s)", vm.name, message, vm.student.username,
+             plan.template.name)
+    return Outcome(vm.name, vm.student.username, True, message)
+
+
+def _make_folder(_host: Host, _plan: Plan, vm: VMPlan) -> None:
+    owner = vm.folder.parent
+    owner.mkdir(mode=0o711, exist_ok=True)
+    owner.chmod(0o711)  # whatever the umask: QEMU passes, other users cannot list
+    vm.folder.mkdir(mode=0o711)
+    vm.folder.chmod(0o711)
+
+
+def _make_disk(_host: Host, plan: Plan, vm: VMPlan) -> None:
+    if vm.files.disk is not None and plan.template.image is not None:
+        images.create_overlay(Path(vm.files.disk), plan.template.image, plan.template.disk_size_gib * GIB)
+
+
+def _make_seed(_host: Host, plan: Plan, vm: VMPlan) -> None:
+    template, student = plan.template, vm.student
+    path = Path(vm.files.seed or "")
+    if template.os == "windows":
+        from core.unattend import WindowsSeed, computer_name, write_windows_seed_iso
+
+        write_windows_seed_iso(path, WindowsSeed(
+            computer_name=computer_name(vm.name), username=student.username, full_name=student.full_name,
+            password=vm.password, admin_password=vm.admin_password, keyboard=template.keyboard,
+            locale=template.locale, firmware=template.firmware))
+    else:
+        write_seed_iso(path, LinuxSeed(
+            hostname=vm.name, instance_id=f"iid-{vm.uuid}",
+            user=SeedUser(student.username, student.full_name, vm.password, student.ssh_keys),
+            keyboard=template.keyboard, locale=template.locale))
+
+
+def _define(host: Host, plan: Plan, vm: VMPlan) -> None:
+    meta = LabMeta(owner=vm.student.username, lab_class=plan.lab_class, template=plan.template.name,
+                   created=plan.created)
+    xml = provisioned_domain(vm.name, vm.uuid, plan.template, vm.files, domain_type=plan.domain_type,
+                             meta=meta)
+    host.connection().defineXML(xml)
+
+
+def _start(host: Host, _plan: Plan, vm: VMPlan) -> None:
+    host.domain(vm.uuid).create()
+
+
+_STEP_CALLS: dict[str, Callable[[Host, Plan, VMPlan], None]] = {
+    "folder": _make_folder, "disk": _make_disk, "seed": _make_seed, "define": _define, "start": _start,
+}
+
+
+def _undo(host: Host, vm: VMPlan, made: list[str]) -> None:
+    """Remove what was made for one VM, newest first."""
+    if "define" in made:
+        with contextlib.suppress(libvirt.libvirtError):
+            dom = host.domain(vm.uuid)
+            if dom.isActive():
+                dom.destroy()
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+                              | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+    if "folder" in made:
+        folders.remove_vm_folder(vm.folder)
+
+
+class _PasswordFile:
+    """Generated passwords: one CSV per run, mode 0600, a row written as each VM is defined.
+
+    Written as the run goes (not at its end) so that a run killed half-way still leaves the
+    passwords of the VMs it did make. Nothing else ever prints them.
+    """
+
+    def __init__(self, settings: Settings, plan: Plan) -> None:
+        self.path: Path | None = None
+        self._file: IO[str] | None = None
+        if not any(vm.generated or vm.admin_password for vm in plan.vms):
+            return
+        folder = settings.passwords_dir
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.path = folder / f"{plan.lab_class}-{stamp}-{os.getpid()}.csv"
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file = os.fdopen(fd, "w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(["vm", "username", "password", "admin_password"])
+        self._file.flush()
+
+    def add(self, vm: VMPlan) -> None:
+        if self._file is None or not (vm.generated or vm.admin_password):
+            return
+        self._writer.writerow([vm.name, vm.student.username, vm.password if vm.generated else "",
+                               vm.admin_password])
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def __enter__(self) -> _PasswordFile:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._file is not None:
+            self._file.close()

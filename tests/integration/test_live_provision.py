@@ -1,0 +1,302 @@
+"""Provisioning a class on real libvirtd + QEMU, through the CLI as an operator runs it.
+
+The VMs are made from the tiny template under the checkout's own ``student_vms/`` (a folder per
+run), which proves QEMU can pass every folder above it. Everything is checked from outside: a
+plain libvirt connection, the files, the seed ISOs read back without mounting, the guest's own
+serial console.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libvirt
+import pytest
+import yaml
+from livelab import RUN_PREFIX, URI, Outside, remove_domain
+
+from core import images
+from core.access import group_id
+from core.metadata import NAMESPACE
+from core.seed import read_seed_iso
+
+pytestmark = pytest.mark.integration
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+STUDENTS = ("alice", "bob", "carol", "dave", "erin")
+
+
+@dataclass
+class Class:
+    """One test's class: its settings (as environment), folders and a way to run the CLI."""
+
+    name: str
+    env: dict[str, str]
+    root: Path  # the student folder root
+    sockets: Path
+    data: Path
+    template: Path
+    conn: libvirt.virConnect
+    made: list[str] = field(default_factory=list)
+
+    def cli(self, *args: str | os.PathLike[str], extra_env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tui.cli", "-c", URI, *map(str, args)],
+                              env={**self.env, **(extra_env or {})}, capture_output=True, text=True,
+                              timeout=timeout, cwd=CHECKOUT)
+
+    def roster(self, rows: list[str], name: str = "users.csv") -> Path:
+        path = self.data / name
+        path.write_text("username,full_name,password,ssh_key\n" + "".join(r + "\n" for r in rows))
+        return path
+
+    def provision(self, roster: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return self.cli("provision", "--template", "tiny", "--class", self.name, "--users", roster, *args,
+                        **kwargs)  # type: ignore[arg-type]
+
+    def vm(self, user: str) -> str:
+        return f"{self.name}-{user}"
+
+    def domains(self) -> dict[str, libvirt.virDomain]:
+        return {d.name(): d for d in self.conn.listAllDomains(0) if d.name().startswith(self.name + "-")}
+
+    def folders(self) -> list[Path]:
+        return sorted(p for p in self.root.glob("*/*") if p.is_dir())
+
+
+@pytest.fixture
+def lab_class(outside: Outside, tiny_template: Path, tmp_path: Path) -> Iterator[Class]:
+    data = tmp_path / "data"
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "templates.toml").write_text(
+        "[templates.tiny]\n"
+        f'image = "{tiny_template / "base.qcow2"}"\n'
+        f'kernel = "{tiny_template / "vmlinuz"}"\n'
+        f'initrd = "{tiny_template / "initrd.img"}"\n'
+        'cmdline = "console=tty0 console=ttyS0"\n'
+        'domain_type = "qemu"\nmemory_mib = 96\ndisk_size_gib = 1\n')
+    data.mkdir()
+    root = CHECKOUT / "student_vms" / f"{RUN_PREFIX}{tmp_path.name[-12:]}"
+    sockets = outside.shared_dir() / "consoles"
+    name = outside.name("c")
+    env = {**os.environ, "VMM_CONFIG_DIR": str(config), "VMM_DATA_DIR": str(data),
+           "VMM_STUDENT_VMS_DIR": str(root), "VMM_CONSOLE_SOCKET_DIR": str(sockets),
+           "VMM_TEMPLATE_DIR": str(tiny_template.parent), "LIBVIRT_DEFAULT_URI": URI}
+    env.pop("VMM_FAILPOINT", None)
+    made = Class(name, env, root, sockets, data, tiny_template, outside.conn)
+    try:
+        yield made
+    finally:
+        for dom in made.domains().values():
+            remove_domain(dom)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def wait_for_line(log: Path, line: str, within: float = 60.0) -> None:
+    start = time.monotonic()
+    while time.monotonic() - start < within:
+        if log.exists() and line in log.read_text(errors="replace").splitlines():
+            return
+        time.sleep(0.2)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+    raise AssertionError(f"no {line!r} on the console after {within:g} s:\n{tail}")
+
+
+def test_a_class_of_five_made_booted_reset_and_deleted(lab_class: Class) -> None:
+    roster = lab_class.roster([f"{u},{u.title()} Étudiant,{'Secret123' if u == 'alice' else ''},"
+                               for u in STUDENTS])
+    made = lab_class.provision(roster)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.splitlines() == [f"{lab_class.vm(u)}: made" for u in STUDENTS]
+
+    domains = lab_class.domains()
+    assert sorted(domains) == sorted(lab_class.vm(u) for u in STUDENTS)
+    base = str(lab_class.template / "base.qcow2")
+    for user in STUDENTS:
+        folder = lab_class.root / user / lab_class.vm(user)
+        root = ET.fromstring(domains[lab_class.vm(user)].XMLDesc(0))
+        meta = root.find(f"metadata/{{{NAMESPACE}}}vm")
+        assert meta is not None
+        assert meta.findtext(f"{{{NAMESPACE}}}owner") == user
+        assert meta.findtext(f"{{{NAMESPACE}}}class") == lab_class.name
+        assert meta.findtext(f"{{{NAMESPACE}}}template") == "tiny"
+        assert meta.findtext(f"{{{NAMESPACE}}}created")
+        # a linked clone: an overlay on the template, a few hundred KiB
+        disk = folder / "disk.qcow2"
+        assert images.backing_chain(str(disk)) == [base]
+        assert disk.stat().st_size < 1024 * 1024
+        # VNC on a Unix socket only, shared by every viewer
+        graphics = root.find("devices/graphics")
+        assert graphics is not None
+        assert graphics.get("sharePolicy") == "force-shared"
+        assert graphics.get("port") is None
+        listen = graphics.find("listen")
+        assert listen is not None
+        assert listen.get("type") == "socket"
+        assert Path(listen.get("socket", "")).parent == lab_class.sockets
+        # the seed, read back without mounting
+        seed = read_seed_iso(folder / "seed.iso")
+        assert seed["volume"] == "cidata"
+        config = yaml.safe_load(seed["user-data"])
+        assert config["hostname"] == lab_class.vm(user)
+        assert config["keyboard"] == {"layout": "fr"}
+        assert config["locale"] == "fr_FR.UTF-8"
+        assert config["users"][0]["name"] == user
+        assert config["users"][0]["passwd"].startswith("$6$")
+        # students' files: folders QEMU passes but nobody lists, files only their owner reads
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o711
+        assert stat.S_IMODE(folder.parent.stat().st_mode) == 0o711
+        for path in folder.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    sockets = lab_class.sockets.stat()
+    assert stat.S_IMODE(sockets.st_mode) == 0o770
+    assert sockets.st_gid == group_id()
+
+    # generated passwords: in one file only the operator reads, never on the screen
+    files = list((lab_class.data / "passwords").iterdir())
+    assert len(files) == 1
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
+    rows = files[0].read_text().splitlines()
+    assert len(rows) == 1 + len(STUDENTS) - 1  # header + everyone but alice, whose password was given
+    for row in rows[1:]:
+        password = row.split(",")[2]
+        assert len(password) >= 12
+        assert password not in made.stdout + made.stderr
+
+    # boot one: the guest reads its own seed
+    alice = lab_class.vm("alice")
+    assert lab_class.cli("start", alice).returncode == 0
+    console = lab_class.root / "alice" / alice / "console.log"
+    wait_for_line(console, f"vmm-tiny: hostname={alice}")
+    wait_for_line(console, "vmm-tiny: user=alice")
+
+    # reset: a fresh overlay; what was written to the old one is gone
+    bob = lab_class.root / "bob" / lab_class.vm("bob") / "disk.qcow2"
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 64k", bob], check=True,
+                   capture_output=True)
+    assert os.path.getsize(bob) > 196_624
+    reset = lab_class.cli("reset", lab_class.vm("bob"), "--yes")
+    assert reset.returncode == 0, reset.stderr
+    read = subprocess.run(["qemu-io", "-f", "qcow2", "-c", "read -P 0 0 64k", bob], capture_output=True,
+                          text=True)
+    assert "Pattern verification failed" not in read.stdout + read.stderr
+    assert read.returncode == 0
+    assert images.backing_chain(str(bob)) == [base]
+
+    # delete the class: domains, overlays, folders; never the template
+    deleted = lab_class.cli("delete", "--class", lab_class.name, "--yes")
+    assert deleted.returncode == 0, deleted.stderr
+    assert lab_class.domains() == {}
+    assert lab_class.folders() == []
+    assert (lab_class.template / "base.qcow2").is_file()
+
+
+def test_dry_run_makes_nothing(lab_class: Class) -> None:
+    roster = lab_class.roster(["alice,Alice,,", "bob,Bob,,"])
+    shown = lab_class.provision(roster, "--dry-run")
+    assert shown.returncode == 0, shown.stderr
+    assert f"{lab_class.vm('alice')}: owner alice" in shown.stdout
+    assert "dry run: nothing made" in shown.stdout
+    assert lab_class.domains() == {}
+    assert lab_class.folders() == []
+    assert not (lab_class.data / "passwords").exists()
+
+
+def test_a_bad_roster_is_refused_whole_with_line_numbers(lab_class: Class) -> None:
+    roster = lab_class.roster(["alice,Alice,,", "../etc,Bad,,", "alice,Again,,", "bob,Bob,,"])
+    refused = lab_class.cli("provision", "--template", "no-such", "--class", lab_class.name,
+                            "--users", roster)
+    assert refused.returncode == 2
+    assert "line 3" in refused.stderr
+    assert "line 4" in refused.stderr
+    assert "no template 'no-such'" in refused.stderr  # reported together
+    assert lab_class.domains() == {}
+    assert lab_class.folders() == []
+
+
+def test_an_existing_vm_is_never_overwritten(lab_class: Class) -> None:
+    first = lab_class.provision(lab_class.roster(["alice,Alice,,"]))
+    assert first.returncode == 0, first.stderr
+    before = lab_class.domains()[lab_class.vm("alice")].UUIDString()
+    again = lab_class.provision(lab_class.roster(["bob,Bob,,", "alice,Alice,,"], "again.csv"))
+    assert again.returncode == 2
+    assert f"{lab_class.vm('alice')}: a VM of that name exists" in again.stderr
+    assert sorted(lab_class.domains()) == [lab_class.vm("alice")]  # bob not made either
+    assert lab_class.domains()[lab_class.vm("alice")].UUIDString() == before
+
+
+def test_a_failed_step_removes_that_vm_only(lab_class: Class) -> None:
+    roster = lab_class.roster(["alice,Alice,,", "bob,Bob,,", "carol,Carol,,"])
+    run = lab_class.provision(roster, "--start",
+                              extra_env={"VMM_FAILPOINT": f"fail:define:{lab_class.vm('bob')}"})
+    assert run.returncode == 1
+    assert f"{lab_class.vm('bob')}: failed at define" in run.stderr
+    assert sorted(lab_class.domains()) == [lab_class.vm("alice"), lab_class.vm("carol")]
+    assert [p.name for p in lab_class.folders()] == [lab_class.vm("alice"), lab_class.vm("carol")]
+    assert not (lab_class.root / "bob").exists()
+
+
+@pytest.mark.parametrize("step", ["folder", "disk", "seed", "define", "start"])
+def test_doctor_cleans_up_after_a_run_killed_at_each_step(lab_class: Class, step: str) -> None:
+    roster = lab_class.roster(["alice,Alice,,", "bob,Bob,,"])
+    killed = lab_class.provision(roster, "--start", extra_env={"VMM_FAILPOINT": f"kill:{step}"})
+    assert killed.returncode == -9, killed.stderr
+    assert bool(lab_class.folders()) == (step != "folder")
+    checked = lab_class.cli("doctor")
+    if step != "start":  # at start, the other VM may be whole or half-made: both are fine
+        half_made = step in ("disk", "seed", "define")
+        assert checked.returncode == (1 if half_made else 0), checked.stdout + checked.stderr
+    fixed = lab_class.cli("doctor", "--fix")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert lab_class.cli("doctor").stdout.strip() == "nothing half-made"
+    if step == "start":  # killed after define: whole VMs, not started, that the doctor keeps
+        domains = lab_class.domains()
+        assert domains
+        assert all(not d.isActive() for d in domains.values())
+        assert len(lab_class.folders()) == len(domains)
+    else:
+        assert lab_class.domains() == {}
+        assert lab_class.folders() == []
+
+
+def test_doctor_undefines_our_domain_whose_disk_is_gone(lab_class: Class) -> None:
+    assert lab_class.provision(lab_class.roster(["alice,Alice,,"])).returncode == 0
+    folder = lab_class.root / "alice" / lab_class.vm("alice")
+    (folder / "disk.qcow2").unlink()
+    checked = lab_class.cli("doctor")
+    assert checked.returncode == 1
+    assert f"domain {lab_class.vm('alice')}: its disk" in checked.stdout
+    assert lab_class.cli("doctor", "--fix").returncode == 0
+    assert lab_class.domains() == {}
+    assert lab_class.folders() == []
+
+
+def test_snapshot_and_revert_a_class(lab_class: Class) -> None:
+    assert lab_class.provision(lab_class.roster(["alice,Alice,,"])).returncode == 0
+    disk = lab_class.root / "alice" / lab_class.vm("alice") / "disk.qcow2"
+    taken = lab_class.cli("snapshot", "before-lab", "--class", lab_class.name)
+    assert taken.returncode == 0, taken.stderr
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0xcd 0 64k", disk], check=True,
+                   capture_output=True)
+    again = lab_class.cli("snapshot", "before-lab", "--class", lab_class.name)
+    assert again.returncode == 1
+    assert "already has a snapshot" in again.stderr
+    reverted = lab_class.cli("revert", "before-lab", "--class", lab_class.name, "--yes")
+    assert reverted.returncode == 0, reverted.stderr
+    read = subprocess.run(["qemu-io", "-f", "qcow2", "-c", "read -P 0 0 64k", disk], capture_output=True,
+                          text=True)
+    assert read.returncode == 0
+    assert "Pattern verification failed" not in read.stdout + read.stderr
+    missing = lab_class.cli("revert", "nope", "--class", lab_class.name, "--yes")
+    assert missing.returncode == 1
+    assert "has no snapshot 'nope'" in missing.stderr

@@ -1,0 +1,20 @@
+import pytest
+
+from core.errors import InvalidInput
+from core.passwords import check_windows_password, generate_password, windows_password_problem
+
+
+def test_generated_passwords_are_distinct_and_meet_the_windows_rule() -> None:
+    made = {generate_password() for _ in range(200)}
+    assert len(made) == 200
+    assert all(windows_password_problem(p) is None and len(p) == 14 for p in made)
+
+
+@pytest.mark.parametrize("weak", ["Short1a", "alllower1", "ALLUPPER1", "NoDigitsHere", ""])
+def test_weak_windows_passwords_are_refused(weak: str) -> None:
+    with pytest.raises(InvalidInput, match="uppercase"):
+        check_windows_password(weak)
+
+
+def test_a_strong_windows_password_passes() -> None:
+    assert check_windows_password("Azerty123") == "Azerty123"
