@@ -69,6 +69,16 @@ class Settings:
     """How provisioning names a VM: ``{class}``, ``{username}`` and ``{template}`` are replaced."""
     provision_concurrency: int = _setting("VMM_PROVISION_CONCURRENCY", 4)
     """VMs provisioning makes at once."""
+    public_url: str | None = _setting("PUBLIC_URL")
+    """The address users reach the web server at (e.g. https://vm.example.org): links and Origin checks."""
+    trusted_proxies: str = _setting("VMM_TRUSTED_PROXIES", "")
+    """Comma-separated addresses whose X-Forwarded-* headers are believed (e.g. 127.0.0.1 for nginx)."""
+    share_ttl: str = _setting("VMM_SHARE_TTL", "4h")
+    """How long a console share link lasts unless told otherwise (30m, 4h, 2d)."""
+    console_ports: str = _setting("VMM_CONSOLE_PORTS", "6900-6999")
+    """Loopback ports for console endpoints where a Unix socket cannot serve."""
+    runtime_dir: Path | None = _setting("VMM_RUNTIME_DIR")
+    """The server's private sockets (console endpoints, admin API); default ``<data dir>/run``."""
     # Names kept from the older web version of this tool (used by the web server and LDAP sign-in).
     secret_key: str | None = _setting("SECRET_KEY", secret=True)
     ldap_host: str | None = _setting("LDAP_HOST")
@@ -87,6 +97,20 @@ class Settings:
     @property
     def templates_file(self) -> Path:
         return self.config_dir / "templates.toml"
+
+    @property
+    def database_path(self) -> Path:
+        """SQLite: share links and console sessions (later sign-in sessions, requests, audit)."""
+        return self.data_dir / "vm-manager.sqlite3"
+
+    @property
+    def run_path(self) -> Path:
+        """The server's private sockets: only the service can enter (made mode 0700)."""
+        return self.runtime_dir or self.data_dir / "run"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.run_path / "admin.sock"
 
     @property
     def passwords_dir(self) -> Path:
