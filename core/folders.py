@@ -57,8 +57,8 @@ def remove_vm_folder(folder: Path) -> None:
 def prepare(settings: Settings) -> None:
     """The student folder root (QEMU must pass it) and the console socket folder (only QEMU and us).
 
-    The socket folder is ours, group QEMU's, mode 0770: QEMU makes the sockets in it, this service
-    connects to them, nobody else can even look in.
+    The socket folder belongs to the service (the web server's user), group QEMU's, mode 0770:
+    QEMU makes the sockets in it, the service connects to them, nobody else can even look in.
     """
     root = settings.student_vms_dir
     root.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -69,7 +69,9 @@ def prepare(settings: Settings) -> None:
     if gid is None:
         raise ActionFailed(f"no user {QEMU_USER} on this host (is libvirt installed?)")
     try:
-        os.chown(sockets, os.getuid(), gid)
+        # The owner stays whoever made it (deploy/ makes it for the web server's user when the
+        # operator provisions as root); the group becomes QEMU's so that QEMU can make sockets.
+        os.chown(sockets, -1, gid)
         sockets.chmod(0o770)
     except PermissionError:
         raise ActionFailed(f"cannot give {sockets} to group {QEMU_USER}: run as root, or make it "

@@ -31,6 +31,9 @@ from tui.screens.detail import DetailScreen
 from tui.screens.error import ConnectErrorScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
+from tui.screens.prompt import PromptScreen
+from tui.screens.provision import ProvisionScreen
+from tui.screens.templates import TemplatesScreen
 from tui.widgets.vmtable import VMTable
 
 
@@ -165,6 +168,9 @@ class VMManagerApp(App[None]):
         return [("VM list", MainScreen.BINDINGS), ("Navigation", VMTable.BINDINGS),
                 ("Global", self.BINDINGS), ("Confirm dialog", ConfirmScreen.BINDINGS),
                 ("Detail screen", DetailScreen.BINDINGS), ("Help screen", HelpScreen.BINDINGS),
+                ("New class screen", ProvisionScreen.BINDINGS),
+                ("Templates screen", TemplatesScreen.BINDINGS),
+                ("Name prompt", PromptScreen.BINDINGS),
                 ("Connection error", ConnectErrorScreen.BINDINGS)]
 
     def key_catalogue(self) -> list[KeyInfo]:

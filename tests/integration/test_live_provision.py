@@ -23,6 +23,7 @@ import libvirt
 import pytest
 import yaml
 from livelab import RUN_PREFIX, URI, Outside, remove_domain
+from slapd import GROUPS, SERVICE_DN, SERVICE_PASSWORD, SUFFIX, Slapd, lab_entries
 
 from core import images
 from core.access import group_id
@@ -300,3 +301,21 @@ def test_snapshot_and_revert_a_class(lab_class: Class) -> None:
     missing = lab_class.cli("revert", "nope", "--class", lab_class.name, "--yes")
     assert missing.returncode == 1
     assert "has no snapshot 'nope'" in missing.stderr
+
+
+def test_a_class_from_an_ldap_group(lab_class: Class, tmp_path: Path) -> None:
+    with Slapd(tmp_path / "slapd", lab_entries()) as server:
+        ldap = {"LDAP_HOST": server.url, "LDAP_BASE_DN": SUFFIX, "LDAP_BIND_USER_DN": SERVICE_DN,
+                "LDAP_BIND_USER_PASSWORD": SERVICE_PASSWORD}
+        made = lab_class.cli("provision", "--template", "tiny", "--class", lab_class.name,
+                             "--ldap-group", f"cn=info1,{GROUPS}", extra_env=ldap)
+        refused = lab_class.cli("provision", "--template", "tiny", "--class", lab_class.name,
+                                "--ldap-group", f"cn=*)(uid=*,{GROUPS}", extra_env=ldap)
+    assert made.returncode == 0, made.stderr
+    assert sorted(lab_class.domains()) == [lab_class.vm("alice"), lab_class.vm("bob")]
+    assert SERVICE_PASSWORD not in made.stdout + made.stderr
+    owners = {ET.fromstring(d.XMLDesc(0)).findtext(f"metadata/{{{NAMESPACE}}}vm/{{{NAMESPACE}}}owner")
+              for d in lab_class.domains().values()}
+    assert owners == {"alice", "bob"}
+    assert refused.returncode == 2
+    assert sorted(lab_class.domains()) == [lab_class.vm("alice"), lab_class.vm("bob")]

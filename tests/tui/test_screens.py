@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from pathlib import Path
 
 from textual.binding import Binding
@@ -140,9 +141,12 @@ async def test_quitting_while_connecting_still_closes_the_lab(settings: Settings
                                                               monkeypatch) -> None:  # noqa: ANN001
     opened: list[Lab] = []
     real_open = Lab.open
+    # The connection completes only once the test has seen "connecting" (a threading.Event: the
+    # open runs on the core's loop, not the test's).
+    gate = threading.Event()
 
     async def slow_open(settings: Settings, uri: str | None = None) -> Lab:
-        await asyncio.sleep(0.3)
+        await asyncio.to_thread(gate.wait, 30)
         lab = await real_open(settings, uri)
         opened.append(lab)
         return lab
@@ -152,4 +156,5 @@ async def test_quitting_while_connecting_still_closes_the_lab(settings: Settings
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.05)
         assert "connecting to" in app.main.query_one("#header").text
+        gate.set()
     await wait_until(lambda: bool(opened) and opened[0].host_statuses()[0].state == ConnState.DISCONNECTED)

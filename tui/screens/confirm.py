@@ -21,8 +21,12 @@ CONSEQUENCES = {
                  "is forced off",
     Action.DESTROY: "forces each VM off at once, like pulling the plug: unsaved work is lost",
     Action.REBOOT: "reboots each running guest",
-    Action.DELETE: "forces each VM off, then removes it and the disks only it uses "
-                   "(never a template)",
+    Action.DELETE: "forces each VM off, then removes it, the disks only it uses (never a "
+                   "template) and its student folder",
+    Action.RESET: "gives each VM a fresh disk from its template: everything written since is lost, "
+                  "its snapshots too; a running VM is restarted",
+    Action.REVERT: "takes each VM back to its snapshot {snapshot}: everything written since is "
+                   "lost",
 }
 
 
@@ -45,11 +49,13 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "cancel", "Cancel", id="confirm_no"),
     ]
 
-    def __init__(self, action: Action, vms: Sequence[VM], halt_timeout: float = 60.0) -> None:
+    def __init__(self, action: Action, vms: Sequence[VM], halt_timeout: float = 60.0, *,
+                 snapshot: str = "") -> None:
         super().__init__()
         self.action_name = action
         self.vms = list(vms)
-        self.consequence = CONSEQUENCES.get(action, "").format(timeout=halt_timeout)
+        self.consequence = CONSEQUENCES.get(action, "").format(timeout=halt_timeout,
+                                                               snapshot=fmt.printable(snapshot))
 
     @property
     def title_text(self) -> str:

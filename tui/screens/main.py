@@ -1,7 +1,8 @@
 """The main screen: header, the VM list, the filter/status line, the event log, the footer.
 
-It owns the lifecycle actions: targets (marked VMs, else the cursor's), confirmation of the
-destructive ones, and the worker that runs them, so the UI never waits for libvirt.
+It owns the lifecycle actions: targets (marked VMs, else the cursor's), the snapshot name for
+the actions that need one, confirmation of the destructive ones, and the worker that runs them,
+so the UI never waits for libvirt. It opens the provisioning and templates screens.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from textual.widgets import Footer, Input
 from core.actions import Action, ActionResult
 from core.errors import VMManagerError
 from core.model import VM, Change, HostStatus
+from core.snapshots import check_snapshot_name
 from tui import format as fmt
 from tui.coalesce import Throttle
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.prompt import PromptScreen
 from tui.widgets.eventlog import EventLog, change_line, host_line, result_line
 from tui.widgets.header import LabHeader
 from tui.widgets.statusbar import FilterInput, StatusBar
@@ -58,6 +61,11 @@ class MainScreen(Screen[None]):
         Binding("p", "act('suspend')", "Suspend (pause)", show=False, id="suspend"),
         Binding("u", "act('resume')", "Resume", show=False, id="resume"),
         Binding("ctrl+d", "act('delete')", "Delete VM and its disks", show=False, id="delete"),
+        Binding("R", "act('reset')", "Reset to its template", show=False, id="reset"),
+        Binding("ctrl+s", "act('snapshot')", "Snapshot (named)", show=False, id="snapshot"),
+        Binding("V", "act('revert')", "Revert to a snapshot", show=False, id="revert"),
+        Binding("n", "new_class", "New class (provision)", show=False, id="new_class"),
+        Binding("t", "templates", "Templates", show=False, id="templates"),
         Binding("l", "toggle_log", "Log", id="toggle_log"),
     ]
 
@@ -184,7 +192,7 @@ class MainScreen(Screen[None]):
 
     # -- details and actions --
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("act", "details") and self.lab is None:
+        if action in ("act", "details", "new_class") and self.lab is None:
             return None  # shown disabled until the lab is open
         return True
 
@@ -197,36 +205,77 @@ class MainScreen(Screen[None]):
         app = self.app
         self.app.push_screen(DetailScreen(vm, self.lab, app.history, app.vm_updates))  # type: ignore[attr-defined]
 
+    def action_new_class(self) -> None:
+        from tui.screens.provision import ProvisionScreen
+
+        if self.lab is not None:
+            self.app.push_screen(ProvisionScreen(self.lab))
+
+    def action_templates(self) -> None:
+        from tui.screens.templates import TemplatesScreen
+
+        self.app.push_screen(TemplatesScreen(self.lab.settings if self.lab else self.app.settings))  # type: ignore[attr-defined]
+
     def action_act(self, name: str) -> None:
+        """Targets first; then the snapshot name (snapshot, revert); then the confirmation."""
         action = Action(name)
         vms = self.table.targets()
         if not vms or self.lab is None:
             self.notify("No VM selected.", severity="warning")
             return
-        if action.destructive:
-            def answered(confirmed: bool | None) -> None:
-                if confirmed:
-                    self.perform(action, vms)
-                else:
-                    self.event_log.add(Text(f"{action.value} cancelled", "dim"))
+        if not action.needs_name:
+            self.confirm_then_perform(action, vms)
+            return
 
-            self.app.push_screen(ConfirmScreen(action, vms, self.lab.settings.halt_timeout), answered)
+        def named(snapshot: str | None) -> None:
+            if snapshot:
+                self.confirm_then_perform(action, vms, snapshot)
+            else:
+                self.event_log.add(Text(f"{action.value} cancelled", "dim"))
+
+        count = len(vms)
+        what = fmt.printable(vms[0].name) if count == 1 else f"{count} VMs"
+        if action == Action.SNAPSHOT:
+            prompt = PromptScreen(f"Snapshot {what}", "snapshot name", check=check_snapshot_name,
+                                  explanation="Each VM's disks (and memory, when running) are saved "
+                                              "under this name, to revert to later.")
         else:
-            self.perform(action, vms)
+            prompt = PromptScreen(f"Revert {what} to a snapshot", "snapshot name",
+                                  check=check_snapshot_name,
+                                  explanation="The name of the snapshot to go back to; you confirm "
+                                              "next.")
+        self.app.push_screen(prompt, named)
 
-    def perform(self, action: Action, vms: Sequence[VM]) -> None:
+    def confirm_then_perform(self, action: Action, vms: Sequence[VM], snapshot: str = "") -> None:
+        assert self.lab is not None
+        if not action.destructive:
+            self.perform(action, vms, snapshot)
+            return
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.perform(action, vms, snapshot)
+            else:
+                self.event_log.add(Text(f"{action.value} cancelled", "dim"))
+
+        self.app.push_screen(ConfirmScreen(action, vms, self.lab.settings.halt_timeout,
+                                           snapshot=snapshot), answered)
+
+    def perform(self, action: Action, vms: Sequence[VM], snapshot: str = "") -> None:
         """Run the action in a worker; marks are cleared so the next action starts afresh."""
         if self.table.marked:
             self.table.clear_marks()
         count = len(vms)
-        self.event_log.add(Text(f"{action.value} requested on {count} VM{'s' if count != 1 else ''}",
-                                "bold"))
-        self.run_worker(self._perform(action, list(vms)), group="actions", exit_on_error=False)
+        named = f" {snapshot}" if snapshot else ""
+        self.event_log.add(Text(f"{action.value}{named} requested on {count} "
+                                f"VM{'s' if count != 1 else ''}", "bold"))
+        self.run_worker(self._perform(action, list(vms), snapshot), group="actions",
+                        exit_on_error=False)
 
-    async def _perform(self, action: Action, vms: list[VM]) -> None:
+    async def _perform(self, action: Action, vms: list[VM], snapshot: str = "") -> None:
         assert self.lab is not None
         try:
-            results = await self.lab.act(action, vms)
+            results = await self.lab.act(action, vms, snapshot=snapshot)
         except VMManagerError as exc:
             self.event_log.add(Text(f"{action.value} failed: {fmt.printable(exc.message)}", "bold red"))
             self.notify(exc.message, title=f"{action.value.capitalize()} failed", severity="error",

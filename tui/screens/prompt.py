@@ -1,0 +1,67 @@
+"""A small modal asking for one value (a snapshot name), checked before it is returned."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Static
+
+from core.errors import VMManagerError
+from tui import format as fmt
+
+
+class PromptScreen(ModalScreen[str | None]):
+    """Returns the value (stripped), or None when cancelled. Enter submits; a value ``check``
+    refuses (by raising a VMManagerError) stays in the box with the reason under it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="prompt_cancel"),
+    ]
+
+    def __init__(self, title: str, label: str, *, explanation: str = "", value: str = "",
+                 check: Callable[[str], object] | None = None) -> None:
+        super().__init__()
+        self.title_text = title
+        self.label = label
+        self.explanation = explanation
+        self.initial = value
+        self.check = check
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="prompt-box"):
+            yield Static(Text(self.title_text, "bold"), id="prompt-title")
+            if self.explanation:
+                yield Static(Text(self.explanation), id="prompt-explanation")
+            yield Input(self.initial, placeholder=self.label, id="prompt-input", compact=True)
+            yield Static(id="prompt-error")
+            yield Static(Text("enter: go ahead   esc: cancel", "dim"), id="prompt-help")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @property
+    def error(self) -> str:
+        return str(self.query_one("#prompt-error", Static).render())
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        value = event.value.strip()
+        problem = "" if value else f"{self.label}: enter a value (esc cancels)"
+        if value and self.check is not None:
+            try:
+                self.check(value)
+            except VMManagerError as exc:
+                problem = exc.message
+        if problem:
+            self.query_one("#prompt-error", Static).update(Text(fmt.printable(problem), "red"))
+            return
+        self.dismiss(value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
