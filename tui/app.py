@@ -207,6 +207,15 @@ class VMManagerApp(App[None]):
             self.notify(f"These bindings lost their key to a remapped one: {', '.join(sorted(names))}",
                         title="Keymap clash", severity="warning", timeout=15, markup=False)
 
+    async def action_quit(self) -> None:
+        """Quit -- but not while VMs are being made: they would be left half-made."""
+        if any(isinstance(screen, ProvisionScreen) and screen.busy == "provision"
+               for screen in self.screen_stack):
+            self.notify("VMs are being made: wait for the report, then quit.", title="Provisioning",
+                        severity="warning", markup=False)
+            return
+        self.exit()
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.key_catalogue(), str(self.settings.keymap_path)))

@@ -256,6 +256,10 @@ async def test_leaving_is_refused_while_vms_are_being_made(make_app, lab, tmp_pa
         await pilot.press("escape")
         assert app.screen is screen
         assert any("VMs are being made" in n for n in notifications(app))
+        await pilot.press("ctrl+q")  # nor may the app quit
+        await pilot.pause()
+        assert app.is_running
+        assert app.screen is screen
         release.set()
         await wait_until(lambda: screen.report is not None)
         await pilot.pause()
