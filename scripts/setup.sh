@@ -13,9 +13,11 @@ cd "$(dirname "$0")/.."
 # The runtime (libvirt, QEMU, tmux for the TUI tests), what builds libvirt-python from source
 # (PyPI ships it as an sdist only): a C compiler, pkg-config, libvirt-dev and the Python headers,
 # and what builds the tiny template and its NoCloud seeds: cpio and kmod (depmod) for the initramfs,
-# genisoimage; and the throwaway OpenLDAP server of the LDAP tests: slapd, ldap-utils.
+# genisoimage; mmdebstrap and e2fsprogs for the Debian template; and the throwaway OpenLDAP
+# server of the LDAP tests: slapd, ldap-utils.
 PACKAGES=(openssl libvirt-daemon-system libvirt-dev libvirt-clients pkg-config qemu-system-x86 qemu-utils
-          tmux python3 python3-venv python3-dev gcc cpio kmod genisoimage slapd ldap-utils)
+          tmux python3 python3-venv python3-dev gcc cpio kmod genisoimage mmdebstrap e2fsprogs
+          slapd ldap-utils)
 VENV=.venv
 STAMP=$VENV/.installed
 PYTHON=${PYTHON:-python3}
