@@ -86,6 +86,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--template-dir", type=Path, help="a template folder with vmlinuz, initrd.img and "
                         "base.qcow2 (default: the tiny template, built if missing)")
+    parser.add_argument("--cmdline", default="console=ttyS0", help="the template's kernel command line "
+                        "(the Debian template: 'root=/dev/vda rw console=ttyS0')")
+    parser.add_argument("--memory", type=int, default=96, help="MiB per VM")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vmm-bench-prov-", dir="/var/tmp"))
     work.chmod(0o755)
@@ -96,8 +99,8 @@ def main() -> None:
         subprocess.run([ROOT / "scripts" / "build_template_tiny.sh", folder], check=True,
                        stdout=subprocess.DEVNULL)
     template = Template(name="bench", image=folder / "base.qcow2", kernel=folder / "vmlinuz",
-                        initrd=folder / "initrd.img", cmdline="console=ttyS0", domain_type="qemu",
-                        memory_mib=96, disk_size_gib=1)
+                        initrd=folder / "initrd.img", cmdline=args.cmdline, domain_type="qemu",
+                        memory_mib=args.memory, disk_size_gib=1)
     settings = Settings(data_dir=work / "data", config_dir=work / "config",
                         student_vms_dir=work / "student_vms", console_socket_dir=work / "consoles")
     runs: dict[str, list[float]] = {}

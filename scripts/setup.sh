@@ -2,7 +2,8 @@
 # Install what VM Manager needs on a Debian 12 machine, as root, and nothing that is already there.
 #
 #   scripts/setup.sh system   apt-get install the missing system packages (apt-get update once,
-#                             and only when something is missing)
+#                             and only when something is missing), then noVNC at its pinned
+#                             version into noVNC/vendor/ (scripts/install_novnc.sh)
 #   scripts/setup.sh venv     create .venv if needed and install the project editable with its
 #                             dev dependency group; touches .venv/.installed when done
 #   scripts/setup.sh          both (the Makefile calls the two steps separately, so that the venv
@@ -14,10 +15,11 @@ cd "$(dirname "$0")/.."
 # (PyPI ships it as an sdist only): a C compiler, pkg-config, libvirt-dev and the Python headers,
 # and what builds the tiny template and its NoCloud seeds: cpio and kmod (depmod) for the initramfs,
 # genisoimage; mmdebstrap and e2fsprogs for the Debian template; and the throwaway OpenLDAP
-# server of the LDAP tests: slapd, ldap-utils.
+# server of the LDAP tests: slapd, ldap-utils; Debian's Chromium for the browser console tests
+# (driven by Playwright, never a downloaded browser).
 PACKAGES=(openssl libvirt-daemon-system libvirt-dev libvirt-clients pkg-config qemu-system-x86 qemu-utils
           tmux python3 python3-venv python3-dev gcc cpio kmod genisoimage mmdebstrap e2fsprogs
-          slapd ldap-utils)
+          slapd ldap-utils chromium)
 VENV=.venv
 STAMP=$VENV/.installed
 PYTHON=${PYTHON:-python3}
@@ -29,6 +31,11 @@ installed() {
 }
 
 system() {
+    packages
+    scripts/install_novnc.sh
+}
+
+packages() {
     local missing=() pkg
     for pkg in "${PACKAGES[@]}"; do
         installed "$pkg" || missing+=("$pkg")

@@ -1,12 +1,15 @@
 """The operator TUI: opens the lab (or takes an open one), feeds its screens, closes it on exit.
 
 Entry points: :func:`run_app` for the CLI, :class:`VMManagerApp` for tests and embedding.
+With ``serve``, the app also runs the console server (``vm-manager serve``) on its own loop, for
+a one-person lab: started once the lab is open, stopped before it closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import ClassVar
@@ -33,6 +36,7 @@ from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 from tui.screens.prompt import PromptScreen
 from tui.screens.provision import ProvisionScreen
+from tui.screens.share import ShareScreen
 from tui.screens.templates import TemplatesScreen
 from tui.widgets.vmtable import VMTable
 
@@ -51,12 +55,13 @@ class VMManagerApp(App[None]):
     def __init__(self, settings: Settings | None = None, uri: str | None = None, *,
                  lab: Lab | None = None, opening: concurrent.futures.Future[Lab] | None = None,
                  clock: Callable[[], datetime] = datetime.now,
-                 log_visible: bool | None = None) -> None:
+                 log_visible: bool | None = None, serve: tuple[str, int] | None = None) -> None:
         """Give ``settings`` (and ``uri``) to have the app open the lab, or an open ``lab``, or
         an ``opening`` already under way (``eventloop.submit(Lab.open(...))``).
 
         The app closes the lab on exit either way. ``clock`` stamps the event log (tests fix it);
-        ``log_visible`` forces the event log on or off (default: on when the terminal is tall).
+        ``log_visible`` forces the event log on or off (default: on when the terminal is tall);
+        ``serve`` = (host, port) runs the console server in the app while the lab is open.
         """
         super().__init__()
         if lab is None and settings is None:
@@ -72,7 +77,12 @@ class VMManagerApp(App[None]):
         self._coalescer = Coalescer(self._apply)
         self._unsubscribe: Callable[[], None] | None = None
         self._opening: concurrent.futures.Future[Lab] | None = opening
+        self._unmounted = False
         self._clashes: set[frozenset[str]] = set()
+        self.serve_at = serve
+        self.server_url: str | None = None  # where the app's own console server answers
+        self._server: asyncio.Task[None] | None = None
+        self._server_stop = asyncio.Event()
 
     @property
     def main(self) -> MainScreen:
@@ -118,7 +128,7 @@ class VMManagerApp(App[None]):
             self.main.event_log.add(f"cannot connect: {message}", "bold red")
             self.push_screen(ConnectErrorScreen(title, message, uri))
             return
-        if not self.is_running:
+        if not self.is_running or self._unmounted:  # it came while the app was closing
             await lab.close()
             return
         self.attach(lab)
@@ -128,6 +138,45 @@ class VMManagerApp(App[None]):
         self.lab = lab
         self._unsubscribe = lab.subscribe(self._coalescer.push)
         self.main.load(lab)
+        if self.serve_at is not None and self._server is None:
+            self._server = asyncio.create_task(self._serve(lab, *self.serve_at), name="console-server")
+
+    # -- the console server (--serve) --
+    async def _serve(self, lab: Lab, host: str, port: int) -> None:
+        """``vm-manager serve`` on this loop until the app ends; a failure is reported, not raised."""
+        from core.tokens import load_secret_key
+
+        try:
+            key = load_secret_key(lab.settings, demo=lab.demo)
+            # aiohttp takes a quarter of a second to import: not on the UI's thread
+            web = await asyncio.to_thread(importlib.import_module, "core.web.app")
+            await web.serve(lab.settings, lab, secret_key=key, host=host, port=port, stop=self._server_stop,
+                        started=self._serving)
+        except Exception as exc:  # anything at all: the TUI goes on without a server
+            if not self.is_running:
+                raise
+            message = exc.message if isinstance(exc, VMManagerError) else f"{type(exc).__name__}: {exc}"
+            what = "Console server stopped" if self.server_url else "Console server not started"
+            self.main.event_log.add(f"{what.lower()}: {message}", "bold red")
+            self.notify(message, title=what, severity="error", timeout=20, markup=False)
+        finally:
+            self.server_url = None
+
+    def _serving(self, url: str) -> None:
+        self.server_url = url
+        self.main.event_log.add(f"serving consoles at {url} (admin API on {self.settings.admin_socket})",
+                                "bold")
+        if not self.settings.public_url and self.serve_at and self.serve_at[0] in ("0.0.0.0", "::", ""):
+            self.notify(f"PUBLIC_URL is unset: links point at and accept only {url}; set PUBLIC_URL to "
+                        "the address browsers use.", title="Console server", severity="warning",
+                        timeout=20, markup=False)
+        self.main.poll_viewers()
+
+    async def stop_server(self) -> None:
+        """Close the consoles, stop the server and remove its admin socket (before the lab closes)."""
+        if self._server is not None:
+            self._server_stop.set()
+            await asyncio.gather(self._server, return_exceptions=True)
 
     def _apply(self, updates: Sequence[Update]) -> None:
         if not self.is_running:
@@ -152,7 +201,9 @@ class VMManagerApp(App[None]):
             self.vm_updates.publish(changed)
 
     async def on_unmount(self) -> None:
+        self._unmounted = True
         self._coalescer.close()
+        await self.stop_server()
         if self._opening is not None:  # never awaited: close it once it is open
             self._opening.add_done_callback(_close_unwanted)
         if self._unsubscribe is not None:
@@ -170,6 +221,7 @@ class VMManagerApp(App[None]):
                 ("Detail screen", DetailScreen.BINDINGS), ("Help screen", HelpScreen.BINDINGS),
                 ("New class screen", ProvisionScreen.BINDINGS),
                 ("Templates screen", TemplatesScreen.BINDINGS),
+                ("Share links screen", ShareScreen.BINDINGS),
                 ("Name prompt", PromptScreen.BINDINGS),
                 ("Connection error", ConnectErrorScreen.BINDINGS)]
 
@@ -228,12 +280,14 @@ def _close_unwanted(opening: concurrent.futures.Future[Lab]) -> None:
 
 
 def run_app(settings: Settings, uri: str | None = None,
-            opening: concurrent.futures.Future[Lab] | None = None) -> int:
+            opening: concurrent.futures.Future[Lab] | None = None,
+            serve: tuple[str, int] | None = None) -> int:
     """Run the TUI until the operator quits; returns the process exit code.
 
-    ``opening`` is a ``Lab.open`` already under way (the CLI starts it before importing Textual).
+    ``opening`` is a ``Lab.open`` already under way (the CLI starts it before importing Textual);
+    ``serve`` = (host, port) runs the console server in the TUI.
     """
-    app = VMManagerApp(settings, uri, opening=opening)
+    app = VMManagerApp(settings, uri, opening=opening, serve=serve)
     app.start_opening()
     app.run()
     return app.return_code or 0

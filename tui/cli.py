@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vm-manager {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    commands.add_parser("tui", help="start the operator TUI (the default)")
+    tui = commands.add_parser("tui", help="start the operator TUI (the default)")
+    tui.add_argument("--serve", type=_host_port, metavar="[HOST:]PORT",
+                     help="also run the console server (as `serve` does) inside the TUI, for a "
+                     "one-person lab; HOST defaults to 127.0.0.1")
 
     listing = commands.add_parser("list", help="list the VMs")
     listing.add_argument("--json", action="store_true", help="one JSON array of VM objects")
@@ -90,7 +93,26 @@ def build_parser() -> argparse.ArgumentParser:
     assign.set_defaults(classes=[])
     assign.add_argument("--owner", required=True, metavar="USER")
     assign.add_argument("--class", dest="lab_class", metavar="C", help="the VM's class")
+    _add_web_commands(commands)
     return parser
+
+
+def _add_web_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser("serve", help="run the web server: browser consoles behind share links")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=5000, help="TCP port (default 5000)")
+    serve.add_argument("--generate-secret", action="store_true",
+                       help="when SECRET_KEY is unset, write a random key to <config dir>/secret_key "
+                       "(mode 0600) unless a good one is there, and use it")
+    share = commands.add_parser("share", help="make a console share link per VM")
+    _add_targets(share)
+    share.add_argument("--ttl", metavar="DURATION",
+                       help="how long the links last: 30m, 4h, 2d (default: VMM_SHARE_TTL, 4h)")
+    revoke = commands.add_parser("revoke", help="revoke share links (and close their consoles)")
+    revoke.add_argument("targets", nargs="*", metavar="TOKEN|ID|TARGET",
+                        help="a link's token (or URL), its id, or a VM name or glob: all its links")
+    revoke.add_argument("--class", dest="classes", action="append", default=[], metavar="C",
+                        help="the links of every VM of class C (repeatable)")
 
 
 _ACTION_HELP = {
@@ -108,6 +130,15 @@ _ACTION_HELP = {
 }
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    """``--serve``: ``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT``."""
+    host, _, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not [HOST:]PORT (e.g. 5000 or 0.0.0.0:5000)")
+    return host, int(port)
+
+
 def _add_targets(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("targets", nargs="*", metavar="TARGET", help="a VM name or a glob (stu-*)")
     sub.add_argument("--class", dest="classes", action="append", default=[], metavar="C",
@@ -121,11 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings().with_uri(args.connect)
         setup_logging(settings)
         if args.command in (None, "tui"):
+            serve = getattr(args, "serve", None)
             # Connect on the core's thread while Textual is still being imported.
             opening = eventloop.submit(Lab.open(settings, args.connect))
             from tui.app import run_app  # the only import of Textual: not needed by commands
 
-            return run_app(settings, args.connect, opening)
+            return run_app(settings, args.connect, opening, serve=serve)
         if args.command == "templates":
             return _templates(settings, args.json)
         return asyncio.run(_run(args, settings))
@@ -144,12 +176,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "serve":
+        return await _serve(args, settings)
     if args.command == "provision":
         return await _provision(args, settings)
     if args.command == "doctor":
         return await _doctor(args, settings)
     if args.command != "list" and not args.targets and not args.classes:
         raise UsageError(f"{args.command} needs at least one TARGET or --class")
+    if args.command == "share":
+        return await _share(args, settings)
+    if args.command == "revoke":
+        return await _revoke(args, settings)
     if args.command == "assign":  # refuse bad names before touching the hypervisor
         check_username(args.owner)
         if args.lab_class is not None:
@@ -324,6 +362,145 @@ def _templates(settings: Settings, as_json: bool) -> int:
         for check in checks[name]:
             print(f"  {check.role:<7}{check.path}  {check.problem or 'ok'}")
     return EXIT_FAILED if any(c.problem for cs in checks.values() for c in cs) else EXIT_OK
+
+
+# -- the web server, share links --
+async def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from core.tokens import generate_secret_key, key_file, load_secret_key
+    from core.web.app import serve
+
+    if args.generate_secret and settings.secret_key:
+        raise UsageError("SECRET_KEY is set: --generate-secret writes a key file only when it is unset")
+    if not settings.public_url and args.host in ("0.0.0.0", "::", ""):
+        print("vm-manager: PUBLIC_URL is unset: links will point at and accept only "
+              f"http://{args.host}:{args.port}; set PUBLIC_URL to the address browsers use", file=sys.stderr)
+    lab = await Lab.open(settings, args.connect)
+    try:
+        if args.generate_secret:
+            key, made = generate_secret_key(settings)
+            print(f"{'wrote a new' if made else 'using the'} secret key in {key_file(settings)}",
+                  file=sys.stderr)
+        else:
+            key = load_secret_key(settings, demo=lab.demo)
+            if lab.demo and key not in (settings.secret_key, None) and not key_file(settings).exists():
+                print("demo lab: a random secret key for this run (its links end with it)", file=sys.stderr)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+
+        def started(url: str) -> None:
+            print(f"serving consoles at {url} (admin API on {settings.admin_socket}); ctrl+c stops",
+                  file=sys.stderr, flush=True)
+
+        await serve(settings, lab, secret_key=key, host=args.host, port=args.port, stop=stop, started=started)
+    finally:
+        await lab.close()
+    print("stopped", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _share(args: argparse.Namespace, settings: Settings) -> int:
+    from core.tokens import TokenStore, format_time, load_secret_key, parse_ttl
+    from core.web import admin, base_url, share_url
+
+    if not args.targets and not args.classes:
+        raise UsageError("share needs at least one TARGET or --class")
+    ttl_text = args.ttl or settings.share_ttl
+    ttl = parse_ttl(ttl_text)
+    lab = await Lab.open(settings, args.connect)
+    try:
+        found = resolve(lab.vms(), args.targets, args.classes)
+    finally:
+        await lab.close()
+    for name in found.unmatched:
+        print(f"{name}: no such VM", file=sys.stderr)
+    failed = bool(found.unmatched)
+    if not found.vms:
+        return EXIT_FAILED
+    reply = await admin.call(settings, "POST", "/links",
+                             {"vms": [vm.uuid for vm in found.vms], "ttl": ttl_text})
+    if reply is not None:
+        rows = reply["links"]
+        for error in reply["errors"]:
+            print(f"{error['vm']}: {error['error']}", file=sys.stderr)
+            failed = True
+    else:  # no server running: the database directly (the server reads it when it starts)
+        base = base_url(settings)
+        if not settings.public_url:
+            print(f"vm-manager: PUBLIC_URL is unset: the links point at {base}", file=sys.stderr)
+        store = TokenStore(settings.database_path, load_secret_key(settings))
+        rows = []
+        try:
+            for vm in found.vms:
+                link, token = store.create_link(vm.uuid, vm.name, ttl)
+                rows.append({"name": vm.name, "id": link.id, "url": share_url(base, token),
+                             "expires": format_time(link.expires)})
+        finally:
+            store.close()
+    for row in rows:
+        print(f"{row['url']}  expires {row['expires']}  id {row['id']}  vm {row['name']}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from core.tokens import LINK_ID, TOKEN, TokenStore, load_secret_key
+    from core.web import admin
+
+    if not args.targets and not args.classes:
+        raise UsageError("revoke needs at least one TOKEN, ID, TARGET or --class")
+    wanted: dict[str, list[tuple[str, str]]] = {"ids": [], "tokens": [], "vms": []}  # (value, shown)
+    names: list[str] = []
+    for arg in args.targets:
+        token = arg.rstrip("/").rpartition("/c/")[2] if "/c/" in arg else arg
+        if TOKEN.fullmatch(token):
+            wanted["tokens"].append((token, f"token {token[:6]}…"))
+        elif LINK_ID.fullmatch(arg):
+            wanted["ids"].append((arg, f"link {arg}"))
+        else:
+            names.append(arg)
+    failed = False
+    if names or args.classes:
+        lab = await Lab.open(settings, args.connect)
+        try:
+            found = resolve(lab.vms(), names, args.classes)
+        finally:
+            await lab.close()
+        for name in found.unmatched:
+            print(f"{name}: no such VM", file=sys.stderr)
+        failed = bool(found.unmatched)
+        wanted["vms"] = [(vm.uuid, vm.name) for vm in found.vms]
+    reply = await admin.call(settings, "POST", "/revoke",
+                             {key: [value for value, _ in items] for key, items in wanted.items()})
+    if reply is not None:
+        results = [(r["found"], [(link["id"], link["name"]) for link in r["revoked"]])
+                   for r in reply["results"]]
+    else:  # no server: the database (a server started later, or its periodic check, closes consoles)
+        store = TokenStore(settings.database_path, load_secret_key(settings) if wanted["tokens"] else "")
+        try:
+            results = []
+            for key, kind in (("ids", "id"), ("tokens", "token"), ("vms", "vm")):
+                for value, _ in wanted[key]:
+                    hit, revoked = store.revoke_one(kind, value)
+                    results.append((hit, [(link.id, link.vm_name) for link in revoked]))
+        finally:
+            store.close()
+    shown = [(key, label) for key in ("ids", "tokens", "vms") for _, label in wanted[key]]
+    for (key, label), (hit, revoked) in zip(shown, results, strict=True):
+        if not hit and key != "vms":
+            print(f"{label}: no such share link", file=sys.stderr)
+            failed = True
+        for link_id, vm_name in revoked:
+            print(f"{label}: revoked link {link_id} of {vm_name}")
+        if hit and not revoked:
+            print(f"{label}: {'no active share link' if key == 'vms' else 'already expired or revoked'}")
+        elif not hit and key == "vms":
+            print(f"{label}: no share link")
+    if reply is not None and reply["closed"]:
+        print(f"closed {reply['closed']} open console(s)", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -12,13 +12,23 @@ import gc
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import libvirt
 import pytest
-from livelab import RUN_PREFIX, URI, Outside, Watch, open_system, remove_domain, system_answers, unavailable
+from livelab import (
+    RUN_PREFIX,
+    URI,
+    OpenLab,
+    Outside,
+    Watch,
+    open_system,
+    remove_domain,
+    system_answers,
+    unavailable,
+)
 
 from core.lab import Lab
 from core.settings import Settings
@@ -79,9 +89,6 @@ def disk_dir(outside: Outside) -> Path:
     ``outside`` removes it, after the domains using it (a fixture of its own would go first).
     """
     return outside.shared_dir()
-
-
-OpenLab = Callable[..., Awaitable[tuple[Lab, Watch]]]
 
 
 @pytest.fixture

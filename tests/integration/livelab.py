@@ -15,7 +15,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -236,3 +236,7 @@ class Watch:
 
     def host_states(self) -> list[ConnState]:
         return [h.state for u in self.updates for h in u.hosts]
+
+
+OpenLab = Callable[..., Awaitable[tuple[Lab, Watch]]]
+"""The ``open_lab`` fixture."""

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from conftest import OpenLab
-from livelab import Outside
+from livelab import OpenLab, Outside
 
 from core.access import group_id
 from core.domainbuild import VMFiles, provisioned_domain

@@ -157,4 +157,9 @@ async def test_quitting_while_connecting_still_closes_the_lab(settings: Settings
         await pilot.pause(0.05)
         assert "connecting to" in app.main.query_one("#header").text
         gate.set()
-    await wait_until(lambda: bool(opened) and opened[0].host_statuses()[0].state == ConnState.DISCONNECTED)
+    try:  # a deadline for a loaded machine, not a speed check
+        await wait_until(lambda: bool(opened)
+                         and opened[0].host_statuses()[0].state == ConnState.DISCONNECTED, limit=20.0)
+    except AssertionError:
+        raise AssertionError(f"the lab opened after quitting was not closed: {opened}, "
+                             f"{[lab.host_statuses() for lab in opened]}") from None

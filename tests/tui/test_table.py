@@ -31,11 +31,11 @@ async def test_table_lists_every_vm_with_its_columns(make_app, lab) -> None:
         table = app.main.table
         assert sorted(shown_names(app)) == sorted(vm.name for vm in lab.vms())
         assert table.columns == ["name", "state", "owner", "class", "ip", "vcpus", "memory", "cpu",
-                                 "uptime"]  # one host: no host column
+                                 "uptime", "viewers"]  # one host: no host column
         alice = table.visible_vms().index(vm_named(app, "net101-alice"))
         row = table.row_text(alice).split()
         # the test driver reports no figures: dashes, never invented numbers
-        assert row == ["net101-alice", "running", "alice", "net101", "—", "2", "2G", "—", "—"]
+        assert row == ["net101-alice", "running", "alice", "net101", "—", "2", "2G", "—", "—", "—"]
 
 
 async def test_rows_are_coloured_by_state(make_app) -> None:

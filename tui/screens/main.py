@@ -2,7 +2,9 @@
 
 It owns the lifecycle actions: targets (marked VMs, else the cursor's), the snapshot name for
 the actions that need one, confirmation of the destructive ones, and the worker that runs them,
-so the UI never waits for libvirt. It opens the provisioning and templates screens.
+so the UI never waits for libvirt. It opens the provisioning and templates screens. It shares
+the consoles of VMs (a link per VM, shown with its QR code), revokes their links, and keeps the
+viewer counts of the console server up to date.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from core.actions import Action, ActionResult
 from core.errors import VMManagerError
 from core.model import VM, Change, HostStatus
 from core.snapshots import check_snapshot_name
+from core.tokens import parse_ttl
 from tui import format as fmt
 from tui.coalesce import Throttle
+from tui.consoles import VIEWER_POLL, Consoles
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.prompt import PromptScreen
 from tui.widgets.eventlog import EventLog, change_line, host_line, result_line
@@ -66,6 +70,8 @@ class MainScreen(Screen[None]):
         Binding("V", "act('revert')", "Revert to a snapshot", show=False, id="revert"),
         Binding("n", "new_class", "New class (provision)", show=False, id="new_class"),
         Binding("t", "templates", "Templates", show=False, id="templates"),
+        Binding("c", "share", "Share console links", show=False, id="share"),
+        Binding("C", "revoke_links", "Revoke console links", show=False, id="revoke_links"),
         Binding("l", "toggle_log", "Log", id="toggle_log"),
     ]
 
@@ -76,6 +82,7 @@ class MainScreen(Screen[None]):
         self.clock = clock
         self.log_visible = log_visible
         self.lab: Lab | None = None
+        self.consoles: Consoles | None = None
         self.hosts: dict[str, HostStatus] = {}
         self._summary = Throttle(self._show_summary, SUMMARY_INTERVAL, slack=0.03)
 
@@ -101,6 +108,7 @@ class MainScreen(Screen[None]):
         self.event_log.display = visible
         self.table.focus()
         self.set_interval(1.0, self.table.tick)
+        self.set_interval(VIEWER_POLL, self.poll_viewers)
 
     def on_unmount(self) -> None:
         self._summary.close()
@@ -108,6 +116,7 @@ class MainScreen(Screen[None]):
     # -- feeding (called by the app) --
     def load(self, lab: Lab) -> None:
         self.lab = lab
+        self.consoles = Consoles(lab.settings)
         self.hosts = {h.name: h for h in lab.host_statuses()}
         table = self.table
         table.placeholder = "no VMs on this hypervisor"
@@ -116,6 +125,7 @@ class MainScreen(Screen[None]):
             self.event_log.add(host_line(status))
         self._show_header()
         self.refresh_bindings()
+        self.poll_viewers()
 
     def apply(self, changes: Sequence[Change], hosts: Sequence[HostStatus]) -> None:
         """Rows at once; the header counts and the log at most every 100 ms (``SUMMARY_INTERVAL``).
@@ -192,7 +202,7 @@ class MainScreen(Screen[None]):
 
     # -- details and actions --
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("act", "details", "new_class") and self.lab is None:
+        if action in ("act", "details", "new_class", "share", "revoke_links") and self.lab is None:
             return None  # shown disabled until the lab is open
         return True
 
@@ -294,3 +304,113 @@ class MainScreen(Screen[None]):
         else:
             self.notify(f"{action.value}: {len(results)} of {len(results)} done", markup=False,
                         title=action.value.capitalize())
+
+    # -- browser consoles --
+    def poll_viewers(self) -> None:
+        """Count the open consoles (a worker: the admin API answers on the UI's loop)."""
+        if self.consoles is not None:
+            self.run_worker(self._poll_viewers(self.consoles), group="viewers", exclusive=True,
+                            exit_on_error=False)
+
+    async def _poll_viewers(self, consoles: Consoles) -> None:
+        self.table.set_viewers(await consoles.viewers())
+
+    def action_share(self) -> None:
+        """A share link per target VM, for how long the prompt says (VMM_SHARE_TTL by default)."""
+        vms = self.table.targets()
+        if not vms or self.lab is None:
+            self.notify("No VM selected.", severity="warning")
+            return
+
+        def chosen(ttl: str | None) -> None:
+            if ttl:
+                self.share(vms, ttl)
+            else:
+                self.event_log.add(Text("share cancelled", "dim"))
+
+        count = len(vms)
+        what = fmt.printable(vms[0].name) if count == 1 else f"{count} VMs"
+        self.app.push_screen(PromptScreen(
+            f"Share the console of {what}", "how long: 30m, 4h, 2d", value=self.lab.settings.share_ttl,
+            check=parse_ttl, explanation="One link per VM: whoever opens it sees and uses the VM's "
+            "screen in a browser until the link expires or you revoke it (C)."), chosen)
+
+    def share(self, vms: Sequence[VM], ttl: str) -> None:
+        if self.table.marked:
+            self.table.clear_marks()
+        count = len(vms)
+        self.event_log.add(Text(f"share requested on {count} VM{'s' if count != 1 else ''} for {ttl}",
+                                "bold"))
+        self.run_worker(self._share(list(vms), ttl), group="consoles", exit_on_error=False)
+
+    async def _share(self, vms: list[VM], ttl: str) -> None:
+        from tui.screens.share import ShareScreen
+
+        assert self.consoles is not None
+        try:
+            result = await self.consoles.share(vms, ttl)
+        except Exception as exc:  # anything: say so, never fail silently in a worker
+            self._console_failure("Share", exc)
+            return
+        for link in result.links:  # the id, never the URL: it holds the token
+            self.event_log.add(f"{fmt.printable(link.vm_name)}  share link {link.id} made, expires "
+                               f"{link.expires}")
+        for name, why in result.errors:
+            self.event_log.add(Text(f"{fmt.printable(name)}  no share link: {fmt.printable(why)}",
+                                    "bold red"))
+        if result.errors:
+            self.notify("\n".join(f"{fmt.printable(n)}: {fmt.printable(w)}" for n, w in result.errors),
+                        title=f"No link for {len(result.errors)} VM(s)", severity="error", timeout=15,
+                        markup=False)
+        if result.links:
+            note = "" if result.via_server else self.consoles.no_server_note()
+            self.app.push_screen(ShareScreen(result, note))
+        self.poll_viewers()
+
+    def action_revoke_links(self) -> None:
+        """Revoke every link of the target VMs, after a confirmation listing them."""
+        from tui.screens.share import RevokeScreen
+
+        vms = self.table.targets()
+        if not vms or self.lab is None:
+            self.notify("No VM selected.", severity="warning")
+            return
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.revoke_links(vms)
+            else:
+                self.event_log.add(Text("revoke links cancelled", "dim"))
+
+        self.app.push_screen(RevokeScreen(vms, server=self.table.viewers is not None), answered)
+
+    def revoke_links(self, vms: Sequence[VM]) -> None:
+        if self.table.marked:
+            self.table.clear_marks()
+        count = len(vms)
+        self.event_log.add(Text(f"revoke links requested on {count} VM{'s' if count != 1 else ''}", "bold"))
+        self.run_worker(self._revoke_links(list(vms)), group="consoles", exit_on_error=False)
+
+    async def _revoke_links(self, vms: list[VM]) -> None:
+        assert self.consoles is not None
+        try:
+            result = await self.consoles.revoke(vms)
+        except Exception as exc:  # anything: say so, never fail silently in a worker
+            self._console_failure("Revoke links", exc)
+            return
+        for link_id, name in result.revoked:
+            self.event_log.add(f"{fmt.printable(name)}  share link {link_id} revoked")
+        count = len(result.revoked)
+        message = (f"{count} link{'s' if count != 1 else ''} revoked" if count
+                   else "no active link to revoke")
+        if result.closed:
+            message += f"; {result.closed} console{'s' if result.closed != 1 else ''} closed"
+        elif count and not result.via_server:
+            message += "; no console server answers: it closes their consoles when it next checks"
+        self.notify(message, title="Revoke links", markup=False)
+        self.poll_viewers()
+
+    def _console_failure(self, what: str, exc: Exception) -> None:
+        message = exc.message if isinstance(exc, VMManagerError) else f"{type(exc).__name__}: {exc}"
+        self.event_log.add(Text(f"{what.lower()} failed: {fmt.printable(message)}", "bold red"))
+        self.notify(message, title=f"{what} failed", severity="error", timeout=15, markup=False)

@@ -54,20 +54,24 @@ COLUMNS: tuple[Column, ...] = (
     Column("memory", "MEM", 3, 11, right=True),
     Column("cpu", "CPU%", 4, 5, right=True),
     Column("uptime", "UPTIME", 6, 6, right=True),
+    Column("viewers", "VIEW", 4, 4, right=True),  # browser consoles open: "—" without a server
 )
-SORTABLE = tuple(c.key for c in COLUMNS)
+SORTABLE = tuple(c.key for c in COLUMNS if c.key != "viewers")
 _INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
 _UPTIME = _INDEX["uptime"]
+_VIEWERS = _INDEX["viewers"]
+NO_COUNT = "—"  # no console server answers: nobody can be counted
 _SHRINK_ORDER = ("ip", "class", "owner", "host", "name")
 GUTTER = 1  # the mark column: "●" or a space
 MARK = "●"
 
 
 def _cells(vm: VM) -> tuple[str, ...]:
-    """Every cell but the uptime (which depends on the clock), as plain, printable strings."""
+    """Every cell but the uptime (the clock's) and the viewers (the console server's), as plain,
+    printable strings."""
     return (fmt.printable(vm.name), fmt.printable(vm.host), vm.state.value,
             fmt.text_or_dash(vm.meta.owner), fmt.text_or_dash(vm.meta.lab_class), fmt.ips(vm),
-            str(vm.vcpus), fmt.memory(vm), fmt.percent(vm.figures.cpu_percent), "")
+            str(vm.vcpus), fmt.memory(vm), fmt.percent(vm.figures.cpu_percent), "", "")
 
 
 def _missing_last(value: Any) -> tuple[bool, Any]:
@@ -207,6 +211,7 @@ class VMTable(ScrollView, can_focus=True):
         self._strips: dict[Key, tuple[tuple[Any, ...], Strip]] = {}
         self._status: TableStatus | None = None
         self._styles: dict[tuple[VMState, bool, bool], Style] = {}
+        self._viewers: dict[str, int] | None = None  # open consoles by VM UUID; None: no server
 
     # -- reading --
     @property
@@ -250,6 +255,13 @@ class VMTable(ScrollView, can_focus=True):
     def columns(self) -> list[str]:
         """The keys of the columns shown, in order."""
         return [COLUMNS[i].key for i, _ in self._ensure_layout()]
+
+    @property
+    def viewers(self) -> dict[str, int] | None:
+        return self._viewers
+
+    def viewers_text(self, vm: VM) -> str:
+        return NO_COUNT if self._viewers is None else str(self._viewers.get(vm.uuid, 0))
 
     def row_text(self, index: int) -> str:
         """The plain text of one visible row as rendered (for tests and screen readers)."""
@@ -341,6 +353,13 @@ class VMTable(ScrollView, can_focus=True):
         self.sort_reverse = not self.sort_reverse
         self._rebuild()
         return self.sort_reverse
+
+    def set_viewers(self, counts: dict[str, int] | None) -> None:
+        """Open consoles by VM UUID (None: no server answers); repaints only when they changed,
+        and then only the rows whose count moved render anew (the others come from the cache)."""
+        if counts != self._viewers:
+            self._viewers = counts
+            self.refresh()
 
     # -- marks --
     def toggle_mark(self) -> None:
@@ -436,6 +455,7 @@ class VMTable(ScrollView, can_focus=True):
         content = [max(len(c.title), max(counter, default=0))
                    for c, counter in zip(COLUMNS, self._width_counts, strict=True)]
         content[_UPTIME] = COLUMNS[_UPTIME].maximum
+        content[_VIEWERS] = COLUMNS[_VIEWERS].maximum
         multi_host = len(self._hosts) > 1
         changed = content != self._content or multi_host != self._multi_host
         self._content, self._multi_host = content, multi_host
@@ -534,7 +554,7 @@ class VMTable(ScrollView, can_focus=True):
             row = self._rows[key]
             if row.vm.started_at is not None and row.vm.state.is_active:
                 cached = self._strips.get(key)
-                if cached is None or cached[0][-1] != fmt.uptime(row.vm, now):
+                if cached is None or cached[0][-1] != fmt.uptime(row.vm, now):  # the uptime
                     self._refresh_key(key)
 
     # -- rendering --
@@ -570,14 +590,16 @@ class VMTable(ScrollView, can_focus=True):
         marked = key in self.marked
         cursor = index == self._cursor
         uptime = fmt.uptime(row.vm, self.now())
-        signature = (row, marked, cursor, self.has_focus, width, uptime)
+        viewers = self.viewers_text(row.vm)
+        signature = (row, marked, cursor, self.has_focus, width, viewers, uptime)  # uptime last: tick
         cached = self._strips.get(key)
         if cached is not None and cached[0] == signature:
             return cached[1]
         style = self._row_style(row.vm.state, marked, cursor)
         cells = row.cells
+        texts = [uptime if i == _UPTIME else viewers if i == _VIEWERS else cells[i] for i, _ in layout]
         strip = _strip(MARK if marked else " ",
-                       [_fit(uptime if i == _UPTIME else cells[i], w, COLUMNS[i].right) for i, w in layout],
+                       [_fit(text, w, COLUMNS[i].right) for text, (i, w) in zip(texts, layout, strict=True)],
                        width, style)
         if len(self._strips) > 2000:
             self._strips.clear()

@@ -1,0 +1,327 @@
+"""Console share links and the browser sessions they open, in SQLite.
+
+A link's token (``secrets.token_urlsafe(32)``, 256 bits) is shown once and stored only as
+HMAC-SHA256(SECRET_KEY, token): a copy of the database opens no console. A link is bound to one
+VM's UUID (a VM made again under the same name has a new UUID, and the old link fails), has an
+expiry, can be revoked, and has a short public id for listing and revoking. Opening a link makes
+a console session: another random secret, stored hashed the same way, carried by a cookie.
+
+One connection per store, used from one thread (the server's loop, or the CLI); WAL lets the
+server and the CLI share the file. Schema changes go through ``_MIGRATIONS`` and
+``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from core.errors import ConfigError, InvalidInput
+from core.settings import Settings
+
+OLD_DEFAULT_KEY = "dev-secret-change-me"  # what the older web version shipped: never a key
+MIN_KEY_LENGTH = 32
+KEY_FILE = "secret_key"
+MAX_TTL = 30 * 86400.0
+TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # token_urlsafe(32)
+LINK_ID = re.compile(r"[0-9a-f]{8}")
+_TTL = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE links (
+        id TEXT PRIMARY KEY,
+        token_hash BLOB NOT NULL UNIQUE,
+        vm_uuid TEXT NOT NULL,
+        vm_name TEXT NOT NULL,
+        created REAL NOT NULL,
+        expires REAL NOT NULL,
+        revoked REAL
+    );
+    CREATE INDEX links_vm ON links (vm_uuid);
+    CREATE TABLE console_sessions (
+        secret_hash BLOB PRIMARY KEY,
+        link_id TEXT NOT NULL REFERENCES links (id) ON DELETE CASCADE,
+        created REAL NOT NULL,
+        expires REAL NOT NULL
+    );
+    CREATE INDEX console_sessions_link ON console_sessions (link_id);
+    """,
+)
+
+
+def parse_ttl(text: str) -> float:
+    """``30m``, ``4h``, ``2d`` (or ``1h30m``) in seconds; InvalidInput otherwise."""
+    cleaned = text.strip().lower()
+    parts = _TTL.findall(cleaned)
+    if not parts or "".join(n + u for n, u in parts) != cleaned:
+        raise InvalidInput(f"bad duration {text!r}: write it like 30m, 4h or 2d")
+    seconds = float(sum(int(n) * _UNITS[u] for n, u in parts))
+    if seconds <= 0:
+        raise InvalidInput(f"bad duration {text!r}: it must be longer than zero")
+    if seconds > MAX_TTL:
+        raise InvalidInput(f"bad duration {text!r}: a share link lasts at most 30 days")
+    return seconds
+
+
+def format_time(epoch: float) -> str:
+    """Local time to the minute, with its offset (``2026-11-24T11:00+01:00``)."""
+    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="minutes")
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    id: str
+    vm_uuid: str
+    vm_name: str
+    created: float
+    expires: float
+    revoked: float | None
+
+    def active(self, now: float) -> bool:
+        return self.revoked is None and now < self.expires
+
+    def as_json(self) -> dict[str, object]:
+        return {"id": self.id, "vm": self.vm_uuid, "name": self.vm_name, "created": format_time(self.created),
+                "expires": format_time(self.expires), "revoked": self.revoked is not None}
+
+
+class TokenStore:
+    """Share links and console sessions; ``key`` is the HMAC key (SECRET_KEY)."""
+
+    def __init__(self, path: Path, key: str, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._key = key.encode()
+        self._clock = clock
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not path.exists()
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+        if fresh:
+            with contextlib.suppress(OSError):
+                path.chmod(0o600)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._transaction():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(_MIGRATIONS):
+                raise ConfigError(f"{self.path} was written by a newer vm-manager (schema {version})")
+            for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number}")
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _hash(self, purpose: str, secret: str) -> bytes:
+        return hmac.new(self._key, f"{purpose}:{secret}".encode(), hashlib.sha256).digest()
+
+    # -- links --
+    def create_link(self, vm_uuid: str, vm_name: str, ttl: float) -> tuple[Link, str]:
+        """A new link to one VM for ``ttl`` seconds; returns it and its token (shown once, never stored)."""
+        now = self._clock()
+        token = secrets.token_urlsafe(32)
+        with self._transaction():
+            while True:
+                link = Link(secrets.token_hex(4), vm_uuid, vm_name, now, now + ttl, None)
+                try:
+                    self._db.execute(
+                        "INSERT INTO links (id, token_hash, vm_uuid, vm_name, created, expires) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (link.id, self._hash("link", token), vm_uuid, vm_name, now, link.expires))
+                    break
+                except sqlite3.IntegrityError:  # an id already taken: draw again
+                    continue
+        return link, token
+
+    def link_for_token(self, token: str, *, active_only: bool = True) -> Link | None:
+        """The link of ``token`` (by default only while it is valid)."""
+        if not TOKEN.fullmatch(token):
+            return None
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM links WHERE token_hash = ?",
+                               (self._hash("link", token),)).fetchone()
+        link = _link(row)
+        if link is None or (active_only and not link.active(self._clock())):
+            return None
+        return link
+
+    def get(self, link_id: str) -> Link | None:
+        return _link(self._db.execute(f"SELECT {_COLUMNS} FROM links WHERE id = ?", (link_id,)).fetchone())
+
+    def links(self, *, vm_uuid: str | None = None, active_only: bool = True) -> list[Link]:
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM links ORDER BY created").fetchall()
+        now = self._clock()
+        found = [link for row in rows if (link := _link(row)) is not None]
+        return [link for link in found if (vm_uuid is None or link.vm_uuid == vm_uuid)
+                and (not active_only or link.active(now))]
+
+    def inactive(self, link_ids: Iterable[str]) -> set[str]:
+        """Which of ``link_ids`` are expired, revoked or gone (the server's periodic check)."""
+        ids = set(link_ids)
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(f"SELECT id FROM links WHERE id IN ({marks}) AND revoked IS NULL "
+                                "AND expires > ?", (*ids, self._clock())).fetchall()
+        return ids - {row[0] for row in rows}
+
+    def revoke(self, *, ids: Sequence[str] = (), tokens: Sequence[str] = (),
+               vm_uuids: Sequence[str] = ()) -> list[Link]:
+        """Revoke links by id, token or VM; returns those that were active until now."""
+        hashes = [self._hash("link", t) for t in tokens]
+        now = self._clock()
+        revoked: list[Link] = []
+        with self._transaction():
+            for column, values in (("id", list(ids)), ("token_hash", hashes), ("vm_uuid", list(vm_uuids))):
+                for value in values:
+                    rows = self._db.execute(
+                        f"SELECT {_COLUMNS} FROM links WHERE {column} = ? AND revoked IS NULL", (value,))
+                    revoked += [link for row in rows.fetchall() if (link := _link(row)) is not None]
+                    self._db.execute(f"UPDATE links SET revoked = ? WHERE {column} = ? AND revoked IS NULL",
+                                     (now, value))
+        return [link for link in revoked if link.expires > now]
+
+    def revoke_one(self, kind: str, value: str) -> tuple[bool, list[Link]]:
+        """Revoke by ``id``, ``token`` or ``vm`` (a UUID): whether ``value`` named any link, and
+        the links this revoked (none when they were expired or revoked already)."""
+        if kind == "id":
+            return self.get(value) is not None, self.revoke(ids=[value])
+        if kind == "token":
+            return self.link_for_token(value, active_only=False) is not None, self.revoke(tokens=[value])
+        if kind == "vm":
+            return bool(self.links(vm_uuid=value, active_only=False)), self.revoke(vm_uuids=[value])
+        raise ValueError(f"cannot revoke by {kind!r}")
+
+    # -- console sessions --
+    def open_session(self, link: Link) -> str:
+        """A new session secret for a browser that opened ``link``; it lasts as long as the link."""
+        secret = secrets.token_urlsafe(32)
+        with self._transaction():
+            self._db.execute("INSERT INTO console_sessions (secret_hash, link_id, created, expires) "
+                             "VALUES (?, ?, ?, ?)",
+                             (self._hash("session", secret), link.id, self._clock(), link.expires))
+        return secret
+
+    def session_link(self, secret: str, vm_uuid: str) -> Link | None:
+        """The link behind a session cookie, when the session, its link and the VM all match."""
+        if not TOKEN.fullmatch(secret):
+            return None
+        row = self._db.execute(
+            "SELECT links.id, vm_uuid, vm_name, links.created, links.expires, revoked, "
+            "console_sessions.expires FROM console_sessions "
+            "JOIN links ON links.id = console_sessions.link_id WHERE console_sessions.secret_hash = ?",
+            (self._hash("session", secret),)).fetchone()
+        if row is None:
+            return None
+        link = _link(row[:-1])
+        now = self._clock()
+        if link is None or link.vm_uuid != vm_uuid or not link.active(now) or row[-1] <= now:
+            return None
+        return link
+
+    def purge(self, older_than: float = 86400.0) -> int:
+        """Delete links (and their sessions) expired or revoked more than ``older_than`` s ago."""
+        cutoff = self._clock() - older_than
+        with self._transaction():
+            cursor = self._db.execute("DELETE FROM links WHERE expires < ? OR revoked < ?", (cutoff, cutoff))
+        return cursor.rowcount
+
+
+_COLUMNS = "id, vm_uuid, vm_name, created, expires, revoked"
+
+
+def _link(row: tuple[object, ...] | None) -> Link | None:
+    if row is None:
+        return None
+    link_id, uuid, name, created, expires, revoked = row
+    return Link(str(link_id), str(uuid), str(name), float(created),  # type: ignore[arg-type]
+                float(expires), None if revoked is None else float(revoked))  # type: ignore[arg-type]
+
+
+# -- SECRET_KEY --
+def key_problem(key: str) -> str:
+    """Why ``key`` cannot sign links, or ""."""
+    if key == OLD_DEFAULT_KEY:
+        return f"SECRET_KEY is the old default {OLD_DEFAULT_KEY!r}"
+    if len(key) < MIN_KEY_LENGTH:
+        return f"SECRET_KEY is shorter than {MIN_KEY_LENGTH} characters"
+    return ""
+
+
+def key_file(settings: Settings) -> Path:
+    return settings.config_dir / KEY_FILE
+
+
+def load_secret_key(settings: Settings, *, demo: bool = False) -> str:
+    """SECRET_KEY, else ``<config dir>/secret_key``; on the demo lab a random one will do.
+
+    Raises ConfigError naming SECRET_KEY when there is none fit for use.
+    """
+    hint = f"set SECRET_KEY (at least {MIN_KEY_LENGTH} random characters) or run " \
+           "`vm-manager serve --generate-secret`"
+    problem = ""
+    if settings.secret_key:
+        problem = key_problem(settings.secret_key)
+        if not problem:
+            return settings.secret_key
+    else:
+        path = key_file(settings)
+        try:
+            key = path.read_text().strip()
+        except FileNotFoundError:
+            problem = f"SECRET_KEY is unset and there is no {path}"
+        else:
+            if path.stat().st_mode & 0o077:
+                problem = f"{path} (the SECRET_KEY file) is readable by others: chmod 600 it"
+            else:
+                problem = key_problem(key).replace("SECRET_KEY", f"the SECRET_KEY in {path}")
+                if not problem:
+                    return key
+    if demo:
+        return secrets.token_urlsafe(48)
+    raise ConfigError(f"{problem}: {hint}")
+
+
+def generate_secret_key(settings: Settings) -> tuple[str, bool]:
+    """Write a random key to ``<config dir>/secret_key`` (0600) unless a good one is there.
+
+    Returns the key and whether it was made now. Raises ConfigError when SECRET_KEY is set.
+    """
+    if settings.secret_key:
+        raise ConfigError("SECRET_KEY is set: --generate-secret writes a key file only when it is unset")
+    path = key_file(settings)
+    with contextlib.suppress(ConfigError):
+        return load_secret_key(settings), False
+    key = secrets.token_urlsafe(48)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{KEY_FILE}.{os.getpid()}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    os.replace(temp, path)
+    return key, True

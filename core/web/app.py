@@ -1,0 +1,363 @@
+"""The aiohttp application: share links, console pages, the console websocket, static files.
+
+URL contract (``<uuid>``: the VM's UUID, lowercase):
+
+- ``GET /c/<token>``: a valid share link opens a console session (cookie ``vmm_console``,
+  HttpOnly, SameSite=Strict, Path=/console/<uuid>) and answers 303 to ``/console/<uuid>``;
+  anything else answers 403 and touches no VNC.
+- ``GET /console/<uuid>``: ``noVNC/console.html`` for a browser holding that VM's session; a
+  browser without the cookie gets a page that loads the URL once more (``?retry=1``), then 403.
+- ``GET /console/<uuid>/ws``: the console websocket (subprotocol ``binary`` when asked), after
+  the session and the Origin (PUBLIC_URL's) are checked; 403 before any upgrade otherwise.
+- ``GET /novnc/...``: ``noVNC/vendor/``; ``GET /static/...``: ``noVNC/`` except ``vendor``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from core.errors import ConfigError
+from core.inventory import Update
+from core.lab import Lab
+from core.model import VM
+from core.settings import PROJECT_DIR, Settings
+from core.tokens import Link, TokenStore
+from core.web import DEFAULT_HOST, DEFAULT_PORT, base_url, origin_of, pages
+from core.web.endpoints import MAX_MESSAGE, EndpointError, Endpoints
+from core.web.proxy import Viewers, relay
+
+log = logging.getLogger(__name__)
+ACCESS_LOG = logging.getLogger("core.web.access")
+
+NOVNC_DIR = PROJECT_DIR / "noVNC"
+COOKIE = "vmm_console"
+UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+HEARTBEAT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    base_url: str  # where links point: PUBLIC_URL, else http://<host>:<port> of serve
+    origin: str  # the only Origin the websocket accepts
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    novnc_dir: Path
+    expiry_interval: float
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.origin.startswith("https:")
+
+
+CONFIG = web.AppKey("config", WebConfig)
+LAB = web.AppKey("lab", Lab)
+STORE = web.AppKey("store", TokenStore)
+ENDPOINTS = web.AppKey("endpoints", Endpoints)
+VIEWERS = web.AppKey("viewers", Viewers)
+CLIENT = web.RequestKey("client", str)  # the client's address, as trusted proxies report it
+
+
+def make_app(settings: Settings, lab: Lab, *, secret_key: str, host: str = DEFAULT_HOST,
+             port: int = DEFAULT_PORT, novnc_dir: Path = NOVNC_DIR, transport: str = "auto",
+             expiry_interval: float = 5.0, clock: Callable[[], float] = time.time) -> web.Application:
+    """The console server for ``lab``; ``host``/``port`` make the links when PUBLIC_URL is unset."""
+    base = base_url(settings, host, port)
+    config = WebConfig(base, origin_of(base), parse_proxies(settings.trusted_proxies), novnc_dir,
+                       expiry_interval)
+    app = web.Application(middlewares=[forwarded_for])
+    app[CONFIG] = config
+    app[LAB] = lab
+    app[VIEWERS] = Viewers()
+    app[ENDPOINTS] = Endpoints(settings, lab, transport=transport)
+    app[STORE] = TokenStore(settings.database_path, secret_key, clock)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        watchers = [asyncio.create_task(_expire_viewers(app), name="console-expiry")]
+        unsubscribe = lab.subscribe(_on_inventory(app, watchers))
+        yield
+        unsubscribe()
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        await app[ENDPOINTS].stop_all()
+        app[STORE].close()
+
+    app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(_close_consoles)
+    app.on_response_prepare.append(_security_headers)
+    app.router.add_get("/c/{token}", open_link, allow_head=False)
+    app.router.add_get(f"/console/{{uuid:{UUID}}}", console_page)
+    app.router.add_get(f"/console/{{uuid:{UUID}}}/ws", console_socket, allow_head=False)
+    app.router.add_get("/novnc/{path:.+}", _files(lambda: config.novnc_dir / "vendor"))
+    app.router.add_get("/static/{path:.+}", _files(lambda: config.novnc_dir, hidden={"vendor"}))
+    return app
+
+
+def parse_proxies(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """VMM_TRUSTED_PROXIES: addresses or networks, comma-separated."""
+    try:
+        return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",")
+                     if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"VMM_TRUSTED_PROXIES: {exc}") from None
+
+
+# -- handlers --
+async def open_link(request: web.Request) -> web.StreamResponse:
+    store = request.app[STORE]
+    link = store.link_for_token(request.match_info["token"])
+    vm = find_vm(request.app[LAB], link.vm_uuid) if link is not None else None
+    if link is None or vm is None:
+        log.info("share link refused for %s", request[CLIENT])
+        return pages.refused()
+    secret = store.open_session(link)
+    where = f"/console/{link.vm_uuid}"
+    response = web.Response(status=303, headers={"Location": where, **pages.NO_STORE})
+    response.set_cookie(COOKIE, secret, path=where, httponly=True, samesite="Strict",
+                        secure=request.app[CONFIG].secure_cookies,
+                        max_age=max(1, int(link.expires - time.time())))
+    log.info("share link %s of %s opened by %s", link.id, vm.name, request[CLIENT])
+    return response
+
+
+async def console_page(request: web.Request) -> web.StreamResponse:
+    uuid = request.match_info["uuid"].lower()
+    link = _session(request, uuid)
+    retry = "retry" in request.query
+    if link is None:
+        if retry:
+            return pages.refused("This browser holds no valid session for this console: open the share "
+                                 "link again (with cookies allowed), or ask your teacher for a new one.")
+        return pages.retry_with_cookie(f"/console/{uuid}?retry=1")
+    if retry or request.match_info["uuid"] != uuid:
+        return web.Response(status=303, headers={"Location": f"/console/{uuid}", **pages.NO_STORE})
+    if find_vm(request.app[LAB], uuid) is None:
+        return pages.refused()
+    page = request.app[CONFIG].novnc_dir / "console.html"
+    if not page.is_file():
+        return pages.page(503, "Console unavailable", "The console page is not installed on this server.")
+    return web.FileResponse(page, headers=pages.NO_STORE)
+
+
+async def console_socket(request: web.Request) -> web.StreamResponse:
+    """Check, then relay the browser's websocket to the VM's endpoint."""
+    uuid = request.match_info["uuid"].lower()
+    app = request.app
+    origin = request.headers.get("Origin", "")
+    if origin.lower() != app[CONFIG].origin:
+        log.warning("console websocket of %s refused: Origin %r from %s", uuid, origin[:100], request[CLIENT])
+        return pages.refused("This console can only be opened from its own page.")
+    link = _session(request, uuid)
+    vm = find_vm(app[LAB], uuid) if link is not None else None
+    if link is None or vm is None:
+        log.info("console websocket of %s refused: no valid session from %s", uuid, request[CLIENT])
+        return pages.refused()
+    if not vm.state.is_active:
+        return pages.page(409, "The VM is not running", f"{vm.name} is {vm.state}: start it first.")
+    asked = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    if not web.WebSocketResponse(protocols=asked).can_prepare(request).ok:
+        return pages.page(400, "Not a websocket", "This address takes websocket connections only.")
+    try:
+        endpoint = await app[ENDPOINTS].acquire(vm)
+    except EndpointError as exc:
+        log.warning("console of %s unavailable: %s", vm.name, exc.message)
+        return pages.page(503, exc.title, exc.message)
+    try:
+        try:
+            upstream = await endpoint.connect(asked)
+        except EndpointError as exc:
+            log.warning("console of %s: %s (%s)", vm.name, exc.message, endpoint.errors())
+            return pages.page(502, exc.title, exc.message)
+        browser = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else (),
+                                        heartbeat=HEARTBEAT, max_msg_size=MAX_MESSAGE, compress=False)
+        await browser.prepare(request)
+        viewer = app[VIEWERS].add(link.id, uuid, browser)
+        log.info("console of %s opened through link %s by %s", vm.name, link.id, request[CLIENT])
+        try:
+            if not app[STORE].inactive([link.id]):  # revoked while we connected: closed already
+                await relay(browser, upstream)
+        finally:
+            app[VIEWERS].discard(viewer)
+            log.info("console of %s closed (link %s)", vm.name, link.id)
+            await upstream.close()
+            await browser.close()
+        return browser
+    finally:
+        await app[ENDPOINTS].release(endpoint)
+
+
+def find_vm(lab: Lab, uuid: str) -> VM | None:
+    return next((vm for vm in lab.vms() if vm.uuid == uuid), None)
+
+
+def _session(request: web.Request, uuid: str) -> Link | None:
+    secret = request.cookies.get(COOKIE)
+    return request.app[STORE].session_link(secret, uuid) if secret else None
+
+
+def _files(root: Callable[[], Path], hidden: frozenset[str] | set[str] = frozenset()) -> Callable[
+        [web.Request], Awaitable[web.StreamResponse]]:
+    """Files under ``root()``: no dot files, nothing outside it, nothing under ``hidden`` folders."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        parts = PurePosixPath(request.match_info["path"]).parts
+        if not parts or parts[0] in hidden or any(p.startswith(".") or "\\" in p for p in parts):
+            return pages.not_found()
+        base = root().resolve()
+        path = base.joinpath(*parts).resolve()
+        if not path.is_relative_to(base) or not path.is_file():
+            return pages.not_found()
+        return web.FileResponse(path)
+
+    return handler
+
+
+# -- middleware, signals, background work --
+@web.middleware
+async def forwarded_for(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                        ) -> web.StreamResponse:
+    """Believe X-Forwarded-For/Proto/Host only from VMM_TRUSTED_PROXIES."""
+    trusted = request.app[CONFIG].trusted_proxies
+    peer = request.remote or ""
+    request[CLIENT] = peer or "-"
+    if not trusted or not _in(peer, trusted):
+        return await handler(request)
+    chain = [a.strip() for h in request.headers.getall("X-Forwarded-For", []) for a in h.split(",")
+             if a.strip()]
+    client = next((a for a in reversed(chain) if not _in(a, trusted)), chain[0] if chain else peer)
+    changes: dict[str, str] = {"remote": client}
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
+    if proto in ("http", "https"):
+        changes["scheme"] = proto
+    if forwarded_host := request.headers.get("X-Forwarded-Host", "").split(",")[-1].strip():
+        changes["host"] = forwarded_host
+    request[CLIENT] = client
+    return await handler(request.clone(**changes))
+
+
+def _in(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in networks)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    origin = request.app[CONFIG].origin
+    ws = "wss" + origin[5:] if origin.startswith("https:") else "ws" + origin[4:]
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        f"font-src 'self'; connect-src 'self' {ws}; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'none'")
+
+
+async def _close_consoles(app: web.Application) -> None:
+    """Shutting down: close every console websocket, then stop every endpoint."""
+    closed = await app[VIEWERS].close_all()
+    await app[ENDPOINTS].stop_all()
+    if closed:
+        log.info("closed %d console(s) at shutdown", closed)
+
+
+async def _expire_viewers(app: web.Application) -> None:
+    """Close the viewers of links that expired or were revoked (also by a CLI without the server)."""
+    purged_at = 0.0
+    while True:
+        await asyncio.sleep(app[CONFIG].expiry_interval)
+        try:
+            gone = app[STORE].inactive(app[VIEWERS].link_ids())
+            if gone:
+                count = await app[VIEWERS].close_links(gone, "share link expired or revoked")
+                log.info("closed %d console(s) of expired or revoked links %s", count,
+                         ", ".join(sorted(gone)))
+            if time.monotonic() - purged_at > 3600:
+                purged_at = time.monotonic()
+                app[STORE].purge()
+        except Exception:
+            log.exception("checking console links failed")
+
+
+def _on_inventory(app: web.Application, tasks: list[asyncio.Task[None]]) -> Callable[[Update], None]:
+    """Close a VM's consoles (and stop its endpoint) when it stops or goes away."""
+    def on_update(update: Update) -> None:
+        for change in update.changes:
+            uuid = change.vm.uuid
+            if change.kind != "removed" and change.vm.state.is_active:
+                continue
+            if uuid in app[VIEWERS].vm_uuids() or uuid in app[ENDPOINTS].running():
+                why = "the VM was deleted" if change.kind == "removed" else f"the VM is {change.vm.state}"
+                tasks[:] = [t for t in tasks if not t.done()]
+                tasks.append(asyncio.create_task(_vm_gone(app, uuid, why)))
+
+    return on_update
+
+
+async def _vm_gone(app: web.Application, uuid: str, why: str) -> None:
+    count = await app[VIEWERS].close_vm(uuid, why)
+    await app[ENDPOINTS].stop_vm(uuid)
+    log.info("console of %s closed (%d viewer(s)): %s", uuid, count, why)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request, share-link tokens masked: ``/c/<redacted>``."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        client = request.get(CLIENT) or request.remote or "-"
+        self.logger.info('%s "%s %s" %d %d %.3fs', client, request.method, redact(request.path),
+                         response.status, response.body_length, time)
+
+
+_LINK_PATH = re.compile(r"/c/[^/]*")
+_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{40,}")
+
+
+def redact(path: str) -> str:
+    return _TOKEN_LIKE.sub("<redacted>", _LINK_PATH.sub("/c/<redacted>", path))
+
+
+def runner_options() -> dict[str, object]:
+    """AppRunner / TestServer arguments: our access log."""
+    return {"access_log_class": AccessLogger, "access_log": ACCESS_LOG}
+
+
+async def serve(settings: Settings, lab: Lab, *, secret_key: str, host: str, port: int,
+                stop: asyncio.Event, started: Callable[[str], None] | None = None) -> None:
+    """Run the server (and the admin API on its Unix socket) until ``stop`` is set."""
+    from core.web import admin
+
+    if await admin.server_answers(settings):
+        raise ConfigError(f"a server already runs (its admin API answers on {settings.admin_socket})")
+    app = make_app(settings, lab, secret_key=secret_key, host=host, port=port)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0, **runner_options())  # type: ignore[arg-type]
+    await runner.setup()
+    admin_runner: web.AppRunner | None = None
+    try:
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        admin_runner = await admin.start(app, settings.admin_socket)
+        if started is not None:
+            started(app[CONFIG].base_url)
+        await stop.wait()
+    finally:
+        if admin_runner is not None:
+            await admin.stop(admin_runner, settings.admin_socket)
+        with contextlib.suppress(Exception):
+            await runner.cleanup()

@@ -1,0 +1,148 @@
+"""Fixtures of the web tests: settings with a short private run dir, labs, console servers.
+
+The live tests use a real libvirtd (``make test`` starts one) through the integration suite's
+``livelab`` helpers; without one they skip, or fail under CI / VMM_REQUIRE_INTEGRATION=1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+
+from livelab import (  # noqa: E402
+    RUN_PREFIX,
+    URI,
+    Outside,
+    open_system,
+    remove_domain,
+    system_answers,
+    unavailable,
+)
+from webtest import Console, Serve, StartConsole, StartServe, start_console, websockify_pids  # noqa: E402
+
+from core import testdriver  # noqa: E402
+from core.lab import Lab  # noqa: E402
+from core.metadata import LabMeta  # noqa: E402
+from core.model import VMState  # noqa: E402
+from core.settings import Settings  # noqa: E402
+
+_run_dirs: list[Path] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_behind() -> Iterator[None]:
+    """After the suite: no websockify of ours still running, no socket left in a run dir."""
+    yield
+    left = [pid for run_dir in _run_dirs for pid in websockify_pids(run_dir)]
+    sockets = [p for run_dir in _run_dirs if run_dir.exists() for p in (run_dir / "consoles").glob("*.sock")]
+    for run_dir in _run_dirs:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    assert not left, f"websockify processes left running: {left}"
+    assert not sockets, f"endpoint sockets left behind: {sockets}"
+    if system_answers():
+        with contextlib.suppress(Exception):
+            conn = open_system()
+            for dom in conn.listAllDomains(0):
+                if dom.name().startswith(RUN_PREFIX):
+                    remove_domain(dom)
+            conn.close()
+
+
+@pytest.fixture
+def run_dir() -> Path:
+    """VMM_RUNTIME_DIR: short (a Unix socket path holds 107 bytes; tmp_path is long)."""
+    path = Path(tempfile.mkdtemp(prefix="vmmw-", dir="/tmp"))
+    _run_dirs.append(path)
+    return path
+
+
+@pytest.fixture
+def web_settings(tmp_path: Path, run_dir: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config", runtime_dir=run_dir)
+
+
+@pytest.fixture
+async def test_lab(web_settings: Settings, tmp_path: Path) -> AsyncIterator[Lab]:
+    """A Lab on libvirt's test driver: two running VMs (no VNC there), for what needs no QEMU."""
+    uri = testdriver.write(tmp_path / "lab.xml", [
+        testdriver.Spec("web-a", VMState.RUNNING, meta=LabMeta("alice", "net101")),
+        testdriver.Spec("web-b", VMState.RUNNING, meta=LabMeta("bob", "net101")),
+        testdriver.Spec("web-off", VMState.SHUTOFF),
+    ])
+    lab = await Lab.open(web_settings, uri)
+    yield lab
+    await lab.close()
+
+
+@pytest.fixture
+def outside() -> Iterator[Outside]:
+    """A plain libvirt connection to a real libvirtd; removes every domain it made."""
+    if not system_answers():
+        unavailable(f"{URI} is unreachable; run `make test`")
+    world = Outside()
+    try:
+        yield world
+    finally:
+        world.cleanup()
+
+
+@pytest.fixture
+async def live_lab(outside: Outside, web_settings: Settings) -> AsyncIterator[Lab]:
+    lab = await Lab.open(web_settings, URI)
+    yield lab
+    await lab.close()
+
+
+
+@pytest.fixture
+async def console(web_settings: Settings, run_dir: Path) -> AsyncIterator[StartConsole]:
+    """``server = await console(lab, **make_app_options)``; stopped at the end of the test, and
+    then neither a websockify process nor an endpoint socket may be left."""
+    started: list[Console] = []
+
+    async def start(lab: Lab, settings: Settings | None = None, **options: Any) -> Console:
+        server = await start_console(settings or web_settings, lab, **options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.close()
+    assert websockify_pids(run_dir) == [], "websockify left running after the server stopped"
+    assert list((run_dir / "consoles").glob("*.sock")) == [], "endpoint sockets left behind"
+
+
+@pytest.fixture
+def env(tmp_path: Path, run_dir: Path) -> dict[str, str]:
+    """The environment of a ``vm-manager`` process: its own data, config and run dirs."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+            "VMM_ENV_FILE": "/nonexistent", "VMM_DATA_DIR": str(tmp_path / "data"),
+            "VMM_CONFIG_DIR": str(tmp_path / "config"), "VMM_RUNTIME_DIR": str(run_dir)}
+
+
+
+@pytest.fixture
+def serve(env: dict[str, str]) -> Iterator[StartServe]:
+    """``server = serve("-c", uri, "serve")``: killed at the end of the test if still running."""
+    started: list[Serve] = []
+
+    def start(*args: str, **extra: str) -> Serve:
+        server = Serve({**env, **extra}, *args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait(timeout=30)

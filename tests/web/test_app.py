@@ -1,0 +1,356 @@
+"""The web server's HTTP side on libvirt's test driver: links, cookies, pages, headers, logs, admin API.
+
+The test driver has no QEMU, so no VNC: what needs a real console is in test_live_consoles.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import stat
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from webtest import Console, StartConsole, closed, eventually, greeting, read_text, websockify_pids
+
+from core.lab import Lab
+from core.settings import Settings
+from core.web.app import ACCESS_LOG, COOKIE, ENDPOINTS, find_vm
+from core.web.proxy import CLOSE_VM_STOPPED
+
+SECURITY_HEADERS = {"Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
+                    "X-Frame-Options": "DENY"}
+
+
+def uuid_of(lab: Lab, name: str) -> str:
+    return next(vm.uuid for vm in lab.vms() if vm.name == name)
+
+
+@pytest.fixture
+def novnc(tmp_path: Path) -> Path:
+    """A stand-in for noVNC/: our page and script, and a vendor folder."""
+    root = tmp_path / "noVNC"
+    (root / "vendor" / "core").mkdir(parents=True)
+    (root / "console.html").write_text("<!doctype html><title>console</title>")
+    (root / "console.js").write_text("// console")
+    (root / ".hidden").write_text("no")
+    (root / "vendor" / "core" / "rfb.js").write_text("// rfb")
+    (tmp_path / "secret.txt").write_text("outside")
+    return root
+
+
+@pytest.fixture
+def access_log(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "access.log"
+    handler = logging.FileHandler(path)
+    level = ACCESS_LOG.level
+    ACCESS_LOG.setLevel(logging.INFO)
+    ACCESS_LOG.addHandler(handler)
+    yield path
+    ACCESS_LOG.removeHandler(handler)
+    ACCESS_LOG.setLevel(level)
+    handler.close()
+
+
+def assert_secure_headers(response: aiohttp.ClientResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers.get(name) == value, f"{response.url}: {name}"
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+
+
+async def test_share_link_opens_a_strict_session(console: StartConsole, test_lab: Lab) -> None:
+    server = await console(test_lab)
+    uuid = uuid_of(test_lab, "web-a")
+    _, token = server.link(uuid, "web-a")
+    browser = server.browser()
+    async with browser.get(f"{server.base}/c/{token}", allow_redirects=False) as response:
+        assert response.status == 303
+        assert response.headers["Location"] == f"/console/{uuid}"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert_secure_headers(response)
+        cookie = response.headers["Set-Cookie"]
+    attributes = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")}
+    assert cookie.startswith(f"{COOKIE}=")
+    assert attributes["path"] == f"Path=/console/{uuid}"
+    assert attributes["samesite"] == "SameSite=Strict"
+    assert "httponly" in attributes
+    assert "secure" not in attributes
+    assert token not in cookie  # the cookie holds a session secret, not the link's token
+
+
+async def test_https_public_url_makes_secure_cookies_and_is_the_only_origin(
+        console: StartConsole, test_lab: Lab, web_settings: Settings) -> None:
+    settings = dataclasses.replace(web_settings, public_url="https://vm.example.org/")
+    server = await console(test_lab, settings)
+    uuid = uuid_of(test_lab, "web-a")
+    _, token = server.link(uuid)
+    browser = server.browser()
+    async with browser.get(f"{server.base}/c/{token}", allow_redirects=False) as response:
+        assert "; Secure" in response.headers["Set-Cookie"]
+        assert "connect-src 'self' wss://vm.example.org" in response.headers["Content-Security-Policy"]
+    secret = response.cookies[COOKIE].value
+    headers = {"Cookie": f"{COOKIE}={secret}"}
+    assert (await server.status(browser, uuid, headers=headers))[0] == 403  # Origin http://127.0.0.1:port
+    # The right Origin passes the checks (the test driver's VM then has no VNC: 503, not 403).
+    assert (await server.status(browser, uuid, origin="https://vm.example.org", headers=headers))[0] == 503
+
+
+async def test_links_that_do_not_work_get_403(console: StartConsole, test_lab: Lab) -> None:
+    server = await console(test_lab)
+    uuid = uuid_of(test_lab, "web-a")
+    revoked, revoked_token = server.link(uuid)
+    server.store.revoke(ids=[revoked.id])
+    _, expiring = server.link(uuid, ttl=60)
+    _, gone = server.link("99999999-9999-4999-8999-999999999999", "deleted-vm")
+    browser = server.browser()
+    server.clock.offset = 61
+    for token in ("A" * 43, "short", revoked_token, expiring, gone, "%2e%2e%2fadmin"):
+        async with browser.get(f"{server.base}/c/{token}", allow_redirects=False) as response:
+            assert response.status == 403, token
+            assert response.content_type == "text/html"
+            assert "Set-Cookie" not in response.headers
+            assert_secure_headers(response)
+            assert "does not work" in await response.text()
+    assert server.running() == {}
+    assert websockify_pids(server.settings.run_path) == []
+
+
+async def test_console_page_without_its_cookie_reloads_once_then_refuses(
+        console: StartConsole, test_lab: Lab, novnc: Path) -> None:
+    server = await console(test_lab, novnc_dir=novnc)
+    uuid = uuid_of(test_lab, "web-a")
+    stranger = server.browser()
+    async with stranger.get(f"{server.base}/console/{uuid}", allow_redirects=False) as response:
+        assert response.status == 200
+        assert f'http-equiv="refresh" content="0;url=/console/{uuid}?retry=1"' in await response.text()
+    async with stranger.get(f"{server.base}/console/{uuid}?retry=1", allow_redirects=False) as response:
+        assert response.status == 403
+
+    _, token = server.link(uuid)
+    browser = server.browser()
+    assert await server.open_link(browser, token) == 303
+    async with browser.get(f"{server.base}/console/{uuid}?retry=1", allow_redirects=False) as response:
+        assert response.status == 303
+        assert response.headers["Location"] == f"/console/{uuid}"
+    async with browser.get(f"{server.base}/console/{uuid}") as response:
+        assert response.status == 200
+        assert await response.text() == "<!doctype html><title>console</title>"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert_secure_headers(response)
+    other = uuid_of(test_lab, "web-b")  # the jar sends the cookie only under its own path
+    async with browser.get(f"{server.base}/console/{other}?retry=1") as response:
+        assert response.status == 403
+
+
+async def test_console_page_not_installed(console: StartConsole, test_lab: Lab, tmp_path: Path) -> None:
+    server = await console(test_lab, novnc_dir=tmp_path / "missing")
+    uuid = uuid_of(test_lab, "web-a")
+    _, token = server.link(uuid)
+    browser = server.browser()
+    assert await server.open_link(browser, token) == 303
+    async with browser.get(f"{server.base}/console/{uuid}") as response:
+        assert response.status == 503
+    async with browser.get(f"{server.base}/novnc/core/rfb.js") as response:
+        assert response.status == 404
+
+
+async def test_static_files(console: StartConsole, test_lab: Lab, novnc: Path) -> None:
+    server = await console(test_lab, novnc_dir=novnc)
+    browser = server.browser()
+    served = {"/static/console.js": "// console", "/novnc/core/rfb.js": "// rfb"}
+    for path, body in served.items():
+        async with browser.get(server.base + path) as response:
+            assert response.status == 200
+            assert await response.text() == body
+            assert "javascript" in response.content_type
+            assert_secure_headers(response)
+    for path in ("/static/vendor/core/rfb.js", "/static/.hidden", "/static/%2e%2e/secret.txt",
+                 "/novnc/%2e%2e/console.html", "/novnc/..%2f..%2fsecret.txt", "/static/", "/", "/c/"):
+        async with browser.get(server.base + path, allow_redirects=False) as response:
+            assert response.status == 404, path
+            assert_secure_headers(response)
+
+
+async def test_websocket_refusals_come_before_any_endpoint(console: StartConsole, test_lab: Lab) -> None:
+    server = await console(test_lab)
+    a, b, off = (uuid_of(test_lab, n) for n in ("web-a", "web-b", "web-off"))
+    _, token = server.link(a)
+    _, off_token = server.link(off)
+    browser = server.browser()
+    assert await server.open_link(browser, token) == 303
+    assert await server.open_link(browser, off_token) == 303
+    secret = next(c.value for c in browser.cookie_jar if c["path"] == f"/console/{a}")
+
+    assert (await server.status(browser, a, origin="http://evil.example"))[0] == 403
+    assert (await server.status(browser, a, origin=None))[0] == 403
+    assert (await server.status(server.browser(), a))[0] == 403  # no cookie
+    assert (await server.status(server.browser(), b, headers={"Cookie": f"{COOKIE}={secret}"}))[0] == 403
+    assert (await server.status(browser, off))[0] == 409  # a VM that is not running
+    status, _ = await server.status(browser, a)
+    assert status == 503  # past every check: the test driver's VM has no VNC display
+    assert server.running() == {}
+    assert websockify_pids(server.settings.run_path) == []
+
+
+async def test_access_log_never_holds_a_token(console: StartConsole, test_lab: Lab, access_log: Path,
+                                              novnc: Path) -> None:
+    server = await console(test_lab, novnc_dir=novnc)
+    uuid = uuid_of(test_lab, "web-a")
+    _, token = server.link(uuid)
+    browser = server.browser()
+    assert await server.open_link(browser, token) == 303
+    async with browser.get(f"{server.base}/console/{uuid}") as response:
+        assert response.status == 200
+    async with browser.get(f"{server.base}/c/{token}/more?token={token}", allow_redirects=False):
+        pass
+    async with browser.get(f"{server.base}/c/{'B' * 43}", allow_redirects=False):
+        pass
+    text = read_text(access_log)
+    assert token not in text
+    assert "B" * 43 not in text
+    assert text.count('"GET /c/<redacted>') == 3
+    assert f'"GET /console/{uuid}" 200' in text
+
+
+async def test_forwarded_headers_only_from_trusted_proxies(console: StartConsole, test_lab: Lab,
+                                                           web_settings: Settings, access_log: Path) -> None:
+    forwarded = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9", "X-Forwarded-Proto": "https"}
+    trusted = await console(test_lab, dataclasses.replace(web_settings, trusted_proxies="127.0.0.1"))
+    async with trusted.browser().get(f"{trusted.base}/nothing", headers=forwarded):
+        pass
+    untrusted = await console(test_lab, dataclasses.replace(web_settings, trusted_proxies="10.0.0.0/8"))
+    async with untrusted.browser().get(f"{untrusted.base}/else", headers=forwarded):
+        pass
+    lines = read_text(access_log).splitlines()
+    assert any(line.startswith('203.0.113.9 "GET /nothing"') for line in lines), lines
+    assert any(line.startswith('127.0.0.1 "GET /else"') for line in lines), lines
+
+
+async def test_admin_api(console: StartConsole, test_lab: Lab) -> None:
+    server = await console(test_lab)
+    run = server.settings.run_path
+    assert stat.S_IMODE(run.stat().st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(server.settings.admin_socket).st_mode) == 0o600
+    a, b = uuid_of(test_lab, "web-a"), uuid_of(test_lab, "web-b")
+
+    made = await server.admin("POST", "/links", {"vms": [a, b, "nope"], "ttl": "30m"})
+    assert [row["name"] for row in made["links"]] == ["web-a", "web-b"]
+    assert made["errors"] == [{"vm": "nope", "error": "no such VM"}]
+    url = made["links"][0]["url"]
+    assert url.startswith(f"{server.base}/c/")
+    browser = server.browser()
+    assert await server.open_link(browser, url.rpartition("/")[2]) == 303
+    listed = await server.admin("GET", "/links")
+    assert {row["id"] for row in listed["links"]} == {row["id"] for row in made["links"]}
+    assert await server.admin("GET", "/viewers") == {"total": 0, "by_vm": {}, "by_link": {}, "endpoints": {}}
+
+    reply = await server.admin("POST", "/revoke", {"ids": [made["links"][0]["id"], "00000000"],
+                                                   "tokens": [url.rpartition("/")[2]], "vms": [b]})
+    assert [(r["kind"], r["found"], len(r["revoked"])) for r in reply["results"]] == [
+        ("id", True, 1), ("id", False, 0), ("token", True, 0), ("vm", True, 1)]
+    assert all(r["value"] == "***" for r in reply["results"] if r["kind"] == "token")
+    assert await server.open_link(browser, url.rpartition("/")[2]) == 403
+    assert (await server.admin("GET", "/links"))["links"] == []
+
+    with pytest.raises(Exception, match="bad duration"):
+        await server.admin("POST", "/links", {"vms": [a], "ttl": "forever"})
+    with pytest.raises(Exception, match="list of strings"):
+        await server.admin("POST", "/revoke", {"ids": "abc"})
+
+
+def test_find_vm_is_by_uuid(test_lab: Lab) -> None:
+    vm = test_lab.vms()[0]
+    assert find_vm(test_lab, vm.uuid) == vm
+    assert find_vm(test_lab, vm.name) is None
+
+
+async def test_shutdown_closes_the_admin_socket(console: StartConsole, test_lab: Lab) -> None:
+    server: Console = await console(test_lab)
+    await server.close()
+    server.sessions.clear()
+    from core.web import admin
+
+    assert await admin.call(server.settings, "GET", "/viewers") is None
+
+
+class FakeEndpoint:
+    """Stands for a websockify endpoint: a websocket server in-process that greets like VNC and echoes."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.session = aiohttp.ClientSession()
+        self.released = 0
+
+    async def connect(self, protocols: list[str]) -> aiohttp.ClientWebSocketResponse:
+        return await self.session.ws_connect(self.url, protocols=protocols)
+
+    def errors(self) -> str:
+        return ""
+
+
+@pytest.fixture
+async def echo_vnc() -> AsyncIterator[str]:
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(protocols=("binary",))
+        await ws.prepare(request)
+        await ws.send_bytes(b"RFB 003.008\n")
+        async for message in ws:
+            await ws.send_bytes(message.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    server = TestServer(app)
+    await server.start_server()
+    yield f"http://127.0.0.1:{server.port}/"
+    await server.close()
+
+
+async def test_relay_and_vm_stop_without_qemu(console: StartConsole, test_lab: Lab, echo_vnc: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The relay against a stand-in endpoint that never closes by itself: the VM stopping in the
+    inventory must close its viewers (4002) and stop its endpoint, and leave other VMs' alone."""
+    server = await console(test_lab)
+    endpoints = server.app[ENDPOINTS]
+    fake = FakeEndpoint(echo_vnc)
+    stopped: list[str] = []
+
+    async def acquire(vm: object) -> FakeEndpoint:
+        return fake
+
+    async def release(endpoint: FakeEndpoint) -> None:
+        endpoint.released += 1
+
+    async def stop_vm(uuid: str) -> None:
+        stopped.append(uuid)
+
+    monkeypatch.setattr(endpoints, "acquire", acquire)
+    monkeypatch.setattr(endpoints, "release", release)
+    monkeypatch.setattr(endpoints, "stop_vm", stop_vm)
+    a, b = uuid_of(test_lab, "web-a"), uuid_of(test_lab, "web-b")
+    sockets = {}
+    for uuid in (a, b):
+        _, token = server.link(uuid)
+        browser = server.browser()
+        assert await server.open_link(browser, token) == 303
+        sockets[uuid] = await server.websocket(browser, uuid)
+        assert sockets[uuid].protocol == "binary"
+        assert await greeting(sockets[uuid]) == b"RFB 003.008\n"
+    await sockets[b].send_bytes(b"x" * 100_000)
+    assert await greeting(sockets[b]) == b"x" * 100_000
+
+    vm = next(vm for vm in test_lab.vms() if vm.uuid == a)
+    assert (await test_lab.act("destroy", [vm]))[0].ok
+    assert await closed(sockets[a]) == CLOSE_VM_STOPPED
+    await eventually(lambda: stopped == [a], what="the endpoint of the stopped VM to stop")
+    assert not sockets[b].closed
+    await sockets[b].close()
+    await eventually(lambda: fake.released == 2, what="both viewers to release the endpoint")
+    await fake.session.close()

@@ -1,0 +1,124 @@
+"""``vm-manager serve``, ``share`` and ``revoke`` run as processes, on libvirt's test driver."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import unused_port
+from webtest import StartServe, websockify_pids
+from webtest import cli as run
+
+from core import testdriver
+from core.lab import DEMO_URI
+from core.metadata import LabMeta
+from core.model import VMState
+
+LINE = re.compile(r"^(http://127\.0\.0\.1:\d+/c/([A-Za-z0-9_-]{43}))  "
+                  r"expires (\S+)  id ([0-9a-f]{8})  vm (\S+)$")
+
+
+@pytest.fixture
+def uri(tmp_path: Path) -> str:
+    return testdriver.write(tmp_path / "lab.xml", [
+        testdriver.Spec("web-a", VMState.RUNNING, meta=LabMeta("alice", "net101")),
+        testdriver.Spec("web-b", VMState.SHUTOFF, meta=LabMeta("bob", "net101")),
+    ])
+
+
+@pytest.mark.parametrize(("key", "problem"), [(None, "SECRET_KEY is unset"),
+                                              ("dev-secret-change-me", "old default"),
+                                              ("too-short-a-key", "shorter than 32")])
+def test_serve_refuses_a_bad_secret_key(env: dict[str, str], uri: str, key: str | None, problem: str) -> None:
+    out = run(env, "-c", uri, "serve", "--port", str(unused_port()), **({"SECRET_KEY": key} if key else {}))
+    assert out.returncode == 2
+    assert problem in out.stderr
+    assert "SECRET_KEY" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_serve_share_revoke_and_stop(env: dict[str, str], uri: str, serve: StartServe, tmp_path: Path,
+                                     run_dir: Path) -> None:
+    server = serve("-c", uri, "serve", "--generate-secret")
+    server.wait_for("serving consoles at")
+    key_file = tmp_path / "config" / "secret_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+    out = run(env, "-c", uri, "share", "web-*", "--ttl", "30m")
+    assert out.returncode == 0, out.stderr
+    rows = [LINE.match(line) for line in out.stdout.splitlines()]
+    assert all(rows)
+    assert [r[5] for r in rows if r] == ["web-a", "web-b"]
+    first = rows[0]
+    assert first is not None
+    assert first[1].startswith(f"http://127.0.0.1:{server.port}/c/")
+    token, link_id = first[2], first[4]
+    assert server.get(f"/c/{token}") == 303
+
+    out = run(env, "-c", uri, "revoke", link_id)
+    assert out.returncode == 0, out.stderr
+    assert f"revoked link {link_id} of web-a" in out.stdout
+    assert server.get(f"/c/{token}") == 403
+    assert run(env, "-c", uri, "revoke", link_id).stdout.strip().endswith("already expired or revoked")
+    assert run(env, "-c", uri, "revoke", "web-b").returncode == 0
+    assert run(env, "-c", uri, "revoke", "nosuchvm").returncode == 1
+    assert run(env, "-c", uri, "revoke", "0123abcd").returncode == 1
+
+    assert server.stop() == 0
+    server.wait_for("stopped")
+    log = (tmp_path / "data" / "vm-manager.log").read_text()
+    assert token not in log
+    assert '"GET /c/<redacted>" 303' in log
+    assert '"GET /c/<redacted>" 403' in log
+    assert websockify_pids(run_dir) == []
+    assert not (run_dir / "admin.sock").exists()
+
+
+def test_share_and_revoke_without_a_server(env: dict[str, str], uri: str) -> None:
+    key = {"SECRET_KEY": "q" * 40}
+    out = run(env, "-c", uri, "share", "--class", "net101", **key)
+    assert out.returncode == 0, out.stderr
+    assert "PUBLIC_URL is unset" in out.stderr
+    urls = [m[1] for line in out.stdout.splitlines() if (m := LINE.match(line))]
+    assert len(urls) == 2
+    out = run(env, "-c", uri, "revoke", urls[0], **key)  # by URL (the token in it)
+    assert out.returncode == 0
+    assert "revoked link" in out.stdout
+    out = run(env, "-c", uri, "revoke", "web-b", **key)
+    assert out.returncode == 0
+    assert "revoked link" in out.stdout
+    public = run(env, "-c", uri, "share", "web-a", PUBLIC_URL="https://vm.example.org/", **key)
+    assert public.stdout.startswith("https://vm.example.org/c/")
+
+
+def test_share_usage_errors(env: dict[str, str], uri: str) -> None:
+    key = {"SECRET_KEY": "q" * 40}
+    assert run(env, "-c", uri, "share", **key).returncode == 2
+    assert run(env, "-c", uri, "revoke", **key).returncode == 2
+    out = run(env, "-c", uri, "share", "web-a", "--ttl", "forever", **key)
+    assert out.returncode == 2
+    assert "bad duration" in out.stderr
+    out = run(env, "-c", uri, "share", "web-a", "nosuchvm", **key)
+    assert out.returncode == 1
+    assert "nosuchvm: no such VM" in out.stderr
+    assert len(out.stdout.splitlines()) == 1
+    out = run(env, "-c", uri, "share", "web-a")  # no server, no key: which setting to fix
+    assert out.returncode == 2
+    assert "SECRET_KEY" in out.stderr
+
+
+def test_demo_lab_serves_with_an_ephemeral_key(env: dict[str, str], serve: StartServe) -> None:
+    server = serve("-c", DEMO_URI, "serve")
+    server.wait_for("serving consoles at")
+    assert server.get("/c/" + "A" * 43) == 403
+    out = run(env, "-c", DEMO_URI, "share", "net101-alice")  # through the running server's admin API
+    assert out.returncode == 0, out.stderr
+    match = LINE.match(out.stdout.strip())
+    assert match is not None
+    assert server.get(f"/c/{match[2]}") == 303
+    out = run(env, "-c", DEMO_URI, "serve", "--port", str(unused_port()))
+    assert out.returncode == 2
+    assert "already runs" in out.stderr
+    assert server.stop() == 0

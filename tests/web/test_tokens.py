@@ -1,0 +1,202 @@
+"""The token store (share links, console sessions) and SECRET_KEY handling: fast, no libvirt."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from core.errors import ConfigError, InvalidInput
+from core.settings import Settings
+from core.tokens import (
+    OLD_DEFAULT_KEY,
+    TOKEN,
+    TokenStore,
+    generate_secret_key,
+    key_file,
+    load_secret_key,
+    parse_ttl,
+)
+
+KEY = "s" * 40
+VM_A = "11111111-1111-4111-8111-111111111111"
+VM_B = "22222222-2222-4222-8222-222222222222"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: Clock) -> TokenStore:
+    made = TokenStore(tmp_path / "db.sqlite3", KEY, clock)
+    yield made
+    made.close()
+
+
+def test_token_is_random_and_stored_only_as_its_hmac(store: TokenStore, tmp_path: Path) -> None:
+    link, token = store.create_link(VM_A, "net101-alice", 3600)
+    assert TOKEN.fullmatch(token)
+    assert len(token) == 43
+    assert store.create_link(VM_A, "net101-alice", 3600)[1] != token
+    raw = (tmp_path / "db.sqlite3").read_bytes() + (tmp_path / "db.sqlite3-wal").read_bytes()
+    assert token.encode() not in raw
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        stored = db.execute("SELECT token_hash FROM links WHERE id = ?", (link.id,)).fetchone()[0]
+    assert stored == hmac.new(KEY.encode(), f"link:{token}".encode(), hashlib.sha256).digest()
+    assert store.link_for_token(token) == link
+    assert stat.S_IMODE((tmp_path / "db.sqlite3").stat().st_mode) == 0o600
+
+
+def test_another_key_does_not_open_a_link(store: TokenStore, tmp_path: Path, clock: Clock) -> None:
+    _, token = store.create_link(VM_A, "a", 3600)
+    other = TokenStore(tmp_path / "db.sqlite3", "t" * 40, clock)
+    try:
+        assert other.link_for_token(token) is None
+    finally:
+        other.close()
+
+
+def test_bad_tokens_find_nothing(store: TokenStore) -> None:
+    store.create_link(VM_A, "a", 3600)
+    for token in ("", "x", "a" * 43, "../../etc/passwd", "' OR 1=1 --" + "a" * 32):
+        assert store.link_for_token(token) is None
+
+
+def test_link_expires(store: TokenStore, clock: Clock) -> None:
+    link, token = store.create_link(VM_A, "a", 1800)
+    secret = store.open_session(link)
+    clock.now += 1799
+    assert store.link_for_token(token) is not None
+    assert store.session_link(secret, VM_A) is not None
+    clock.now += 1
+    assert store.link_for_token(token) is None
+    assert store.session_link(secret, VM_A) is None
+    assert store.link_for_token(token, active_only=False) == link
+    assert store.inactive([link.id]) == {link.id}
+
+
+def test_revoke_by_id_token_and_vm(store: TokenStore) -> None:
+    by_id, t1 = store.create_link(VM_A, "a", 3600)
+    by_token, t2 = store.create_link(VM_A, "a", 3600)
+    other_vm, t3 = store.create_link(VM_B, "b", 3600)
+    kept, t4 = store.create_link(VM_B, "b", 3600)
+    session = store.open_session(by_id)
+
+    assert [link.id for link in store.revoke(ids=[by_id.id])] == [by_id.id]
+    assert store.link_for_token(t1) is None
+    assert store.session_link(session, VM_A) is None  # its sessions end with it
+    assert [link.id for link in store.revoke(tokens=[t2])] == [by_token.id]
+    assert store.revoke(ids=[by_id.id]) == []  # already revoked
+    assert store.revoke_one("vm", VM_B)[1] != []
+    assert store.link_for_token(t3) is None
+    assert store.link_for_token(t4) is None
+    assert store.revoke_one("id", "deadbeef") == (False, [])
+    assert store.revoke_one("token", t2) == (True, [])
+    assert store.inactive([by_id.id, kept.id, "gone0000"]) == {by_id.id, kept.id, "gone0000"}
+
+
+def test_session_is_bound_to_its_vm(store: TokenStore) -> None:
+    """A VM made again under the same name has a new UUID: the old link's session opens nothing."""
+    link, _ = store.create_link(VM_A, "net101-alice", 3600)
+    secret = store.open_session(link)
+    assert store.session_link(secret, VM_A) == link
+    assert store.session_link(secret, VM_B) is None
+    assert store.session_link("x" * 43, VM_A) is None
+    assert store.session_link(secret[:-1] + ("A" if secret[-1] != "A" else "B"), VM_A) is None
+
+
+def test_public_ids_are_short_and_unique(store: TokenStore) -> None:
+    ids = {store.create_link(VM_A, "a", 60)[0].id for _ in range(200)}
+    assert len(ids) == 200
+    assert all(len(i) == 8 for i in ids)
+
+
+def test_schema_version_and_reopen(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "db.sqlite3"
+    first = TokenStore(path, KEY, clock)
+    _, token = first.create_link(VM_A, "a", 3600)
+    first.close()
+    again = TokenStore(path, KEY, clock)
+    try:
+        assert again.link_for_token(token) is not None
+    finally:
+        again.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(ConfigError, match="newer"):
+        TokenStore(path, KEY, clock)
+
+
+def test_purge_drops_old_links_and_their_sessions(store: TokenStore, clock: Clock) -> None:
+    old, _ = store.create_link(VM_A, "a", 60)
+    store.open_session(old)
+    fresh, _ = store.create_link(VM_A, "a", 86400 * 3)
+    clock.now += 86400 * 2
+    assert store.purge() == 1
+    assert store.get(old.id) is None
+    assert store.get(fresh.id) is not None
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30m", 1800), ("4h", 14400), ("2d", 172800), ("1h30m", 5400),
+                                               (" 2H ", 7200), ("45s", 45)])
+def test_parse_ttl(text: str, seconds: float) -> None:
+    assert parse_ttl(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0m", "2", "h", "2x", "-1h", "31d", "2h 30m", "1.5h"])
+def test_parse_ttl_refuses(text: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_ttl(text)
+
+
+# -- SECRET_KEY --
+def _settings(tmp_path: Path, key: str | None = None) -> Settings:
+    return Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config", secret_key=key)
+
+
+@pytest.mark.parametrize(("key", "problem"), [(None, "SECRET_KEY is unset"), (OLD_DEFAULT_KEY, "old default"),
+                                              ("short-key", "shorter than 32")])
+def test_bad_secret_keys_are_refused(tmp_path: Path, key: str | None, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as caught:
+        load_secret_key(_settings(tmp_path, key))
+    assert "SECRET_KEY" in caught.value.message
+    assert len(load_secret_key(_settings(tmp_path, key), demo=True)) >= 32  # the demo lab: a random one
+
+
+def test_generated_key_file(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    key, made = generate_secret_key(settings)
+    assert made
+    assert len(key) >= 32
+    path = key_file(settings)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_secret_key(settings) == key
+    assert generate_secret_key(settings) == (key, False)  # kept: links made with it still work
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="readable by others"):
+        load_secret_key(settings)
+    with pytest.raises(ConfigError, match="SECRET_KEY is set"):
+        generate_secret_key(_settings(tmp_path, "x" * 40))
+
+
+def test_environment_key_wins_over_the_file(tmp_path: Path) -> None:
+    generate_secret_key(_settings(tmp_path))
+    assert load_secret_key(_settings(tmp_path, "e" * 32)) == "e" * 32
+    with pytest.raises(ConfigError, match="old default"):  # a bad explicit key is not papered over
+        load_secret_key(_settings(tmp_path, OLD_DEFAULT_KEY))

@@ -1,0 +1,159 @@
+"""The share links just made: one row per VM, a QR code of the selected link, copy with OSC 52.
+
+A link's URL holds its token and is shown only here, once: the event log names links by id.
+The QR code is drawn with half blocks (two modules per character cell), black on white whatever
+the terminal's colours, inside a quiet zone, so a phone scans it straight from the terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+from typing import ClassVar
+
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from core.model import VM
+from tui import format as fmt
+from tui.consoles import SharedLink, ShareResult
+from tui.screens.confirm import ConfirmScreen
+
+QUIET_ZONE = 2  # modules of white around the code: scanners want some; 80x24 has room for 2
+QR_STYLE = Style(color="#000000", bgcolor="#ffffff")  # explicit: a theme's "black" may be grey
+_HALF_BLOCKS = {(False, False): " ", (True, False): "▀", (False, True): "▄", (True, True): "█"}
+
+
+def qr_lines(data: str, quiet_zone: int = QUIET_ZONE) -> list[str]:
+    """The QR code of ``data`` as text: ``█`` dark over dark, ``▀`` dark over light, ``▄`` light
+    over dark, a space light over light (meant for black on white)."""
+    import segno  # ~60 ms: when a code is drawn, not when the TUI starts
+
+    code = segno.make(data, error="l", micro=False)  # segno raises the level while the size allows
+    rows = [[bool(module) for module in row] for row in code.matrix_iter(scale=1, border=quiet_zone)]
+    if len(rows) % 2:
+        rows.append([False] * len(rows[0]))
+    return ["".join(_HALF_BLOCKS[top, bottom] for top, bottom in zip(upper, lower, strict=True))
+            for upper, lower in zip(rows[::2], rows[1::2], strict=True)]
+
+
+class QRCode(Static):
+    """A QR code drawn with half blocks; ``show("")`` clears it."""
+
+    DEFAULT_CSS = """
+    QRCode { width: auto; height: auto; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
+        super().__init__(id=id)
+        self.data = ""
+        self.lines: list[str] = []
+
+    def show(self, data: str) -> None:
+        self.data = data
+        self.lines = qr_lines(data) if data else []
+        self.update(Text("\n".join(self.lines), QR_STYLE, no_wrap=True, overflow="crop"))
+
+
+class ShareScreen(Screen[None]):
+    """The links of one share: VM, URL, expiry and id; the QR code of the row under the cursor."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "copy", "Copy the link", id="share_copy"),
+        Binding("escape", "close", "Back", id="share_close"),
+    ]
+
+    def __init__(self, result: ShareResult, note: str = "") -> None:
+        super().__init__()
+        self.result = result
+        self.links = list(result.links)
+        self.note = note
+
+    def compose(self) -> ComposeResult:
+        count = len(self.links)
+        title = f"Console links: {count} VM{'s' if count != 1 else ''}, for {self.result.ttl}"
+        yield Static(Text(title, "bold"), id="share-title")
+        with Horizontal(id="share-body"):
+            with Vertical(id="share-left"):
+                yield DataTable(id="share-links", cursor_type="row", zebra_stripes=True)
+                yield Static(id="share-selected")
+                yield Static(self._notes(), id="share-notes")
+            yield QRCode(id="share-qr")
+        yield Footer(compact=True)
+
+    def _notes(self) -> Text:
+        notes = Text()
+        for name, why in self.result.errors:
+            notes.append(f"{fmt.printable(name)}: no link: {fmt.printable(why)}\n", "red")
+        if self.note:
+            notes.append(self.note + "\n", "yellow")
+        notes.append("Each link opens its VM's screen for whoever holds it, until it expires or "
+                     "you revoke it (C in the VM list). c copies the selected link (OSC 52).", "dim")
+        return notes
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("VM", "URL", "EXPIRES", "ID")
+        for link in self.links:  # Text cells: a str cell would be read as markup
+            table.add_row(Text(fmt.printable(link.vm_name)), Text(link.url), Text(link.expires),
+                          Text(link.id), key=link.id)
+        table.focus()
+        self.show(0)
+
+    @property
+    def selected(self) -> SharedLink | None:
+        row = self.query_one(DataTable).cursor_row
+        return self.links[row] if 0 <= row < len(self.links) else None
+
+    @property
+    def qr(self) -> QRCode:
+        return self.query_one(QRCode)
+
+    def show(self, row: int) -> None:
+        link = self.links[row] if 0 <= row < len(self.links) else None
+        details = Text()
+        if link is not None:
+            details.append(fmt.printable(link.vm_name), "bold")
+            details.append(f"  expires {link.expires}  id {link.id}\n")
+            details.append(link.url)
+        self.query_one("#share-selected", Static).update(details)
+        self.qr.show(link.url if link is not None else "")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show(event.cursor_row)
+
+    def action_copy(self) -> None:
+        link = self.selected
+        if link is None:
+            return
+        self.app.copy_to_clipboard(link.url)  # OSC 52: tmux passes it on with `set-clipboard on`
+        self.notify(f"The link of {fmt.printable(link.vm_name)} is on the clipboard (OSC 52; in tmux: "
+                    "set -g set-clipboard on).", title="Copied", markup=False)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class _Revoke(Enum):  # stands in for an Action in the confirmation dialog (its button's label)
+    LINKS = "revoke links"
+
+
+class RevokeScreen(ConfirmScreen):
+    """Confirms revoking every console link of the VMs it lists."""
+
+    def __init__(self, vms: Sequence[VM], *, server: bool) -> None:
+        super().__init__(_Revoke.LINKS, vms)  # type: ignore[arg-type]
+        self.consequence = ("every share link of each VM stops working; the consoles open through "
+                            "them close " + ("at once" if server else "when the console server "
+                                             "next checks (none answers now)"))
+
+    @property
+    def title_text(self) -> str:
+        count = len(self.vms)
+        return f"Revoke the console links of {count} VM{'s' if count != 1 else ''}?"
+
