@@ -2,7 +2,7 @@
 #   make run            install what is missing, then start the TUI (ARGS="..." for the CLI)
 #   make test           install, start libvirtd if needed, pytest (all of tests/) + ruff, stop it again
 #   make lint           ruff
-#   make bench          scripts/bench.py, against real VMs when libvirtd answers
+#   make bench          scripts/bench.py (TUI), bench_provision.py, bench_console.py, on real VMs
 #   make screenshots    scripts/screenshots.py, likewise
 #   make template-tiny  scripts/build_template_tiny.sh: the tiny template (kernel + busybox initramfs)
 #                       into $VMM_TEMPLATE_DIR/tiny (default ~/.local/share/vm-manager/templates/tiny)
@@ -42,6 +42,7 @@ lint: setup
 bench: setup
 	$(LIBVIRTD) run --optional $(PY) scripts/bench.py $(ARGS)
 	$(LIBVIRTD) run $(PY) scripts/bench_provision.py
+	$(LIBVIRTD) run --optional $(PY) scripts/bench_console.py
 
 screenshots: setup
 	$(LIBVIRTD) run --optional $(PY) scripts/screenshots.py $(ARGS)

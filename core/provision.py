@@ -7,7 +7,7 @@
 2. ``disk``    a qcow2 overlay backed by the template image (no copy: milliseconds, a few hundred KiB)
 3. ``seed``    a cloud-init NoCloud ISO, or a CD with the Windows answer file
 4. ``define``  the domain, with our metadata and VNC on a Unix socket (no TCP port)
-5. ``start``   when asked
+5. ``start``   when asked: started paused, and resumed together once every VM is made
 
 When a step fails, what was made for that VM is removed and the other VMs go on. A run that is
 killed half-way leaves what ``vm-manager doctor`` finds and removes (``core.doctor``); a lock on
@@ -256,6 +256,8 @@ async def execute(plan: Plan, settings: Settings, host: Host, progress: Progress
             return outcome
 
         outcomes = list(await asyncio.gather(*(one(vm) for vm in plan.vms)))
+    if plan.start:
+        outcomes = await _resume_all(host, outcomes, plan)
     return Report(outcomes, passwords.path)
 
 
@@ -325,7 +327,29 @@ def _define(host: Host, plan: Plan, vm: VMPlan) -> None:
 
 
 def _start(host: Host, _plan: Plan, vm: VMPlan) -> None:
-    host.domain(vm.uuid).create()
+    """Started paused: QEMU is up and the VM is whole, but its CPUs wait (see :func:`_resume_all`)."""
+    host.domain(vm.uuid).createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+
+
+async def _resume_all(host: Host, outcomes: list[Outcome], plan: Plan) -> list[Outcome]:
+    """Let every VM started paused run, once all are started.
+
+    Thirty guests booting under TCG while libvirt starts the next ones take the two cores libvirt
+    needs: starting them paused and resuming them together took "30 VMs made and started" from
+    22 s to 7 s here (libvirt alone needs about 0.25 s a start).
+    """
+    uuids = {vm.name: vm.uuid for vm in plan.vms}
+
+    async def resume(outcome: Outcome) -> Outcome:
+        if not outcome.ok:
+            return outcome
+        try:
+            await host.call(lambda: host.domain(uuids[outcome.name]).resume())
+        except VMManagerError as exc:
+            return Outcome(outcome.name, outcome.username, False, f"made, but it stays paused: {exc.message}")
+        return outcome
+
+    return list(await asyncio.gather(*(resume(o) for o in outcomes)))
 
 
 _STEP_CALLS: dict[str, Callable[[Host, Plan, VMPlan], None]] = {

@@ -9,6 +9,7 @@ is measured side by side in the same runs, so the ratio holds on a noisy machine
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import shutil
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +67,29 @@ async def one_run(settings: Settings, template: Template, count: int, start: boo
     return figures
 
 
+def libvirt_alone(count: int, workers: int) -> float:
+    """Seconds plain libvirt takes to start ``count`` firmware-only domains, ``workers`` at once:
+    the floor under any "made and started" figure on this host."""
+    import libvirt
+
+    from core.domainbuild import tiny_domain
+
+    conn = libvirt.open(SYSTEM_URI)
+    prefix = f"vmm-bench-floor-{secrets.token_hex(2)}"
+    doms = [conn.defineXML(tiny_domain(f"{prefix}-{i}")) for i in range(count)]
+    try:
+        began = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda dom: dom.create(), doms))
+        return time.perf_counter() - began
+    finally:
+        for dom in doms:
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.destroy()
+            dom.undefine()
+        conn.close()
+
+
 def full_copies(template: Template, count: int, work: Path) -> tuple[float, float]:
     """Seconds to copy the template image ``count`` times, and MB used per copy."""
     assert template.image is not None
@@ -110,6 +135,7 @@ def main() -> None:
                 got = eventloop.submit(one_run(settings, template, args.vms, start)).result(600)
                 for key, value in got.items():
                     runs.setdefault(f"{key}{'_started' if start else ''}", []).append(value)
+            runs.setdefault("floor", []).append(libvirt_alone(args.vms, settings.provision_concurrency))
             seconds, used = full_copies(template, args.vms, work)
             runs.setdefault("copy_wall", []).append(seconds)
             runs.setdefault("copy_disk_per_vm", []).append(used)
@@ -119,6 +145,7 @@ def main() -> None:
     n = args.vms
     figure(f"provision_{n}_vms_defined_wall", med["wall"], "s")
     figure(f"provision_{n}_vms_started_wall", med["wall_started"], "s")
+    figure(f"libvirt_alone_start_{n}_vms_wall", med["floor"], "s")
     figure(f"full_copy_{n}_vms_wall", med["copy_wall"], "s")
     figure("provision_vs_full_copy_ratio", med["copy_wall"] / med["wall"], "x")
     figure("disk_per_new_vm_before_boot", med["disk_per_vm"], "MB")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,7 +20,7 @@ import pytest
 
 sys.path.insert(0, os.fspath(Path(__file__).resolve().parents[1] / "integration"))
 from consolelab import CHROMIUM, CHROMIUM_ARGS, VENDOR, ConsoleServer, Harness, RebootWatch  # noqa: E402
-from livelab import RUN_PREFIX, URI, Outside, system_answers, unavailable  # noqa: E402
+from livelab import URI, Outside, built_tiny_template, system_answers, unavailable  # noqa: E402
 
 
 @pytest.fixture
@@ -102,23 +101,11 @@ def reboot_watch() -> Iterator[Callable[[libvirt.virDomain], RebootWatch]]:
         watch.close()
 
 
-TINY_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_template_tiny.sh"
 
 
 @pytest.fixture(scope="session")
 def tiny_template() -> Iterator[Path]:
     """The tiny template (kernel + busybox initramfs), built once per session into a dir QEMU can read
     (as the integration suite's fixture of the same name does). A failed build fails, never skips."""
-    if not system_answers():
-        unavailable("qemu:///system is unreachable; run `make test`")
-    root = Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}template-", dir="/var/tmp"))
-    root.chmod(0o755)
-    out = root / "tiny"
-    try:
-        proc = subprocess.run([TINY_SCRIPT, out], capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            pytest.fail(f"{TINY_SCRIPT.name} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}"
-                        f"{proc.stderr[-3000:]}", pytrace=False)
+    with built_tiny_template() as out:
         yield out
-    finally:
-        shutil.rmtree(root, ignore_errors=True)

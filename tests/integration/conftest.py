@@ -9,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import shutil
-import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,9 +21,9 @@ from livelab import (
     OpenLab,
     Outside,
     Watch,
+    built_tiny_template,
     open_system,
     remove_domain,
-    system_answers,
     unavailable,
 )
 
@@ -34,7 +31,6 @@ from core.lab import Lab
 from core.settings import Settings
 
 _checked: dict[str, str | None] = {}
-TINY_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_template_tiny.sh"
 
 
 def _problem() -> str | None:
@@ -125,16 +121,5 @@ def tiny_template() -> Iterator[Path]:
     """The tiny template (``vmlinuz``, ``initrd.img``, ``base.qcow2``), built once per session by
     ``scripts/build_template_tiny.sh`` into a temp dir libvirt-qemu can read. A template that
     cannot be built fails the tests that need it, never skips them."""
-    if not system_answers():
-        unavailable("qemu:///system is unreachable; run `make test`")
-    root = Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}template-", dir="/var/tmp"))
-    root.chmod(0o755)
-    out = root / "tiny"
-    try:
-        proc = subprocess.run([TINY_SCRIPT, out], capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            pytest.fail(f"{TINY_SCRIPT.name} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}"
-                        f"{proc.stderr[-3000:]}", pytrace=False)
+    with built_tiny_template() as out:
         yield out
-    finally:
-        shutil.rmtree(root, ignore_errors=True)

@@ -15,7 +15,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -240,3 +240,24 @@ class Watch:
 
 OpenLab = Callable[..., Awaitable[tuple[Lab, Watch]]]
 """The ``open_lab`` fixture."""
+
+
+TINY_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_template_tiny.sh"
+
+
+@contextlib.contextmanager
+def built_tiny_template() -> Iterator[Path]:
+    """Build the tiny template into a temp dir QEMU can read; a failed build fails, never skips."""
+    if not system_answers():
+        unavailable("qemu:///system is unreachable; run `make test`")
+    root = Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}template-", dir="/var/tmp"))
+    root.chmod(0o755)
+    out = root / "tiny"
+    try:
+        proc = subprocess.run([TINY_SCRIPT, out], capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            pytest.fail(f"{TINY_SCRIPT.name} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}"
+                        f"{proc.stderr[-3000:]}", pytrace=False)
+        yield out
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

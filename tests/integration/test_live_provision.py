@@ -244,6 +244,8 @@ def test_a_failed_step_removes_that_vm_only(lab_class: Class) -> None:
     assert f"{lab_class.vm('bob')}: failed at define" in run.stderr
     assert sorted(lab_class.domains()) == [lab_class.vm("alice"), lab_class.vm("carol")]
     assert [p.name for p in lab_class.folders()] == [lab_class.vm("alice"), lab_class.vm("carol")]
+    # started paused, then resumed together: running, not left paused
+    assert [d.state()[0] for d in lab_class.domains().values()] == [libvirt.VIR_DOMAIN_RUNNING] * 2
     assert not (lab_class.root / "bob").exists()
 
 
