@@ -16,14 +16,13 @@ from typing import Any
 import libvirt
 import pytest
 from livelab import (
-    RUN_PREFIX,
     URI,
     OpenLab,
     Outside,
     Watch,
     built_tiny_template,
     open_system,
-    remove_domain,
+    sweep_run_domains,
     unavailable,
 )
 
@@ -57,12 +56,7 @@ def _sweep_strays() -> Iterator[None]:
     yield
     if _checked.get("reason", "not checked") is not None:
         return
-    with contextlib.suppress(libvirt.libvirtError):
-        conn = open_system()
-        for dom in conn.listAllDomains(0):
-            if dom.name().startswith(RUN_PREFIX):
-                remove_domain(dom)
-        conn.close()
+    sweep_run_domains()
 
 
 @pytest.fixture

@@ -261,3 +261,15 @@ def built_tiny_template() -> Iterator[Path]:
         yield out
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def sweep_run_domains() -> None:
+    """Remove every domain of this run that a failed test left behind (names start RUN_PREFIX)."""
+    with contextlib.suppress(libvirt.libvirtError):
+        conn = open_system()
+        try:
+            for dom in conn.listAllDomains(0):
+                if dom.name().startswith(RUN_PREFIX):
+                    remove_domain(dom)
+        finally:
+            conn.close()

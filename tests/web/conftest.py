@@ -6,7 +6,6 @@ The live tests use a real libvirtd (``make test`` starts one) through the integr
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import sys
@@ -20,11 +19,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from livelab import (  # noqa: E402
-    RUN_PREFIX,
     URI,
     Outside,
-    open_system,
-    remove_domain,
+    sweep_run_domains,
     system_answers,
     unavailable,
 )
@@ -50,12 +47,7 @@ def _nothing_left_behind() -> Iterator[None]:
     assert not left, f"websockify processes left running: {left}"
     assert not sockets, f"endpoint sockets left behind: {sockets}"
     if system_answers():
-        with contextlib.suppress(Exception):
-            conn = open_system()
-            for dom in conn.listAllDomains(0):
-                if dom.name().startswith(RUN_PREFIX):
-                    remove_domain(dom)
-            conn.close()
+        sweep_run_domains()
 
 
 @pytest.fixture
