@@ -216,4 +216,6 @@ class Lab:
                 await host.close()
             await eventloop.drain()
 
-        await eventloop.run_on_core(close_all())
+        # shielded: a caller cancelled half-way (an app quitting while its worker closes a lab
+        # that came too late) must not leave the connection open
+        await asyncio.shield(eventloop.run_on_core(close_all()))
