@@ -9,19 +9,22 @@ import asyncio
 import functools
 import logging
 import socket
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import libvirt
 
-from core import doctor, domainxml, eventloop, provision
+from core import doctor, domainxml, eventloop, mail, provision
 from core.actions import Action, ActionResult, run_bulk
-from core.errors import VMManagerError, from_libvirt
+from core.audit import Actor, AuditLog, Item
+from core.errors import ActionFailed, InvalidInput, NotFound, VMManagerError, from_libvirt
 from core.host import Host
 from core.inventory import Inventory, Update
 from core.metadata import NAMESPACE, PREFIX
 from core.model import VM, HostStatus
 from core.names import check_class_name, check_username
+from core.requests import Kind, Request, RequestStore, Status
 from core.roster import Student
 from core.settings import Settings
 from core.templates import Template
@@ -67,6 +70,24 @@ class Lab:
         self.settings = settings
         self.inventory = inventory
         self.hosts = {host.name: host for host in hosts}
+        self.actor = Actor.local("cli")
+        """Who acts when a call names nobody: the TUI sets its own; the web names each user."""
+
+    @functools.cached_property
+    def audit(self) -> AuditLog:
+        """The audit log (opened on first use: a lab that only reads never makes the database)."""
+        return AuditLog(self.settings.database_path)
+
+    def record(self, actor: Actor | None, items: Sequence[Item]) -> None:
+        """Write to the audit log; a failure to write is logged, never fails the action itself."""
+        try:
+            self.audit.record_many(actor or self.actor, items)
+        except (sqlite3.Error, OSError, VMManagerError) as exc:
+            log.error("audit log not written (%s): %s", exc, items)
+
+    def _record_results(self, actor: Actor | None, results: Iterable[ActionResult]) -> None:
+        self.record(actor, [Item(r.action, r.vm.name, r.vm.uuid, "ok" if r.ok else "failed", r.message)
+                            for r in results])
 
     @classmethod
     async def open(cls, settings: Settings, uri: str | None = None) -> Lab:
@@ -121,22 +142,27 @@ class Lab:
 
     # -- acting --
     async def act(self, action: Action | str, vms: Iterable[VM], *, halt_timeout: float | None = None,
-                  snapshot: str = "") -> list[ActionResult]:
-        """Run an action on many VMs (``snapshot``: the name for snapshot/revert); a result per VM."""
+                  snapshot: str = "", actor: Actor | None = None) -> list[ActionResult]:
+        """Run an action on many VMs (``snapshot``: the name for snapshot/revert); a result per VM,
+        each recorded in the audit log as ``actor``'s."""
         timeout = self.settings.halt_timeout if halt_timeout is None else halt_timeout
-        return await eventloop.run_on_core(run_bulk(
+        results = await eventloop.run_on_core(run_bulk(
             self.hosts, action, list(vms), concurrency=self.settings.bulk_concurrency,
             halt_timeout=timeout, protected_dirs=[self.settings.templates_path],
             vm_root=self.settings.student_vms_dir, snapshot=snapshot))
+        self._record_results(actor, results)
+        return results
 
     async def assign(self, vms: Iterable[VM], owner: str | None,
-                     lab_class: str | None = None) -> list[ActionResult]:
+                     lab_class: str | None = None, *, actor: Actor | None = None) -> list[ActionResult]:
         """Write owner (and class) into each VM's metadata, for VMs made by other means."""
         if owner is not None:
             check_username(owner)
         if lab_class is not None:
             check_class_name(lab_class)
-        return await eventloop.run_on_core(self._assign(list(vms), owner, lab_class))
+        results = await eventloop.run_on_core(self._assign(list(vms), owner, lab_class))
+        self._record_results(actor, results)
+        return results
 
     async def _assign(self, vms: list[VM], owner: str | None,
                       lab_class: str | None) -> list[ActionResult]:
@@ -162,6 +188,65 @@ class Lab:
                 return ActionResult(vm, "assign", False, exc.message)
 
         return list(await asyncio.gather(*(one(vm) for vm in vms)))
+
+    async def apply_request(self, request: Request, *, actor: Actor | None = None) -> ActionResult:
+        """Write an approved request's vCPUs or memory into its VM's definition (the next boot has it)."""
+        vm = next((v for v in self.vms() if v.uuid == request.vm_uuid), None)
+        if vm is None or request.amount is None or request.kind is Kind.NEW_VM:
+            raise NotFound(f"request #{request.id} names no VM that exists now ({request.vm_name or '—'})")
+        host = self.hosts[vm.host]
+        amount = request.amount
+
+        def write() -> None:
+            dom = host.domain(vm.uuid)
+            config = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+            now = domainxml.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            if request.kind is Kind.VCPUS:
+                steps = [(dom.setVcpusFlags, amount, config | libvirt.VIR_DOMAIN_VCPU_MAXIMUM),
+                         (dom.setVcpusFlags, amount, config)]
+                growing = amount >= now.vcpus
+            else:
+                steps = [(dom.setMemoryFlags, amount * 1024, config | libvirt.VIR_DOMAIN_MEM_MAXIMUM),
+                         (dom.setMemoryFlags, amount * 1024, config)]
+                growing = amount >= now.memory_mib
+            for setter, value, flags in steps if growing else reversed(steps):  # the maximum stays ≥ current
+                setter(value, flags)
+
+        try:
+            await eventloop.run_on_core(host.call(write))
+            result = ActionResult(vm, f"request-{request.kind}", True,
+                                  f"request #{request.id}: {request.summary()} from the next boot")
+        except VMManagerError as exc:
+            result = ActionResult(vm, f"request-{request.kind}", False, exc.message)
+        self._record_results(actor, [result])
+        return result
+
+    async def answer_request(self, request_id: int, *, approve: bool, word: str = "",
+                             actor: Actor | None = None) -> Request:
+        """Approve (vCPUs or memory written into the VM's definition first) or reject a pending
+        request; recorded in the audit log, and mailed to the student when SMTP is set up.
+
+        Raises NotFound, InvalidInput (answered already: by another operator meanwhile), or
+        ActionFailed (the VM's definition could not be changed: the request stays pending).
+        """
+        store = RequestStore(self.settings.database_path)
+        try:
+            request = store.get(request_id)
+            if request is None:
+                raise NotFound(f"no request #{request_id}")
+            if request.status is not Status.PENDING:
+                raise InvalidInput(f"request #{request.id} was {request.status} already")
+            if approve and request.kind is not Kind.NEW_VM:
+                result = await self.apply_request(request, actor=actor)
+                if not result.ok:
+                    raise ActionFailed(f"{result.vm.name}: {result.message}")
+            done = store.answer(request.id, approve=approve, by=(actor or self.actor).user, word=word)
+        finally:
+            store.close()
+        self.record(actor, [Item(f"request-{'approve' if approve else 'reject'}", done.vm_name or "",
+                                 done.vm_uuid or "", "ok", f"#{done.id} {done.summary()}: {word}")])
+        await mail.notify_answer(self.settings, done)
+        return done
 
     async def details(self, vm: VM) -> domainxml.DomainInfo:
         host = self.hosts[vm.host]
@@ -193,8 +278,8 @@ class Lab:
                                  start=start, overcommit=overcommit, existing=taken)
         return await eventloop.run_on_core(host.call(work))
 
-    async def provision(self, plan: provision.Plan,
-                        progress: provision.Progress | None = None) -> provision.Report:
+    async def provision(self, plan: provision.Plan, progress: provision.Progress | None = None, *,
+                        actor: Actor | None = None) -> provision.Report:
         """Make the plan's VMs; ``progress`` is called on the caller's loop after each VM."""
         caller = asyncio.get_running_loop()
 
@@ -202,13 +287,21 @@ class Lab:
             if progress is not None and not caller.is_closed():
                 caller.call_soon_threadsafe(progress, done, total, outcome)
 
-        return await eventloop.run_on_core(
+        report = await eventloop.run_on_core(
             provision.execute(plan, self.settings, self._local_host(), relay))
+        uuids = {vm.name: vm.uuid for vm in self.vms()}
+        self.record(actor, [Item("provision", o.name, uuids.get(o.name, ""), "ok" if o.ok else "failed",
+                                 f"for {o.username}: {o.message}") for o in report.outcomes])
+        return report
 
-    async def doctor(self, fix: bool = False) -> doctor.Checkup:
+    async def doctor(self, fix: bool = False, *, actor: Actor | None = None) -> doctor.Checkup:
         """Find (and with ``fix`` remove) what killed provisioning runs left half-made."""
         host = self._local_host()
-        return await eventloop.run_on_core(host.call(doctor.checkup, self.settings, host, fix))
+        checkup = await eventloop.run_on_core(host.call(doctor.checkup, self.settings, host, fix))
+        if fix:
+            self.record(actor, [Item("doctor-fix", f.where if f.what == "domain" else "", "", "ok",
+                                     f"{f.what} {f.where}: {f.fixed}") for f in checkup.findings if f.fixed])
+        return checkup
 
     async def close(self) -> None:
         async def close_all() -> None:
@@ -219,3 +312,5 @@ class Lab:
         # shielded: a caller cancelled half-way (an app quitting while its worker closes a lab
         # that came too late) must not leave the connection open
         await asyncio.shield(eventloop.run_on_core(close_all()))
+        if (audit := self.__dict__.pop("audit", None)) is not None:  # opened (a cached_property)
+            audit.close()

@@ -19,6 +19,8 @@ from core.errors import ConfigError
 
 DOMAIN_TYPES = ("auto", "kvm", "qemu")
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+_BOOLEANS = {"1": True, "yes": True, "true": True, "on": True, "0": False, "no": False, "false": False,
+             "off": False}
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -85,6 +87,29 @@ class Settings:
     ldap_base_dn: str | None = _setting("LDAP_BASE_DN")
     ldap_bind_user_dn: str | None = _setting("LDAP_BIND_USER_DN")
     ldap_bind_user_password: str | None = _setting("LDAP_BIND_USER_PASSWORD", secret=True)
+    ldap_user_filter: str = _setting("LDAP_USER_FILTER", "(uid={username})")
+    """How sign-in finds a user under LDAP_BASE_DN; ``{username}`` becomes the typed name, escaped."""
+    ldap_uid_attribute: str = _setting("LDAP_UID_ATTRIBUTE", "uid")
+    """The attribute holding a user's name: the identity is the entry's value, not what was typed."""
+    ldap_operator_group: str | None = _setting("LDAP_OPERATOR_GROUP")
+    """DN of the group whose members sign in as operators (see every VM and request)."""
+    ldap_ca_file: Path | None = _setting("LDAP_CA_FILE")
+    """CA certificates (PEM) the LDAP server's certificate must chain to; default: the system's."""
+    ldap_starttls: bool = _setting("LDAP_STARTTLS", False)
+    """Upgrade an ldap:// connection with StartTLS (ldaps:// is TLS from the start)."""
+    session_ttl: str = _setting("VMM_SESSION_TTL", "8h")
+    """How long a web sign-in lasts (30m, 8h, 2d)."""
+    smtp_host: str | None = _setting("SMTP_HOST")
+    """Mail server for request notices; unset: no mail is sent."""
+    smtp_port: int = _setting("SMTP_PORT", 587)
+    smtp_starttls: bool = _setting("SMTP_STARTTLS", True)
+    """Upgrade the SMTP connection with STARTTLS (verifying the server's certificate)."""
+    smtp_user: str | None = _setting("SMTP_USER")
+    smtp_password: str | None = _setting("SMTP_PASSWORD", secret=True)
+    smtp_from: str | None = _setting("SMTP_FROM")
+    """Sender address of request notices, e.g. vm-manager@example.org."""
+    operator_email: str | None = _setting("VMM_OPERATOR_EMAIL")
+    """Where new resource requests are mailed (comma-separated addresses)."""
 
     @property
     def log_path(self) -> Path:
@@ -152,6 +177,11 @@ def load_settings(env_file: str | os.PathLike[str] | None = None,
 
 def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
     kind = str(f.type)
+    if kind == "bool":
+        lowered = raw.strip().lower()
+        if lowered not in _BOOLEANS:
+            raise ConfigError(f"{f.metadata['env']} must be yes or no, not {raw!r}")
+        return _BOOLEANS[lowered]
     try:
         if kind.startswith("Path"):
             return Path(raw).expanduser()

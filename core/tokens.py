@@ -6,9 +6,8 @@ VM's UUID (a VM made again under the same name has a new UUID, and the old link 
 expiry, can be revoked, and has a short public id for listing and revoking. Opening a link makes
 a console session: another random secret, stored hashed the same way, carried by a cookie.
 
-One connection per store, used from one thread (the server's loop, or the CLI); WAL lets the
-server and the CLI share the file. Schema changes go through ``_MIGRATIONS`` and
-``PRAGMA user_version``.
+One connection per store, used from one thread (the server's loop, or the CLI), on the shared
+database file (:mod:`core.database`); schema changes go through ``_MIGRATIONS``.
 """
 
 from __future__ import annotations
@@ -21,11 +20,12 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from core import database
 from core.errors import ConfigError, InvalidInput
 from core.settings import Settings
 
@@ -104,36 +104,7 @@ class TokenStore:
         self.path = path
         self._key = key.encode()
         self._clock = clock
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not path.exists()
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-        if fresh:
-            with contextlib.suppress(OSError):
-                path.chmod(0o600)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
-
-    def _migrate(self) -> None:
-        with self._transaction():
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(_MIGRATIONS):
-                raise ConfigError(f"{self.path} was written by a newer vm-manager (schema {version})")
-            for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
-                    self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {number}")
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        self._db = database.open_store(path, "tokens", _MIGRATIONS)
 
     def close(self) -> None:
         self._db.close()
@@ -146,7 +117,7 @@ class TokenStore:
         """A new link to one VM for ``ttl`` seconds; returns it and its token (shown once, never stored)."""
         now = self._clock()
         token = secrets.token_urlsafe(32)
-        with self._transaction():
+        with database.transaction(self._db):
             while True:
                 link = Link(secrets.token_hex(4), vm_uuid, vm_name, now, now + ttl, None)
                 try:
@@ -196,7 +167,7 @@ class TokenStore:
         hashes = [self._hash("link", t) for t in tokens]
         now = self._clock()
         revoked: list[Link] = []
-        with self._transaction():
+        with database.transaction(self._db):
             for column, values in (("id", list(ids)), ("token_hash", hashes), ("vm_uuid", list(vm_uuids))):
                 for value in values:
                     rows = self._db.execute(
@@ -221,7 +192,7 @@ class TokenStore:
     def open_session(self, link: Link) -> str:
         """A new session secret for a browser that opened ``link``; it lasts as long as the link."""
         secret = secrets.token_urlsafe(32)
-        with self._transaction():
+        with database.transaction(self._db):
             self._db.execute("INSERT INTO console_sessions (secret_hash, link_id, created, expires) "
                              "VALUES (?, ?, ?, ?)",
                              (self._hash("session", secret), link.id, self._clock(), link.expires))
@@ -247,7 +218,7 @@ class TokenStore:
     def purge(self, older_than: float = 86400.0) -> int:
         """Delete links (and their sessions) expired or revoked more than ``older_than`` s ago."""
         cutoff = self._clock() - older_than
-        with self._transaction():
+        with database.transaction(self._db):
             cursor = self._db.execute("DELETE FROM links WHERE expires < ? OR revoked < ?", (cutoff, cutoff))
         return cursor.rowcount
 

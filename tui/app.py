@@ -20,6 +20,7 @@ from textual.dom import DOMNode
 from textual.signal import Signal
 
 from core import eventloop
+from core.audit import Actor
 from core.errors import VMManagerError
 from core.inventory import Key, Update
 from core.lab import Lab
@@ -29,6 +30,7 @@ from tui.coalesce import Coalescer
 from tui.commands import VMCommands
 from tui.history import StatsHistory
 from tui.keymap import KeyInfo, Keymap, binding_ids, catalogue, load_keymap
+from tui.screens.audit import AuditScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import DetailScreen
 from tui.screens.error import ConnectErrorScreen
@@ -36,6 +38,7 @@ from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
 from tui.screens.prompt import PromptScreen
 from tui.screens.provision import ProvisionScreen
+from tui.screens.requests import RequestsScreen
 from tui.screens.share import ShareScreen
 from tui.screens.templates import TemplatesScreen
 from tui.widgets.vmtable import VMTable
@@ -136,6 +139,7 @@ class VMManagerApp(App[None]):
     def attach(self, lab: Lab) -> None:
         """Subscribe first, then read: a change in between is applied twice, never missed."""
         self.lab = lab
+        lab.actor = Actor.local("tui")
         self._unsubscribe = lab.subscribe(self._coalescer.push)
         self.main.load(lab)
         if self.serve_at is not None and self._server is None:
@@ -221,6 +225,7 @@ class VMManagerApp(App[None]):
                 ("Detail screen", DetailScreen.BINDINGS), ("Help screen", HelpScreen.BINDINGS),
                 ("New class screen", ProvisionScreen.BINDINGS),
                 ("Templates screen", TemplatesScreen.BINDINGS),
+                ("Requests screen", RequestsScreen.BINDINGS), ("Audit log screen", AuditScreen.BINDINGS),
                 ("Share links screen", ShareScreen.BINDINGS),
                 ("Name prompt", PromptScreen.BINDINGS),
                 ("Connection error", ConnectErrorScreen.BINDINGS)]

@@ -15,8 +15,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from core import __version__, eventloop
+from core import __version__, audit, eventloop
 from core.actions import Action, ActionResult
+from core.audit import Actor, Item
 from core.errors import InvalidInput, VMManagerError
 from core.lab import Lab
 from core.log import setup_logging
@@ -28,6 +29,7 @@ from core.settings import Settings, load_settings
 from core.snapshots import check_snapshot_name
 from core.targets import resolve
 from core.templates import Template, check_files, load_templates
+from tui import cli_records
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -94,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     assign.add_argument("--owner", required=True, metavar="USER")
     assign.add_argument("--class", dest="lab_class", metavar="C", help="the VM's class")
     _add_web_commands(commands)
+    cli_records.add_parser(commands)
     return parser
 
 
@@ -182,6 +185,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         return await _provision(args, settings)
     if args.command == "doctor":
         return await _doctor(args, settings)
+    if args.command in ("audit", "requests"):
+        return await cli_records.run(args, settings)
     if args.command != "list" and not args.targets and not args.classes:
         raise UsageError(f"{args.command} needs at least one TARGET or --class")
     if args.command == "share":
@@ -442,6 +447,9 @@ async def _share(args: argparse.Namespace, settings: Settings) -> int:
             store.close()
     for row in rows:
         print(f"{row['url']}  expires {row['expires']}  id {row['id']}  vm {row['name']}")
+    audit.record(settings.database_path, Actor.local("cli"),
+                 [Item("share", row["name"], "", "ok", f"link {row['id']} until {row['expires']}")
+                  for row in rows])
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -494,6 +502,8 @@ async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
             failed = True
         for link_id, vm_name in revoked:
             print(f"{label}: revoked link {link_id} of {vm_name}")
+        audit.record(settings.database_path, Actor.local("cli"),
+                     [Item("revoke", vm_name, "", "ok", f"link {link_id}") for link_id, vm_name in revoked])
         if hit and not revoked:
             print(f"{label}: {'no active share link' if key == 'vms' else 'already expired or revoked'}")
         elif not hit and key == "vms":

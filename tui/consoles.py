@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from core import audit
+from core.audit import Actor, Item
 from core.model import VM
 from core.settings import Settings
 from core.tokens import TokenStore, format_time, load_secret_key, parse_ttl
@@ -78,8 +80,15 @@ class Consoles:
             links = tuple(SharedLink(row["vm"], row["name"], row["id"], row["url"], row["expires"])
                           for row in reply["links"])
             errors = tuple((names.get(e["vm"], e["vm"]), e["error"]) for e in reply["errors"])
-            return ShareResult(links, errors, True, ttl)
-        return ShareResult(await asyncio.to_thread(self._share_in_store, vms, seconds), (), False, ttl)
+            result = ShareResult(links, errors, True, ttl)
+        else:
+            result = ShareResult(await asyncio.to_thread(self._share_in_store, vms, seconds), (), False, ttl)
+        self._record([Item("share", link.vm_name, link.vm_uuid, "ok", f"link {link.id} until {link.expires}")
+                      for link in result.links])
+        return result
+
+    def _record(self, items: list[Item]) -> None:
+        audit.record(self.settings.database_path, Actor.local("tui"), items)
 
     def _share_in_store(self, vms: Sequence[VM], ttl: float) -> tuple[SharedLink, ...]:
         key = load_secret_key(self.settings)  # never a throwaway key: a server could not read its links
@@ -101,8 +110,11 @@ class Consoles:
         reply = await self._call("POST", "/revoke", {"vms": uuids})
         if reply is not None:
             revoked = tuple((link["id"], link["name"]) for r in reply["results"] for link in r["revoked"])
-            return RevokeResult(revoked, int(reply["closed"]), True)
-        return RevokeResult(await asyncio.to_thread(self._revoke_in_store, uuids), 0, False)
+            result = RevokeResult(revoked, int(reply["closed"]), True)
+        else:
+            result = RevokeResult(await asyncio.to_thread(self._revoke_in_store, uuids), 0, False)
+        self._record([Item("revoke", name, "", "ok", f"link {link_id}") for link_id, name in result.revoked])
+        return result
 
     def _revoke_in_store(self, uuids: list[str]) -> tuple[tuple[str, str], ...]:
         store = TokenStore(self.settings.database_path, "")  # revoking by VM needs no key

@@ -25,6 +25,7 @@ from textual.geometry import Region
 from textual.widgets import DataTable, Input
 from tuitest import SIZE, log_text, notifications, vm_named, wait_until
 
+from core.audit import AuditLog
 from core.lab import Lab
 from core.settings import Settings
 from core.tokens import TokenStore, format_time
@@ -127,6 +128,12 @@ async def test_c_shares_the_marked_vms_one_hashed_link_each(make_app, settings: 
         with sqlite3.connect(settings.database_path) as db:  # only the HMAC of a token is stored
             stored = repr(db.execute("SELECT * FROM links").fetchall())
         assert not any(token_of(s.url) in stored for s in screen.links)
+        audit = AuditLog(settings.database_path)
+        try:
+            assert sorted((e.action, e.source, e.vm_name) for e in audit.entries()) == [
+                ("share", "tui", "net101-alice"), ("share", "tui", "net101-bob")]
+        finally:
+            audit.close()
 
         # one row per VM: name, URL, expiry, id; the selected link in full; the no-server note
         table = screen.query_one(DataTable)

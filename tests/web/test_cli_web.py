@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 from pathlib import Path
@@ -91,6 +92,10 @@ def test_share_and_revoke_without_a_server(env: dict[str, str], uri: str) -> Non
     assert "revoked link" in out.stdout
     public = run(env, "-c", uri, "share", "web-a", PUBLIC_URL="https://vm.example.org/", **key)
     assert public.stdout.startswith("https://vm.example.org/c/")
+    audited = json.loads(run(env, "audit", "--json").stdout)
+    assert sorted((e["action"], e["vm"]) for e in audited) == [
+        ("revoke", "web-a"), ("revoke", "web-b"), ("share", "web-a"), ("share", "web-a"), ("share", "web-b")]
+    assert not any(token in json.dumps(audited) for url in urls for token in [url.rpartition("/c/")[2]])
 
 
 def test_share_usage_errors(env: dict[str, str], uri: str) -> None:

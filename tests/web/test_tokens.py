@@ -136,9 +136,9 @@ def test_schema_version_and_reopen(tmp_path: Path, clock: Clock) -> None:
     finally:
         again.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("SELECT version FROM schema_versions WHERE store = 'tokens'").fetchone()[0] == 1
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        db.execute("PRAGMA user_version = 99")
+        db.execute("UPDATE schema_versions SET version = 99 WHERE store = 'tokens'")
     with pytest.raises(ConfigError, match="newer"):
         TokenStore(path, KEY, clock)
 

@@ -72,6 +72,8 @@ class MainScreen(Screen[None]):
         Binding("t", "templates", "Templates", show=False, id="templates"),
         Binding("c", "share", "Share console links", show=False, id="share"),
         Binding("C", "revoke_links", "Revoke console links", show=False, id="revoke_links"),
+        Binding("ctrl+r", "requests", "Students' requests", show=False, id="requests"),
+        Binding("a", "audit", "Audit log", show=False, id="audit"),
         Binding("l", "toggle_log", "Log", id="toggle_log"),
     ]
 
@@ -225,6 +227,17 @@ class MainScreen(Screen[None]):
         from tui.screens.templates import TemplatesScreen
 
         self.app.push_screen(TemplatesScreen(self.lab.settings if self.lab else self.app.settings))  # type: ignore[attr-defined]
+
+    def action_requests(self) -> None:
+        from tui.screens.requests import RequestsScreen
+
+        if self.lab is not None:
+            self.app.push_screen(RequestsScreen(self.lab))
+
+    def action_audit(self) -> None:
+        from tui.screens.audit import AuditScreen
+
+        self.app.push_screen(AuditScreen(self.lab.settings if self.lab else self.app.settings))  # type: ignore[attr-defined]
 
     def action_act(self, name: str) -> None:
         """Targets first; then the snapshot name (snapshot, revert); then the confirmation."""

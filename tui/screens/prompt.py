@@ -25,8 +25,9 @@ class PromptScreen(ModalScreen[str | None]):
     ]
 
     def __init__(self, title: str, label: str, *, explanation: str = "", value: str = "",
-                 check: Callable[[str], object] | None = None) -> None:
+                 check: Callable[[str], object] | None = None, required: bool = True) -> None:
         super().__init__()
+        self.required = required
         self.title_text = title
         self.label = label
         self.explanation = explanation
@@ -52,7 +53,7 @@ class PromptScreen(ModalScreen[str | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         value = event.value.strip()
-        problem = "" if value else f"{self.label}: enter a value (esc cancels)"
+        problem = "" if value or not self.required else f"{self.label}: enter a value (esc cancels)"
         if value and self.check is not None:
             try:
                 self.check(value)

@@ -1,0 +1,128 @@
+"""The lab's records on the command line: ``vm-manager audit`` and ``vm-manager requests``.
+
+    vm-manager audit [--since 2h|2026-11-24[T08:00]] [--user NAME] [--vm NAME|UUID] [--json]
+    vm-manager requests [--all] [--json]
+    vm-manager requests approve ID [--word TEXT]
+    vm-manager requests reject ID --word TEXT
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from datetime import datetime
+
+from core.audit import AuditLog, Entry
+from core.errors import VMManagerError
+from core.lab import Lab
+from core.requests import Request, RequestStore, Status
+from core.settings import Settings
+from core.tokens import format_time
+
+EXIT_OK, EXIT_FAILED = 0, 1
+_AGO = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = commands.add_parser("audit", help="show the audit log: who did what to which VM, when, "
+                                "from where, and how it went")
+    audit.add_argument("--since", type=parse_since, metavar="WHEN",
+                       help="a duration back from now (30m, 2h, 7d) or a date/time (2026-11-24T08:00)")
+    audit.add_argument("--user", help="only what this user did")
+    audit.add_argument("--vm", help="only what was done to this VM (name or UUID)")
+    audit.add_argument("--limit", type=int, default=1000, help="at most this many, the newest (1000)")
+    audit.add_argument("--json", action="store_true", help="one JSON array of entries")
+
+    requests = commands.add_parser("requests", help="list students' resource requests, or answer one")
+    requests.add_argument("--all", action="store_true", help="answered ones too (default: pending only)")
+    requests.add_argument("--json", action="store_true", help="one JSON array of requests")
+    answers = requests.add_subparsers(dest="answer", metavar="ANSWER")
+    for verb, helptext in (("approve", "approve a request: vCPUs or memory go into the VM's definition "
+                                       "(from its next boot)"),
+                           ("reject", "reject a request, with a word for the student")):
+        sub = answers.add_parser(verb, help=helptext)
+        sub.add_argument("id", type=int, help="the request's number")
+        sub.add_argument("--word", default="", required=verb == "reject", help="a word for the student")
+
+
+def parse_since(text: str) -> float:
+    """``2h`` (back from now) or an ISO date/time in local time, as a POSIX time."""
+    cleaned = text.strip().lower()
+    parts = _AGO.findall(cleaned)
+    if parts and "".join(n + u for n, u in parts) == cleaned:
+        return time.time() - sum(int(n) * _UNITS[u] for n, u in parts)
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a duration (2h, 7d) nor a date "
+                                         "(2026-11-24 or 2026-11-24T08:00)") from None
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "audit":
+        return _audit(args, settings)
+    if args.answer is None:
+        return _list_requests(args, settings)
+    return await _answer(args, settings)
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    log = AuditLog(settings.database_path)
+    try:
+        entries = log.entries(since=args.since, user=args.user, vm=args.vm, limit=args.limit)
+    finally:
+        log.close()
+    if args.json:
+        print(json.dumps([e.as_json() for e in entries], indent=1))
+    else:
+        for entry in entries:
+            print(_audit_line(entry))
+    return EXIT_OK
+
+
+def _audit_line(e: Entry) -> str:
+    at = datetime.fromtimestamp(e.at).strftime("%Y-%m-%d %H:%M:%S")
+    vm = f" {e.vm_name}" if e.vm_name else ""
+    detail = f"  {e.detail}" if e.detail else ""
+    return f"{at}  {e.user} ({e.source} {e.address})  {e.action}{vm}  {e.outcome}{detail}"
+
+
+def _list_requests(args: argparse.Namespace, settings: Settings) -> int:
+    store = RequestStore(settings.database_path)
+    try:
+        found = store.list(status=None if args.all else Status.PENDING)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([_request_json(r) for r in found], indent=1))
+        return EXIT_OK
+    if not found:
+        print("no requests" if args.all else "no pending requests", file=sys.stderr)
+    for r in found:
+        answer = f"  → {r.answered_by}: {r.answer}" if r.status is not Status.PENDING else ""
+        print(f"#{r.id}  {r.status:<8}  {r.username}  {r.summary()}  ({format_time(r.created)})  "
+              f"{r.reason}{answer}")
+    return EXIT_OK
+
+
+def _request_json(r: Request) -> dict[str, object]:
+    return {"id": r.id, "user": r.username, "kind": r.kind.value, "vm": r.vm_name, "uuid": r.vm_uuid,
+            "amount": r.amount, "reason": r.reason, "created": format_time(r.created),
+            "status": r.status.value, "answered_by": r.answered_by, "answer": r.answer}
+
+
+async def _answer(args: argparse.Namespace, settings: Settings) -> int:
+    lab = await Lab.open(settings, args.connect)
+    try:
+        done = await lab.answer_request(args.id, approve=args.answer == "approve", word=args.word)
+    except VMManagerError as exc:
+        print(f"vm-manager: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await lab.close()
+    print(f"#{done.id} {done.status}: {done.summary()} for {done.username}")
+    return EXIT_OK

@@ -1,0 +1,72 @@
+"""The audit log, newest at the bottom, following new entries (from this TUI, the CLI and the web)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from core.audit import AuditLog, Entry
+from core.settings import Settings
+from tui import format as fmt
+
+POLL_INTERVAL = 2.0
+SHOWN = 500
+_OUTCOME_STYLE = {"ok": "green", "failed": "bold red", "refused": "yellow"}
+
+
+class AuditScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "app.pop_screen", "Back", id="audit_back"),
+    ]
+
+    COLUMNS = ("When", "Who", "From", "Action", "VM", "Outcome", "Detail")
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.log_db = AuditLog(settings.database_path)
+        self.last_id = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text.assemble(("Audit log", "bold"), (f"  the last {SHOWN} entries, following new ones",
+                                                           "dim")), id="audit-title")
+        yield DataTable(id="audit-table", cursor_type="row", zebra_stripes=True)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table: DataTable[Text | str] = self.query_one(DataTable)
+        table.add_columns(*self.COLUMNS)
+        table.focus()
+        self.follow()
+        self.set_interval(POLL_INTERVAL, self.follow)
+
+    def on_unmount(self) -> None:
+        self.log_db.close()
+
+    def follow(self) -> None:
+        """Add what was recorded since the last look (one cheap query when nothing was)."""
+        if self.log_db.last_id() == self.last_id:
+            return
+        new = [e for e in self.log_db.entries(limit=SHOWN) if e.id > self.last_id]
+        if not new:
+            return
+        table: DataTable[Text | str] = self.query_one(DataTable)
+        at_end = table.row_count == 0 or table.cursor_row >= table.row_count - 1
+        for entry in new:
+            table.add_row(*row(entry), key=str(entry.id))
+        while table.row_count > SHOWN:
+            table.remove_row(table.coordinate_to_cell_key((0, 0)).row_key)
+        self.last_id = new[-1].id
+        if at_end:
+            table.move_cursor(row=table.row_count - 1)
+
+
+def row(entry: Entry) -> tuple[Text | str, ...]:
+    when = Text(fmt.printable(str(entry.as_json()["at"])[:19].replace("T", " ")), "dim")
+    return (when, fmt.printable(entry.user), f"{entry.source} {fmt.printable(entry.address)}",
+            fmt.printable(entry.action), fmt.printable(entry.vm_name),
+            Text(entry.outcome, _OUTCOME_STYLE.get(entry.outcome, "")), fmt.printable(entry.detail[:80]))
