@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DEADLINE = 20.0  # the tiny template prints within ~1 s under working KVM, ~3 s under TCG
 MARKER = "vmm-tiny:"
+PROBE_PREFIX = "vmm-kvm-probe-"
 
 
 def cache_file(settings: Settings) -> Path:
@@ -83,7 +84,7 @@ def probe(settings: Settings, conn: libvirt.virConnect) -> tuple[str, str]:
     folder = Path(tempfile.mkdtemp(prefix="vmm-kvm-probe-", dir="/var/tmp"))
     folder.chmod(0o755)
     serial = folder / "serial.log"
-    name = f"vmm-kvm-probe-{uuidlib.uuid4().hex[:8]}"
+    name = f"{PROBE_PREFIX}{uuidlib.uuid4().hex[:8]}"
     dom = None
     try:
         dom = conn.createXML(kernel_domain(name, tiny[0], tiny[1], serial_log=serial, domain_type="kvm",

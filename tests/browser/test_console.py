@@ -63,7 +63,10 @@ async def test_ctrl_alt_del_button_resets_the_guest(outside: Outside, server: Co
     assert not await watch.wait(1.0), "the guest reset before the button was pressed"
     await page.click("#ctrlaltdel")
     assert await watch.wait(15), "no reset after Ctrl+Alt+Del"
-    assert watch.count == 1
+    # One press; on a loaded machine SeaBIOS has been seen to reset a second time as it starts again
+    # (the key releases arrive after the first reset), so two is tolerated, a storm is not.
+    await asyncio.sleep(2.0)
+    assert 1 <= watch.count <= 2
     assert errors == []
 
 
