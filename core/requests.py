@@ -175,3 +175,35 @@ class RequestStore:
         """(newest id, requests answered): changes whenever a request is made or answered."""
         row = self._db.execute("SELECT coalesce(max(id), 0), count(answered) FROM requests").fetchone()
         return int(row[0]), int(row[1])
+
+
+class NewRequests:
+    """The requests made since the last :meth:`poll` (the first one only notes where things are).
+
+    For the TUI, which learns of requests the web server's process stores: one cheap query a poll,
+    and no database is made where none is yet.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._store: RequestStore | None = None
+        self._seen: int | None = None
+
+    def poll(self) -> list[Request]:
+        if self._store is None:
+            if not self.path.exists():
+                self._seen = 0
+                return []
+            self._store = RequestStore(self.path)
+        newest, _ = self._store.version()
+        if self._seen is None or newest <= self._seen:
+            self._seen = newest if self._seen is None else self._seen
+            return []
+        fresh = [r for r in self._store.list(status=Status.PENDING) if r.id > self._seen]
+        self._seen = newest
+        return sorted(fresh, key=lambda r: r.id)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import importlib
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import ClassVar
@@ -25,6 +26,7 @@ from core.errors import VMManagerError
 from core.inventory import Key, Update
 from core.lab import Lab
 from core.model import VM, Change, HostStatus
+from core.requests import NewRequests
 from core.settings import Settings
 from tui.coalesce import Coalescer
 from tui.commands import VMCommands
@@ -42,6 +44,9 @@ from tui.screens.requests import RequestsScreen
 from tui.screens.share import ShareScreen
 from tui.screens.templates import TemplatesScreen
 from tui.widgets.vmtable import VMTable
+
+REQUESTS_INTERVAL = 5.0
+"""Seconds between two looks for students' new requests."""
 
 
 class VMManagerApp(App[None]):
@@ -81,6 +86,7 @@ class VMManagerApp(App[None]):
         self._unsubscribe: Callable[[], None] | None = None
         self._opening: concurrent.futures.Future[Lab] | None = opening
         self._unmounted = False
+        self._new_requests: NewRequests | None = None
         self._clashes: set[frozenset[str]] = set()
         self.serve_at = serve
         self.server_url: str | None = None  # where the app's own console server answers
@@ -144,6 +150,21 @@ class VMManagerApp(App[None]):
         self.main.load(lab)
         if self.serve_at is not None and self._server is None:
             self._server = asyncio.create_task(self._serve(lab, *self.serve_at), name="console-server")
+        self._new_requests = NewRequests(lab.settings.database_path)
+        self.set_interval(REQUESTS_INTERVAL, self._tell_new_requests)
+
+    def _tell_new_requests(self) -> None:
+        """A notification per request students made since the last look (the web server's process
+        writes them into the shared database)."""
+        if self._new_requests is None:
+            return
+        try:
+            fresh = self._new_requests.poll()
+        except (sqlite3.Error, VMManagerError):
+            return
+        for request in fresh[-3:]:
+            self.notify(f"#{request.id} {request.username}: {request.summary()} — ctrl+r to answer",
+                        title="New request", timeout=10)
 
     # -- the console server (--serve) --
     async def _serve(self, lab: Lab, host: str, port: int) -> None:
@@ -210,6 +231,9 @@ class VMManagerApp(App[None]):
         await self.stop_server()
         if self._opening is not None:  # never awaited: close it once it is open
             self._opening.add_done_callback(_close_unwanted)
+        if self._new_requests is not None:
+            self._new_requests.close()
+            self._new_requests = None
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

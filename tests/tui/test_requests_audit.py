@@ -147,3 +147,22 @@ async def test_the_audit_view_follows_actions_from_here_and_elsewhere(make_app, 
         assert last[1:4] == ["alice", "web 192.0.2.9", "signin"]
     entry = lab.audit.entries(vm="net101-chloe")[0]
     assert (entry.action, entry.source, entry.outcome) == ("start", "tui", "ok")
+
+
+async def test_a_new_request_made_on_the_web_is_told_at_once(mailing_lab: Lab,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tui.app.REQUESTS_INTERVAL", 0.1)
+    store = RequestStore(mailing_lab.settings.database_path)
+    try:
+        old = store.create("bob", Kind.NEW_VM, reason="made before the TUI started")
+        app = VMManagerApp(lab=mailing_lab, clock=lambda: FIXED_TIME)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.pause(0.3)
+            made = store.create("alice", Kind.VCPUS, vm_uuid="u", vm_name="net101-alice", amount=3,
+                                reason="threads")
+            await wait_until(lambda: any(n.startswith("New request|") for n in notifications(app)))
+            told = [n for n in notifications(app) if n.startswith("New request|")]
+            assert told == [f"New request|#{made.id} alice: 3 vCPUs for net101-alice — ctrl+r to answer"]
+            assert f"#{old.id}" not in " ".join(told)  # only what is new since the TUI looked first
+    finally:
+        store.close()

@@ -17,7 +17,7 @@ from core.audit import Actor, AuditLog
 from core.errors import InvalidInput, NotFound
 from core.lab import Lab
 from core.model import LabMeta, VMState
-from core.requests import Kind, RequestStore, Status
+from core.requests import Kind, NewRequests, RequestStore, Status
 from core.settings import Settings
 from core.testdriver import Spec
 
@@ -202,3 +202,21 @@ async def test_no_smtp_or_a_dead_server_sends_nothing_and_raises_nothing(
                     operator_email="t@lab.test")  # nothing listens there
     await mail.notify_new_request(dead, made)
     assert "not sent" in caplog.text
+
+
+def test_new_requests_are_those_made_since_the_last_look(settings: Settings) -> None:
+    watcher = NewRequests(settings.database_path)
+    try:
+        assert watcher.poll() == []
+        assert not settings.database_path.exists()  # looking makes no database
+        store = RequestStore(settings.database_path)
+        first = store.create("alice", Kind.NEW_VM, reason="one")
+        assert [r.id for r in watcher.poll()] == [first.id]  # no database at the first look: all new
+        assert watcher.poll() == []
+        second = store.create("bob", Kind.NEW_VM, reason="two")
+        third = store.create("carol", Kind.NEW_VM, reason="three")
+        store.answer(third.id, approve=False, by="t", word="no")  # answered before it was seen
+        assert [r.id for r in watcher.poll()] == [second.id]
+        store.close()
+    finally:
+        watcher.close()
