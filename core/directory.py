@@ -3,39 +3,35 @@
 A group is a ``groupOfNames``/``groupOfUniqueNames`` (``member``/``uniqueMember`` DNs) or a
 ``posixGroup`` (``memberUid``, looked up under ``LDAP_BASE_DN``). Every member must have one ``uid``
 that is a valid username: a group with a bad member is refused, with every problem listed, never
-trimmed silently. Connections are made in one place, :func:`_connect`.
+trimmed silently. Connections (TLS checked against LDAP_CA_FILE) are made in :mod:`core.ldapconn`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager
 from typing import Any
 
 import ldap3
-from ldap3.core.exceptions import LDAPException, LDAPNoSuchObjectResult, LDAPOperationResult
+from ldap3.core.exceptions import LDAPException, LDAPNoSuchObjectResult
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
-from core.errors import ConfigError, InvalidInput, NotFound, VMManagerError
+from core import ldapconn
+from core.errors import InvalidInput, NotFound
+from core.ldapconn import DirectoryError
+from core.ldapconn import required as _required
 from core.names import check_username
 from core.roster import Student
 from core.settings import Settings
 
-CONNECT_TIMEOUT = 5.0
-RECEIVE_TIMEOUT = 10  # an int: ldap3 packs it into SO_RCVTIMEO with struct
+__all__ = ["DirectoryError", "check_dn", "group_members"]
+
+CONNECT_TIMEOUT = ldapconn.CONNECT_TIMEOUT
+RECEIVE_TIMEOUT = ldapconn.RECEIVE_TIMEOUT  # an int: ldap3 packs it into SO_RCVTIMEO with struct
 _GROUP_CLASSES = {"groupofnames", "groupofuniquenames", "posixgroup"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _UNIQUE_MEMBER_UID = re.compile(r"#'[01]*'B$")  # uniqueMember's optional "#'0101'B" suffix
-
-
-class DirectoryError(VMManagerError):
-    """The LDAP server is unreachable, refused our bind, or failed a request."""
-
-    title = "Directory error"
 
 
 def group_members(settings: Settings, group_dn: str) -> list[Student]:
@@ -92,55 +88,9 @@ def check_dn(dn: str, what: str = "DN") -> str:
     return dn
 
 
-@contextmanager
-def _connect(settings: Settings, user_dn: str | None = None,
-             password: str | None = None) -> Iterator[ldap3.Connection]:
-    """A bound connection to LDAP_HOST, as the bind account unless ``user_dn``/``password`` say
-    otherwise; every LDAP failure inside the block becomes a DirectoryError (without the password)."""
-    (host,) = _required(settings, "ldap_host")
-    if user_dn is None:
-        user_dn, password = _required(settings, "ldap_bind_user_dn", "ldap_bind_user_password")
-    secret = password or ""
-    try:
-        # ldaps:// checks the server's certificate against the system CAs (a test CA: later issue).
-        server = ldap3.Server(host, connect_timeout=CONNECT_TIMEOUT, get_info=ldap3.NONE,
-                              tls=ldap3.Tls(validate=ssl.CERT_REQUIRED))
-    except LDAPException as exc:
-        raise ConfigError(f"LDAP_HOST {host!r} is not a valid LDAP server address ({exc}); "
-                          "write it as ldap://host:389 or ldaps://host:636") from None
-    conn = ldap3.Connection(server, user=user_dn, password=password, read_only=True,
-                            auto_bind=ldap3.AUTO_BIND_NONE, raise_exceptions=True, auto_referrals=False,
-                            receive_timeout=RECEIVE_TIMEOUT)
-    try:
-        try:
-            conn.open()
-        except LDAPException as exc:
-            raise DirectoryError(f"cannot reach the LDAP server {host} ({_scrub(exc, secret)})") from None
-        try:
-            conn.bind()
-        except LDAPOperationResult as exc:
-            raise DirectoryError(f"the LDAP server {host} refused the bind as {user_dn!r} "
-                                 f"({exc.description}); check LDAP_BIND_USER_DN and its password") from None
-        except LDAPException:
-            raise
-        except Exception as exc:  # ldap3's decoder fails on any other protocol (KeyError, ...)
-            raise DirectoryError(f"{host} does not answer as an LDAP server ({type(exc).__name__}); "
-                                 "check LDAP_HOST") from None
-        yield conn
-    except LDAPException as exc:
-        raise DirectoryError(f"LDAP request to {host} failed ({_scrub(exc, secret)})") from None
-    finally:
-        with suppress(LDAPException):
-            conn.unbind()
-
-
-def _required(settings: Settings, *names: str) -> list[str]:
-    """The values of these settings; ConfigError names every variable that is not set."""
-    env = {f.name: f.metadata["env"] for f in dataclasses.fields(settings)}
-    missing = [env[name] for name in names if not getattr(settings, name)]
-    if missing:
-        raise ConfigError(f"LDAP is not configured: set {', '.join(missing)} (in the environment or .env)")
-    return [str(getattr(settings, name)) for name in names]
+def _connect(settings: Settings) -> AbstractContextManager[ldap3.Connection]:
+    """A connection bound as the bind account (:func:`core.ldapconn.connect`)."""
+    return ldapconn.connect(settings, receive_timeout=RECEIVE_TIMEOUT)
 
 
 def _read(conn: ldap3.Connection, dn: str, attributes: list[str]) -> dict[str, Any] | None:
@@ -179,8 +129,3 @@ def _student(entry: dict[str, Any], what: str, problems: list[str]) -> list[Stud
         problems.append(f"{what}: the cn contains a control character")
         return []
     return [Student(uids[0], full_name)]
-
-
-def _scrub(exc: BaseException, secret: str) -> str:
-    text = str(exc)
-    return text.replace(secret, "***") if secret else text

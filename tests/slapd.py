@@ -9,6 +9,10 @@ The directory is data: :func:`lab_entries` is the standard lab (people alice, bo
 their own :class:`Entry` objects (parents before children), then start. Everything -- config, database,
 pid file, log -- lives in the given directory; a system slapd (Debian's postinst may start one on
 port 389) is never used or touched. Needs the Debian packages ``slapd`` and ``ldap-utils``.
+
+TLS: give ``tls=(certificate, key)`` (PEM files, e.g. from tests/tlsca.py) and slapd also listens on
+``ldaps_url`` and offers StartTLS on ``url``. ``config`` adds global directives (``allow bind_anon_cred``),
+``loglevel`` (``stats``) makes slapd log each connection and operation to ``log_path``.
 """
 
 from __future__ import annotations
@@ -120,11 +124,22 @@ class Slapd:
     access: str = DEFAULT_ACCESS
     start_timeout: float = 10.0
     port: int = 0
+    tls: tuple[Path, Path] | None = None
+    """(certificate, private key) PEM files: serve LDAPS on ``ldaps_port`` and StartTLS on ``port``."""
+    config: str = ""
+    """Extra global slapd.conf directives, one per line."""
+    loglevel: str = ""
+    """slapd's debug level (e.g. ``stats``: one line per connection and operation, in ``log_path``)."""
+    ldaps_port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def ldaps_url(self) -> str:
+        return f"ldaps://127.0.0.1:{self.ldaps_port}"
 
     @property
     def log_path(self) -> Path:
@@ -136,6 +151,7 @@ class Slapd:
         self._load(conf)
         for _ in range(3):  # the free port we picked may be taken before slapd binds it
             self.port = free_port()
+            self.ldaps_port = free_port() if self.tls else 0
             if self._launch(conf):
                 return self
         raise SlapdError(f"slapd found no free port:\n{self._log()}")
@@ -170,6 +186,7 @@ argsfile {self.workdir / "slapd.args"}
 modulepath {MODULE_DIR}
 moduleload back_mdb
 {self._tls_config()}
+{self.config}
 database mdb
 maxsize 16777216
 suffix "{self.suffix}"
@@ -182,9 +199,16 @@ index objectClass,uid,memberUid,member eq
         return conf
 
     def _tls_config(self) -> str:
-        """Global TLS directives. LDAPS (a later issue) goes here: TLSCACertificateFile,
-        TLSCertificateFile and TLSCertificateKeyFile from a test CA, plus an ldaps:// URL next to
-        the ldap:// one in :meth:`_launch`'s ``-h``."""
+        """Global TLS directives: the server's certificate and key (no client certificates asked)."""
+        if self.tls is None:
+            return ""
+        cert, key = self.tls
+        return f"TLSCertificateFile {cert}\nTLSCertificateKeyFile {key}\nTLSVerifyClient never"
+
+    def log(self) -> str:
+        """Everything slapd logged so far."""
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")
         return ""
 
     def _load(self, conf: Path) -> None:
@@ -198,9 +222,9 @@ index objectClass,uid,memberUid,member eq
     def _launch(self, conf: Path) -> bool:
         """Start slapd on ``self.port``; False when that port was taken, SlapdError on other failures."""
         log = self.log_path.open("wb")
-        # -d 0: stay in the foreground (so stop() can wait for it) and log to stderr.
+        # -d: stay in the foreground (so stop() can wait for it) and log to stderr (at ``loglevel``).
         self.process = subprocess.Popen(
-            [_need("slapd"), "-d", "0", "-f", str(conf), "-h", f"{self.url}/"],
+            [_need("slapd"), "-d", self.loglevel or "0", "-f", str(conf), "-h", " ".join(self._urls())],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + self.start_timeout
@@ -211,12 +235,15 @@ index objectClass,uid,memberUid,member eq
                 if "Address already in use" in text:
                     return False
                 raise SlapdError(f"slapd exited at once:\n{text}")
-            if _answers(self.port):
+            if _answers(self.port) and (not self.ldaps_port or _answers(self.ldaps_port)):
                 return True
             time.sleep(0.02)
         self.stop()
         raise SlapdError(f"slapd did not answer on {self.url} within {self.start_timeout:.0f} s:\n"
                          f"{self._log()}")
+
+    def _urls(self) -> list[str]:
+        return [f"{self.url}/"] + ([f"{self.ldaps_url}/"] if self.ldaps_port else [])
 
     def _log(self) -> str:
         with contextlib.suppress(OSError):

@@ -29,7 +29,7 @@ from core.settings import Settings, load_settings
 from core.snapshots import check_snapshot_name
 from core.targets import resolve
 from core.templates import Template, check_files, load_templates
-from tui import cli_records
+from tui import cli_records, cli_users
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     assign.add_argument("--class", dest="lab_class", metavar="C", help="the VM's class")
     _add_web_commands(commands)
     cli_records.add_parser(commands)
+    cli_users.add_parser(commands)
     return parser
 
 
@@ -163,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_app(settings, args.connect, opening, serve=serve)
         if args.command == "templates":
             return _templates(settings, args.json)
+        if args.command == "user":
+            return cli_users.run(args, settings)
         return asyncio.run(_run(args, settings))
     except UsageError as exc:
         parser.print_usage(sys.stderr)

@@ -1,0 +1,166 @@
+"""Connections to the LDAP server of the settings, made in one place for every LDAP user.
+
+TLS is verified: ``ldaps://`` and StartTLS (``LDAP_STARTTLS``) check the server's certificate
+against ``LDAP_CA_FILE`` (else the system's CAs) and its name against the host of ``LDAP_HOST``;
+ldap3 verifies nothing unless told, so it is told here. Connecting and every answer have a timeout.
+Failures become :class:`DirectoryError` or :class:`~core.errors.ConfigError`, whose messages never
+carry a password.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import re
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from urllib.parse import urlsplit
+
+import ldap3
+from ldap3.core.exceptions import LDAPException, LDAPOperationResult, LDAPStartTLSError
+
+from core.errors import ConfigError, VMManagerError
+from core.settings import Settings
+
+CONNECT_TIMEOUT = 5.0
+RECEIVE_TIMEOUT = 10  # an int: ldap3 packs it into SO_RCVTIMEO with struct
+_VERIFY_FAILED = re.compile(r"certificate verify failed: ([^(\]'\"]+)")
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+log = logging.getLogger(__name__)
+_warned_plain: set[str] = set()
+
+
+class DirectoryError(VMManagerError):
+    """The LDAP server is unreachable, refused our bind or its certificate, or failed a request."""
+
+    title = "Directory error"
+
+
+def required(settings: Settings, *names: str) -> list[str]:
+    """The values of these settings; ConfigError names every variable that is not set."""
+    env = {f.name: f.metadata["env"] for f in dataclasses.fields(settings)}
+    missing = [env[name] for name in names if not getattr(settings, name)]
+    if missing:
+        raise ConfigError(f"LDAP is not configured: set {', '.join(missing)} (in the environment or .env)")
+    return [str(getattr(settings, name)) for name in names]
+
+
+def make_server(settings: Settings) -> ldap3.Server:
+    """The ldap3 Server of LDAP_HOST, with certificate and host name checks; ConfigError when the
+    address, LDAP_CA_FILE or LDAP_STARTTLS can't be used."""
+    (host,) = required(settings, "ldap_host")
+    scheme = urlsplit(host).scheme.lower() if "://" in host else ""
+    if scheme == "ldaps" and settings.ldap_starttls:
+        raise ConfigError(f"LDAP_STARTTLS is for ldap:// addresses: {host} is TLS from the start; "
+                          "unset LDAP_STARTTLS or use ldap://")
+    ca_file = settings.ldap_ca_file
+    if ca_file is not None:
+        try:
+            ssl.create_default_context(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"LDAP_CA_FILE {ca_file} can't be used as CA certificates (PEM): "
+                              f"{getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        hostname = urlsplit(host if scheme else f"ldap://{host}").hostname or ""
+        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(ca_file) if ca_file else None,
+                        sni=None if _is_ip(hostname) else hostname or None)
+        server = ldap3.Server(host, connect_timeout=CONNECT_TIMEOUT, get_info=ldap3.NONE, tls=tls)
+    except (LDAPException, ValueError) as exc:
+        raise ConfigError(f"LDAP_HOST {host!r} is not a valid LDAP server address ({exc}); "
+                          "write it as ldaps://host:636 or ldap://host:389") from None
+    if not server.ssl and not settings.ldap_starttls and hostname not in _LOOPBACK \
+            and host not in _warned_plain:
+        _warned_plain.add(host)
+        log.warning("LDAP_HOST %s is plain ldap:// without LDAP_STARTTLS: passwords cross the network "
+                    "in clear", host)
+    return server
+
+
+def open_connection(settings: Settings, user_dn: str | None, password: str | None, *,
+                    receive_timeout: int | None = None) -> ldap3.Connection:
+    """A connection to LDAP_HOST, open (TCP, TLS, StartTLS when asked) but not yet bound.
+
+    DirectoryError when the server can't be reached or its certificate is refused."""
+    server = make_server(settings)
+    host = str(settings.ldap_host)
+    conn = ldap3.Connection(server, user=user_dn, password=password, read_only=True,
+                            auto_bind=ldap3.AUTO_BIND_NONE, raise_exceptions=True, auto_referrals=False,
+                            receive_timeout=receive_timeout or RECEIVE_TIMEOUT)
+    step = "connect"
+    try:
+        conn.open()
+        if settings.ldap_starttls:
+            step = "starttls"
+            conn.start_tls()
+    except LDAPException as exc:
+        with suppress(LDAPException):
+            conn.unbind()
+        raise _open_error(exc, host, settings, password or "", starttls=step == "starttls") from None
+    return conn
+
+
+@contextmanager
+def connect(settings: Settings, user_dn: str | None = None, password: str | None = None, *,
+            receive_timeout: int | None = None) -> Iterator[ldap3.Connection]:
+    """A bound connection to LDAP_HOST, as the bind account unless ``user_dn``/``password`` say
+    otherwise; every LDAP failure inside the block becomes a DirectoryError (without the password)."""
+    (host,) = required(settings, "ldap_host")
+    if user_dn is None:
+        user_dn, password = required(settings, "ldap_bind_user_dn", "ldap_bind_user_password")
+    secret = password or ""
+    conn = open_connection(settings, user_dn, password, receive_timeout=receive_timeout)
+    try:
+        try:
+            conn.bind()
+        except LDAPOperationResult as exc:
+            raise DirectoryError(f"the LDAP server {host} refused the bind as {user_dn!r} "
+                                 f"({exc.description}); check LDAP_BIND_USER_DN and its password") from None
+        except LDAPException:
+            raise
+        except Exception as exc:  # ldap3's decoder fails on any other protocol (KeyError, ...)
+            raise DirectoryError(f"{host} does not answer as an LDAP server ({type(exc).__name__}); "
+                                 "check LDAP_HOST") from None
+        yield conn
+    except LDAPException as exc:
+        raise DirectoryError(f"LDAP request to {host} failed ({scrub(exc, secret)})") from None
+    finally:
+        with suppress(LDAPException):
+            conn.unbind()
+
+
+def _open_error(exc: LDAPException, host: str, settings: Settings, secret: str, *,
+                starttls: bool) -> DirectoryError:
+    """The DirectoryError of a failed connect or StartTLS, naming a certificate problem plainly."""
+    text = scrub(exc, secret)
+    where = f"LDAP_CA_FILE {settings.ldap_ca_file}" if settings.ldap_ca_file else "the system's CAs"
+    verify = _VERIFY_FAILED.search(text)
+    if isinstance(exc, ssl.SSLCertVerificationError) or verify:
+        reason = verify[1].strip() if verify else "certificate verify failed"
+        return DirectoryError(f"the certificate of the LDAP server {host} was refused ({reason}): it does "
+                              f"not chain to {where}; set LDAP_CA_FILE to the CA that signed it")
+    if "doesn't match any name" in text:
+        return DirectoryError(f"the certificate of the LDAP server {host} was refused: it is not made out "
+                              f"to that host name; use the name the certificate carries in LDAP_HOST")
+    if starttls or isinstance(exc, LDAPStartTLSError):
+        return DirectoryError(f"StartTLS with the LDAP server {host} failed ({text}); check LDAP_STARTTLS "
+                              "and the server's TLS setup")
+    if isinstance(exc, ssl.SSLError) or "ssl" in text.lower():
+        return DirectoryError(f"TLS with the LDAP server {host} failed ({text})")
+    return DirectoryError(f"cannot reach the LDAP server {host} ({text})")
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def scrub(exc: BaseException, secret: str) -> str:
+    """``str(exc)`` with ``secret`` masked."""
+    text = str(exc)
+    return text.replace(secret, "***") if secret else text

@@ -1,0 +1,215 @@
+"""Who signs in: a local account (core.accounts) or an LDAP user, as an :class:`Identity` with a role.
+
+The order: a local account of that name, when one exists, decides (labs without LDAP, a break-glass
+operator); otherwise LDAP when LDAP_HOST is set; otherwise the sign-in is refused. For LDAP the bind
+account searches LDAP_BASE_DN with LDAP_USER_FILTER (the typed name escaped), exactly one entry must
+match, then a connection of its own binds as that entry with the password. The identity is the
+entry's own LDAP_UID_ATTRIBUTE value, never what was typed; members of LDAP_OPERATOR_GROUP are
+operators. Every refusal says the same thing; the reason goes to the log, never the password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import ldap3
+from ldap3.core.exceptions import (
+    LDAPException,
+    LDAPInvalidFilterError,
+    LDAPNoSuchObjectResult,
+    LDAPOperationResult,
+    LDAPSizeLimitExceededResult,
+)
+from ldap3.utils.conv import escape_filter_chars
+
+from core import ldapconn
+from core.errors import ConfigError, InvalidInput, VMManagerError
+from core.ldapconn import DirectoryError
+from core.names import check_username
+from core.settings import Settings
+
+REFUSED = "wrong username or password"
+MAX_PASSWORD = 1024
+# What a person may type as a sign-in name: a login or an email address. Filter metacharacters
+# (* ( ) \ NUL), spaces and control characters never pass, and the name is escaped anyway.
+SIGNIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DirectoryError", "Identity", "Role", "SigninRefused", "authenticate"]
+
+
+class Role(enum.StrEnum):
+    STUDENT = "student"
+    OPERATOR = "operator"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    username: str
+    """The entry's own uid (LDAP) or the account's name (local): never what was typed."""
+    role: Role
+    display_name: str
+    """cn (LDAP) or the account's display name; "" when none."""
+    email: str | None
+    source: str
+    """"ldap" or "local"."""
+
+
+class SigninRefused(VMManagerError):
+    """Bad credentials or input; one message whatever the reason (the log has the reason)."""
+
+    title = "Sign-in refused"
+
+    def __init__(self, message: str = REFUSED) -> None:
+        super().__init__(message)
+
+
+def authenticate(settings: Settings, username: str, password: str) -> Identity:
+    """Blocking (the server calls it via asyncio.to_thread). Raises SigninRefused for bad
+    credentials or input, DirectoryError (core.directory) when the LDAP server is unreachable or
+    its certificate is refused, ConfigError when the LDAP settings can't be used."""
+    name = username.strip()
+    if not password:  # an empty password is an anonymous bind on many servers: never sent
+        _refuse(name, "empty password")
+    if not SIGNIN_NAME.fullmatch(name):
+        _refuse(name, "not a valid sign-in name")
+    if len(password) > MAX_PASSWORD:
+        _refuse(name, "password longer than any we accept")
+    identity = _local(settings, name.lower(), password)
+    if identity is None and settings.ldap_host:
+        identity = _ldap(settings, name, password)
+    if identity is None:
+        _refuse(name, "no such local account and no LDAP_HOST")
+    log.info("sign-in: %s (%s, %s)", identity.username, identity.source, identity.role.value)
+    return identity
+
+
+def _refuse(typed: str, reason: str) -> NoReturn:
+    log.info("sign-in refused for %s: %s", _shown(typed), reason)
+    raise SigninRefused()
+
+
+def _shown(typed: str) -> str:
+    """The typed name, safe for one log line."""
+    return repr(typed[:64] + ("…" if len(typed) > 64 else ""))
+
+
+def _local(settings: Settings, name: str, password: str) -> Identity | None:
+    """The identity of a local account ``name``; None when there is none (after the time of one
+    password check, when other accounts exist); SigninRefused when it exists and the password is wrong."""
+    from core.accounts import Accounts  # core.accounts imports Role from here
+
+    path = settings.database_path
+    if not path.exists():  # no local accounts at all: no name to hide
+        return None
+    accounts = Accounts(path)
+    try:
+        exists = accounts.get(name) is not None
+        account = accounts.verify(name, password)
+    finally:
+        accounts.close()
+    if account is not None:
+        return Identity(account.username, account.role, account.display_name, account.email, "local")
+    if exists:
+        _refuse(name, "wrong password (local account)")
+    return None
+
+
+def _ldap(settings: Settings, name: str, password: str) -> Identity:
+    base, template = ldapconn.required(settings, "ldap_base_dn", "ldap_user_filter")
+    if "{username}" not in template:
+        raise ConfigError(f"LDAP_USER_FILTER {template!r} has no {{username}} to put the typed name in")
+    group = _operator_group(settings)
+    uid_attr = settings.ldap_uid_attribute
+    query = template.replace("{username}", escape_filter_chars(name))
+    with ldapconn.connect(settings) as conn:
+        try:
+            conn.search(base, query, ldap3.SUBTREE, attributes=[uid_attr, "cn", "mail"], size_limit=2)
+        except LDAPInvalidFilterError as exc:
+            raise ConfigError(f"LDAP_USER_FILTER {template!r} is not a valid LDAP filter ({exc})") from None
+        except LDAPSizeLimitExceededResult:
+            _refuse(name, f"LDAP_USER_FILTER matches more than one entry under {base!r}")
+        except LDAPNoSuchObjectResult:
+            raise ConfigError(f"LDAP_BASE_DN {base!r} does not exist on {settings.ldap_host}") from None
+        entries = [r for r in conn.response or [] if r.get("type") == "searchResEntry"]
+        if len(entries) != 1:
+            _refuse(name, f"{len(entries) or 'no'} LDAP entries match under {base!r}")
+        entry = entries[0]
+        dn = str(entry["dn"])
+        uid = _uid(entry, uid_attr, name)
+        _bind_as(settings, dn, password, name)
+        operator = group is not None and _is_member(conn, group, dn, uid)
+    names = _values(entry, "cn")
+    mails = _values(entry, "mail")
+    return Identity(uid, Role.OPERATOR if operator else Role.STUDENT,
+                    _CONTROL.sub("", names[0]).strip() if names else "",
+                    mails[0].strip() if mails and not _CONTROL.search(mails[0]) else None, "ldap")
+
+
+def _operator_group(settings: Settings) -> str | None:
+    if not settings.ldap_operator_group:
+        return None
+    from core.directory import check_dn
+
+    try:
+        return check_dn(settings.ldap_operator_group, "LDAP_OPERATOR_GROUP")
+    except InvalidInput as exc:
+        raise ConfigError(exc.message) from None
+
+
+def _uid(entry: dict[str, Any], attribute: str, typed: str) -> str:
+    """The entry's one valid username in ``attribute``, or the sign-in is refused."""
+    uids = _values(entry, attribute)
+    if len(uids) != 1:
+        log.warning("LDAP entry %r has %s %s values, not one: it can't sign in", entry["dn"],
+                    len(uids) or "no", attribute)
+        _refuse(typed, f"the entry has {len(uids) or 'no'} {attribute} values")
+    try:
+        return check_username(uids[0])
+    except InvalidInput as exc:
+        log.warning("LDAP entry %r can't sign in: %s", entry["dn"], exc.message)
+        _refuse(typed, f"the entry's {attribute} is not a valid username")
+
+
+def _bind_as(settings: Settings, dn: str, password: str, typed: str) -> None:
+    """Bind as ``dn`` with ``password`` on a connection of its own; SigninRefused when refused."""
+    conn = ldapconn.open_connection(settings, dn, password)
+    try:
+        conn.bind()
+    except LDAPOperationResult as exc:
+        _refuse(typed, f"the LDAP server refused the bind as {dn!r} ({exc.description})")
+    except LDAPException as exc:
+        raise DirectoryError(f"LDAP bind to {settings.ldap_host} failed "
+                             f"({ldapconn.scrub(exc, password)})") from None
+    except Exception as exc:  # ldap3's decoder on a server that is not LDAP
+        raise DirectoryError(f"{settings.ldap_host} does not answer as an LDAP server "
+                             f"({type(exc).__name__})") from None
+    finally:
+        with contextlib.suppress(LDAPException):
+            conn.unbind()
+
+
+def _is_member(conn: ldap3.Connection, group: str, dn: str, uid: str) -> bool:
+    """Whether the group lists ``dn`` (member, uniqueMember) or ``uid`` (memberUid); the server
+    compares, so DNs match however they are spelled."""
+    query = (f"(|(member={escape_filter_chars(dn)})(uniqueMember={escape_filter_chars(dn)})"
+             f"(memberUid={escape_filter_chars(uid)}))")
+    try:
+        conn.search(group, query, ldap3.BASE, attributes=["1.1"])
+    except LDAPNoSuchObjectResult:
+        log.warning("LDAP_OPERATOR_GROUP %r does not exist (or the bind account may not read it): "
+                    "%s signs in as a student", group, uid)
+        return False
+    return any(r.get("type") == "searchResEntry" for r in conn.response or [])
+
+
+def _values(entry: dict[str, Any], name: str) -> list[str]:
+    value = entry["attributes"].get(name) or []
+    return [str(v) for v in (value if isinstance(value, list) else [value])]

@@ -1,0 +1,145 @@
+"""``vm-manager user add|passwd|del|list``: the local accounts (core.accounts).
+
+Passwords are asked twice on the terminal (never echoed), or read from the first line of stdin with
+``--password-stdin`` for scripts; never taken as an argument, where ``ps`` would show them.
+Exit codes as the rest of the CLI: 0 done; 1 refused (no such account, the name is taken, not
+confirmed); 2 bad usage (an invalid name, a short password, no terminal to ask on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+
+from core.accounts import Account, AccountExists, Accounts, check_password
+from core.errors import InvalidInput, NotFound, VMManagerError
+from core.names import check_username
+from core.settings import Settings
+from core.signin import Role
+from core.tokens import format_time
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``user`` and its sub-commands to the CLI's sub-parsers."""
+    user = commands.add_parser("user", help="local accounts: sign-in without LDAP, or a break-glass operator")
+    actions = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+
+    add = actions.add_parser("add", help="make a local account (asks the password twice)")
+    add.add_argument("username", metavar="NAME", help="lowercase letters, digits, '_', '.', '-'")
+    add.add_argument("--operator", action="store_true", help="an operator (default: a student)")
+    add.add_argument("--name", dest="display_name", default="", metavar="FULL NAME", help="display name")
+    add.add_argument("--email", metavar="E", help="email address")
+    _password_stdin(add)
+
+    passwd = actions.add_parser("passwd", help="give a local account a new password")
+    passwd.add_argument("username", metavar="NAME")
+    _password_stdin(passwd)
+
+    delete = actions.add_parser("del", help="delete a local account (asks first)")
+    delete.add_argument("username", metavar="NAME")
+    delete.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+    listing = actions.add_parser("list", help="list the local accounts")
+    listing.add_argument("--json", action="store_true", help="one JSON array of account objects")
+
+
+def _password_stdin(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of stdin (for scripts)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run ``vm-manager user ...``; errors are one line on stderr and an exit code."""
+    try:
+        if args.user_command == "list":
+            return _list(settings, args.json)
+        accounts = Accounts(settings.database_path)
+        try:
+            return _act(args, accounts)
+        finally:
+            accounts.close()
+    except (NotFound, AccountExists) as exc:
+        print(f"vm-manager: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except VMManagerError as exc:
+        print(f"vm-manager: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _act(args: argparse.Namespace, accounts: Accounts) -> int:
+    """add, passwd or del; names are checked before a password is asked."""
+    if args.user_command == "add":
+        check_username(args.username)
+        if accounts.get(args.username) is not None:
+            raise AccountExists(f"a local account {args.username!r} exists already")
+        role = Role.OPERATOR if args.operator else Role.STUDENT
+        account = accounts.add(args.username, _password(args), role=role, display_name=args.display_name,
+                               email=args.email)
+        print(f"{account.username}: local {account.role.value} account added")
+    elif args.user_command == "passwd":
+        if accounts.get(args.username) is None:
+            raise NotFound(f"no local account {args.username!r}")
+        accounts.set_password(args.username, _password(args))
+        print(f"{args.username}: password changed")
+    else:
+        if accounts.get(args.username) is None:
+            raise NotFound(f"no local account {args.username!r}")
+        if not args.yes and not _confirm(args.username):
+            print("nothing done", file=sys.stderr)
+            return EXIT_FAILED
+        accounts.delete(args.username)
+        print(f"{args.username}: deleted")
+    return EXIT_OK
+
+
+def _password(args: argparse.Namespace) -> str:
+    """The new password: stdin's first line with --password-stdin, else asked twice on the terminal."""
+    if args.password_stdin:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        if not password:
+            raise InvalidInput("no password on stdin")
+        return check_password(password)
+    if not sys.stdin.isatty():
+        raise InvalidInput("no terminal to ask the password on: pass --password-stdin and write it to stdin")
+    password = getpass.getpass(f"Password for {args.username}: ")
+    check_password(password)
+    if getpass.getpass("Again: ") != password:
+        raise InvalidInput("the two passwords differ: nothing changed")
+    return password
+
+
+def _confirm(username: str) -> bool:
+    if not sys.stdin.isatty():
+        raise InvalidInput("del asks for confirmation: pass --yes when not on a terminal")
+    answer = input(f"Delete the local account {username}? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _list(settings: Settings, as_json: bool) -> int:
+    # Listing opens no database that is not there: a lab without local accounts stays without a file.
+    found: list[Account] = []
+    if settings.database_path.exists():
+        accounts = Accounts(settings.database_path)
+        try:
+            found = accounts.list()
+        finally:
+            accounts.close()
+    if as_json:
+        json.dump([{**a.as_json(), "created": format_time(a.created)} for a in found], sys.stdout,
+                  ensure_ascii=False, indent=2)
+        print()
+        return EXIT_OK
+    if not found:
+        print("no local accounts: add one with `vm-manager user add NAME`")
+        return EXIT_OK
+    header = ("USERNAME", "ROLE", "NAME", "EMAIL", "CREATED")
+    rows = [(a.username, a.role.value, a.display_name or "—", a.email or "—", format_time(a.created))
+            for a in found]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return EXIT_OK
