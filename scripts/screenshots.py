@@ -20,10 +20,13 @@ import libvirt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.audit import Actor, AuditLog  # noqa: E402
 from core.domainbuild import tiny_domain  # noqa: E402
 from core.lab import DEMO_URI, Lab  # noqa: E402
 from core.lab import SYSTEM_URI as SYSTEM  # noqa: E402
 from core.metadata import LabMeta  # noqa: E402
+from core.model import VM  # noqa: E402
+from core.requests import Kind, RequestStore  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from tui.app import VMManagerApp  # noqa: E402
 
@@ -70,7 +73,32 @@ async def shoot(settings: Settings, uri: str, live: bool) -> list[Path]:
             await pilot.press("escape", "escape", "slash", *"net101")
             await pilot.pause(0.3)
             save(app, "filter")
+            ask_for_resources(settings, app.main.table.all_vms())
+            await pilot.press("escape", "escape", "ctrl+r")
+            await pilot.pause(0.5)
+            save(app, "requests")
+            await pilot.press("escape", "a")
+            await pilot.pause(0.5)
+            save(app, "audit")
     return shots
+
+
+def ask_for_resources(settings: Settings, vms: list[VM]) -> None:
+    """A few students' requests, as the portal stores them, and a sign-in or two in the audit log."""
+    owned = {vm.meta.owner: vm for vm in vms if vm.meta.owner}
+    store = RequestStore(settings.database_path)
+    audit = AuditLog(settings.database_path)
+    try:
+        for user, kind, amount, reason in (("alice", Kind.MEMORY, 2048, "the database exercise swaps"),
+                                           ("chloe", Kind.VCPUS, 4, "parallel kernel builds"),
+                                           ("farid", Kind.NEW_VM, None, "a second VM for the router lab")):
+            vm = owned.get(user) if amount else None
+            audit.record(Actor(user, "web", "192.0.2.10"), "signin")
+            store.create(user, kind, reason=reason, amount=amount, email=f"{user}@lab.example",
+                         vm_uuid=vm.uuid if vm else None, vm_name=vm.name if vm else None)
+    finally:
+        store.close()
+        audit.close()
 
 
 def to_png(svg: Path) -> Path:

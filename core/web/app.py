@@ -1,4 +1,5 @@
-"""The aiohttp application: share links, console pages, the console websocket, static files.
+"""The aiohttp application: share links, console pages, the console websocket, static files, and
+the student portal (``core.web.portal``, which documents its own URLs).
 
 URL contract (``<uuid>``: the VM's UUID, lowercase):
 
@@ -100,6 +101,10 @@ def make_app(settings: Settings, lab: Lab, *, secret_key: str, host: str = DEFAU
     app.router.add_get(f"/console/{{uuid:{UUID}}}/ws", console_socket, allow_head=False)
     app.router.add_get("/novnc/{path:.+}", _files(lambda: config.novnc_dir / "vendor"))
     app.router.add_get("/static/{path:.+}", _files(lambda: config.novnc_dir, hidden={"vendor"}))
+    from core.web import portal  # it imports this module
+
+    portal.setup(app, settings, lab, app[STORE], secret_key=secret_key, secure_cookies=config.secure_cookies,
+                 clock=clock)
     return app
 
 
@@ -264,7 +269,14 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     response.headers["Content-Security-Policy"] = (
         f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
         f"font-src 'self'; connect-src 'self' {ws}; frame-ancestors 'none'; base-uri 'none'; "
-        "form-action 'none'")
+        f"form-action {_form_action(response)}")
+
+
+def _form_action(response: web.StreamResponse) -> str:
+    """The portal's pages post forms to this site; no other page has a form."""
+    from core.web.portal import FORMS
+
+    return "'self'" if response.get(FORMS) else "'none'"
 
 
 async def _close_consoles(app: web.Application) -> None:

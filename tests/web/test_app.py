@@ -172,10 +172,12 @@ async def test_static_files(console: StartConsole, test_lab: Lab, novnc: Path) -
             assert "javascript" in response.content_type
             assert_secure_headers(response)
     for path in ("/static/vendor/core/rfb.js", "/static/.hidden", "/static/%2e%2e/secret.txt",
-                 "/novnc/%2e%2e/console.html", "/novnc/..%2f..%2fsecret.txt", "/static/", "/", "/c/"):
+                 "/novnc/%2e%2e/console.html", "/novnc/..%2f..%2fsecret.txt", "/static/", "/c/"):
         async with browser.get(server.base + path, allow_redirects=False) as response:
             assert response.status == 404, path
             assert_secure_headers(response)
+    async with browser.get(server.base + "/", allow_redirects=False) as response:  # the portal: sign in first
+        assert (response.status, response.headers["Location"]) == (303, "/login")
 
 
 async def test_websocket_refusals_come_before_any_endpoint(console: StartConsole, test_lab: Lab) -> None:

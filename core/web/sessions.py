@@ -1,0 +1,198 @@
+"""Sign-in sessions of the student portal, their CSRF tokens, and the limit on failed sign-ins.
+
+Everything lives in the shared SQLite file, so every worker and a restarted server see the same
+sessions and the same failure counts. A browser holds only a random secret (cookie
+``vmm_session``); the table keeps its HMAC, as :mod:`core.tokens` does for share links, so a
+copy of the database opens no session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import database
+
+SECRET = secrets.token_urlsafe  # 32 bytes: 43 characters
+SECRET_BYTES = 32
+FAILURE_WINDOW = 15 * 60.0  # failures older than this are forgotten
+FREE_FAILURES = 5  # failures allowed in the window before attempts are slowed
+FIRST_DELAY = 30.0  # the wait after the 5th failure; it doubles with each further one
+MAX_DELAY = FAILURE_WINDOW
+MAX_KEY = 200  # longest account or address we store (typed names can be anything)
+
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE web_sessions (
+        secret_hash BLOB PRIMARY KEY,
+        username TEXT NOT NULL,
+        role TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        email TEXT,
+        source TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created REAL NOT NULL,
+        expires REAL NOT NULL,
+        flash TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX web_sessions_expires ON web_sessions (expires);
+    CREATE TABLE web_session_links (
+        secret_hash BLOB NOT NULL REFERENCES web_sessions (secret_hash) ON DELETE CASCADE,
+        link_id TEXT NOT NULL
+    );
+    CREATE INDEX web_session_links_session ON web_session_links (secret_hash);
+    CREATE TABLE signin_failures (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX signin_failures_key ON signin_failures (scope, key, at)
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A signed-in browser: who (as sign-in identified them), its CSRF token, until when."""
+
+    username: str
+    role: str
+    display_name: str
+    email: str | None
+    source: str
+    csrf: str
+    created: float
+    expires: float
+
+
+class SessionStore:
+    """Sessions and failed sign-ins; ``key`` is the HMAC key (SECRET_KEY)."""
+
+    def __init__(self, path: Path, key: str, clock: Callable[[], float] = time.time) -> None:
+        self._key = key.encode()
+        self._clock = clock
+        self._db = database.open_store(path, "sessions", _MIGRATIONS)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _hash(self, purpose: str, secret: str) -> bytes:
+        return hmac.new(self._key, f"{purpose}:{secret}".encode(), hashlib.sha256).digest()
+
+    # -- sessions --
+    def create(self, *, username: str, role: str, display_name: str, email: str | None, source: str,
+               ttl: float) -> tuple[Session, str]:
+        """A new session for ``ttl`` seconds; returns it and its secret (the cookie, never stored)."""
+        now = self._clock()
+        secret = SECRET(SECRET_BYTES)
+        session = Session(username, role, display_name, email, source, SECRET(SECRET_BYTES), now, now + ttl)
+        with database.transaction(self._db):
+            self._db.execute(
+                "INSERT INTO web_sessions (secret_hash, username, role, display_name, email, source, csrf, "
+                "created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self._hash("web-session", secret), username, role, display_name, email, source,
+                 session.csrf, now, session.expires))
+        return session, secret
+
+    def get(self, secret: str | None) -> Session | None:
+        """The live session of a cookie, or None (unknown, expired or signed out)."""
+        if not secret or len(secret) > 100:
+            return None
+        row = self._db.execute(
+            "SELECT username, role, display_name, email, source, csrf, created, expires FROM web_sessions "
+            "WHERE secret_hash = ?", (self._hash("web-session", secret),)).fetchone()
+        if row is None or row[7] <= self._clock():
+            return None
+        return Session(*row)
+
+    def delete(self, secret: str | None) -> list[str]:
+        """Sign out: the session is gone server-side; returns the console links it opened."""
+        if not secret or len(secret) > 100:
+            return []
+        digest = self._hash("web-session", secret)
+        with database.transaction(self._db):
+            links = [row[0] for row in self._db.execute(
+                "SELECT link_id FROM web_session_links WHERE secret_hash = ?", (digest,))]
+            self._db.execute("DELETE FROM web_sessions WHERE secret_hash = ?", (digest,))
+        return links
+
+    def add_link(self, secret: str, link_id: str) -> None:
+        """Remember a console link opened by this session (revoked when it signs out)."""
+        with database.transaction(self._db):
+            self._db.execute("INSERT INTO web_session_links (secret_hash, link_id) VALUES (?, ?)",
+                             (self._hash("web-session", secret), link_id))
+
+    def check_csrf(self, session: Session, token: str | None) -> bool:
+        return bool(token) and hmac.compare_digest(session.csrf.encode(), str(token).encode())
+
+    def push_flash(self, secret: str, kind: str, text: str) -> None:
+        """A message for the next page this session loads (post/redirect/get)."""
+        digest = self._hash("web-session", secret)
+        with database.transaction(self._db):
+            row = self._db.execute("SELECT flash FROM web_sessions WHERE secret_hash = ?",
+                                   (digest,)).fetchone()
+            if row is None:
+                return
+            messages = json.loads(row[0])[-9:] + [[kind, text]]
+            self._db.execute("UPDATE web_sessions SET flash = ? WHERE secret_hash = ?",
+                             (json.dumps(messages), digest))
+
+    def pop_flash(self, secret: str) -> list[tuple[str, str]]:
+        digest = self._hash("web-session", secret)
+        with database.transaction(self._db):
+            row = self._db.execute("SELECT flash FROM web_sessions WHERE secret_hash = ?",
+                                   (digest,)).fetchone()
+            if row is None or row[0] == "[]":
+                return []
+            self._db.execute("UPDATE web_sessions SET flash = '[]' WHERE secret_hash = ?", (digest,))
+        return [(str(kind), str(text)) for kind, text in json.loads(row[0])]
+
+    def purge(self) -> int:
+        """Delete expired sessions and forgotten failures."""
+        now = self._clock()
+        with database.transaction(self._db):
+            gone = self._db.execute("DELETE FROM web_sessions WHERE expires <= ?", (now,)).rowcount
+            self._db.execute("DELETE FROM signin_failures WHERE at < ?", (now - FAILURE_WINDOW,))
+        return gone
+
+    # -- the pre-session CSRF of the sign-in form: a signed double-submit cookie --
+    def login_token(self, cookie: str) -> str:
+        """The form field that goes with the sign-in cookie ``cookie`` (an HMAC of it)."""
+        return hmac.new(self._key, f"login-csrf:{cookie}".encode(), hashlib.sha256).hexdigest()
+
+    def check_login_token(self, cookie: str | None, token: str | None) -> bool:
+        if not cookie or not token or len(cookie) > 100:
+            return False
+        return hmac.compare_digest(self.login_token(cookie).encode(), str(token).encode())
+
+    # -- failed sign-ins --
+    def wait(self, scope: str, key: str) -> float:
+        """Seconds before the next sign-in attempt for ``key`` (an account or an address) is heard.
+
+        Up to FREE_FAILURES failures in FAILURE_WINDOW cost nothing; after that each attempt must
+        wait FIRST_DELAY after the last failure, doubled with each further failure (at most MAX_DELAY).
+        """
+        now = self._clock()
+        row = self._db.execute("SELECT COUNT(*), MAX(at) FROM signin_failures WHERE scope = ? AND key = ? "
+                               "AND at > ?", (scope, key[:MAX_KEY], now - FAILURE_WINDOW)).fetchone()
+        count, last = int(row[0]), row[1]
+        if count < FREE_FAILURES or last is None:
+            return 0.0
+        delay = min(MAX_DELAY, FIRST_DELAY * 2 ** (count - FREE_FAILURES))
+        return max(0.0, float(last) + delay - now)
+
+    def record_failure(self, scope: str, key: str) -> None:
+        with database.transaction(self._db):
+            self._db.execute("INSERT INTO signin_failures (scope, key, at) VALUES (?, ?, ?)",
+                             (scope, key[:MAX_KEY], self._clock()))
+
+    def clear_failures(self, scope: str, key: str) -> None:
+        with database.transaction(self._db):
+            self._db.execute("DELETE FROM signin_failures WHERE scope = ? AND key = ?",
+                             (scope, key[:MAX_KEY]))

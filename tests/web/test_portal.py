@@ -1,0 +1,457 @@
+"""The student portal through aiohttp's test server on a test-driver lab: sign-in, "My VMs", actions,
+consoles, requests, CSRF, failed sign-ins, languages; real SQLite, real local accounts."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from http.cookies import SimpleCookie
+from pathlib import Path
+
+import pytest
+from portalweb import PASSWORDS, Student, add_accounts, audit_entries
+from webtest import Console, StartConsole, eventually
+
+from core import testdriver
+from core.lab import Lab
+from core.metadata import LabMeta
+from core.model import VMState
+from core.requests import Kind, RequestStore
+from core.settings import Settings
+from core.tokens import parse_ttl
+from core.web.portal import LOGIN_COOKIE, SESSION_COOKIE
+from core.web.sessions import FIRST_DELAY, FREE_FAILURES
+
+HOSTILE = ("<img src=x onerror=alert(1)>", "[b]bold")  # libvirt refuses a "/" in a name
+SCRIPT = "<script>alert(1)</script>"
+
+
+@pytest.fixture
+async def lab(web_settings: Settings, tmp_path: Path) -> AsyncIterator[Lab]:
+    """alice's VMs (one running, one off, two with hostile names), bob's, and one of nobody."""
+    alice, bob = LabMeta("alice", "net101"), LabMeta("bob", "net101")
+    uri = testdriver.write(tmp_path / "portal.xml", [
+        testdriver.Spec("alice-1", VMState.RUNNING, vcpus=2, memory_mib=1024, meta=alice),
+        testdriver.Spec("alice-2", VMState.SHUTOFF, meta=alice),
+        testdriver.Spec(HOSTILE[0], VMState.SHUTOFF, meta=alice),
+        testdriver.Spec(HOSTILE[1], VMState.SHUTOFF, meta=alice),
+        testdriver.Spec("bob-1", VMState.RUNNING, meta=bob),
+        testdriver.Spec("nobody-1", VMState.SHUTOFF),
+    ])
+    lab = await Lab.open(web_settings, uri)
+    yield lab
+    await lab.close()
+
+
+@pytest.fixture
+def proxied(web_settings: Settings) -> Settings:
+    """Settings trusting the loopback as a proxy, so that tests choose the client's address."""
+    return dataclasses.replace(web_settings, trusted_proxies="127.0.0.1")
+
+
+@pytest.fixture
+async def server(console: StartConsole, lab: Lab, proxied: Settings) -> Console:
+    add_accounts(proxied)
+    return await console(lab, proxied)
+
+
+def uuid_of(lab: Lab, name: str) -> str:
+    return next(vm.uuid for vm in lab.vms() if vm.name == name)
+
+
+def state_of(lab: Lab, name: str) -> VMState:
+    return next(vm.state for vm in lab.vms() if vm.name == name)
+
+
+async def signed_in(server: Console, user: str, address: str = "192.0.2.10") -> Student:
+    student = Student(server, address)
+    page = await student.sign_in(user)
+    assert (page.status, page.location) == (303, "/"), page.text
+    return student
+
+
+# -- sign-in and what a student sees --
+async def test_alice_signs_in_and_sees_only_her_vms(server: Console, proxied: Settings) -> None:
+    alice = Student(server, "192.0.2.10")
+    assert (await alice.get("/")).location == "/login"  # no session: to the sign-in page
+    page = await alice.sign_in("alice")
+    assert (page.status, page.location) == (303, "/")
+    cookie = alice.cookie(SESSION_COOKIE)
+    assert cookie is not None
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Lax"
+    assert cookie["path"] == "/"
+    assert not cookie["secure"]  # http here; https gets Secure (see the next test)
+    assert int(cookie["max-age"]) == int(parse_ttl(proxied.session_ttl))
+    assert cookie.value not in proxied.database_path.read_bytes().decode("latin-1")  # only its HMAC
+
+    page = await alice.get("/")
+    assert page.status == 200
+    for name in ("alice-1", "alice-2"):
+        assert f">{name}<" in page.text
+    assert "bob-1" not in page.text
+    assert "nobody-1" not in page.text
+    assert "Alice Martin" in page.text
+    assert "form-action 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Cache-Control"] == "no-store"
+    assert [e.action for e in audit_entries(proxied, user="alice")] == ["signin"]
+    entry = audit_entries(proxied, user="alice")[0]
+    assert (entry.source, entry.address, entry.outcome) == ("web", "192.0.2.10", "ok")
+
+
+async def test_cookies_are_secure_under_https(console: StartConsole, lab: Lab,
+                                              web_settings: Settings) -> None:
+    settings = dataclasses.replace(web_settings, public_url="https://lab.example.org")
+    add_accounts(settings)
+    server = await console(lab, settings)
+    alice = Student(server)
+    login = await alice.get("/login")
+    sent = SimpleCookie(login.headers["Set-Cookie"])[LOGIN_COOKIE]
+    assert sent["secure"]
+    # (aiohttp's client keeps Secure cookies for https only: hand this one over itself.)
+    async with alice.browser.post(f"{server.base}/login", allow_redirects=False,
+                                  headers={"Cookie": f"{LOGIN_COOKIE}={sent.value}"},
+                                  data={"csrf": login.form("/login").fields["csrf"], "username": "alice",
+                                        "password": PASSWORDS["alice"]}) as response:
+        assert response.status == 303
+        session = response.cookies[SESSION_COOKIE]
+    assert session["secure"]
+    assert session["httponly"]
+    assert session["samesite"] == "Lax"
+
+
+async def test_wrong_password_is_refused_and_recorded(server: Console, proxied: Settings) -> None:
+    alice = Student(server, "192.0.2.11")
+    page = await alice.sign_in("alice", "not-her-password")
+    assert page.status == 401
+    assert "Wrong user name or password." in page.text
+    assert alice.cookie(SESSION_COOKIE) is None
+    assert (await alice.get("/")).location == "/login"
+    page = await alice.sign_in("Hunter2 Hunter2!", "x")  # a password typed as a name stays out
+    assert page.status == 401
+    entries = audit_entries(proxied)
+    assert [(e.user, e.action, e.outcome, e.address) for e in entries] == [
+        ("alice", "signin", "refused", "192.0.2.11"), ("?", "signin", "refused", "192.0.2.11")]
+
+
+async def test_bobs_vm_is_out_of_alices_reach(server: Console, lab: Lab, proxied: Settings) -> None:
+    alice = await signed_in(server, "alice")
+    bob_vm = uuid_of(lab, "bob-1")
+    missing = "00000000-0000-4000-8000-000000000000"
+    links_before = server.store.links(active_only=False)
+
+    for uuid in (bob_vm, bob_vm.upper(), missing):
+        for action in ("halt", "start", "reset", "console"):
+            page = await alice.submit(f"/vms/{uuid}/{action}", confirm="yes")
+            assert page.status == 404, (uuid, action)
+        assert (await alice.get(f"/vms/{uuid}/reset")).status == 404
+    # A VM that is not hers and one that does not exist look the same.
+    other = await alice.submit(f"/vms/{bob_vm}/halt")
+    nothing = await alice.submit(f"/vms/{missing}/halt")
+    assert other.text == nothing.text
+    # Nothing happened to bob's VM; no console link or console cookie was made for it.
+    assert state_of(lab, "bob-1") == VMState.RUNNING
+    assert server.store.links(active_only=False) == links_before
+    assert not [c for c in alice.browser.cookie_jar if c["path"].startswith("/console/")]
+    # The console route itself does not open without a console session.
+    page = await alice.get(f"/console/{bob_vm}?retry=1")
+    assert page.status == 403
+    # The refusals are on record, as alice's, from her address.
+    refused = [e for e in audit_entries(proxied, user="alice") if e.outcome == "refused"]
+    assert {e.action for e in refused} == {"halt", "start", "reset", "console"}
+    assert all(e.address == "192.0.2.10" and e.source == "web" for e in refused)
+    assert not [e for e in audit_entries(proxied, vm="bob-1")]
+
+
+async def test_posts_need_the_sessions_csrf_token(server: Console, lab: Lab) -> None:
+    alice = await signed_in(server, "alice")
+    bob = await signed_in(server, "bob", "192.0.2.20")
+    vm = uuid_of(lab, "alice-1")
+    for data in ({}, {"csrf": ""}, {"csrf": "x" * 43}, {"csrf": await bob.csrf()}):
+        page = await alice.post(f"/vms/{vm}/halt", data)
+        assert page.status == 403, data
+        assert "Form expired" in page.text
+        page = await alice.post("/requests", {**data, "kind": "new_vm", "reason": "please"})
+        assert page.status == 403
+        assert (await alice.post("/logout", data)).status == 403
+    assert state_of(lab, "alice-1") == VMState.RUNNING
+    assert RequestStore(server.settings.database_path).list() == []
+    assert (await alice.get("/")).status == 200  # still signed in: the logouts were refused
+
+    # The sign-in form too: its token goes with its cookie (signed double-submit).
+    stranger = Student(server)
+    form = (await stranger.get("/login")).form("/login")
+    for token in ("", "0" * 64, form.fields["csrf"][:-1] + "0"):
+        page = await stranger.post("/login", {"csrf": token, "username": "alice",
+                                              "password": PASSWORDS["alice"]})
+        assert page.status == 403
+    other = Student(server)  # another browser's token, without that browser's cookie
+    page = await other.post("/login", {"csrf": form.fields["csrf"], "username": "alice",
+                                       "password": PASSWORDS["alice"]})
+    assert page.status == 403
+    assert other.cookie(SESSION_COOKIE) is None
+    assert stranger.cookie(LOGIN_COOKIE) is not None
+
+
+# -- failed sign-ins --
+async def test_failed_signins_are_slowed_per_account(server: Console) -> None:
+    for n in range(FREE_FAILURES):  # from five addresses: only the account links them
+        page = await Student(server, f"198.51.100.{n + 1}").sign_in("alice", "wrong")
+        assert page.status == 401
+    late = Student(server, "198.51.100.99")
+    page = await late.sign_in("alice")  # even the right password waits now
+    assert page.status == 429
+    assert "Too many failed sign-ins" in page.text
+    assert 0 < int(page.headers["Retry-After"]) <= FIRST_DELAY + 1
+    assert late.cookie(SESSION_COOKIE) is None
+    assert (await Student(server, "198.51.100.98").sign_in("bob")).status == 303  # bob is not held up
+
+    server.clock.offset += FIRST_DELAY + 1
+    assert (await late.sign_in("alice", "wrong again")).status == 401
+    page = await late.sign_in("alice")  # the sixth failure doubles the wait
+    assert page.status == 429
+    assert FIRST_DELAY < int(page.headers["Retry-After"]) <= 2 * FIRST_DELAY + 1
+    server.clock.offset += 2 * FIRST_DELAY + 1
+    assert (await late.sign_in("alice")).location == "/"
+    # The success reset the account: new failures start from zero.
+    assert (await Student(server, "198.51.100.97").sign_in("alice", "wrong")).status == 401
+    assert (await Student(server, "198.51.100.96").sign_in("alice")).status == 303
+
+
+async def test_failed_signins_are_slowed_per_address(server: Console, proxied: Settings) -> None:
+    guesser = Student(server, "203.0.113.5")
+    for n in range(FREE_FAILURES):  # five accounts tried from one address
+        assert (await guesser.sign_in(f"user{n}", "guess")).status == 401
+    page = await guesser.sign_in("alice")
+    assert page.status == 429
+    assert (await Student(server, "203.0.113.6").sign_in("alice")).status == 303  # elsewhere: fine
+    refused = [e for e in audit_entries(proxied, user="alice") if e.outcome == "refused"]
+    assert [e.detail for e in refused] == ["too many failed sign-ins"]
+    server.clock.offset += FIRST_DELAY + 1
+    assert (await guesser.sign_in("alice")).status == 303
+
+
+# -- session lifetime --
+async def test_an_expired_session_goes_back_to_the_sign_in(server: Console, lab: Lab,
+                                                           proxied: Settings) -> None:
+    alice = await signed_in(server, "alice")
+    csrf = await alice.csrf()
+    server.clock.offset += parse_ttl(proxied.session_ttl) + 1
+    page = await alice.get("/")
+    assert page.location == "/login"
+    page = await alice.post(f"/vms/{uuid_of(lab, 'alice-1')}/halt", {"csrf": csrf})
+    assert page.location == "/login"
+    assert state_of(lab, "alice-1") == VMState.RUNNING
+    assert (await alice.get("/login")).status == 200
+
+
+async def test_sign_out_ends_the_session_server_side(server: Console, lab: Lab, proxied: Settings) -> None:
+    alice = await signed_in(server, "alice")
+    secret = alice.cookie(SESSION_COOKIE)
+    assert secret is not None
+    kept = secret.value
+    console = await alice.submit(f"/vms/{uuid_of(lab, 'alice-1')}/console")
+    assert console.status == 303
+    [link] = server.store.links()
+    page = await alice.submit("/logout")
+    assert (page.status, page.location) == (303, "/login")
+    assert alice.cookie(SESSION_COOKIE) is None or alice.cookie(SESSION_COOKIE).value == ""  # type: ignore[union-attr]
+    # The old cookie, replayed by anyone, opens nothing any more.
+    thief = Student(server, "192.0.2.66")
+    thief.browser.cookie_jar.update_cookies({SESSION_COOKIE: kept})
+    assert (await thief.get("/")).location == "/login"
+    assert (await thief.get("/requests")).location == "/login"
+    # The consoles it opened close with it.
+    assert server.store.links() == []
+    assert server.store.get(link.id).revoked is not None  # type: ignore[union-attr]
+    assert [e.action for e in audit_entries(proxied, user="alice")] == ["signin", "console", "signout"]
+
+
+# -- actions --
+async def test_start_halt_and_reset_reach_the_vm_and_are_audited(server: Console, lab: Lab,
+                                                                 proxied: Settings) -> None:
+    alice = await signed_in(server, "alice", "192.0.2.30")
+    one, two = uuid_of(lab, "alice-1"), uuid_of(lab, "alice-2")
+
+    page = await alice.submit(f"/vms/{one}/halt")
+    assert (page.status, page.location) == (303, "/")
+    await eventually(lambda: state_of(lab, "alice-1") == VMState.SHUTOFF, what="alice-1 off")
+    assert "alice-1 is halted." in (await alice.get("/")).text  # the flash, shown once
+    assert "alice-1 is halted." not in (await alice.get("/")).text
+
+    assert (await alice.submit(f"/vms/{two}/start")).status == 303
+    await eventually(lambda: state_of(lab, "alice-2") == VMState.RUNNING, what="alice-2 running")
+
+    # Reset asks first: the button leads to a page, a POST without the confirmation back to it.
+    confirm = await alice.get(f"/vms/{two}/reset")
+    assert confirm.status == 200
+    assert confirm.form(f"/vms/{two}/reset").fields["confirm"] == "yes"
+    page = await alice.post(f"/vms/{two}/reset", {"csrf": confirm.csrf})
+    assert page.location == f"/vms/{two}/reset"
+    assert "reset" not in [e.action for e in audit_entries(proxied, user="alice")]
+    page = await alice.post(f"/vms/{two}/reset", {"csrf": confirm.csrf, "confirm": "yes"})
+    assert page.status == 303
+
+    entries = {e.action: e for e in audit_entries(proxied, user="alice")}
+    assert set(entries) == {"signin", "halt", "start", "reset"}
+    for action, name in (("halt", "alice-1"), ("start", "alice-2"), ("reset", "alice-2")):
+        entry = entries[action]
+        assert (entry.source, entry.address, entry.vm_name) == ("web", "192.0.2.30", name), entry
+    assert entries["halt"].outcome == "ok"
+    assert entries["start"].outcome == "ok"
+    # The test driver's VM was not made from a template: the reset fails, and says so.
+    assert entries["reset"].outcome == "failed"
+    assert "Reset of alice-2 failed" in (await alice.get("/")).text
+
+
+async def test_console_button_opens_a_console_session(server: Console, lab: Lab, proxied: Settings) -> None:
+    alice = await signed_in(server, "alice")
+    vm = uuid_of(lab, "alice-1")
+    page = await alice.submit(f"/vms/{vm}/console")
+    assert (page.status, page.location) == (303, f"/console/{vm}")  # no token in any URL
+    cookie = next(c for c in alice.browser.cookie_jar if c.key == "vmm_console")
+    assert cookie["path"] == f"/console/{vm}"
+    assert cookie["samesite"] == "Strict"
+    assert cookie["httponly"] is True
+    link = server.store.session_link(cookie.value, vm)
+    assert link is not None
+    assert link.vm_uuid == vm
+    # The console lasts as long as the sign-in (not VMM_SHARE_TTL), and ends with it.
+    assert server.clock() + parse_ttl(proxied.session_ttl) - 60 < link.expires
+    assert link.expires <= server.clock() + parse_ttl(proxied.session_ttl)
+    [entry] = [e for e in audit_entries(proxied, user="alice") if e.action == "console"]
+    assert (entry.vm_name, entry.outcome, entry.address) == ("alice-1", "ok", "192.0.2.10")
+    # An off VM has no console: a message, and no link.
+    off = await alice.submit(f"/vms/{uuid_of(lab, 'alice-2')}/console")
+    assert off.location == "/"
+    assert "alice-2 is not running" in (await alice.get("/")).text
+    assert len(server.store.links()) == 1
+
+
+# -- requests --
+async def test_a_request_is_stored_audited_and_shown(server: Console, lab: Lab, proxied: Settings) -> None:
+    alice = await signed_in(server, "alice")
+    vm = uuid_of(lab, "alice-1")
+    form = (await alice.get("/requests")).form("/requests")
+    page = await alice.post("/requests", {"csrf": form.fields["csrf"], "kind": "memory", "vm": vm,
+                                          "amount": "2048", "reason": "the database needs <more> RAM"})
+    assert (page.status, page.location) == (303, "/requests")
+    store = RequestStore(proxied.database_path)
+    try:
+        [made] = store.list()
+    finally:
+        store.close()
+    assert (made.username, made.kind, made.vm_uuid, made.vm_name, made.amount) == (
+        "alice", Kind.MEMORY, vm, "alice-1", 2048)
+    assert made.email == "alice@example.org"
+    [entry] = [e for e in audit_entries(proxied, user="alice") if e.action == "request"]
+    assert (entry.vm_name, entry.source, entry.address) == ("alice-1", "web", "192.0.2.10")
+    assert f"#{made.id}" in entry.detail
+    shown = (await alice.get("/requests")).text
+    assert f"Request #{made.id} is filed" in shown
+    assert "2048 MiB of memory for alice-1" in shown
+    assert "the database needs &lt;more&gt; RAM" in shown
+    assert "pending" in shown
+
+    # bob's VM, a bad amount, an empty reason: nothing is filed.
+    for data in ({"kind": "vcpus", "vm": uuid_of(lab, "bob-1"), "amount": "4", "reason": "x"},
+                 {"kind": "vcpus", "vm": vm, "amount": "many", "reason": "x"},
+                 {"kind": "vcpus", "vm": vm, "amount": "99", "reason": "x"},
+                 {"kind": "new_vm", "reason": "  "},
+                 {"kind": "root", "reason": "x"}):
+        page = await alice.submit("/requests", **data)
+        assert page.location == "/requests", data
+    store = RequestStore(proxied.database_path)
+    try:
+        assert len(store.list()) == 1
+        store.answer(made.id, approve=False, by="olga", word="not this term")
+    finally:
+        store.close()
+    shown = (await alice.get("/requests")).text
+    assert "rejected" in shown
+    assert "not this term" in shown
+
+    bob = await signed_in(server, "bob", "192.0.2.20")
+    assert "alice-1" not in (await bob.get("/requests")).text
+
+
+# -- operators --
+async def test_an_operator_sees_every_vm_and_request(server: Console, lab: Lab) -> None:
+    alice = await signed_in(server, "alice")
+    page = await alice.submit("/requests", kind="new_vm", reason="a second VM for the project")
+    assert page.status == 303
+    olga = await signed_in(server, "olga", "192.0.2.40")
+    page = await olga.get("/")
+    assert "All VMs" in page.text
+    for name in ("alice-1", "alice-2", "bob-1", "nobody-1"):
+        assert f">{name}<" in page.text
+    assert ">bob<" in page.text  # the owner column
+    requests = (await olga.get("/requests")).text
+    assert "a second VM for the project" in requests
+    assert ">alice<" in requests
+    # and may act on any VM
+    assert (await olga.submit(f"/vms/{uuid_of(lab, 'bob-1')}/halt")).status == 303
+    await eventually(lambda: state_of(lab, "bob-1") == VMState.SHUTOFF, what="bob-1 off")
+
+
+# -- escaping, languages, headers --
+async def test_vm_names_are_text_not_markup(server: Console, lab: Lab) -> None:
+    alice = await signed_in(server, "alice")
+    page = (await alice.get("/")).text
+    assert "<img" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert ">[b]bold<" in page  # plain text: no markup language turns it bold
+    hostile = uuid_of(lab, HOSTILE[0])
+    confirm = (await alice.get(f"/vms/{hostile}/reset")).text
+    assert "<img" not in confirm
+    assert "Reset &lt;img src=x onerror=alert(1)&gt;?" in confirm
+    await alice.submit(f"/vms/{hostile}/start")
+    assert "<img" not in (await alice.get("/")).text  # nor in a flash message
+    # What a student types is text on the operator's page too.
+    assert (await alice.submit("/requests", kind="new_vm", reason=SCRIPT)).status == 303
+    olga = await signed_in(server, "olga", "192.0.2.40")
+    requests = (await olga.get("/requests")).text
+    assert SCRIPT not in requests
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in requests
+    assert "<img" not in (await olga.get("/")).text
+
+
+async def test_french_from_the_browser_and_the_switch(server: Console) -> None:
+    french = Student(server, language="fr-FR,fr;q=0.9")
+    page = await french.get("/login")
+    assert '<html lang="fr">' in page.text
+    assert "Se connecter" in page.text
+    assert (await french.sign_in("alice", "wrong")).text.count("Identifiant ou mot de passe incorrect.") == 1
+    page = await french.sign_in("alice")
+    page = await french.get("/")
+    assert "Mes VM" in page.text
+    assert "en marche" in page.text  # alice-1's state
+    assert "1024 Mio" in page.text
+    assert 'href="?lang=en"' in page.text  # the switch
+
+    page = await french.get("/?lang=en")  # the switch wins over the browser, and is kept
+    assert "My VMs" in page.text
+    assert "running" in page.text
+    assert (await french.get("/requests")).text.count("My requests") == 1
+    page = await french.get("/?lang=fr")
+    assert "Mes VM" in page.text
+    assert (await french.get("/?lang=xx")).status == 200  # an unknown language changes nothing
+    assert "Mes VM" in (await french.get("/")).text
+
+    english = Student(server, language="de-DE,en;q=0.8,fr;q=0.5")
+    assert "Sign in" in (await english.get("/login")).text
+    assert '<html lang="en">' in (await Student(server).get("/login")).text
+
+
+async def test_share_links_and_console_pages_keep_their_policy(server: Console, lab: Lab) -> None:
+    vm = uuid_of(lab, "alice-1")
+    _link, token = server.link(vm, "alice-1")
+    visitor = Student(server)
+    async with visitor.browser.get(f"{server.base}/c/{token}", allow_redirects=False) as response:
+        assert response.status == 303
+        assert response.headers["Location"] == f"/console/{vm}"
+        assert "form-action 'none'" in response.headers["Content-Security-Policy"]
+    login = await visitor.get("/login")
+    assert "form-action 'self'" in login.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in login.headers["Content-Security-Policy"]
+    assert "<script" not in login.text  # the portal's pages work without JavaScript

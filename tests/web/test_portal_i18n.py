@@ -1,0 +1,129 @@
+"""The portal's languages and its session store, without a server: every string the portal shows
+has a French translation, Accept-Language is read by weight, and failure delays grow and reset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_file
+from babel.messages.pofile import read_po
+from webtest import Clock
+
+from core.web import i18n
+from core.web.portal import TEMPLATE_DIR
+from core.web.sessions import FIRST_DELAY, FREE_FAILURES, MAX_DELAY, SessionStore
+
+PORTAL_SOURCE = Path(i18n.__file__).with_name("portal.py")
+JINJA = {"extensions": "jinja2.ext.i18n", "trim_blocks": "true", "lstrip_blocks": "true"}
+
+
+def shown_strings() -> set[str]:
+    """Every msgid of the portal: gettext calls in its templates, _() and N_() in portal.py."""
+    found = {msg for _line, msg, _c, _ctx in extract_from_file("python", PORTAL_SOURCE,
+                                                               keywords={"_": None, "N_": None})}
+    for template in TEMPLATE_DIR.glob("*.html"):
+        found |= {msg for _line, msg, _c, _ctx in extract_from_file(
+            "jinja2.ext:babel_extract", template, keywords={"_": None}, options=JINJA)}
+    return {m for m in found if isinstance(m, str)}
+
+
+def test_every_portal_string_has_a_french_translation() -> None:
+    strings = shown_strings()
+    assert len(strings) > 50, "the extractor found too few strings: is it looking at the right files?"
+    with (i18n.LOCALE_DIR / "fr" / "LC_MESSAGES" / "messages.po").open("rb") as po:
+        catalog = read_po(po, locale="fr")
+    missing = sorted(m for m in strings if not (catalog.get(m) and catalog.get(m).string))  # type: ignore[union-attr]
+    assert missing == []
+    fuzzy = sorted(m.id for m in catalog if m.id and m.fuzzy)
+    assert fuzzy == [], "fuzzy entries are not used"
+    # Placeholders survive translation (a lost %(name)s would raise at render time).
+    fr = i18n.load()["fr"]
+    for message in strings:
+        if "%(" in message:
+            values = {key: 1 for key in _placeholders(message)}
+            assert (fr.gettext(message) % values) != message, message
+
+
+def _placeholders(message: str) -> list[str]:
+    import re
+
+    return re.findall(r"%\((\w+)\)", message)
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("fr-FR,fr;q=0.9", "fr"),
+    ("fr-CA", "fr"),
+    ("en-GB,en;q=0.9,fr;q=0.8", "en"),
+    ("de-DE,fr;q=0.3,en;q=0.7", "en"),
+    ("de,fr;q=0.5", "fr"),
+    ("FR", "fr"),
+    ("fr;q=0,en;q=0.1", "en"),  # q=0: not acceptable
+    ("fr;q=abc", None),
+    ("de, it", None),
+    ("*", None),
+    ("", None),
+])
+def test_accept_language(header: str, expected: str | None) -> None:
+    assert i18n.from_accept_language(header) == expected
+
+
+def test_the_switch_wins_then_the_cookie_then_the_browser() -> None:
+    assert i18n.choose("en", "fr", "fr") == "en"
+    assert i18n.choose(None, "fr", "en") == "fr"
+    assert i18n.choose("xx", "yy", "fr-FR") == "fr"
+    assert i18n.choose(None, None, "") == "en"
+
+
+def test_failure_delays_grow_and_a_success_resets_them(tmp_path: Path) -> None:
+    clock = Clock()
+    store = SessionStore(tmp_path / "vmm.db", "k" * 40, clock)
+    try:
+        for _ in range(FREE_FAILURES - 1):
+            store.record_failure("account", "alice")
+        assert store.wait("account", "alice") == 0
+        store.record_failure("account", "alice")
+        assert FIRST_DELAY - 1 < store.wait("account", "alice") <= FIRST_DELAY
+        assert store.wait("account", "bob") == 0
+        assert store.wait("address", "alice") == 0  # scopes are apart
+        delays = []
+        for _ in range(3):
+            clock.offset += store.wait("account", "alice")
+            store.record_failure("account", "alice")
+            delays.append(round(store.wait("account", "alice")))
+        assert delays == [2 * FIRST_DELAY, 4 * FIRST_DELAY, 8 * FIRST_DELAY]
+        for _ in range(10):  # a burst (from many workers at once): the wait stops growing at its cap
+            store.record_failure("account", "alice")
+        assert MAX_DELAY - 1 < store.wait("account", "alice") <= MAX_DELAY
+        store.clear_failures("account", "alice")
+        assert store.wait("account", "alice") == 0
+        # Failures are forgotten after the window.
+        for _ in range(FREE_FAILURES):
+            store.record_failure("address", "192.0.2.1")
+        assert store.wait("address", "192.0.2.1") > 0
+        clock.offset += 15 * 60 + 1
+        assert store.wait("address", "192.0.2.1") == 0
+    finally:
+        store.close()
+
+
+def test_sessions_are_kept_hashed_and_expire(tmp_path: Path) -> None:
+    clock = Clock()
+    path = tmp_path / "vmm.db"
+    store = SessionStore(path, "k" * 40, clock)
+    try:
+        session, secret = store.create(username="alice", role="student", display_name="", email=None,
+                                       source="local", ttl=60)
+        assert store.get(secret) == session
+        assert secret.encode() not in path.read_bytes()
+        assert SessionStore(path, "another key" * 4, clock).get(secret) is None  # the HMAC key matters
+        assert store.get(secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
+        assert store.get("") is None
+        assert store.check_csrf(session, session.csrf)
+        assert not store.check_csrf(session, session.csrf[:-1])
+        assert not store.check_csrf(session, None)
+        clock.offset += 61
+        assert store.get(secret) is None
+        assert store.purge() == 1
+    finally:
+        store.close()
