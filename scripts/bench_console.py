@@ -10,8 +10,9 @@ memory is its own), makes share links through the server's admin API, and measur
   several runs, each in a fresh browser context (no cache, no cookie); cold: the VM's only viewer
   (the server starts its endpoint), warm: another viewer holds the VM's console open;
 - ``console_pss_*``: the PSS (``/proc/<pid>/smaps_rollup``) of the server and every process under it
-  (its websockify endpoints and their per-connection handlers), idle and with many synthetic
-  viewers held open across the VMs, and the difference per open console;
+  (its endpoint process: websockify's handler, a thread per viewer), idle and with many synthetic
+  viewers held open across the VMs (also split: the server alone, the processes under it), and the
+  difference per open console;
 - ``console_throughput_*``: full-frame (non-incremental) update requests answered per second, Raw
   encoding, by one synthetic RFB client through the server and directly through a websockify of
   our own to the same VM, in alternating rounds; and their ratio.
@@ -398,6 +399,9 @@ async def memory(server: Server, links: dict[str, str], viewers: int) -> None:
             held, held_procs = tree_pss(server.proc.pid)
             figure("console_viewers_open", f"{counts['total']} on {len(counts['endpoints'])} VMs")
             figure("console_pss_with_viewers", held, "MiB")
+            server_only = pss_kib(server.proc.pid) / 1024
+            figure("console_pss_server_with_viewers", server_only, "MiB")
+            figure("console_pss_endpoints_with_viewers", held - server_only, "MiB")
             figure("console_processes_with_viewers", str(held_procs))
             figure("console_pss_per_viewer", (held - idle) / max(1, len(opened)) * 1024, "KiB")
         finally:

@@ -1,7 +1,8 @@
 """The web server: browser consoles behind share links, and the admin API on a Unix socket.
 
-``app`` builds the aiohttp application and runs it; ``endpoints`` keeps one websockify process
-per VM whose console is open; ``proxy`` relays a browser's websocket to it; ``admin`` is the
+``app`` builds the aiohttp application and runs it; ``portal`` adds the students' pages;
+``endpoints`` keeps the endpoint process (websockify's proxy, ``wsbridge``) serving every VM
+whose console is open; ``proxy`` relays a browser's websocket to it; ``admin`` is the
 operator's API; ``pages`` the few pages the server writes itself. This module stays free of
 aiohttp: websockify imports ``core.web.endpoints`` for its auth plugin, the CLI these helpers.
 """

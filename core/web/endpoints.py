@@ -1,15 +1,17 @@
-"""Console endpoints: one websockify process per VM whose console is open.
+"""Console endpoints: websockify's proxy toward each VM whose console is open, all in one process.
 
 websockify's proxy (run by :mod:`core.web.wsbridge`: its own request handler, a thread per
 viewer instead of websockify's forked process per viewer) bridges a websocket to the VM's VNC:
 QEMU's Unix socket when the live domain XML has ``<listen type='socket'>``, else its loopback
-address. It listens on a Unix socket in
-``<run dir>/consoles`` (0700; socket 0600), or, where a socket cannot serve (a path longer than
-the kernel takes), on a loopback port of VMM_CONSOLE_PORTS. Either way it demands the endpoint's
-own secret header (:class:`core.web.EndpointSecret`), so only this server gets through.
+address. Every VM gets a listening socket of its own, a Unix socket in ``<run dir>/consoles``
+(0700; socket 0600), or, where a socket cannot serve (a path longer than the kernel takes), a
+loopback port of VMM_CONSOLE_PORTS. Either way the process demands its secret header
+(:class:`core.web.EndpointSecret`), so only this server gets through.
 
-Viewers of one VM share its endpoint; the last one leaving stops it, and so does the VM stopping.
-The domain XML is read again at every start: a VM started again may have a new VNC address.
+One process for all the VMs (about 15 MB each otherwise): this server adds a VM to it when the
+VM's first viewer comes and removes it when the last one leaves or the VM stops; the process
+starts with the first open console and stops with the last. If it dies, the next console starts
+another.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import collections
 import contextlib
 import errno
 import ipaddress
+import json
 import logging
 import os
 import secrets
@@ -26,7 +29,6 @@ import shutil
 import signal
 import socket
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,6 +46,11 @@ log = logging.getLogger(__name__)
 UNIX_PATH_MAX = 107  # sun_path holds 108 bytes, the last one a NUL
 MAX_MESSAGE = 16 * 1024 * 1024
 TRANSPORTS = ("auto", "unix", "tcp")
+# The endpoint process's allocator. Its viewers' threads each take 64 KiB buffers as frames pass:
+# glibc would give them arenas of their own (up to 8 a core) and keep what they freed, 0.5-1 MB
+# a viewer depending on how the frames fell. Two arenas, and buffers of 64 KiB and more mapped
+# and unmapped as they come and go, hold the process to what its viewers use at the moment.
+MALLOC_TUNABLES = "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=65536"
 
 
 class EndpointError(VMManagerError):
@@ -87,37 +94,45 @@ def vnc_target(info: DomainInfo) -> list[str]:
     raise EndpointError(f"{info.name} has no VNC display")
 
 
-class Endpoint:
-    """One running websockify toward one VM's VNC, and how this server connects to it."""
+class _BridgeGone(EndpointError):
+    """The endpoint process ended (or stopped answering) while we talked to it."""
 
-    def __init__(self, uuid: str, process: asyncio.subprocess.Process, secret: str, *,
-                 socket_path: Path | None = None, port: int | None = None) -> None:
-        self.uuid = uuid
+
+class Bridge:
+    """The endpoint process (:mod:`core.web.wsbridge`): every open VM's endpoint, in one process.
+
+    The server adds and removes VMs through its stdin, one JSON line each, and reads one answer a
+    line from its stdout; its stderr keeps the last lines for the errors shown. Its secret is in
+    its environment, which only its user can read.
+    """
+
+    def __init__(self, process: asyncio.subprocess.Process, secret: str) -> None:
         self.process = process
-        self.socket_path = socket_path
-        self.port = port
-        self.users = 0
-        self._secret = secret
+        self.secret = secret
+        self.vms: set[str] = set()
+        self.stopping = False  # we asked it to end
+        self.broken = False  # it ended, or fell out of step with its answers, while we talked to it
         self._errors: collections.deque[str] = collections.deque(maxlen=20)
-        self._stderr_task = asyncio.create_task(self._read_stderr(), name=f"websockify-{uuid}")
-        if socket_path is not None:
-            connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=os.fspath(socket_path))
-            self.url = "http://endpoint/websockify"
-        else:
-            connector = aiohttp.TCPConnector()
-            self.url = f"http://127.0.0.1:{port}/websockify"
-        self._session = aiohttp.ClientSession(connector=connector)
+        self._talk = asyncio.Lock()  # one command at a time: answers come back in order
+        self._stderr_task = asyncio.create_task(self._read_stderr(), name=f"websockify-{process.pid}")
 
-    @property
-    def transport(self) -> str:
-        return "unix" if self.socket_path is not None else "tcp"
-
-    @property
-    def where(self) -> str:
-        return os.fspath(self.socket_path) if self.socket_path is not None else f"127.0.0.1:{self.port}"
+    @classmethod
+    async def spawn(cls, cwd: Path) -> Bridge:
+        """Start the process, serving no VM yet (:meth:`open` adds them)."""
+        secret = secrets.token_urlsafe(32)
+        argv = [*_die_with_us(), sys.executable, "-m", "core.web.wsbridge"]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), ENDPOINT_SECRET_ENV: secret,
+               "PYTHONPATH": os.fspath(PROJECT_DIR), "GLIBC_TUNABLES": MALLOC_TUNABLES}
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env, start_new_session=True)
+        except OSError as exc:
+            raise EndpointError(f"the console endpoint process did not start: {exc}") from exc
+        return cls(process, secret)
 
     def alive(self) -> bool:
-        return self.process.returncode is None
+        return self.process.returncode is None and not (self.stopping or self.broken)
 
     def errors(self) -> str:
         return " / ".join(self._errors)
@@ -128,41 +143,68 @@ class Endpoint:
             line = raw.decode(errors="replace").strip()
             if line:
                 self._errors.append(line)
-                log.debug("websockify %s: %s", self.uuid, line)
+                log.debug("websockify %d: %s", self.process.pid, line)
 
-    async def ready(self, within: float) -> bool:
-        """Wait until the endpoint accepts connections; False when websockify died or took too long."""
-        deadline = time.monotonic() + within
-        while self.alive() and time.monotonic() < deadline:
-            try:
-                if self.socket_path is not None:
-                    _, writer = await asyncio.open_unix_connection(os.fspath(self.socket_path))
-                else:
-                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                await asyncio.sleep(0.02)
-                continue
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return True
-        return False
-
-    async def connect(self, protocols: Sequence[str] = ()) -> aiohttp.ClientWebSocketResponse:
-        """A websocket to the VM's VNC through this endpoint."""
+    async def _answer(self, vm: str, within: float) -> None:
+        """Read the answer about ``vm``; EndpointError (_PortTaken, _BridgeGone) when it failed."""
+        assert self.process.stdout is not None
         try:
-            return await self._session.ws_connect(
-                self.url, protocols=tuple(protocols), headers={ENDPOINT_SECRET_HEADER: self._secret},
-                max_msg_size=MAX_MESSAGE, timeout=aiohttp.ClientWSTimeout(ws_close=5.0))
-        except (aiohttp.ClientError, OSError) as exc:
-            raise EndpointError(f"the console endpoint did not answer ({exc})") from exc
+            line = await asyncio.wait_for(self.process.stdout.readline(), within)
+        except TimeoutError:
+            self.broken = True
+            raise _BridgeGone(f"the console endpoint did not answer within {within:g} s") from None
+        if not line:
+            self.broken = True
+            with contextlib.suppress(TimeoutError):  # let its last words reach the error list
+                await asyncio.wait_for(self._stderr_task, 1.0)
+            raise _BridgeGone(f"the console endpoint process ended ({self.errors() or 'no message'})")
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            answer = {}
+        if answer.get("vm") != vm:
+            self.broken = True
+            raise _BridgeGone(f"the console endpoint answered about {answer.get('vm')!r}, not {vm!r}")
+        if not answer["ok"]:
+            if answer.get("errno") == "EADDRINUSE":
+                raise _PortTaken(answer["error"])
+            raise EndpointError(f"the console endpoint could not serve it: {answer['error']}")
+
+    async def _command(self, request: dict[str, str], within: float) -> None:
+        assert self.process.stdin is not None
+        if not self.alive():
+            raise _BridgeGone("the console endpoint process is not running")
+        async with self._talk:
+            try:
+                self.process.stdin.write(json.dumps(request).encode() + b"\n")
+                await self.process.stdin.drain()
+            except (ConnectionError, RuntimeError) as exc:
+                self.broken = True
+                raise _BridgeGone(f"the console endpoint process ended ({exc})") from exc
+            await self._answer(request["vm"], within)
+
+    async def open(self, fields: dict[str, str], within: float) -> None:
+        """Serve one more VM: ``{"vm", "unix_listen" | "listen", "unix_target" | "target"}``."""
+        await self._command({"op": "open", **fields}, within)
+        self.vms.add(fields["vm"])
+
+    async def close(self, vm: str, within: float) -> None:
+        """Stop serving a VM: its socket closes, and the relays of its viewers end."""
+        self.vms.discard(vm)
+        try:
+            await self._command({"op": "close", "vm": vm}, within)
+        except _BridgeGone:
+            pass  # gone already: nothing of it left to serve
+        except EndpointError as exc:
+            log.warning("console endpoint process %d: closing %s: %s", self.process.pid, vm, exc.message)
 
     async def stop(self) -> None:
-        """Stop websockify and every handler it forked (its process group); remove its socket."""
+        """End the process (closing its stdin asks it to), and anything left in its group."""
+        self.stopping = True
         pgid = self.process.pid
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGTERM)
+        if self.process.returncode is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
             try:
                 await asyncio.wait_for(self.process.wait(), 3.0)
             except TimeoutError:
@@ -170,11 +212,64 @@ class Endpoint:
                     os.killpg(pgid, signal.SIGKILL)
                 await self.process.wait()
         await _reap_group(pgid)
-        if self.socket_path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.socket_path)
         with contextlib.suppress(TimeoutError):  # its stderr ends with it: keep its last lines
             await asyncio.wait_for(self._stderr_task, 1.0)
+
+
+def _target_fields(target: list[str]) -> dict[str, str]:
+    """:func:`vnc_target`'s arguments as the fields of a wsbridge command."""
+    return {"unix_target": target[1]} if target[0] == "--unix-target" else {"target": target[0]}
+
+
+class Endpoint:
+    """One VM's endpoint in the endpoint process, and how this server connects to it."""
+
+    def __init__(self, uuid: str, bridge: Bridge, target: str, *, socket_path: Path | None = None,
+                 port: int | None = None) -> None:
+        self.uuid = uuid
+        self.bridge = bridge
+        self.target = target  # the VM's VNC as websockify takes it: "--unix-target PATH" or "HOST:PORT"
+        self.socket_path = socket_path
+        self.port = port
+        self.users = 0
+        if socket_path is not None:
+            connector: aiohttp.BaseConnector = aiohttp.UnixConnector(path=os.fspath(socket_path))
+            self.url = "http://endpoint/websockify"
+        else:
+            connector = aiohttp.TCPConnector()
+            self.url = f"http://127.0.0.1:{port}/websockify"
+        self._session = aiohttp.ClientSession(connector=connector)
+
+    @property
+    def process(self) -> asyncio.subprocess.Process:
+        """The endpoint process serving this VM (and the other open VMs)."""
+        return self.bridge.process
+
+    @property
+    def transport(self) -> str:
+        return "unix" if self.socket_path is not None else "tcp"
+
+    @property
+    def where(self) -> str:
+        return os.fspath(self.socket_path) if self.socket_path is not None else f"127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.bridge.alive() and self.uuid in self.bridge.vms
+
+    def errors(self) -> str:
+        return self.bridge.errors()
+
+    async def connect(self, protocols: Sequence[str] = ()) -> aiohttp.ClientWebSocketResponse:
+        """A websocket to the VM's VNC through this endpoint."""
+        try:
+            return await self._session.ws_connect(
+                self.url, protocols=tuple(protocols), headers={ENDPOINT_SECRET_HEADER: self.bridge.secret},
+                max_msg_size=MAX_MESSAGE, timeout=aiohttp.ClientWSTimeout(ws_close=5.0))
+        except (aiohttp.ClientError, OSError) as exc:
+            raise EndpointError(f"the console endpoint did not answer ({exc})") from exc
+
+    async def close(self) -> None:
+        """This server's side: its connections to the endpoint."""
         await self._session.close()
 
 
@@ -195,7 +290,7 @@ def group_members(pgid: int) -> list[int]:
 
 
 async def _reap_group(pgid: int) -> None:
-    """Kill what is left of a stopped websockify's group: handlers its exit left behind."""
+    """Kill what is left of a stopped endpoint process's group (nothing, unless it was wedged)."""
     for _ in range(100):
         members = group_members(pgid)
         if not members:
@@ -204,11 +299,17 @@ async def _reap_group(pgid: int) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         await asyncio.sleep(0.02)
-    log.warning("websockify handlers of group %d would not die", pgid)
+    log.warning("console endpoint processes of group %d would not die", pgid)
 
 
 class Endpoints:
-    """The running endpoints, one per VM, shared by that VM's viewers."""
+    """The open VMs' endpoints, shared by each VM's viewers, all served by one endpoint process.
+
+    The process starts with the first console and stops with the last; a VM is added to it when
+    its first viewer comes and removed when its last one leaves or the VM stops. When the process
+    dies, its VMs' endpoints are dropped (their viewers' relays end with it) and the next console
+    starts another.
+    """
 
     def __init__(self, settings: Settings, lab: Lab, *, transport: str = "auto",
                  start_timeout: float = 10.0) -> None:
@@ -221,6 +322,9 @@ class Endpoints:
         self.start_timeout = start_timeout
         self._by_vm: dict[str, Endpoint] = {}
         self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._bridge: Bridge | None = None
+        self._bridge_lock = asyncio.Lock()  # taken after a VM's lock, never before
+        self._watchers: set[asyncio.Task[None]] = set()
         self._prepared = False
 
     def running(self) -> dict[str, Endpoint]:
@@ -249,7 +353,7 @@ class Endpoints:
         return False
 
     async def acquire(self, vm: VM) -> Endpoint:
-        """The VM's endpoint, started (or replaced, when it died) as needed; counts one more user."""
+        """The VM's endpoint, opened (again, when it died) as needed; counts one more user."""
         async with self._locks[vm.uuid]:
             endpoint = self._by_vm.get(vm.uuid)
             if endpoint is not None and not endpoint.alive():
@@ -263,14 +367,14 @@ class Endpoints:
             return endpoint
 
     async def release(self, endpoint: Endpoint) -> None:
-        """One user fewer; the last one out stops the endpoint."""
+        """One user fewer; the last one out closes the endpoint."""
         async with self._locks[endpoint.uuid]:
             endpoint.users -= 1
             if endpoint.users <= 0 and self._by_vm.get(endpoint.uuid) is endpoint:
                 await self._drop(endpoint)
 
     async def stop_vm(self, uuid: str) -> None:
-        """The VM stopped or went away: stop its endpoint whoever still uses it."""
+        """The VM stopped or went away: close its endpoint whoever still uses it."""
         endpoint = self._by_vm.get(uuid)
         if endpoint is not None:
             async with self._locks[uuid]:
@@ -280,15 +384,58 @@ class Endpoints:
     async def stop_all(self) -> None:
         for uuid in list(self._by_vm):
             await self.stop_vm(uuid)
+        async with self._bridge_lock:
+            if self._bridge is not None:
+                await self._stop_bridge(self._bridge)
+        for task in list(self._watchers):
+            task.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
 
     async def _drop(self, endpoint: Endpoint) -> None:
         if self._by_vm.get(endpoint.uuid) is endpoint:
             del self._by_vm[endpoint.uuid]
-        await endpoint.stop()
-        log.info("console endpoint of %s stopped", endpoint.uuid)
+        bridge = endpoint.bridge
+        async with self._bridge_lock:
+            if endpoint.uuid in bridge.vms:
+                await bridge.close(endpoint.uuid, self.start_timeout)
+            if endpoint.socket_path is not None and self._bridge is bridge:  # else _stop_bridge's
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(endpoint.socket_path)
+            if self._bridge is bridge and not bridge.vms:
+                await self._stop_bridge(bridge)
+        await endpoint.close()
+        log.info("console endpoint of %s closed", endpoint.uuid)
 
-    async def _start(self, vm: VM) -> Endpoint:
-        self._prepare_dir()
+    async def _stop_bridge(self, bridge: Bridge) -> None:
+        """Stop the endpoint process; the sockets of the VMs it still served go (it may have been killed)."""
+        if self._bridge is bridge:
+            self._bridge = None
+        left = set(bridge.vms)
+        await bridge.stop()
+        for uuid in left:  # unless a new process serves that VM already (under the same name)
+            if self._bridge is None or uuid not in self._bridge.vms:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.dir / f"{uuid}.sock")
+        log.info("console endpoint process %d stopped", bridge.process.pid)
+
+    async def _watch(self, bridge: Bridge) -> None:
+        """Notice the endpoint process dying under us: drop its VMs' endpoints, clear up after it."""
+        await bridge.process.wait()
+        if bridge.stopping:
+            return
+        log.warning("console endpoint process %d died (exit %s: %s) with %d console(s) open: "
+                    "the next console starts another", bridge.process.pid, bridge.process.returncode,
+                    bridge.errors() or "no message", len(bridge.vms))
+        dead = [self._by_vm.pop(uuid) for uuid, endpoint in list(self._by_vm.items())
+                if endpoint.bridge is bridge]
+        async with self._bridge_lock:
+            await self._stop_bridge(bridge)
+        for endpoint in dead:
+            await endpoint.close()
+
+    async def _target(self, vm: VM) -> list[str]:
+        """websockify's target for the VM's VNC, from its live domain XML (read at every start: a VM
+        started again may have a new VNC address)."""
         host = self.lab.hosts.get(vm.host)
         if host is not None and host.remote:
             raise EndpointError(f"{vm.name} runs on another machine ({vm.host}): its console can only "
@@ -297,45 +444,65 @@ class Endpoints:
             info = await self.lab.details(vm)
         except VMManagerError as exc:
             raise EndpointError(f"cannot read {vm.name}'s display: {exc.message}") from exc
-        target = vnc_target(info)
+        return vnc_target(info)
+
+    async def _start(self, vm: VM) -> Endpoint:
+        self._prepare_dir()
+        target = await self._target(vm)
         path = self.dir / f"{vm.uuid}.sock"
         if self._use_unix(path):
-            endpoint = await self._spawn(vm, target, socket_path=path)
+            endpoint = await self._open(vm, target, socket_path=path)
         else:
-            endpoint = await self._start_on_port(vm, target)
-        log.info("console endpoint of %s started on %s (pid %d) toward %s", vm.name, endpoint.where,
+            endpoint = await self._open_on_port(vm, target)
+        log.info("console endpoint of %s opened on %s (pid %d) toward %s", vm.name, endpoint.where,
                  endpoint.process.pid, " ".join(target))
         return endpoint
 
-    async def _start_on_port(self, vm: VM, target: list[str]) -> Endpoint:
+    async def _open_on_port(self, vm: VM, target: list[str]) -> Endpoint:
         taken = {e.port for e in self._by_vm.values()}
         for port in self.ports:
             if port in taken or not _port_free(port):
                 continue
             with contextlib.suppress(_PortTaken):  # lost a race for this port: try the next one
-                return await self._spawn(vm, target, port=port)
+                return await self._open(vm, target, port=port)
         raise EndpointError(f"every console port of VMM_CONSOLE_PORTS ({self.ports.start}-"
                             f"{self.ports.stop - 1}) is in use: no console can open until one is free")
 
-    async def _spawn(self, vm: VM, target: list[str], *, socket_path: Path | None = None,
-                     port: int | None = None) -> Endpoint:
-        secret = secrets.token_urlsafe(32)
-        listen = (["--unix-listen", os.fspath(socket_path)] if socket_path is not None
-                  else ["--listen", f"127.0.0.1:{port}"])
-        argv = [*_die_with_us(), sys.executable, "-m", "core.web.wsbridge", *listen, *target]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), ENDPOINT_SECRET_ENV: secret,
-               "PYTHONPATH": os.fspath(PROJECT_DIR)}
-        process = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, cwd=self.dir, env=env, start_new_session=True)
-        endpoint = Endpoint(vm.uuid, process, secret, socket_path=socket_path, port=port)
-        if await endpoint.ready(self.start_timeout):
-            return endpoint
-        await endpoint.stop()
-        problem = endpoint.errors() or f"no answer within {self.start_timeout:g} s"
-        if "Address already in use" in problem:
-            raise _PortTaken(f"port {port} in use")
-        raise EndpointError(f"the console endpoint of {vm.name} did not start: {problem}")
+    async def _open(self, vm: VM, target: list[str], *, socket_path: Path | None = None,
+                    port: int | None = None) -> Endpoint:
+        """Have the endpoint process (started now if none runs) serve the VM."""
+        fields = {"vm": vm.uuid, **_target_fields(target)}
+        if socket_path is not None:
+            fields["unix_listen"] = os.fspath(socket_path)
+        else:
+            fields["listen"] = f"127.0.0.1:{port}"
+        async with self._bridge_lock:
+            if socket_path is not None:  # left by a killed endpoint process
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(socket_path)
+            for attempt in (1, 2):  # a process found dead while talking to it: once more, with a new one
+                bridge = self._bridge
+                try:
+                    if bridge is None or not bridge.alive():
+                        if bridge is not None:
+                            await self._stop_bridge(bridge)
+                        bridge = self._bridge = await Bridge.spawn(self.dir)
+                        watcher = asyncio.create_task(self._watch(bridge), name="websockify-watch")
+                        self._watchers.add(watcher)
+                        watcher.add_done_callback(self._watchers.discard)
+                    await bridge.open(fields, self.start_timeout)
+                    return Endpoint(vm.uuid, bridge, " ".join(target), socket_path=socket_path, port=port)
+                except _BridgeGone as exc:
+                    if attempt == 2:
+                        raise EndpointError(f"the console endpoint of {vm.name} did not start: "
+                                            f"{exc.message}") from exc
+                    assert bridge is not None
+                    log.warning("console endpoint process %d: %s; starting another", bridge.process.pid,
+                                exc.message)
+                finally:
+                    if bridge is not None and self._bridge is bridge and not bridge.vms:
+                        await self._stop_bridge(bridge)
+        raise AssertionError("unreachable")
 
 
 def _port_free(port: int) -> bool:
