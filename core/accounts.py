@@ -8,6 +8,7 @@ timing does not tell which accounts exist. One connection per store, used from o
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import logging
 import re
@@ -22,7 +23,14 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from core import database
 from core.errors import InvalidInput, NotFound
 from core.names import check_username
-from core.signin import Role
+
+
+class Role(enum.StrEnum):
+    """What a signed-in user may see: their own VMs (students) or every VM and request (operators)."""
+
+    STUDENT = "student"
+    OPERATOR = "operator"
+
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # argon2 takes any length; a megabyte "password" is only work for the server

@@ -12,10 +12,11 @@ import socket
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import libvirt
 
-from core import doctor, domainxml, eventloop, mail, provision
+from core import domainxml, eventloop
 from core.actions import Action, ActionResult, run_bulk
 from core.audit import Actor, AuditLog, Item
 from core.errors import ActionFailed, InvalidInput, NotFound, VMManagerError, from_libvirt
@@ -28,6 +29,9 @@ from core.requests import Kind, Request, RequestStore, Status
 from core.roster import Student
 from core.settings import Settings
 from core.templates import Template
+
+if TYPE_CHECKING:  # imported where used: starting the TUI needs neither
+    from core import doctor, provision
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +249,8 @@ class Lab:
             store.close()
         self.record(actor, [Item(f"request-{'approve' if approve else 'reject'}", done.vm_name or "",
                                  done.vm_uuid or "", "ok", f"#{done.id} {done.summary()}: {word}")])
+        from core import mail  # smtplib: only when an answer is given
+
         await mail.notify_answer(self.settings, done)
         return done
 
@@ -272,6 +278,8 @@ class Lab:
     async def plan_provision(self, template: Template, lab_class: str, students: Sequence[Student], *,
                              start: bool = False, overcommit: bool = False) -> provision.Plan:
         """Check a class's request and decide every name and path; makes nothing (the dry run)."""
+        from core import provision
+
         host = self._local_host()
         taken = {vm.name for vm in self.vms() if vm.host == host.name}
         work = functools.partial(provision.plan, self.settings, host, template, lab_class, students,
@@ -281,6 +289,8 @@ class Lab:
     async def provision(self, plan: provision.Plan, progress: provision.Progress | None = None, *,
                         actor: Actor | None = None) -> provision.Report:
         """Make the plan's VMs; ``progress`` is called on the caller's loop after each VM."""
+        from core import provision
+
         caller = asyncio.get_running_loop()
 
         def relay(done: int, total: int, outcome: provision.Outcome) -> None:
@@ -296,6 +306,8 @@ class Lab:
 
     async def doctor(self, fix: bool = False, *, actor: Actor | None = None) -> doctor.Checkup:
         """Find (and with ``fix`` remove) what killed provisioning runs left half-made."""
+        from core import doctor
+
         host = self._local_host()
         checkup = await eventloop.run_on_core(host.call(doctor.checkup, self.settings, host, fix))
         if fix:

@@ -13,9 +13,6 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pycdlib
-import yaml
-
 from core.errors import InvalidInput
 from core.names import check_username, check_vm_name
 
@@ -71,10 +68,14 @@ def user_data(seed: LinuxSeed) -> str:
         "users": [user],
         "ssh_pwauth": seed.user.password is not None,
     }
+    import yaml  # here, not at the top: the TUI's start never needs it
+
     return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
 
 
 def meta_data(seed: LinuxSeed) -> str:
+    import yaml
+
     return yaml.safe_dump({"instance-id": seed.instance_id, "local-hostname": seed.hostname},
                           sort_keys=False)
 
@@ -84,6 +85,8 @@ def write_seed_iso(path: Path, seed: LinuxSeed) -> None:
     check_vm_name(seed.hostname)
     check_username(seed.user.username)
     files = {"meta-data": meta_data(seed), "user-data": user_data(seed)}
+    import pycdlib  # here, not at the top: the TUI's start never needs it
+
     iso = pycdlib.PyCdlib()
     iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=VOLUME_ID)
     for name, text in files.items():
@@ -99,6 +102,8 @@ def write_seed_iso(path: Path, seed: LinuxSeed) -> None:
 
 def read_seed_iso(path: Path) -> dict[str, str]:
     """The files of a seed ISO by their Rock Ridge names, read without mounting."""
+    import pycdlib  # here, not at the top: the TUI's start never needs it
+
     iso = pycdlib.PyCdlib()
     iso.open(str(path))
     try:

@@ -11,7 +11,6 @@ operators. Every refusal says the same thing; the reason goes to the log, never 
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import re
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from ldap3.core.exceptions import (
 from ldap3.utils.conv import escape_filter_chars
 
 from core import ldapconn
+from core.accounts import Accounts, Role
 from core.errors import ConfigError, InvalidInput, VMManagerError
 from core.ldapconn import DirectoryError
 from core.names import check_username
@@ -43,11 +43,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 log = logging.getLogger(__name__)
 
 __all__ = ["DirectoryError", "Identity", "Role", "SigninRefused", "authenticate"]
-
-
-class Role(enum.StrEnum):
-    STUDENT = "student"
-    OPERATOR = "operator"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +99,6 @@ def _shown(typed: str) -> str:
 def _local(settings: Settings, name: str, password: str) -> Identity | None:
     """The identity of a local account ``name``; None when there is none (after the time of one
     password check, when other accounts exist); SigninRefused when it exists and the password is wrong."""
-    from core.accounts import Accounts  # core.accounts imports Role from here
-
     path = settings.database_path
     if not path.exists():  # no local accounts at all: no name to hide
         return None

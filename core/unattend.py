@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
-import pycdlib
 
 from core.errors import InvalidInput
 from core.folders import WINDOWS_SEED
@@ -234,6 +233,8 @@ def write_windows_seed_iso(path: Path, seed: WindowsSeed) -> None:
     Setup reads Joliet, other tools the others.
     """
     data = answer_file(seed)
+    import pycdlib  # here, not at the top: the TUI's start never needs it
+
     iso = pycdlib.PyCdlib()
     iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=VOLUME_ID)
     iso.add_fp(io.BytesIO(data), len(data), f"/{ANSWER_FILE.upper()};1", rr_name=ANSWER_FILE,
@@ -251,6 +252,8 @@ def write_windows_seed_iso(path: Path, seed: WindowsSeed) -> None:
 
 def read_answer_file(path: Path) -> bytes:
     """The ``autounattend.xml`` of an answer-file ISO, as Windows sees it (Joliet), without mounting."""
+    import pycdlib  # here, not at the top: the TUI's start never needs it
+
     iso = pycdlib.PyCdlib()
     iso.open(str(path))
     try:

@@ -13,11 +13,10 @@ import getpass
 import json
 import sys
 
-from core.accounts import Account, AccountExists, Accounts, check_password
+from core.accounts import Account, AccountExists, Accounts, Role, check_password
 from core.errors import InvalidInput, NotFound, VMManagerError
 from core.names import check_username
 from core.settings import Settings
-from core.signin import Role
 from core.tokens import format_time
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

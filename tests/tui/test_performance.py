@@ -117,3 +117,43 @@ async def test_the_summary_throttle_piggybacks_and_trails() -> None:
     throttle.poke()
     await asyncio.sleep(0.08)
     assert len(calls) == 2
+
+
+async def test_the_first_table_is_drawn_before_the_filter_fields_are_made(
+        big_lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The filter's lowercased fields of 1,000 VMs are made after the first paint, not before it,
+    and once: the first keystroke then finds them ready; a changed VM gets its own afresh."""
+    import tui.widgets.vmtable as vmtable
+
+    made: list[str] = []
+    real_fields_of = vmtable.fields_of
+    monkeypatch.setattr(vmtable, "fields_of", lambda vm: (made.append(vm.name), real_fields_of(vm))[1])
+    made_when_drawn: list[int] = []
+    real_render_line = VMTable.render_line
+
+    def render_line(self: VMTable, y: int) -> object:
+        if y == 1 and self.visible_vms() and not made_when_drawn:
+            made_when_drawn.append(len(made))
+        return real_render_line(self, y)
+
+    monkeypatch.setattr(VMTable, "render_line", render_line)
+    app = VMManagerApp(lab=big_lab, log_visible=False)
+    async with app.run_test(size=(160, 50)) as pilot:
+        table = app.main.table
+        await wait_until(lambda: len(table.visible_vms()) == N and len(made) == N and made_when_drawn)
+        assert made_when_drawn == [0]
+        assert sorted(made) == sorted(vm.name for vm in table.all_vms())
+
+        table.set_query("class:class03 state:paused")
+        assert {vm.name for vm in table.visible_vms()} == {
+            f"c03-student{i:04d}" for i in range(N) if i % 20 == 3 and STATES[i % 4] == VMState.PAUSED}
+        assert len(made) == N  # no field made twice
+
+        vm = next(v for v in table.all_vms() if v.name == "c03-student0003")
+        assert vm.state == VMState.RUNNING
+        assert vm not in table.visible_vms()
+        table.apply([Change("changed", dataclasses.replace(vm, state=VMState.PAUSED), None,
+                            "running → paused")])
+        await pilot.pause()
+        assert "c03-student0003" in {v.name for v in table.visible_vms()}
+        assert made[N:] == ["c03-student0003"]

@@ -64,7 +64,7 @@ class StatusBar(Horizontal):
     """
 
     def __init__(self, on_filter: Callable[[str], None], *, id: str | None = None) -> None:  # noqa: A002
-        super().__init__(id=id)
+        super().__init__(id=id, classes="-idle")  # idle from the start: no restyle once mounted
         self.on_filter = on_filter
 
     def compose(self) -> ComposeResult:
@@ -74,9 +74,6 @@ class StatusBar(Horizontal):
         filter_input.cursor_blink = False
         yield filter_input
         yield Static(id="status")
-
-    def on_mount(self) -> None:
-        self.add_class("-idle")
 
     def show_status(self, status: TableStatus) -> None:
         # fixed width either way: no layout pass for a new count

@@ -93,27 +93,51 @@ _SORT_KEYS: dict[str, Callable[[VM], Any]] = {
 }
 
 
+class _Widths(dict[str, int]):
+    """Cell widths of cell texts, looked up in C: most cells ("running", "512M", "—") repeat, and
+    a non-ASCII text is measured once (``cell_len`` walks it character by character)."""
+
+    def __missing__(self, text: str) -> int:
+        if len(self) > 20_000:
+            self.clear()
+        width = self[text] = len(text) if text.isascii() else cell_len(text)
+        return width
+
+
+_WIDTHS = _Widths()
+
+
 @dataclass(slots=True, eq=False)
 class _Row:
-    """One VM with everything the table needs precomputed; replaced whenever the VM changes."""
+    """One VM with what the table needs to lay out and draw it; replaced whenever the VM changes.
+
+    The filter's lowercased fields are made on the first filter that reads them: the first
+    table and a storm of changes under no filter never pay for them.
+    """
 
     vm: VM
     cells: tuple[str, ...]
     widths: tuple[int, ...]
-    fields: Fields
-    blob: str
+    _fields: tuple[Fields, str] | None = None
 
     @classmethod
     def of(cls, vm: VM) -> _Row:
         cells = _cells(vm)
-        fields, blob = fields_of(vm)
-        return cls(vm, cells, tuple(len(c) if c.isascii() else cell_len(c) for c in cells),
-                   fields, blob)
+        return cls(vm, cells, tuple(map(_WIDTHS.__getitem__, cells)))
+
+    def filter_fields(self) -> tuple[Fields, str]:
+        found = self._fields
+        if found is None:
+            found = self._fields = fields_of(self.vm)
+        return found
+
+    def matches(self, query: Query) -> bool:
+        return query.matches(*self.filter_fields())
 
 
 def _fit(text: str, width: int, right: bool) -> str:
     """Pad or truncate (with an ellipsis) to exactly ``width`` cells."""
-    length = len(text) if text.isascii() else cell_len(text)
+    length = len(text) if text.isascii() else _WIDTHS[text]
     if length > width:
         return set_cell_size(text, width - 1) + "…" if width > 0 else ""
     pad = " " * (width - length)
@@ -126,7 +150,7 @@ def _strip(gutter: str, cells: list[str], width: int, style: Style) -> Strip:
     used = GUTTER
     for cell in cells:
         text = " " + cell
-        length = len(text) if text.isascii() else cell_len(text)
+        length = len(text) if text.isascii() else _WIDTHS[text]
         if used + length > width:
             text = set_cell_size(text, width - used)
             length = width - used
@@ -271,14 +295,21 @@ class VMTable(ScrollView, can_focus=True):
     def set_vms(self, vms: Iterable[VM]) -> None:
         """Replace every row (the first load, and after a reconnection)."""
         self._rows = {vm.key: _Row.of(vm) for vm in vms}
-        self._counts = Counter(row.vm.state for row in self._rows.values())
-        self._width_counts = [Counter[int]() for _ in COLUMNS]
-        self._hosts = Counter[str]()
-        for row in self._rows.values():
-            self._tally(row, 1)
+        rows = self._rows.values()
+        self._counts = Counter(row.vm.state for row in rows)
+        # one pass per column in C (Counter of an iterable), not a Python loop over every cell
+        columns = list(zip(*(row.widths for row in rows), strict=True)) or [() for _ in COLUMNS]
+        self._width_counts = [Counter(column) for column in columns]
+        self._hosts = Counter(row.vm.host for row in rows)
         self.marked &= self._rows.keys()
         self._update_content()
         self._rebuild()
+        if self.is_mounted:  # once the table is on screen: the first filter keystroke stays quick
+            self.call_after_refresh(self._prepare_filter)
+
+    def _prepare_filter(self) -> None:
+        for row in self._rows.values():
+            row.filter_fields()
 
     def apply(self, changes: Sequence[Change]) -> None:
         """Apply inventory changes in place: only rows that changed on screen are re-rendered."""
@@ -313,7 +344,7 @@ class VMTable(ScrollView, can_focus=True):
                 rebuild = True
                 continue
             shown = key in self._position
-            if shown != (query.empty or query.matches(row.fields, row.blob)):
+            if shown != (query.empty or row.matches(query)):
                 rebuild = True
             elif shown:
                 if sort_key(old.vm) != sort_key(row.vm):
@@ -493,7 +524,7 @@ class VMTable(ScrollView, can_focus=True):
         query = self.query
         rows = self._rows
         keys: Iterable[Key] = rows if query.empty else (
-            k for k, r in rows.items() if query.matches(r.fields, r.blob))
+            k for k, r in rows.items() if r.matches(query))
         sort_key = _SORT_KEYS[self.sort_column]
         self._order = sorted(keys, key=lambda k: sort_key(rows[k].vm), reverse=self.sort_reverse)
         self._position = {key: i for i, key in enumerate(self._order)}
