@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import libvirt
 
@@ -101,6 +102,56 @@ def ask_for_resources(settings: Settings, vms: list[VM]) -> None:
         audit.close()
 
 
+async def shoot_portal(settings: Settings, uri: str) -> list[Path]:
+    """The student portal in headless Chromium (Debian's, through Playwright): alice's "My VMs" in
+    English and her requests in French, from the real server on a loopback port."""
+    from aiohttp import web
+    from aiohttp.test_utils import unused_port
+    from playwright.async_api import async_playwright
+
+    from core.accounts import Accounts
+    from core.web.app import make_app, runner_options
+
+    accounts = Accounts(settings.database_path)
+    try:
+        accounts.add("alice", "alice-password", display_name="Alice Martin", email="alice@lab.example")
+    finally:
+        accounts.close()
+    port = unused_port()
+    lab = await Lab.open(settings, uri)
+    runner = web.AppRunner(make_app(settings, lab, secret_key=secrets.token_urlsafe(48), port=port),
+                           **runner_options())  # type: ignore[arg-type]
+    await runner.setup()
+    shots = []
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        base = f"http://127.0.0.1:{port}"
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path="/usr/bin/chromium",
+                                               args=["--no-sandbox", "--disable-gpu"])
+            page = await browser.new_page(viewport={"width": 1100, "height": 640}, locale="en-GB")
+            await page.goto(f"{base}/login")
+            shots.append(await _page_shot(page, "portal-login"))
+            await page.fill("#username", "alice")
+            await page.fill("#password", "alice-password")
+            await page.click("form.signin button[type=submit]")
+            await page.wait_for_url(f"{base}/")
+            shots.append(await _page_shot(page, "portal-my-vms"))
+            await page.goto(f"{base}/requests?lang=fr")
+            shots.append(await _page_shot(page, "portal-requests-fr"))
+            await browser.close()
+    finally:
+        await runner.cleanup()
+        await lab.close()
+    return shots
+
+
+async def _page_shot(page: Any, name: str) -> Path:
+    path = OUT / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    return path
+
+
 def to_png(svg: Path) -> Path:
     png = svg.with_suffix(".png")
     chromium = shutil.which("chromium")
@@ -128,10 +179,12 @@ def main() -> None:
         if conn is None:
             print(f"{SYSTEM} does not answer: screenshots of the demo lab")
             shots = asyncio.run(shoot(settings, DEMO_URI, live=False))
+            shots += asyncio.run(shoot_portal(settings, DEMO_URI))
         else:
             doms = make_real_lab(conn, f"lab{secrets.token_hex(1)}-")
             try:
                 shots = asyncio.run(shoot(settings, SYSTEM, live=True))
+                shots += asyncio.run(shoot_portal(settings, SYSTEM))
             finally:
                 for dom in doms:
                     with contextlib.suppress(libvirt.libvirtError):
@@ -140,8 +193,8 @@ def main() -> None:
                     with contextlib.suppress(libvirt.libvirtError):
                         dom.undefine()
                 conn.close()
-    for svg in shots:
-        print(to_png(svg).relative_to(ROOT))
+    for shot in shots:
+        print((to_png(shot) if shot.suffix == ".svg" else shot).relative_to(ROOT))
 
 
 if __name__ == "__main__":
