@@ -164,7 +164,7 @@ class VMManagerApp(App[None]):
             return
         for request in fresh[-3:]:
             self.notify(f"#{request.id} {request.username}: {request.summary()} — ctrl+r to answer",
-                        title="New request", timeout=10)
+                        title="New request", timeout=10, markup=False)
 
     # -- the console server (--serve) --
     async def _serve(self, lab: Lab, host: str, port: int) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import libvirt
 import pytest
 from textual.widgets import DataTable, Input
-from tuitest import FIXED_TIME, SIZE, notifications, vm_named, wait_until
+from tuitest import FIXED_TIME, HOSTILE_CLICK, SIZE, notifications, vm_named, wait_until
 
 from core import domainxml
 from core.audit import Actor, AuditLog
@@ -58,7 +58,7 @@ async def test_an_operator_approves_and_rejects_requests(mailing_lab: Lab, inbox
     try:
         more = store.create("alice", Kind.VCPUS, vm_uuid=alice.uuid, vm_name=alice.name, amount=4,
                             reason="parallel builds", email="alice@lab.test")
-        other = store.create("bob", Kind.NEW_VM, reason="a router", email="bob@lab.test")
+        other = store.create("bob", Kind.NEW_VM, reason=f"a router {HOSTILE_CLICK}", email="bob@lab.test")
         app = VMManagerApp(lab=lab, clock=lambda: FIXED_TIME)
         async with app.run_test(size=(120, 30)) as pilot:
             await pilot.pause()
@@ -67,6 +67,8 @@ async def test_an_operator_approves_and_rejects_requests(mailing_lab: Lab, inbox
             screen = app.screen
             assert isinstance(screen, RequestsScreen)
             assert [r.id for r in screen.requests] == [other.id, more.id]  # newest first
+            table = screen.query_one(DataTable)
+            assert f"a router {HOSTILE_CLICK}" in table.render_line(1).text  # a student's words, not markup
             await pilot.press("down")  # alice's
             assert screen.selected() == more
             await pilot.press("a")
@@ -128,15 +130,17 @@ async def test_the_audit_view_follows_actions_from_here_and_elsewhere(make_app, 
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await wait_until(lambda: "net101-chloe" in [vm.name for vm in app.main.table.all_vms()])
-        assert app.main.table.move_to(vm_named(app, "net101-chloe").key)
+        await wait_until(lambda: HOSTILE_CLICK in [vm.name for vm in app.main.table.all_vms()])
+        assert app.main.table.move_to(vm_named(app, HOSTILE_CLICK).key)
         await pilot.press("s")  # start: no confirmation
-        await wait_until(lambda: bool(lab.audit.entries(vm="net101-chloe")))
+        await wait_until(lambda: bool(lab.audit.entries(vm=HOSTILE_CLICK)))
         await pilot.press("a")
         await wait_until(lambda: isinstance(app.screen, AuditScreen))
         table = app.screen.query_one(DataTable)
         await wait_until(lambda: table.row_count == 1)
-        assert "start" in [str(c) for c in table.get_row_at(0)]
+        cells = [str(c) for c in table.get_row_at(0)]
+        assert cells[3:5] == ["start", HOSTILE_CLICK]  # the name as it is, never read as markup
+        assert HOSTILE_CLICK in app.screen.query_one(DataTable).render_line(1).text  # and drawn so
         web = AuditLog(lab.settings.database_path)  # the web server's process records too
         try:
             web.record(Actor("alice", "web", "192.0.2.9"), "signin")
@@ -145,7 +149,7 @@ async def test_the_audit_view_follows_actions_from_here_and_elsewhere(make_app, 
         await wait_until(lambda: table.row_count == 2, limit=10.0)
         last = [str(c) for c in table.get_row_at(1)]
         assert last[1:4] == ["alice", "web 192.0.2.9", "signin"]
-    entry = lab.audit.entries(vm="net101-chloe")[0]
+    entry = lab.audit.entries(vm=HOSTILE_CLICK)[0]
     assert (entry.action, entry.source, entry.outcome) == ("start", "tui", "ok")
 
 

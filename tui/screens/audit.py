@@ -67,6 +67,8 @@ class AuditScreen(Screen[None]):
 
 def row(entry: Entry) -> tuple[Text | str, ...]:
     when = Text(fmt.printable(str(entry.as_json()["at"])[:19].replace("T", " ")), "dim")
-    return (when, fmt.printable(entry.user), f"{entry.source} {fmt.printable(entry.address)}",
-            fmt.printable(entry.action), fmt.printable(entry.vm_name),
-            Text(entry.outcome, _OUTCOME_STYLE.get(entry.outcome, "")), fmt.printable(entry.detail[:80]))
+    # Text, never str: a str cell is read as markup, and names and details are anyone's words.
+    return (when, Text(fmt.printable(entry.user)), Text(f"{entry.source} {fmt.printable(entry.address)}"),
+            Text(fmt.printable(entry.action)), Text(fmt.printable(entry.vm_name)),
+            Text(entry.outcome, _OUTCOME_STYLE.get(entry.outcome, "")),
+            Text(fmt.printable(entry.detail[:80])))

@@ -78,9 +78,11 @@ class RequestsScreen(Screen[None]):
         selected = self.selected()
         table.clear()
         for r in self.requests:
-            table.add_row(str(r.id), Text(r.status.value, _STATUS_STYLE[r.status]), fmt.printable(r.username),
-                          fmt.printable(r.summary()), fmt.printable(r.reason[:60]), format_time(r.created),
-                          fmt.printable(r.answer or (r.answered_by or "")), key=str(r.id))
+            # Text, never str: a str cell is read as markup, and names and reasons are students' words
+            table.add_row(str(r.id), Text(r.status.value, _STATUS_STYLE[r.status]),
+                          Text(fmt.printable(r.username)), Text(fmt.printable(r.summary())),
+                          Text(fmt.printable(r.reason[:60])), format_time(r.created),
+                          Text(fmt.printable(r.answer or (r.answered_by or ""))), key=str(r.id))
         if selected is not None and any(r.id == selected.id for r in self.requests):
             table.move_cursor(row=table.get_row_index(str(selected.id)))
         what = "requests" if self.show_answered else "pending requests"
@@ -123,8 +125,8 @@ class RequestsScreen(Screen[None]):
         try:
             done = await self.lab.answer_request(request.id, approve=approve, word=word)
         except VMManagerError as exc:
-            self.notify(exc.message, title="Not answered", severity="error")
+            self.notify(exc.message, title="Not answered", severity="error", markup=False)
         else:
             told = f" ({done.email} is told by mail)" if done.email and self.lab.settings.smtp_host else ""
-            self.notify(f"#{done.id} {done.status}{told}")
+            self.notify(f"#{done.id} {done.status}{told}", markup=False)
         self.reload(force=True)
