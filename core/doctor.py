@@ -1,13 +1,16 @@
 """``vm-manager doctor``: what provisioning runs that were killed left half-made.
 
-Two kinds of leftovers, each found from both sides:
+Three kinds of leftovers:
 
 - a VM folder (``<student_vms>/<username>/<vm>/``) that no domain uses: the run died before
   ``define``, or a delete died half-way;
-- a domain of ours (it carries our metadata with a creation time) whose disk is gone.
+- a domain of ours (it carries our metadata with a creation time) whose disk is gone;
+- a domain of ours left paused: the run started it paused and died before resuming it (its
+  folder keeps the ``STARTING`` mark until the resume).
 
-``fix`` removes them, and touches nothing else: domains without our metadata are never looked
-at twice, and nothing runs while a provisioning run holds the student folder root's lock.
+``fix`` removes the first two and resumes the third, and touches nothing else: domains without
+our metadata are never looked at twice, and nothing runs while a provisioning run holds the
+student folder root's lock.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import libvirt
 
 from core import domainxml
-from core.folders import exclusive_lock, remove_vm_folder, vm_folders
+from core.folders import STARTING, exclusive_lock, remove_vm_folder, vm_folders
 from core.host import Host
 from core.settings import Settings
 
@@ -58,6 +61,9 @@ def checkup(settings: Settings, host: Host, fix: bool = False) -> Checkup:
             except libvirt.libvirtError:
                 continue  # undefined while we looked
             files = [d for d in info.disks if d.source and d.source_type == "file"]
+            if info.meta.created and active:
+                result.findings += _left_paused(dom, info.name, {Path(d.source).parent for d in files},
+                                                fix and free)
             missing = [d.source for d in files if d.device == "disk" and not os.path.exists(d.source)]
             if info.meta.created and missing and not active:
                 finding = Finding("domain", info.name, f"its disk {missing[0]} is gone")
@@ -78,6 +84,33 @@ def checkup(settings: Settings, host: Host, fix: bool = False) -> Checkup:
         log.info("doctor: %s %s: %s%s", finding.what, finding.where, finding.problem,
                  f" ({finding.fixed})" if finding.fixed else "")
     return result
+
+
+def _left_paused(dom: libvirt.virDomain, name: str, folders: set[Path], fix: bool) -> list[Finding]:
+    """A VM a killed run started paused and never resumed (its folder still has the STARTING mark).
+
+    A mark beside a VM that runs (killed between the resume and the mark's removal) is only
+    removed; a VM paused without a mark was paused by someone, and is left alone.
+    """
+    marks = [folder / STARTING for folder in folders if (folder / STARTING).exists()]
+    if not marks:
+        return []
+    try:
+        paused = dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED
+    except libvirt.libvirtError:
+        return []
+    finding = Finding("domain", name, "left paused by a provisioning run that was killed")
+    if fix:
+        try:
+            if paused:
+                dom.resume()
+        except libvirt.libvirtError as exc:
+            return [Finding(finding.what, finding.where, f"{finding.problem}; resume failed: "
+                            f"{exc.get_error_message()}")]
+        for mark in marks:
+            mark.unlink(missing_ok=True)
+        finding = Finding(finding.what, finding.where, finding.problem, "resumed")
+    return [finding] if paused else []
 
 
 def _undefine(dom: libvirt.virDomain, finding: Finding) -> Finding:

@@ -24,6 +24,9 @@ from core.settings import Settings
 
 DISK, LINUX_SEED, WINDOWS_SEED, CONSOLE_LOG = "disk.qcow2", "seed.iso", "autounattend.iso", "console.log"
 LOCK_NAME = ".provisioning.lock"
+STARTING = ".starting"
+"""In a VM's folder from its paused start until provisioning resumes it: a VM paused with this
+file was left so by a run that was killed (``doctor --fix`` resumes it)."""
 
 
 def vm_folder(root: Path, owner: str, name: str) -> Path | None:

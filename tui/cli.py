@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="go on when the host has less free memory or disk than the class needs")
 
     doctor = commands.add_parser("doctor", help="find what killed provisioning runs left half-made")
-    doctor.add_argument("--fix", action="store_true", help="remove it (only our folders and domains)")
+    doctor.add_argument("--fix", action="store_true", help="remove it (only our folders and domains), "
+                        "and resume VMs a killed run left paused")
 
     assign = commands.add_parser("assign", help="record a VM's owner (and class) in its metadata")
     assign.add_argument("targets", nargs="+", metavar="NAME", help="a VM name or a glob (stu-*)")
@@ -311,7 +312,7 @@ async def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     if not result.findings:
         print("nothing half-made")
     elif result.unfixed and not args.fix:
-        print("run `vm-manager doctor --fix` to remove it", file=sys.stderr)
+        print("run `vm-manager doctor --fix` to put it right", file=sys.stderr)
     return EXIT_FAILED if result.unfixed else EXIT_OK
 
 

@@ -27,6 +27,7 @@ from slapd import GROUPS, SERVICE_DN, SERVICE_PASSWORD, SUFFIX, Slapd, lab_entri
 
 from core import images
 from core.access import group_id
+from core.folders import STARTING
 from core.metadata import NAMESPACE
 from core.seed import read_seed_iso
 
@@ -249,7 +250,7 @@ def test_a_failed_step_removes_that_vm_only(lab_class: Class) -> None:
     assert not (lab_class.root / "bob").exists()
 
 
-@pytest.mark.parametrize("step", ["folder", "disk", "seed", "define", "start"])
+@pytest.mark.parametrize("step", ["folder", "disk", "seed", "define", "start", "resume"])
 def test_doctor_cleans_up_after_a_run_killed_at_each_step(lab_class: Class, step: str) -> None:
     roster = lab_class.roster(["alice,Alice,,", "bob,Bob,,"])
     killed = lab_class.provision(roster, "--start", extra_env={"VMM_FAILPOINT": f"kill:{step}"})
@@ -257,7 +258,7 @@ def test_doctor_cleans_up_after_a_run_killed_at_each_step(lab_class: Class, step
     assert bool(lab_class.folders()) == (step != "folder")
     checked = lab_class.cli("doctor")
     if step != "start":  # at start, the other VM may be whole or half-made: both are fine
-        half_made = step in ("disk", "seed", "define")
+        half_made = step in ("disk", "seed", "define", "resume")
         assert checked.returncode == (1 if half_made else 0), checked.stdout + checked.stderr
     fixed = lab_class.cli("doctor", "--fix")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
@@ -267,6 +268,15 @@ def test_doctor_cleans_up_after_a_run_killed_at_each_step(lab_class: Class, step
         assert domains
         assert all(not d.isActive() for d in domains.values())
         assert len(lab_class.folders()) == len(domains)
+    elif step == "resume":  # both started paused, then killed: the doctor lets them run
+        assert "left paused by a provisioning run that was killed" in checked.stdout
+        assert "-> resumed" in fixed.stdout
+        domains = lab_class.domains()
+        assert sorted(domains) == [lab_class.vm("alice"), lab_class.vm("bob")]
+        assert [d.state()[0] for d in domains.values()] == [libvirt.VIR_DOMAIN_RUNNING] * 2
+        assert not [p for p in lab_class.folders() if (p / STARTING).exists()]
+        next(iter(domains.values())).suspend()  # paused by an operator: no mark, none of the doctor's
+        assert lab_class.cli("doctor").stdout.strip() == "nothing half-made"
     else:
         assert lab_class.domains() == {}
         assert lab_class.folders() == []
