@@ -80,6 +80,12 @@ def format_time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="minutes")
 
 
+def keyed_hash(key: bytes, purpose: str, secret: str) -> bytes:
+    """HMAC-SHA256 of ``secret`` under ``key`` (SECRET_KEY), told apart by ``purpose``: what the
+    database keeps of every token, session secret and cookie."""
+    return hmac.new(key, f"{purpose}:{secret}".encode(), hashlib.sha256).digest()
+
+
 @dataclass(frozen=True, slots=True)
 class Link:
     id: str
@@ -110,7 +116,7 @@ class TokenStore:
         self._db.close()
 
     def _hash(self, purpose: str, secret: str) -> bytes:
-        return hmac.new(self._key, f"{purpose}:{secret}".encode(), hashlib.sha256).digest()
+        return keyed_hash(self._key, purpose, secret)
 
     # -- links --
     def create_link(self, vm_uuid: str, vm_name: str, ttl: float) -> tuple[Link, str]:

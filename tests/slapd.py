@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from aiohttp.test_utils import unused_port
+
 SUFFIX = "dc=lab,dc=test"
 PEOPLE = f"ou=people,{SUFFIX}"
 GROUPS = f"ou=groups,{SUFFIX}"
@@ -150,8 +152,8 @@ class Slapd:
         conf = self._write_config()
         self._load(conf)
         for _ in range(3):  # the free port we picked may be taken before slapd binds it
-            self.port = free_port()
-            self.ldaps_port = free_port() if self.tls else 0
+            self.port = unused_port()
+            self.ldaps_port = unused_port() if self.tls else 0
             if self._launch(conf):
                 return self
         raise SlapdError(f"slapd found no free port:\n{self._log()}")
@@ -281,11 +283,6 @@ def _ldif_line(name: str, value: str) -> str:
         return f"{name}:: {base64.b64encode(value.encode()).decode()}"
     return f"{name}: {value}"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _answers(port: int) -> bool:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import email.message
-import socket
 from collections.abc import Iterator
 
+from aiohttp.test_utils import unused_port
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
 
@@ -27,16 +27,11 @@ class Inbox(Message):
         self.messages.append(message)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 @contextlib.contextmanager
 def smtp_inbox() -> Iterator[Inbox]:
     inbox = Inbox()
-    inbox.port = free_port()
+    inbox.port = unused_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
     controller.start()
     try:

@@ -412,13 +412,14 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _share(args: argparse.Namespace, settings: Settings) -> int:
-    from core.tokens import TokenStore, format_time, load_secret_key, parse_ttl
-    from core.web import admin, base_url, share_url
+    from core.tokens import parse_ttl
+    from core.web import base_url
+    from tui.consoles import Consoles
 
     if not args.targets and not args.classes:
         raise UsageError("share needs at least one TARGET or --class")
-    ttl_text = args.ttl or settings.share_ttl
-    ttl = parse_ttl(ttl_text)
+    ttl = args.ttl or settings.share_ttl
+    parse_ttl(ttl)  # a bad duration is refused before the hypervisor is asked anything
     lab = await Lab.open(settings, args.connect)
     try:
         found = resolve(lab.vms(), args.targets, args.classes)
@@ -426,35 +427,16 @@ async def _share(args: argparse.Namespace, settings: Settings) -> int:
         await lab.close()
     for name in found.unmatched:
         print(f"{name}: no such VM", file=sys.stderr)
-    failed = bool(found.unmatched)
     if not found.vms:
         return EXIT_FAILED
-    reply = await admin.call(settings, "POST", "/links",
-                             {"vms": [vm.uuid for vm in found.vms], "ttl": ttl_text})
-    if reply is not None:
-        rows = reply["links"]
-        for error in reply["errors"]:
-            print(f"{error['vm']}: {error['error']}", file=sys.stderr)
-            failed = True
-    else:  # no server running: the database directly (the server reads it when it starts)
-        base = base_url(settings)
-        if not settings.public_url:
-            print(f"vm-manager: PUBLIC_URL is unset: the links point at {base}", file=sys.stderr)
-        store = TokenStore(settings.database_path, load_secret_key(settings))
-        rows = []
-        try:
-            for vm in found.vms:
-                link, token = store.create_link(vm.uuid, vm.name, ttl)
-                rows.append({"name": vm.name, "id": link.id, "url": share_url(base, token),
-                             "expires": format_time(link.expires)})
-        finally:
-            store.close()
-    for row in rows:
-        print(f"{row['url']}  expires {row['expires']}  id {row['id']}  vm {row['name']}")
-    audit.record(settings.database_path, Actor.local("cli"),
-                 [Item("share", row["name"], "", "ok", f"link {row['id']} until {row['expires']}")
-                  for row in rows])
-    return EXIT_FAILED if failed else EXIT_OK
+    result = await Consoles(settings, source="cli").share(found.vms, ttl)
+    if not result.via_server and not settings.public_url:  # the database directly: no server runs
+        print(f"vm-manager: PUBLIC_URL is unset: the links point at {base_url(settings)}", file=sys.stderr)
+    for name, why in result.errors:
+        print(f"{name}: {why}", file=sys.stderr)
+    for link in result.links:
+        print(f"{link.url}  expires {link.expires}  id {link.id}  vm {link.vm_name}")
+    return EXIT_FAILED if found.unmatched or result.errors else EXIT_OK
 
 
 async def _revoke(args: argparse.Namespace, settings: Settings) -> int:

@@ -52,10 +52,12 @@ class RevokeResult:
 
 
 class Consoles:
-    """Talks to the admin API of ``settings`` (its Unix socket), else to the database."""
+    """Talks to the admin API of ``settings`` (its Unix socket), else to the database; what it
+    makes and revokes is audited as the operator at this terminal (``source``: tui or cli)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, source: str = "tui") -> None:
         self.settings = settings
+        self.actor = Actor.local(source)
         self._admin: ModuleType | None = None
 
     async def _call(self, method: str, path: str, payload: dict[str, Any] | None = None
@@ -88,7 +90,7 @@ class Consoles:
         return result
 
     def _record(self, items: list[Item]) -> None:
-        audit.record(self.settings.database_path, Actor.local("tui"), items)
+        audit.record(self.settings.database_path, self.actor, items)
 
     def _share_in_store(self, vms: Sequence[VM], ttl: float) -> tuple[SharedLink, ...]:
         key = load_secret_key(self.settings)  # never a throwaway key: a server could not read its links

@@ -125,12 +125,8 @@ async def open_link(request: web.Request) -> web.StreamResponse:
     if link is None or vm is None:
         log.info("share link refused for %s", request[CLIENT])
         return pages.refused()
-    secret = store.open_session(link)
-    where = f"/console/{link.vm_uuid}"
-    response = web.Response(status=303, headers={"Location": where, **pages.NO_STORE})
-    response.set_cookie(COOKIE, secret, path=where, httponly=True, samesite="Strict",
-                        secure=request.app[CONFIG].secure_cookies,
-                        max_age=max(1, int(link.expires - time.time())))
+    response = web.Response(status=303, headers={"Location": f"/console/{link.vm_uuid}", **pages.NO_STORE})
+    open_console_session(response, store, link, secure=request.app[CONFIG].secure_cookies)
     log.info("share link %s of %s opened by %s", link.id, vm.name, request[CLIENT])
     return response
 
@@ -199,6 +195,13 @@ async def console_socket(request: web.Request) -> web.StreamResponse:
         return browser
     finally:
         await app[ENDPOINTS].release(endpoint)
+
+
+def open_console_session(response: web.StreamResponse, store: TokenStore, link: Link, *,
+                         secure: bool) -> None:
+    """A new console session on ``link``: its cookie, scoped to the VM's console, on ``response``."""
+    response.set_cookie(COOKIE, store.open_session(link), path=f"/console/{link.vm_uuid}", httponly=True,
+                        samesite="Strict", secure=secure, max_age=max(1, int(link.expires - time.time())))
 
 
 def find_vm(lab: Lab, uuid: str) -> VM | None:

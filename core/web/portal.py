@@ -43,7 +43,7 @@ from core.requests import LIMITS, Kind, RequestStore
 from core.settings import Settings
 from core.tokens import TokenStore, parse_ttl
 from core.web import i18n, pages
-from core.web.app import CLIENT, COOKIE, UUID  # app imports this module only inside make_app
+from core.web.app import CLIENT, UUID, open_console_session  # app imports this module only inside make_app
 from core.web.sessions import Session, SessionStore
 
 log = logging.getLogger(__name__)
@@ -468,13 +468,10 @@ async def open_console(ctx: Ctx) -> web.StreamResponse:
     ttl = ctx.session.expires - portal.clock()  # the console lasts as long as the sign-in
     link, _token = portal.tokens.create_link(vm.uuid, vm.name, max(ttl, 1.0))
     portal.sessions.add_link(ctx.secret, link.id)
-    secret = portal.tokens.open_session(link)
     portal.record(ctx.actor(), "console", vm_name=vm.name, vm_uuid=vm.uuid, detail=f"link {link.id}")
     log.info("console of %s opened from the portal by %s (link %s)", vm.name, ctx.session.username, link.id)
-    where = f"/console/{vm.uuid}"
-    response = ctx.redirect(where)
-    response.set_cookie(COOKIE, secret, path=where, httponly=True, samesite="Strict",
-                        secure=portal.secure_cookies, max_age=max(1, int(link.expires - time.time())))
+    response = ctx.redirect(f"/console/{vm.uuid}")
+    open_console_session(response, portal.tokens, link, secure=portal.secure_cookies)
     return response
 
 

@@ -8,7 +8,6 @@ copy of the database opens no session.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import secrets
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import database
+from core.tokens import keyed_hash
 
 SECRET = secrets.token_urlsafe  # 32 bytes: 43 characters
 SECRET_BYTES = 32
@@ -83,7 +83,7 @@ class SessionStore:
         self._db.close()
 
     def _hash(self, purpose: str, secret: str) -> bytes:
-        return hmac.new(self._key, f"{purpose}:{secret}".encode(), hashlib.sha256).digest()
+        return keyed_hash(self._key, purpose, secret)
 
     # -- sessions --
     def create(self, *, username: str, role: str, display_name: str, email: str | None, source: str,
@@ -164,7 +164,7 @@ class SessionStore:
     # -- the pre-session CSRF of the sign-in form: a signed double-submit cookie --
     def login_token(self, cookie: str) -> str:
         """The form field that goes with the sign-in cookie ``cookie`` (an HMAC of it)."""
-        return hmac.new(self._key, f"login-csrf:{cookie}".encode(), hashlib.sha256).hexdigest()
+        return keyed_hash(self._key, "login-csrf", cookie).hex()
 
     def check_login_token(self, cookie: str | None, token: str | None) -> bool:
         if not cookie or not token or len(cookie) > 100:

@@ -13,7 +13,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from typing import Any
 import aiohttp
 import libvirt
 from aiohttp import web
+from aiohttp.test_utils import unused_port
 
 REPO = Path(__file__).resolve().parents[2]
 NOVNC = REPO / "noVNC"
@@ -197,7 +197,7 @@ class ConsoleServer:
         from core.web.app import make_app, runner_options
 
         self.lab = await asyncio.wait_for(Lab.open(self.settings, self.uri), 30)
-        port = free_port()
+        port = unused_port()
         self.app = make_app(self.settings, self.lab, secret_key=secrets.token_urlsafe(48), host="127.0.0.1",
                             port=port, expiry_interval=expiry_interval)
         self._runner = web.AppRunner(self.app, handle_signals=False, **runner_options())  # type: ignore[arg-type]
@@ -310,7 +310,7 @@ class Harness:
         async with self._lock:
             if vnc in self._proxies and self._proxies[vnc][0].poll() is None:
                 return self._proxies[vnc][1]
-            port = free_port()
+            port = unused_port()
             proc = spawn_websockify(port, vnc)
             self._proxies[vnc] = (proc, port)
             await wait_listening(port, proc)
@@ -373,11 +373,6 @@ def spawn_websockify(port: int, vnc: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([WEBSOCKIFY, f"127.0.0.1:{port}", f"127.0.0.1:{vnc}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def wait_listening(port: int, proc: subprocess.Popen[bytes] | None = None, within: float = 10) -> None:

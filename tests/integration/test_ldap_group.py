@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import unused_port
 from slapd import (
     GROUPS,
     PASSWORDS,
@@ -22,7 +23,6 @@ from slapd import (
     SUFFIX,
     Entry,
     Slapd,
-    free_port,
     group_of_names,
     lab_entries,
     person,
@@ -117,7 +117,7 @@ def test_dns_with_special_characters_find_nothing(settings: Settings, dn: str) -
 ])
 def test_invalid_dns_are_refused_before_any_request(dn: str) -> None:
     # No server at all: an invalid DN is refused before anything connects.
-    settings = Settings(ldap_host=f"ldap://127.0.0.1:{free_port()}", ldap_base_dn=SUFFIX,
+    settings = Settings(ldap_host=f"ldap://127.0.0.1:{unused_port()}", ldap_base_dn=SUFFIX,
                         ldap_bind_user_dn=SERVICE_DN, ldap_bind_user_password=SERVICE_PASSWORD)
     with pytest.raises(InvalidInput, match="invalid group DN") as info:
         group_members(settings, dn)
@@ -176,7 +176,7 @@ def test_an_account_that_may_not_read_finds_nothing(settings: Settings) -> None:
 
 
 def test_an_unreachable_server_is_a_clear_error(settings: Settings) -> None:
-    url = f"ldap://127.0.0.1:{free_port()}"
+    url = f"ldap://127.0.0.1:{unused_port()}"
     with pytest.raises(DirectoryError, match="cannot reach the LDAP server") as info:
         group_members(dataclasses.replace(settings, ldap_host=url), f"cn=info1,{GROUPS}")
     assert url in info.value.message

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import unused_port
 from slapd import (
     GROUPS,
     PASSWORDS,
@@ -25,7 +26,6 @@ from slapd import (
     SUFFIX,
     Entry,
     Slapd,
-    free_port,
     group_of_names,
     lab_entries,
     person,
@@ -211,7 +211,7 @@ def test_unusable_settings_are_config_errors(settings: Settings, change: dict[st
 
 
 def test_an_unreachable_server_is_a_directory_error(settings: Settings) -> None:
-    url = f"ldap://127.0.0.1:{free_port()}"
+    url = f"ldap://127.0.0.1:{unused_port()}"
     with pytest.raises(DirectoryError, match="cannot reach the LDAP server") as info:
         authenticate(dataclasses.replace(settings, ldap_host=url), "alice", PASSWORDS["alice"])
     assert url in info.value.message
@@ -253,7 +253,7 @@ def test_secrets_stay_out_of_logs_reprs_and_errors(settings: Settings, server: S
             authenticate(settings, user, password)
         seen += [repr(refused.value), str(refused.value)]
     for broken in (dataclasses.replace(settings, ldap_bind_user_dn=f"uid=alice,{PEOPLE}"),
-                   dataclasses.replace(settings, ldap_host=f"ldap://127.0.0.1:{free_port()}")):
+                   dataclasses.replace(settings, ldap_host=f"ldap://127.0.0.1:{unused_port()}")):
         with pytest.raises(DirectoryError) as failed:
             authenticate(broken, "bob", PASSWORDS["bob"])
         seen += [repr(failed.value), str(failed.value), repr(failed.value.__cause__)]

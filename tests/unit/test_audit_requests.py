@@ -10,7 +10,8 @@ import sqlite3
 from collections.abc import Callable, Iterator
 
 import pytest
-from smtp import Inbox, free_port, smtp_inbox
+from aiohttp.test_utils import unused_port
+from smtp import Inbox, smtp_inbox
 
 from core import mail
 from core.audit import Actor, AuditLog
@@ -198,7 +199,7 @@ async def test_no_smtp_or_a_dead_server_sends_nothing_and_raises_nothing(
         settings: Settings, store: RequestStore, caplog: pytest.LogCaptureFixture) -> None:
     made = store.create("alice", Kind.NEW_VM, reason="router lab", email="alice@lab.test")
     assert not await asyncio.to_thread(mail.send, settings, ["x@lab.test"], "s", "b")  # no SMTP_HOST
-    dead = Settings(data_dir=settings.data_dir, smtp_host="127.0.0.1", smtp_port=free_port(),
+    dead = Settings(data_dir=settings.data_dir, smtp_host="127.0.0.1", smtp_port=unused_port(),
                     operator_email="t@lab.test")  # nothing listens there
     await mail.notify_new_request(dead, made)
     assert "not sent" in caplog.text

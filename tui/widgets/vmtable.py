@@ -272,10 +272,6 @@ class VMTable(ScrollView, can_focus=True):
         return [vm] if vm is not None else []
 
     @property
-    def show_host(self) -> bool:
-        return self._multi_host
-
-    @property
     def columns(self) -> list[str]:
         """The keys of the columns shown, in order."""
         return [COLUMNS[i].key for i, _ in self._ensure_layout()]
