@@ -412,6 +412,16 @@ class RebootWatch:
     async def wait(self, within: float) -> bool:
         return await asyncio.to_thread(self._event.wait, within)
 
+    async def quiet(self, period: float, within: float) -> bool:
+        """True once no reset came for ``period`` seconds; False if resets go on for ``within``."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            seen = self.count
+            await asyncio.sleep(period)
+            if self.count == seen:
+                return True
+        return False
+
     def close(self) -> None:
         with contextlib.suppress(libvirt.libvirtError):
             self._conn.domainEventDeregisterAny(self._id)

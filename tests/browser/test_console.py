@@ -63,10 +63,12 @@ async def test_ctrl_alt_del_button_resets_the_guest(outside: Outside, server: Co
     assert not await watch.wait(1.0), "the guest reset before the button was pressed"
     await page.click("#ctrlaltdel")
     assert await watch.wait(15), "no reset after Ctrl+Alt+Del"
-    # One press; on a loaded machine SeaBIOS has been seen to reset a second time as it starts again
-    # (the key releases arrive after the first reset), so two is tolerated, a storm is not.
-    await asyncio.sleep(2.0)
-    assert 1 <= watch.count <= 2
+    # The page sends the three keys exactly once (test_console_keys proves it on the wire). SeaBIOS
+    # answers with up to three reset attempts (keyboard controller, PCI 0xCF9, triple fault); on a
+    # loaded machine QEMU may carry out more than one of them, and libvirt reports each as a REBOOT
+    # event (1 to 4 have been seen). What must not happen is a storm: the resets stop.
+    assert await watch.quiet(3.0, within=30.0), f"the guest is still resetting ({watch.count} resets)"
+    assert await asyncio.to_thread(dom.isActive)
     assert errors == []
 
 
