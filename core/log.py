@@ -7,6 +7,7 @@ import logging.handlers
 import re
 from pathlib import Path
 
+from core.errors import ConfigError
 from core.settings import Settings
 
 _SECRET = re.compile(r"(?i)((?:password|passwd|secret|token|key)[\"']?\s*[=:]\s*[\"']?)([^\s\"',;&]+)")
@@ -26,9 +27,13 @@ class RedactSecrets(logging.Filter):
 def setup_logging(settings: Settings, *, stderr: bool = False) -> Path:
     """Send the ``core`` and ``tui`` loggers to the rotated log file (and stderr for the CLI)."""
     path = settings.log_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler: logging.Handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=5 * 1024 * 1024, backupCount=5, encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=5 * 1024 * 1024, backupCount=5, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the log file {path}: {exc.strerror or exc} "
+                          "(set VMM_LOG_FILE, or VMM_DATA_DIR, to a place this user can write)") from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets())
     root = logging.getLogger()

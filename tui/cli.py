@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import sys
 import time
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         if action.destructive:
             sub.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
         if action == Action.HALT:
-            sub.add_argument("--timeout", type=float, metavar="SECONDS",
+            sub.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                              help="seconds to wait for the guest before destroying it "
                              "(default: VMM_HALT_TIMEOUT, 60)")
 
@@ -142,6 +143,17 @@ def _host_port(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"{text!r} is not [HOST:]PORT (e.g. 5000 or 0.0.0.0:5000)")
     return host, int(port)
+
+
+def _seconds(text: str) -> float:
+    """``--timeout``: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _add_targets(sub: argparse.ArgumentParser) -> None:

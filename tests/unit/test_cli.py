@@ -15,9 +15,9 @@ from core.testdriver import Spec
 STATES = {"running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended", "nostate"}
 
 
-def run(*args: str, env_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env_file: Path | None = None, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "VMM_ENV_FILE": str(env_file or "/nonexistent"),
-           "VMM_DATA_DIR": "/tmp/vmm-cli-test"}
+           "VMM_DATA_DIR": "/tmp/vmm-cli-test", **extra}
     return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True, text=True,
                           env=env, stdin=subprocess.DEVNULL, timeout=60,
                           cwd=Path(__file__).resolve().parents[2])
@@ -84,6 +84,20 @@ def test_bad_usage_exits_2(uri: str) -> None:
     out = run("-c", uri, "halt", "stu-1")  # destructive, no terminal, no --yes
     assert out.returncode == 2
     assert "--yes" in out.stderr
+
+
+@pytest.mark.parametrize("timeout", ["-5", "0", "nan", "inf", "soon"])
+def test_halt_timeout_must_be_a_positive_number(uri: str, timeout: str) -> None:
+    out = run("-c", uri, "halt", "--yes", "--timeout", timeout, "stu-1")
+    assert out.returncode == 2
+    assert "not a positive number of seconds" in out.stderr
+
+
+def test_an_unwritable_log_file_is_a_clear_error(uri: str) -> None:
+    out = run("-c", uri, "list", VMM_LOG_FILE="/proc/no-such-dir/vmm.log")
+    assert out.returncode == 2
+    assert out.stderr.startswith("vm-manager: cannot write the log file /proc/no-such-dir/vmm.log")
+    assert "Traceback" not in out.stderr
 
 
 def test_assign_refuses_a_hostile_owner(uri: str) -> None:
