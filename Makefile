@@ -19,18 +19,23 @@ LIBVIRTD := scripts/libvirtd.sh
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench screenshots template-tiny template-debian setup system-deps libvirtd-start libvirtd-stop libvirtd-status clean
+.PHONY: run test lint bench screenshots template-tiny template-debian setup setup-run system-deps system-deps-run libvirtd-start libvirtd-stop libvirtd-status clean
 
+# setup: everything the tests need; setup-run: only what the app needs (no daemon is installed).
 setup: system-deps $(STAMP)
+setup-run: system-deps-run $(STAMP)
 
-system-deps:
+system-deps: system-deps-run
 	@scripts/setup.sh system
 
+system-deps-run:
+	@scripts/setup.sh system run
+
 # Rebuilt only when pyproject.toml is newer than the stamp (or the venv is gone).
-$(STAMP): pyproject.toml | system-deps
+$(STAMP): pyproject.toml | system-deps-run
 	@scripts/setup.sh venv
 
-run: setup
+run: setup-run
 	$(VENV)/bin/vm-manager $(ARGS)
 
 test: setup

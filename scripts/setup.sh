@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install what VM Manager needs on a Debian 12 machine, as root, and nothing that is already there.
 #
-#   scripts/setup.sh system   apt-get install the missing system packages (apt-get update once,
+#   scripts/setup.sh system [run]
+#                             apt-get install the missing system packages (apt-get update once,
 #                             and only when something is missing), then noVNC at its pinned
-#                             version into noVNC/vendor/ (scripts/install_novnc.sh)
+#                             version into noVNC/vendor/ (scripts/install_novnc.sh). `run`: only
+#                             what the app itself needs (make run), no daemon among them
 #   scripts/setup.sh venv     create .venv if needed and install the project editable with its
 #                             dev dependency group; touches .venv/.installed when done
 #   scripts/setup.sh          both (the Makefile calls the two steps separately, so that the venv
@@ -11,15 +13,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The runtime (libvirt, QEMU, tmux for the TUI tests), what builds libvirt-python from source
-# (PyPI ships it as an sdist only): a C compiler, pkg-config, libvirt-dev and the Python headers,
-# and what builds the tiny template and its NoCloud seeds: cpio and kmod (depmod) for the initramfs,
-# genisoimage; mmdebstrap and e2fsprogs for the Debian template; and the throwaway OpenLDAP
-# server of the LDAP tests: slapd, ldap-utils; Debian's Chromium for the browser console tests
-# (driven by Playwright, never a downloaded browser).
-PACKAGES=(openssl libvirt-daemon-system libvirt-dev libvirt-clients pkg-config qemu-system-x86 qemu-utils
-          tmux python3 python3-venv python3-dev gcc cpio kmod genisoimage mmdebstrap e2fsprogs
-          slapd ldap-utils chromium)
+# What the app needs (make run): openssl (password hashes), qemu-utils (overlays), and what builds
+# libvirt-python from source (PyPI ships it as an sdist only): a C compiler, pkg-config, libvirt-dev
+# (which brings libvirt's client library, test driver included) and the Python headers. None of
+# them starts a daemon when installed.
+RUN_PACKAGES=(openssl libvirt-dev pkg-config qemu-utils python3 python3-venv python3-dev gcc)
+# What the tests, the benchmark and the template builds add: libvirtd and QEMU, tmux for the TUI
+# tests; cpio and kmod (depmod) for the tiny template's initramfs, genisoimage; mmdebstrap and
+# e2fsprogs for the Debian template; the throwaway OpenLDAP server of the LDAP tests (slapd,
+# ldap-utils); Debian's Chromium for the browser tests (driven by Playwright, never a downloaded
+# browser).
+TEST_PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 tmux cpio kmod genisoimage
+               mmdebstrap e2fsprogs slapd ldap-utils chromium)
 VENV=.venv
 STAMP=$VENV/.installed
 PYTHON=${PYTHON:-python3}
@@ -31,13 +36,17 @@ installed() {
 }
 
 system() {
-    packages
+    if [[ ${1:-} == run ]]; then
+        packages "${RUN_PACKAGES[@]}"
+    else
+        packages "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+    fi
     scripts/install_novnc.sh
 }
 
 packages() {
     local missing=() pkg
-    for pkg in "${PACKAGES[@]}"; do
+    for pkg in "$@"; do
         installed "$pkg" || missing+=("$pkg")
     done
     if ((${#missing[@]} == 0)); then
@@ -101,7 +110,7 @@ venv() {
 }
 
 case ${1:-all} in
-    system) system ;;
+    system) system "${2:-}" ;;
     venv) venv ;;
     all)
         system
