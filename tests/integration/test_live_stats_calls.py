@@ -1,0 +1,89 @@
+"""Figures cost one bulk call per interval, whatever the number of VMs: counted on the wire.
+
+A Lab runs in a child process whose libvirt client logs every RPC message it sends
+(``LIBVIRT_LOG_FILTERS=1:rpc``); the test counts the remote procedures sent during a quiet window.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from livelab import URI, Outside
+
+pytestmark = pytest.mark.integration
+
+# Procedure numbers of libvirt's remote protocol (src/remote/remote_protocol.x).
+GET_ALL_DOMAIN_STATS, NODE_GET_CPU_STATS, NODE_GET_MEMORY_STATS = 344, 227, 228
+PER_DOMAIN_FIGURES = {
+    16: "virDomainGetInfo", 64: "virDomainBlockStats", 65: "virDomainInterfaceStats",
+    159: "virDomainMemoryStats", 243: "virDomainBlockStatsFlags", 262: "virDomainGetCPUStats",
+}
+REMOTE_PROGRAM = 0x20008086  # the remote driver's program (keepalive is another one)
+INTERVAL, WINDOW = 0.5, 3.0
+
+CHILD = """
+import asyncio, json, sys, time
+from pathlib import Path
+from core.lab import Lab
+from core.settings import Settings
+
+async def main():
+    data = Path(sys.argv[2])
+    settings = Settings(data_dir=data, config_dir=data, stats_interval=float(sys.argv[3]))
+    lab = await Lab.open(settings, sys.argv[1])
+    await asyncio.sleep(2.0)  # the first sync and the address look-ups are over
+    began = time.time()
+    await asyncio.sleep(float(sys.argv[4]))
+    ended = time.time()
+    running = sum(vm.state.is_active for vm in lab.vms())
+    await lab.close()
+    print(json.dumps({"began": began, "ended": ended, "running": running}))
+
+asyncio.run(main())
+"""
+SENT = re.compile(r"^(\S+ \S+)\+0000: .*RPC_CLIENT_MSG_TX_QUEUE: .* prog=(\d+) vers=\d+ proc=(\d+) ")
+
+
+def sent_between(log: Path, began: float, ended: float) -> list[int]:
+    """The remote procedures the child sent between two wall-clock times."""
+    procs = []
+    for line in log.read_text().splitlines():
+        match = SENT.match(line)
+        if not match or int(match[2]) != REMOTE_PROGRAM:
+            continue
+        when = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=None)
+        stamp = (when - datetime(1970, 1, 1)).total_seconds()
+        if began <= stamp <= ended:
+            procs.append(int(match[3]))
+    return procs
+
+
+def test_one_bulk_stats_call_per_interval_for_all_vms(outside: Outside, tmp_path: Path) -> None:
+    for n in range(3):
+        outside.define(f"bulk{n}", start=True)
+    log = tmp_path / "rpc.log"
+    env = {**os.environ, "LIBVIRT_LOG_FILTERS": "1:rpc", "LIBVIRT_LOG_OUTPUTS": f"1:file:{log}"}
+    argv = [sys.executable, "-c", CHILD, URI, str(tmp_path / "data"), str(INTERVAL), str(WINDOW)]
+    child = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60,
+                           cwd=Path(__file__).resolve().parents[2])
+    assert child.returncode == 0, child.stderr
+    window = json.loads(child.stdout.splitlines()[-1])
+    assert window["running"] >= 3
+
+    procs = sent_between(log, window["began"], window["ended"])
+    bulk = procs.count(GET_ALL_DOMAIN_STATS)
+    ticks = WINDOW / INTERVAL
+    # A loaded machine stretches the ticks (each waits INTERVAL after the sample), never adds any.
+    assert 2 <= bulk <= ticks + 1, procs
+    # Nothing asks for one VM's figures, and a tick adds only the host's CPU and memory (each a call
+    # for the number of fields, then one for the values). Other calls may come from events (another
+    # test run's VMs): those are not figures.
+    assert not [PER_DOMAIN_FIGURES[p] for p in procs if p in PER_DOMAIN_FIGURES]
+    assert procs.count(NODE_GET_CPU_STATS) == procs.count(NODE_GET_MEMORY_STATS) == 2 * bulk, procs
