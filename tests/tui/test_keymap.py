@@ -8,7 +8,7 @@ import pytest
 from tuitest import SIZE, notifications, vm_named
 
 from core.settings import Settings
-from tui.keymap import load_keymap, valid_key
+from tui.keymap import binding_ids, load_keymap, valid_key
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
@@ -93,3 +93,11 @@ async def test_a_partly_bad_keymap_applies_the_good_part(make_app, settings: Set
         assert any("unknown binding id 'teleport'" in n for n in notifications(app))
         await pilot.press("H")
         assert isinstance(app.screen, ConfirmScreen)
+
+
+def test_the_readme_documents_every_binding_id(make_app) -> None:
+    """keymap.toml takes binding ids: each must be findable in the README's key table."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    ids = binding_ids(make_app().binding_groups())
+    assert len(ids) > 40
+    assert sorted(i for i in ids if f"`{i}`" not in readme) == []
