@@ -155,12 +155,32 @@ def env_names() -> list[str]:
     return [f.metadata["env"] for f in dataclasses.fields(Settings)]
 
 
+SYSTEM_ENV_FILE = Path("/etc/vm-manager/env")
+"""The deployed service's settings (deploy/vm-manager.service reads it too): operators' TUI and CLI
+on the same host find the same data directory, database and admin socket there."""
+
+
+def env_file_path(environ: Mapping[str, str]) -> Path:
+    """``VMM_ENV_FILE``, else ``./.env``, else /etc/vm-manager/env (it may not exist)."""
+    if environ.get("VMM_ENV_FILE"):
+        return Path(environ["VMM_ENV_FILE"])
+    local = Path(".env")
+    return local if local.is_file() else SYSTEM_ENV_FILE
+
+
 def load_settings(env_file: str | os.PathLike[str] | None = None,
                   environ: Mapping[str, str] | None = None) -> Settings:
-    """Read ``.env`` (``VMM_ENV_FILE``, else ``./.env``) and the environment into a Settings."""
+    """Read the env file (:func:`env_file_path`) and the environment into a Settings."""
     environ = os.environ if environ is None else environ
-    path = Path(env_file or environ.get("VMM_ENV_FILE") or ".env")
-    values: dict[str, str | None] = dict(dotenv_values(path)) if path.is_file() else {}
+    path = Path(env_file) if env_file else env_file_path(environ)
+    try:
+        values: dict[str, str | None] = dict(dotenv_values(path)) if path.is_file() else {}
+    except OSError as exc:
+        hint = ""
+        if path == SYSTEM_ENV_FILE:
+            hint = (" (the service's settings: run vm-manager as the service's user, e.g. "
+                    "`sudo -u vm-manager vm-manager`, or point VMM_ENV_FILE elsewhere)")
+        raise ConfigError(f"cannot read the settings file {path}: {exc.strerror or exc}{hint}") from None
     values.update(environ)
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(Settings):

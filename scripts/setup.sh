@@ -22,9 +22,9 @@ RUN_PACKAGES=(openssl libvirt-dev pkg-config qemu-utils python3 python3-venv pyt
 # tests; cpio and kmod (depmod) for the tiny template's initramfs, genisoimage; mmdebstrap and
 # e2fsprogs for the Debian template; the throwaway OpenLDAP server of the LDAP tests (slapd,
 # ldap-utils); Debian's Chromium for the browser tests (driven by Playwright, never a downloaded
-# browser).
+# browser); nginx, to run deploy/'s site in front of the server.
 TEST_PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 tmux cpio kmod genisoimage
-               mmdebstrap e2fsprogs slapd ldap-utils chromium)
+               mmdebstrap e2fsprogs slapd ldap-utils chromium nginx-light)
 VENV=.venv
 STAMP=$VENV/.installed
 PYTHON=${PYTHON:-python3}
@@ -62,7 +62,16 @@ packages() {
         apt-get update -q
         export VMM_APT_UPDATED=1
     fi
-    apt-get install -y -q -o Dpkg::Options::=--force-confold "${missing[@]}"
+    # Packages of daemons (libvirtd, slapd, nginx) start them when installed, unless policy-rc.d
+    # says no: the tests start what they need themselves, and nothing is left running behind them.
+    local policy=/usr/sbin/policy-rc.d guard=""
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && guard=$policy
+    fi
+    local status=0
+    apt-get install -y -q -o Dpkg::Options::=--force-confold "${missing[@]}" || status=$?
+    [[ -z $guard ]] || rm -f "$guard"
+    return "$status"
 }
 
 # The packages of a [dependency-groups] group, for a pip too old for --group (before 25.1).

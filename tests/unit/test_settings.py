@@ -1,10 +1,12 @@
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from core.errors import ConfigError
-from core.settings import env_names, load_settings
+from core.settings import SYSTEM_ENV_FILE, env_file_path, env_names, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,3 +46,27 @@ def test_env_example_documents_every_setting() -> None:
     example = (ROOT / ".env.example").read_text()
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, re.MULTILINE))
     assert set(env_names()) <= documented, set(env_names()) - documented
+
+
+def test_which_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """VMM_ENV_FILE, else ./.env, else the service's /etc/vm-manager/env (operators share its paths)."""
+    monkeypatch.chdir(tmp_path)
+    assert env_file_path({}) == SYSTEM_ENV_FILE == Path("/etc/vm-manager/env")
+    (tmp_path / ".env").write_text("VMM_HALT_TIMEOUT=5\n")
+    assert env_file_path({}) == Path(".env")
+    assert load_settings(environ={}).halt_timeout == 5
+    assert env_file_path({"VMM_ENV_FILE": "/srv/lab.env"}) == Path("/srv/lab.env")
+
+
+def test_an_unreadable_env_file_is_a_clear_error(tmp_path: Path) -> None:
+    """The service's env file is 0600: another user's vm-manager says so instead of using other paths."""
+    env = tmp_path / "env"
+    env.write_text("SECRET_KEY=x\n")
+    env.chmod(0o600)
+    tmp_path.chmod(0o755)
+    code = "from core.settings import load_settings; load_settings()"
+    out = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                          sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={"VMM_ENV_FILE": str(env), "PATH": "/usr/bin:/bin"}, timeout=30)
+    assert out.returncode != 0
+    assert f"ConfigError: cannot read the settings file {env}: Permission denied" in out.stderr
