@@ -128,7 +128,7 @@ async def test_the_shipped_nginx_site_serves_consoles_over_tls(outside: Outside,
             assert response.status == 303
             assert response.headers["Location"].endswith(f"/console/{uuid}")
             cookie = response.headers["Set-Cookie"]
-            # Secure because the browser came over https: nginx says so in X-Forwarded-Proto.
+            # Secure: the browser came over https (PUBLIC_URL, and nginx's X-Forwarded-Proto).
             assert "Secure" in cookie
             assert "HttpOnly" in cookie
         ws = await browser.ws_connect(f"wss://localhost:{nginx.https_port}/console/{uuid}/ws",
