@@ -15,6 +15,7 @@ import stat
 from pathlib import Path
 
 QEMU_USER = "libvirt-qemu"  # what Debian's libvirt runs QEMU as (qemu.conf `user`)
+QEMU_GROUP = "libvirt-qemu"  # and its group (qemu.conf `group`): QEMU's own, no person's
 
 
 def _account(user: str) -> tuple[int, set[int]] | None:
@@ -57,10 +58,15 @@ def readable_by(path: Path, user: str = QEMU_USER) -> str:
     return ""
 
 
-def group_id(user: str = QEMU_USER) -> int | None:
-    """The primary group of ``user``, or None when there is no such user."""
+def group_id(group: str = QEMU_GROUP) -> int | None:
+    """The id of ``group`` (by default the group QEMU runs as), or None when there is none.
+
+    Not the primary group of QEMU's user: on Debian that is ``kvm``, which people are put in to
+    use /dev/kvm. libvirt starts QEMU with ``libvirt-qemu`` as its group (``kvm`` only a
+    supplementary one), so a folder of that group is QEMU's and nobody else's.
+    """
     try:
-        return pwd.getpwnam(user).pw_gid
+        return grp.getgrnam(group).gr_gid
     except KeyError:
         return None
 

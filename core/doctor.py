@@ -1,29 +1,50 @@
 """``vm-manager doctor``: what provisioning runs that were killed left half-made.
 
-Three kinds of leftovers:
+Four kinds of leftovers:
 
-- a VM folder (``<student_vms>/<username>/<vm>/``) that no domain uses: the run died before
-  ``define``, or a delete died half-way;
-- a domain of ours (it carries our metadata with a creation time) whose disk is gone;
+- a VM folder (``<student_vms>/<username>/<vm>/``) marked as made for a domain that does not
+  exist (:data:`core.folders.MARKER`): the run died before ``define``, or a delete died half-way;
+  also a hidden work folder such a kill left (marked the same way, or holding nothing);
+- a domain of ours (it carries our metadata with a creation time, its files are under the
+  student root) whose disk is gone;
 - a domain of ours left paused: the run started it paused and died before resuming it (its
-  folder keeps the ``STARTING`` mark until the resume).
+  folder keeps the ``STARTING`` mark until the resume);
+- a VNC socket ``<console_socket_dir>/<uuid>.vnc`` of a domain that does not exist (QEMU
+  leaves its socket behind when it stops).
 
-``fix`` removes the first two and resumes the third, and touches nothing else: domains without
-our metadata are never looked at twice, and nothing runs while a provisioning run holds the
-student folder root's lock.
+``fix`` removes the first two and the sockets, resumes the third, and touches nothing else: a
+folder without our marker is never removed (only reported when no domain uses it; but for a
+work folder of ours that holds nothing, not even a whole marker), domains without our metadata
+are never looked at twice, and nothing runs while a provisioning run holds the student folder
+root's lock. A domain whose definition cannot be read might use any folder or socket: while
+there is one, doctor says so and removes no file at all. Files are looked at only on a host
+whose files are this machine's (:func:`core.folders.files_are_local`): the test driver's storage
+is fictional.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import libvirt
 
-from core import domainxml
-from core.folders import STARTING, exclusive_lock, remove_vm_folder, vm_folders
+from core import domainxml, failpoints
+from core.folders import (
+    MARKER,
+    STARTING,
+    exclusive_lock,
+    files_are_local,
+    folder_domain,
+    remove_vm_folder,
+    remove_vnc_socket,
+    vm_folders,
+    vnc_sockets,
+    work_folders,
+)
 from core.host import Host
 from core.settings import Settings
 
@@ -32,10 +53,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Finding:
-    what: str  # "folder" | "domain"
-    where: str  # the folder's path, or the domain's name
+    what: str  # "folder" | "domain" | "socket"
+    where: str  # the folder's or socket's path, or the domain's name
     problem: str
     fixed: str = ""  # what --fix did, "" when not (yet) fixed
+    advisory: bool = False  # only for the operator to know: not ours, doctor never acts on it
 
 
 @dataclass
@@ -45,45 +67,172 @@ class Checkup:
 
     @property
     def unfixed(self) -> list[Finding]:
-        return [f for f in self.findings if not f.fixed]
+        return [f for f in self.findings if not f.fixed and not f.advisory]
+
+
+@dataclass
+class _Domains:
+    """What the domains of the host tell: their UUIDs, the files they name, which could not be read."""
+
+    uuids: set[str] = field(default_factory=set)
+    files: set[str] = field(default_factory=set)
+    unreadable: list[str] = field(default_factory=list)
 
 
 def checkup(settings: Settings, host: Host, fix: bool = False) -> Checkup:
     """Look (blocking: libvirt calls and file-system walks); with ``fix``, remove what is found."""
     root = settings.student_vms_dir
+    local = files_are_local(host)
     with exclusive_lock(root) as free:
         result = Checkup(busy=not free)
-        used: set[Path] = set()
+        fix = fix and free
+        domains = _Domains()
         for dom in host.connection().listAllDomains(0):
-            try:
-                info = domainxml.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-                active = dom.isActive()
-            except libvirt.libvirtError:
-                continue  # undefined while we looked
-            files = [d for d in info.disks if d.source and d.source_type == "file"]
-            if info.meta.created and active:
-                result.findings += _left_paused(dom, info.name, {Path(d.source).parent for d in files},
-                                                fix and free)
-            missing = [d.source for d in files if d.device == "disk" and not os.path.exists(d.source)]
-            if info.meta.created and missing and not active:
-                finding = Finding("domain", info.name, f"its disk {missing[0]} is gone")
-                if fix and free:
-                    finding = _undefine(dom, finding)
-                result.findings.append(finding)
-                if finding.fixed:
-                    continue  # its folder, if any, is now a leftover too
-            used |= {Path(d.source).parent for d in files}
-        for folder in vm_folders(root):
-            if folder not in used:
-                finding = Finding("folder", str(folder), "no VM uses it")
-                if fix and free:
-                    remove_vm_folder(folder)
-                    finding = Finding(finding.what, finding.where, finding.problem, "removed")
-                result.findings.append(finding)
+            result.findings += _look_at(dom, domains, root, local, fix)
+        if local:
+            result.findings += _folders(root, domains, fix)
+            result.findings += _sockets(settings.console_socket_dir, domains, fix)
     for finding in result.findings:
         log.info("doctor: %s %s: %s%s", finding.what, finding.where, finding.problem,
                  f" ({finding.fixed})" if finding.fixed else "")
     return result
+
+
+def _read(dom: libvirt.virDomain) -> tuple[domainxml.DomainInfo, bool]:
+    failpoints.hit("doctor-read", dom.name())  # the tests' stand-in for a definition libvirt will not give
+    return domainxml.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)), bool(dom.isActive())
+
+
+def _look_at(dom: libvirt.virDomain, domains: _Domains, root: Path, local: bool, fix: bool) -> list[Finding]:
+    """One domain: noted in ``domains``; a finding when it is ours and half-made, or unreadable."""
+    uuid = dom.UUIDString()
+    domains.uuids.add(uuid)
+    try:
+        info, active = _read(dom)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return []  # undefined while we looked (its folder and socket wait for the next run)
+        reason = exc.get_error_message() or str(exc)
+    except Exception as exc:  # an injected failure, a definition we cannot parse: the same doubt
+        log.warning("doctor: cannot read domain %s", uuid, exc_info=exc)
+        reason = getattr(exc, "message", "") or str(exc)
+    else:
+        return _look_at_readable(dom, info, active, domains, root, local, fix)
+    name = _name(dom, uuid)
+    domains.unreadable.append(name)
+    return [Finding("domain", name, f"its definition cannot be read ({reason}): every folder and "
+                    "socket that might be its is kept")]
+
+
+def _look_at_readable(dom: libvirt.virDomain, info: domainxml.DomainInfo, active: bool,
+                      domains: _Domains, root: Path, local: bool, fix: bool) -> list[Finding]:
+    """Only a domain whose files are under this student root is doctor's to act on: the root's
+    lock keeps provisioning runs there away, not runs under another root."""
+    files = [d for d in info.disks if d.source and d.source_type == "file"]
+    if not local:  # the test driver's disks and folders are fictional: nothing to look at
+        return []
+    base = os.path.normpath(os.path.abspath(root))
+    ours = [d for d in files if Path(os.path.normpath(os.path.abspath(d.source))).is_relative_to(base)]
+    findings: list[Finding] = []
+    if info.meta.created and active:
+        findings += _left_paused(dom, info.name, {Path(d.source).parent for d in ours}, fix)
+    missing = [d.source for d in ours if d.device == "disk" and not os.path.exists(d.source)]
+    if info.meta.created and missing and not active:
+        finding = Finding("domain", info.name, f"its disk {missing[0]} is gone")
+        if fix:
+            finding = _undefine(dom, finding)
+        findings.append(finding)
+        if finding.fixed:  # its folder and socket, if any, are leftovers now too
+            domains.uuids.discard(info.uuid)
+            return findings
+    domains.files |= {os.path.normpath(d.source) for d in files}
+    return findings
+
+
+def _folders(root: Path, domains: _Domains, fix: bool) -> list[Finding]:
+    findings = []
+    work = work_folders(root)
+    for folder in [*vm_folders(root), *work]:
+        inside = os.path.normpath(os.path.abspath(folder))
+        used = any(Path(path).is_relative_to(inside) for path in domains.files)
+        owner = folder_domain(folder)
+        if owner is None and folder in work and not used and _holds_nothing(folder):
+            finding = Finding("folder", str(folder), "a folder a killed run was making or removing, "
+                              "with nothing in it")
+            if fix and not domains.unreadable and _remove_empty(folder):
+                finding = replace(finding, fixed="removed")
+            findings.append(finding)
+            continue
+        if owner is None:
+            if not used:
+                findings.append(Finding("folder", str(folder), "no VM uses it, and it has no mark of "
+                                        "vm-manager's: not ours, left alone", advisory=True))
+            continue
+        if owner in domains.uuids:
+            continue
+        if used:
+            findings.append(Finding("folder", str(folder), "its VM is gone, but another VM uses files "
+                                    "in it: left alone", advisory=True))
+            continue
+        finding = Finding("folder", str(folder), "its VM is gone")
+        if domains.unreadable:
+            finding = replace(finding, problem=f"{finding.problem}; kept while the definition of "
+                              f"{', '.join(domains.unreadable)} cannot be read")
+        elif fix:
+            done = remove_vm_folder(folder)
+            finding = replace(finding, fixed="removed") if done else replace(
+                finding, problem=f"{finding.problem}; some of its files would not go")
+        findings.append(finding)
+    return findings
+
+
+def _holds_nothing(folder: Path) -> bool:
+    """Whether a folder holds nothing but, perhaps, a marker (a whole one or one cut short)."""
+    try:
+        return set(os.listdir(folder)) <= {MARKER}
+    except OSError:
+        return False
+
+
+def _remove_empty(folder: Path) -> bool:
+    """Remove a work folder that holds nothing but a marker (nothing to lose), and its owner's
+    folder if that is left empty."""
+    try:
+        (folder / MARKER).unlink(missing_ok=True)
+        folder.rmdir()  # fails if anything came in meanwhile
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    with contextlib.suppress(OSError):
+        folder.parent.rmdir()
+    return True
+
+
+def _sockets(socket_dir: Path, domains: _Domains, fix: bool) -> list[Finding]:
+    findings = []
+    for uuid, path in sorted(vnc_sockets(socket_dir).items()):
+        if uuid in domains.uuids:
+            continue  # a shut-off VM's: QEMU makes it anew at the next start
+        finding = Finding("socket", str(path), "its VM is gone")
+        if domains.unreadable:
+            finding = replace(finding, problem=f"{finding.problem}; kept while the definition of "
+                              f"{', '.join(domains.unreadable)} cannot be read")
+        elif fix:
+            try:
+                remove_vnc_socket(path)
+                finding = replace(finding, fixed="removed")
+            except OSError as exc:
+                finding = replace(finding, problem=f"{finding.problem}; cannot remove it: {exc.strerror}")
+        findings.append(finding)
+    return findings
+
+
+def _name(dom: libvirt.virDomain, fallback: str) -> str:
+    try:
+        return str(dom.name())
+    except libvirt.libvirtError:
+        return fallback
 
 
 def _left_paused(dom: libvirt.virDomain, name: str, folders: set[Path], fix: bool) -> list[Finding]:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import libvirt
 
 from core import domainxml, eventloop
-from core.actions import Action, ActionResult, run_bulk
+from core.actions import Action, ActionResult, Protected, run_bulk
 from core.audit import Actor, AuditLog, Item
-from core.errors import ActionFailed, InvalidInput, NotFound, VMManagerError, from_libvirt
+from core.errors import ActionFailed, ConfigError, InvalidInput, NotFound, VMManagerError, from_libvirt
 from core.host import Host
 from core.inventory import Inventory, Update
 from core.metadata import NAMESPACE, PREFIX
@@ -28,7 +28,7 @@ from core.names import check_class_name, check_username
 from core.requests import Kind, Request, RequestStore, Status
 from core.roster import Student
 from core.settings import Settings
-from core.templates import Template
+from core.templates import Template, load_templates
 
 if TYPE_CHECKING:  # imported where used: starting the TUI needs neither
     from core import doctor, provision
@@ -150,12 +150,28 @@ class Lab:
         """Run an action on many VMs (``snapshot``: the name for snapshot/revert); a result per VM,
         each recorded in the audit log as ``actor``'s."""
         timeout = self.settings.halt_timeout if halt_timeout is None else halt_timeout
+        protected = self.protected() if Action(action) == Action.DELETE else Protected()
         results = await eventloop.run_on_core(run_bulk(
             self.hosts, action, list(vms), concurrency=self.settings.bulk_concurrency,
-            halt_timeout=timeout, protected_dirs=[self.settings.templates_path],
-            vm_root=self.settings.student_vms_dir, snapshot=snapshot))
+            halt_timeout=timeout, protected=protected, vm_root=self.settings.student_vms_dir,
+            socket_dir=self.settings.console_socket_dir, snapshot=snapshot))
         self._record_results(actor, results)
         return results
+
+    def protected(self) -> Protected:
+        """What delete must never remove: the template folder and every file templates.toml
+        declares, read afresh. A file that cannot be read leaves the templates unknown: delete
+        then refuses every VM it would remove a disk of (see :class:`core.actions.Protected`)."""
+        folder = self.settings.templates_path
+        try:
+            templates = load_templates(self.settings.templates_file, folder)
+        except ConfigError as exc:
+            reason = exc.message.replace(":\n  ", ": ", 1).replace("\n  ", "; ")  # on one line
+            return Protected.of([folder], problem=f"templates.toml is broken ({reason})")
+        except OSError as exc:
+            return Protected.of([folder], problem=f"{self.settings.templates_file} cannot be read "
+                                f"({exc.strerror or exc})")
+        return Protected.of([folder], [path for t in templates.values() for path in t.files().values()])
 
     async def assign(self, vms: Iterable[VM], owner: str | None,
                      lab_class: str | None = None, *, actor: Actor | None = None) -> list[ActionResult]:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from core.model import VM
+from core.names import check_class_name
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -22,8 +23,11 @@ def resolve(vms: Iterable[VM], patterns: Sequence[str] = (),
     """VMs named exactly, matched by a glob (``stu-*``) or in one of ``classes``; no duplicates.
 
     A pattern counts as a glob only when it holds ``*``, ``?`` or ``[`` *and* no VM bears it as
-    its exact name, so a VM called ``[b]bold`` can still be named literally.
+    its exact name, so a VM called ``[b]bold`` can still be named literally. A class must be a
+    valid class name: ``--class ''`` would otherwise pick every VM without a class; InvalidInput
+    (bad usage) before anything is matched.
     """
+    check_classes(classes)
     pool = sorted(vms, key=lambda vm: (vm.name, vm.host))
     chosen: dict[tuple[str, str], VM] = {}
     unmatched: list[str] = []
@@ -40,3 +44,9 @@ def resolve(vms: Iterable[VM], patterns: Sequence[str] = (),
             unmatched.append(f"--class {lab_class}")
         chosen.update((vm.key, vm) for vm in hits)
     return Resolved(sorted(chosen.values(), key=lambda vm: (vm.name, vm.host)), unmatched)
+
+
+def check_classes(classes: Sequence[str]) -> None:
+    """Refuse (InvalidInput) any class that is not a valid class name, the empty one included."""
+    for lab_class in classes:
+        check_class_name(lab_class)

@@ -1,6 +1,15 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core import testdriver
+from core.errors import InvalidInput
 from core.metadata import LabMeta
 from core.model import VM, VMState
 from core.targets import resolve
+from core.testdriver import Spec
 
 
 def vm(name: str, lab_class: str = "") -> VM:
@@ -32,3 +41,24 @@ def test_unmatched_are_reported_as_written() -> None:
     result = resolve(POOL, ["nope", "x-*"], ["ghost"])
     assert result.vms == []
     assert result.unmatched == ["nope", "x-*", "--class ghost"]
+
+
+@pytest.mark.parametrize("bad", ["", " ", "../etc", "-x", "a" * 65])
+def test_an_invalid_class_is_refused_before_anything_is_matched(bad: str) -> None:
+    """``--class ''`` must not pick every VM without a class (``vm("[b]bold")`` has none)."""
+    with pytest.raises(InvalidInput, match="invalid class name"):
+        resolve(POOL, ["prof"], ["net101", bad])
+
+
+def test_cli_delete_with_an_empty_class_is_bad_usage_and_deletes_nothing(tmp_path: Path) -> None:
+    uri = testdriver.write(tmp_path / "lab.xml", [
+        Spec("unclassed", VMState.SHUTOFF), Spec("stu", VMState.SHUTOFF, meta=LabMeta(lab_class="net101"))])
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VMM_ENV_FILE": "/nonexistent",
+           "VMM_DATA_DIR": str(tmp_path / "data")}
+    out = subprocess.run([sys.executable, "-m", "tui.cli", "-c", uri, "delete", "--class", "", "--yes"],
+                         capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "invalid class name ''" in out.stderr
+    assert "deleted" not in out.stdout
+    assert "Traceback" not in out.stderr
