@@ -24,7 +24,7 @@ from core import domainxml, stats
 from core.errors import HypervisorUnavailable, VMManagerError, from_libvirt
 from core.inventory import Inventory
 from core.model import VM, ConnState, Figures, HostFigures, HostStatus, VMState
-from core.unattend import eject_answer_file
+from core.unattend import eject_spent_answer_file
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -343,6 +343,9 @@ class Host:
         for uuid in stale:
             self._mark_dirty(uuid)
         self._spawn(self._look_up_ips([vm.uuid for vm in current if vm.state.is_active]))
+        # Halts no VM Manager saw (none was running): their answer files go now.
+        self._spawn(self._eject_spent_answer_files(
+            [vm.uuid for vm in current if vm.meta.created and vm.state == VMState.SHUTOFF]))
 
     async def _look_up_ips(self, uuids: list[str]) -> None:
         """The addresses of every running VM after a (re)sync: one worker job, not one per VM."""
@@ -459,12 +462,34 @@ class Host:
                 return
 
     async def _eject_answer_file(self, uuid: str) -> None:
-        """The Windows answer file holds passwords in clear: its CD goes at the VM's first halt."""
+        """The Windows answer file holds passwords in clear: its CD goes at the halt of a VM that
+        has run since it went in (a start that failed also stops a VM)."""
+        await self._eject_spent_answer_files([uuid])
+
+    async def _eject_spent_answer_files(self, uuids: list[str]) -> None:
+        """Eject the answer-file CDs of the shut-off VMs that have run since it went in: one
+        worker job for all of them (:func:`core.unattend.eject_spent_answer_file` decides)."""
+        if not uuids:
+            return
         try:
-            if await self._run(lambda: eject_answer_file(self.domain(uuid))):
-                log.info("ejected the answer file CD of %s after its first halt", uuid)
+            ejected = await self._run(self._eject_spent, uuids)
         except (libvirt.libvirtError, VMManagerError) as exc:
-            log.warning("could not eject the answer file CD of %s: %s", uuid, from_libvirt(exc).message)
+            log.warning("could not eject answer file CDs on %s: %s", self.uri, from_libvirt(exc).message)
+            return
+        for uuid in ejected:
+            log.info("ejected the answer file CD of %s: it has run since the CD went in", uuid)
+
+    def _eject_spent(self, uuids: list[str]) -> list[str]:
+        ejected = []
+        for uuid in uuids:
+            try:
+                if eject_spent_answer_file(self.domain(uuid), local=not self.remote):
+                    ejected.append(uuid)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:  # gone meanwhile: nothing to do
+                    log.warning("could not eject the answer file CD of %s: %s", uuid,
+                                from_libvirt(exc).message)
+        return ejected
 
     def _spawn(self, coro: Any) -> None:
         if self._closing:

@@ -52,24 +52,29 @@ def cached(settings: Settings) -> str | None:
     return None
 
 
-def decide(settings: Settings, conn: libvirt.virConnect) -> str:
-    """The cached answer, else a probe boot's (blocking: up to DEADLINE seconds, once per host)."""
+def decide(settings: Settings, conn: libvirt.virConnect, *, deadline: float = DEADLINE) -> str:
+    """The cached answer, else a probe boot's (blocking: up to ``deadline`` seconds, once per host).
+
+    A cache that cannot be written costs a probe next time, never this answer."""
     answer = cached(settings)
     if answer is not None:
         return answer
-    answer, why = probe(settings, conn)
+    answer, why = probe(settings, conn, deadline=deadline)
     log.info("domain type auto: %s (%s)", answer, why)
     if why != "no tiny template to probe with":
         path = cache_file(settings)
-        path.parent.mkdir(parents=True, exist_ok=True)
         previous: dict[str, str] = {}
         with contextlib.suppress(OSError, ValueError):
             previous = json.loads(path.read_text())
-        path.write_text(json.dumps({**previous, host_key(): answer}, indent=2) + "\n")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**previous, host_key(): answer}, indent=2) + "\n")
+        except OSError as exc:
+            log.warning("could not cache the KVM probe's answer in %s: %s", path, exc)
     return answer
 
 
-def probe(settings: Settings, conn: libvirt.virConnect) -> tuple[str, str]:
+def probe(settings: Settings, conn: libvirt.virConnect, *, deadline: float = DEADLINE) -> tuple[str, str]:
     """Boot the tiny template under KVM; ("kvm" or "qemu", why)."""
     if not os.path.exists("/dev/kvm"):
         return "qemu", "no /dev/kvm"
@@ -90,11 +95,11 @@ def probe(settings: Settings, conn: libvirt.virConnect) -> tuple[str, str]:
         dom = conn.createXML(kernel_domain(name, tiny[0], tiny[1], serial_log=serial, domain_type="kvm",
                                            memory_mib=128), 0)
         started = time.monotonic()
-        while time.monotonic() - started < DEADLINE:
+        while time.monotonic() - started < deadline:
             if serial.exists() and MARKER in serial.read_text(errors="replace"):
                 return "kvm", f"the tiny template booted under KVM in {time.monotonic() - started:.1f} s"
             time.sleep(0.2)
-        return "qemu", f"a kernel did not boot under KVM within {DEADLINE:g} s (nested KVM?)"
+        return "qemu", f"a kernel did not boot under KVM within {deadline:g} s (nested KVM?)"
     except libvirt.libvirtError as exc:
         return "qemu", f"KVM could not start a VM ({exc.get_error_message()})"
     finally:

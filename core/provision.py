@@ -9,9 +9,14 @@
 4. ``define``  the domain, with our metadata and VNC on a Unix socket (no TCP port)
 5. ``start``   when asked: started paused, and resumed together once every VM is made
 
-When a step fails, what was made for that VM is removed and the other VMs go on. A run that is
+When a step fails -- whatever the error, an expected refusal or a bug -- what was made for that
+VM is removed, the failure is its line of the report, and the other VMs go on. A run that is
 killed half-way leaves what ``vm-manager doctor`` finds and removes (``core.doctor``); a lock on
 the student folder root keeps the doctor away from a run in progress.
+
+Domain type ``auto`` is decided by a KVM probe boot (``core.kvmprobe``), cached per host. Planning
+only reads that cache, so a dry run makes nothing; without a cached answer the plan says ``auto``
+and :func:`execute` runs the probe before it makes the first VM.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import logging
 import os
 import shutil
+import subprocess
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Sequence
@@ -42,14 +49,23 @@ from core.metadata import LabMeta
 from core.names import check_class_name, check_username, check_vm_name
 from core.passwords import generate_password, windows_password_problem
 from core.roster import Student
-from core.seed import LinuxSeed, SeedUser, write_seed_iso
+from core.seed import LinuxSeed, SeedUser, gecos_problem, write_seed_iso
 from core.settings import Settings
 from core.templates import Template, check_files
+from core.unattend import (
+    WindowsSeed,
+    computer_name,
+    windows_full_name_problem,
+    windows_username_problem,
+    write_windows_seed_iso,
+)
 
 log = logging.getLogger(__name__)
 
 STEPS = ("folder", "disk", "seed", "define", "start")
 GIB = 1024**3
+AUTO = "auto"
+"""``Plan.domain_type`` when no probe has answered yet: :func:`execute` runs it."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +120,9 @@ class Plan:
 
     def describe(self) -> list[str]:
         """What would be made, one line a VM (the dry run)."""
-        lines = [f"template {self.template.name} ({self.template.os}, {self.domain_type}, "
+        kind = ("domain type decided when the VMs are made (a KVM probe boot, once per host)"
+                if self.domain_type == AUTO else self.domain_type)
+        lines = [f"template {self.template.name} ({self.template.os}, {kind}, "
                  f"{self.template.vcpus} vCPU, {self.template.memory_mib} MiB), class {self.lab_class}, "
                  f"{len(self.vms)} VM{'s' if len(self.vms) != 1 else ''}"
                  f"{', started' if self.start else ''}",
@@ -189,13 +207,28 @@ def plan(settings: Settings, host: Host, template: Template, lab_class: str,
             problems.append(f"{name}: a VM of that name exists (it is never overwritten)")
         elif folder.exists():
             problems.append(f"{name}: {folder} exists (a leftover? see vm-manager doctor)")
+        problems += [f"{student.username}: {p}" for p in account_problems(template.os, student, name)]
         vms.append(_vm_plan(settings, template, student, name, folder, problems))
     capacity = _capacity(conn, template, len(vms), root)
     if not overcommit:
         problems += [f"{p} (--overcommit to go on anyway)" for p in capacity.problems()]
     if problems:
         raise InvalidInput("nothing made:\n" + "\n".join(f"  {p}" for p in problems))
-    return Plan(template, lab_class, _domain_type(settings, template, conn), start, tuple(vms), capacity)
+    return Plan(template, lab_class, _domain_type(settings, template), start, tuple(vms), capacity)
+
+
+def account_problems(os_family: str, student: Student, vm: str) -> list[str]:
+    """What the guest would refuse in the student's account, by the seed's own rules.
+
+    A roster already refused these with their line numbers; students from an LDAP group (or any
+    other caller) are checked here, before anything is made, not when their seed is written.
+    """
+    if os_family == "windows":
+        found = [windows_username_problem(student.username, computer_name(vm)),
+                 windows_full_name_problem(student.full_name)]
+    else:
+        found = [gecos_problem(student.full_name)]
+    return [problem for problem in found if problem is not None]
 
 
 def _vm_plan(settings: Settings, template: Template, student: Student, name: str, folder: Path,
@@ -231,17 +264,22 @@ def _capacity(conn: libvirt.virConnect, template: Template, count: int, root: Pa
     return Capacity(count * template.memory_mib, memory_free, disk_needed, disk_free)
 
 
-def _domain_type(settings: Settings, template: Template, conn: libvirt.virConnect) -> str:
-    """The template's choice, else the setting's, else what a KVM probe boot finds (once per host)."""
+def _domain_type(settings: Settings, template: Template) -> str:
+    """The template's choice, else the setting's, else the cached probe's answer, else AUTO
+    (planning boots nothing: the probe runs when the VMs are made)."""
     for choice in (template.domain_type, settings.domain_type):
-        if choice != "auto":
+        if choice != AUTO:
             return choice
-    return kvmprobe.decide(settings, conn)
+    return kvmprobe.cached(settings) or AUTO
 
 
 # -- making --
 async def execute(plan: Plan, settings: Settings, host: Host, progress: Progress | None = None) -> Report:
     """Make every VM of the plan (on the core loop); an outcome per VM, in the plan's order."""
+    if plan.domain_type == AUTO:  # blocking: up to kvmprobe.DEADLINE, once per host
+        decided = await host.call(kvmprobe.decide, settings, host.connection())
+        log.info("provision %s: domain type %s", plan.lab_class, decided)
+        plan = dataclasses.replace(plan, domain_type=decided)
     await asyncio.to_thread(folders.prepare, settings)
     slots = asyncio.Semaphore(settings.provision_concurrency)
     done = 0
@@ -274,13 +312,23 @@ async def _make(plan: Plan, vm: VMPlan, host: Host, passwords: _PasswordFile) ->
             else:
                 await asyncio.to_thread(_STEP_CALLS[step], host, plan, vm)
             made.append(step)
-            if step == "define":
+            if step == "define":  # from here the VM exists: a killed run must leave its password
                 passwords.add(vm)
-    except (VMManagerError, OSError, libvirt.libvirtError) as exc:
-        reason = exc.message if isinstance(exc, VMManagerError) else from_libvirt(exc).message
-        with contextlib.suppress(Exception):
-            await host.call(_undo, host, vm, made)
-        log.warning("provision %s FAILED at %s: %s", vm.name, step, reason)
+    except Exception as exc:  # anything: this VM fails, the others go on
+        reason = _reason(exc)
+        if isinstance(exc, (VMManagerError, OSError, libvirt.libvirtError)):
+            log.warning("provision %s FAILED at %s: %s", vm.name, step, reason)
+        else:  # a bug or a tool that broke: the traceback goes to the log
+            log.error("provision %s FAILED at %s: %s", vm.name, step, reason, exc_info=exc)
+            reason += " (details in the log)"
+        try:
+            await host.call(_undo, host, vm, made, step)
+        except Exception:
+            log.exception("provision %s: could not remove all that was made for it", vm.name)
+        try:
+            passwords.remove(vm)
+        except OSError:
+            log.exception("provision %s: could not take its row out of %s", vm.name, passwords.path)
         return Outcome(vm.name, vm.student.username, False, f"failed at {step}: {reason}")
     message = "made and started" if plan.start else "made"
     log.info("provision %s: %s (owner %s, template %s)", vm.name, message, vm.student.username,
@@ -288,12 +336,27 @@ async def _make(plan: Plan, vm: VMPlan, host: Host, passwords: _PasswordFile) ->
     return Outcome(vm.name, vm.student.username, True, message)
 
 
+def _reason(exc: Exception) -> str:
+    """One line for the report: the operator's message, or what broke and how."""
+    if isinstance(exc, VMManagerError | libvirt.libvirtError):
+        return from_libvirt(exc).message
+    if isinstance(exc, subprocess.SubprocessError):
+        cmd = getattr(exc, "cmd", None) or ["a command"]
+        tool = Path(str(cmd if isinstance(cmd, str | bytes) else cmd[0]).split()[0]).name
+        if isinstance(exc, subprocess.TimeoutExpired):
+            return f"{tool} did not finish within {exc.timeout:g} s"
+        if isinstance(exc, subprocess.CalledProcessError):
+            stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
+            last = (stderr or "").strip().splitlines()[-1:]
+            return f"{tool} failed (exit {exc.returncode}){': ' + last[0] if last else ''}"
+    if isinstance(exc, OSError):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}: {exc}"
+
+
 def _make_folder(_host: Host, _plan: Plan, vm: VMPlan) -> None:
-    owner = vm.folder.parent
-    owner.mkdir(mode=0o711, exist_ok=True)
-    owner.chmod(0o711)  # whatever the umask: QEMU passes, other users cannot list
-    vm.folder.mkdir(mode=0o711)
-    vm.folder.chmod(0o711)
+    """The VM's folder, marked as its domain's (a failure halfway removes it again)."""
+    folders.make_vm_folder(vm.folder, vm.uuid)
 
 
 def _make_disk(_host: Host, plan: Plan, vm: VMPlan) -> None:
@@ -305,8 +368,6 @@ def _make_seed(_host: Host, plan: Plan, vm: VMPlan) -> None:
     template, student = plan.template, vm.student
     path = Path(vm.files.seed or "")
     if template.os == "windows":
-        from core.unattend import WindowsSeed, computer_name, write_windows_seed_iso
-
         write_windows_seed_iso(path, WindowsSeed(
             computer_name=computer_name(vm.name), username=student.username, full_name=student.full_name,
             password=vm.password, admin_password=vm.admin_password, keyboard=template.keyboard,
@@ -367,53 +428,106 @@ _STEP_CALLS: dict[str, Callable[[Host, Plan, VMPlan], None]] = {
 }
 
 
-def _undo(host: Host, vm: VMPlan, made: list[str]) -> None:
-    """Remove what was made for one VM, newest first."""
-    if "define" in made:
-        with contextlib.suppress(libvirt.libvirtError):
-            dom = host.domain(vm.uuid)
-            if dom.isActive():
-                dom.destroy()
-            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
-                              | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-    if "folder" in made:
-        folders.remove_vm_folder(vm.folder)
+def _undo(host: Host, vm: VMPlan, made: list[str], failed: str) -> None:
+    """Remove what was made for one VM, newest first; ``failed`` is the step that failed.
+
+    A define that failed may still have defined the domain: its UUID is this VM's own, made by
+    the plan, so a domain found by it is ours to remove.
+    """
+    try:
+        if "define" in made or failed == "define":
+            _remove_domain(host, vm.uuid)
+    finally:  # a domain that would not go is the doctor's "domain whose disk is gone"
+        if "folder" in made and not folders.remove_vm_folder(vm.folder):
+            log.warning("provision %s: %s could not be removed whole", vm.name, vm.folder)
+
+
+def _remove_domain(host: Host, uuid: str) -> None:
+    try:
+        dom = host.domain(uuid)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return  # never defined
+        raise
+    if dom.isActive():
+        dom.destroy()
+    try:
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
+            raise
+        dom.undefine()  # a driver without those flags (libvirt's test driver)
 
 
 class _PasswordFile:
-    """Generated passwords: one CSV per run, mode 0600, a row written as each VM is defined.
+    """Generated passwords: one CSV per run, mode 0600, a row for each VM that exists.
 
-    Written as the run goes (not at its end) so that a run killed half-way still leaves the
-    passwords of the VMs it did make. Nothing else ever prints them.
+    The file is made with its first row (a run with no password to write makes none). A row is
+    written when its VM is defined, not at the end of the run, so that a run killed half-way still
+    leaves the passwords of the VMs it did make; a VM undone afterwards (a failed start) takes its
+    row out again, and the last row out takes the file. Nothing else ever prints the passwords.
     """
 
+    HEADER = ("vm", "username", "password", "admin_password")
+
     def __init__(self, settings: Settings, plan: Plan) -> None:
-        self.path: Path | None = None
-        self._file: IO[str] | None = None
-        if not any(vm.generated or vm.admin_password for vm in plan.vms):
-            return
-        folder = settings.passwords_dir
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        folder.chmod(0o700)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.path = folder / f"{plan.lab_class}-{stamp}-{os.getpid()}.csv"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self._file = os.fdopen(fd, "w", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._file)
-        self._writer.writerow(["vm", "username", "password", "admin_password"])
-        self._file.flush()
+        self._target = settings.passwords_dir / f"{plan.lab_class}-{stamp}-{os.getpid()}.csv"
+        self.path: Path | None = None  # once made
+        self._file: IO[str] | None = None
+        self._rows: dict[str, list[str]] = {}
 
     def add(self, vm: VMPlan) -> None:
-        if self._file is None or not (vm.generated or vm.admin_password):
+        if not (vm.generated or vm.admin_password):
             return
-        self._writer.writerow([vm.name, vm.student.username, vm.password if vm.generated else "",
-                               vm.admin_password])
+        row = [vm.name, vm.student.username, vm.password if vm.generated else "", vm.admin_password]
+        self._rows[vm.name] = row
+        if self._file is None:
+            self._open()
+        assert self._file is not None
+        csv.writer(self._file).writerow(row)
+        self._sync()
+
+    def remove(self, vm: VMPlan) -> None:
+        """Take a VM's row out: it was undone. Rewrites the file whole (a rare event)."""
+        if self._rows.pop(vm.name, None) is None or self.path is None:
+            return
+        self.close()
+        if not self._rows:
+            self.path.unlink(missing_ok=True)
+            self.path = None
+            return
+        fresh = self.path.with_name(f".{self.path.name}.new")
+        fresh.unlink(missing_ok=True)
+        with os.fdopen(os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", newline="",
+                       encoding="utf-8") as out:
+            csv.writer(out).writerows([self.HEADER, *self._rows.values()])
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(fresh, self.path)  # the old rows or the new ones, never half of them
+        self._file = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (closed in close())
+
+    def _open(self) -> None:
+        folder = self._target.parent
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        fd = os.open(self._target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.path = self._target
+        self._file = os.fdopen(fd, "w", newline="", encoding="utf-8")
+        csv.writer(self._file).writerow(self.HEADER)
+
+    def _sync(self) -> None:
+        assert self._file is not None
         self._file.flush()
         os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def __enter__(self) -> _PasswordFile:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self._file is not None:
-            self._file.close()
+        self.close()

@@ -7,12 +7,15 @@ The header names the columns (any order, any case)::
 A blank password means "generate one later"; ``ssh_key`` holds at most one public key. Rows whose
 every field is blank (a spreadsheet's empty rows) are skipped. A file with any bad line is refused
 as a whole, and the error lists every bad line by its physical line number (the header is line 1).
+Names are checked against the rules of the system the VMs run (``os_family``): what useradd takes
+as a Linux full name, what Windows takes as a local account.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import csv
 import io
 import re
@@ -22,6 +25,8 @@ from pathlib import Path
 from core.errors import InvalidInput
 from core.names import check_username
 from core.passwords import windows_password_problem
+from core.seed import gecos_problem
+from core.unattend import windows_full_name_problem, windows_username_problem
 
 COLUMNS = ("username", "full_name", "password", "ssh_key")
 MAX_BYTES = 1024 * 1024
@@ -69,17 +74,37 @@ def read_roster(path: Path, *, os_family: str = "linux") -> list[Student]:
         raise RosterError(source, [(0, f"cannot read the file ({exc.strerror or exc})")]) from None
     if len(data) > MAX_BYTES:
         raise RosterError(source, [(0, f"larger than {MAX_BYTES // 1024} KiB: not a roster")])
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise RosterError(source, [(line, f"not UTF-8 text (byte 0x{data[exc.start]:02x}); "
-                                          "save the file as CSV UTF-8")]) from None
-    return parse_roster(text, os_family=os_family, source=source)
+    text, undecodable = _decode(data)
+    return _parse(text, os_family, source, undecodable)
+
+
+def _decode(data: bytes) -> tuple[str, dict[int, str]]:
+    """The text of ``data`` (a UTF-8 BOM dropped), and why each line that is not UTF-8 is not.
+
+    Line by line, so that every bad line is named rather than the first; a bad line's stray bytes
+    become U+FFFD so the lines around it are still read and checked. ``bytes.splitlines`` ends
+    lines where the CSV reader does (``\n``, ``\r``, ``\r\n``), so the numbers agree.
+    """
+    parts: list[str] = []
+    undecodable: dict[int, str] = {}
+    for number, line in enumerate(data.removeprefix(codecs.BOM_UTF8).splitlines(keepends=True), 1):
+        try:
+            parts.append(line.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            undecodable[number] = (f"not UTF-8 text (byte 0x{line[exc.start]:02x}); "
+                                   "save the file as CSV UTF-8")
+            parts.append(line.decode("utf-8", errors="replace"))
+    return "".join(parts), undecodable
 
 
 def parse_roster(text: str, *, os_family: str = "linux", source: str = "roster") -> list[Student]:
     """The students of CSV ``text``; ``source`` names it in the error."""
+    return _parse(text, os_family, source, {})
+
+
+def _parse(text: str, os_family: str, source: str, undecodable: dict[int, str]) -> list[Student]:
+    """``undecodable``: lines that were not UTF-8; their only problem shown is that one (what
+    else seems wrong there comes from the bytes that could not be read)."""
     problems: list[tuple[int, str]] = []
     students: list[Student] = []
     seen: dict[str, int] = {}
@@ -103,6 +128,7 @@ def parse_roster(text: str, *, os_family: str = "linux", source: str = "roster")
             continue
         seen[student.username] = line
         students.append(student)
+    problems = [p for p in problems if p[0] not in undecodable] + sorted(undecodable.items())
     if header is None:
         problems.append((0, "the file is empty; the first line must be the header " + ",".join(COLUMNS)))
     elif not students and not problems:
@@ -156,9 +182,12 @@ def _student(fields: dict[str, str], line: int, os_family: str,
             check_username(username)
         except InvalidInput as exc:
             found.append(exc.message)
+        else:
+            if os_family == "windows" and (problem := windows_username_problem(username)):
+                found.append(problem)
     full_name = fields["full_name"].strip()
-    if _CONTROL.search(full_name):
-        found.append("the full name contains a line break or another control character")
+    if problem := (windows_full_name_problem if os_family == "windows" else gecos_problem)(full_name):
+        found.append(problem)
     password: str | None = fields["password"]
     if not password.strip():
         password = None

@@ -9,6 +9,7 @@ fed on standard input so they never appear in a process list.
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from core.errors import InvalidInput
 from core.names import check_username, check_vm_name
 
 VOLUME_ID = "cidata"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,21 @@ class LinuxSeed:
     keyboard: str = "fr"
     locale: str = "fr_FR.UTF-8"
     extra_packages: tuple[str, ...] = field(default=())
+
+
+def gecos_problem(full_name: str) -> str | None:
+    """Why a Linux account's full name (its GECOS comment) cannot be ``full_name``, or None.
+
+    cloud-init makes the account with ``useradd --comment FULL_NAME`` (an argument, no shell), and
+    when useradd refuses, cloud-init logs it and goes on without the account. useradd refuses ':'
+    (the field separator of /etc/passwd: exit 3, "invalid comment") and fails on control characters
+    (exit 1); commas, '=', quotes, a leading '-' and any other printable text go through.
+    """
+    if _CONTROL.search(full_name):
+        return "the full name contains a line break or another control character"
+    if ":" in full_name:
+        return "the full name contains ':', which Linux account records cannot hold (useradd refuses it)"
+    return None
 
 
 def hash_password(password: str) -> str:
@@ -84,6 +101,8 @@ def write_seed_iso(path: Path, seed: LinuxSeed) -> None:
     """Write the NoCloud ISO to ``path`` (readable only by its owner; QEMU gets it via libvirt)."""
     check_vm_name(seed.hostname)
     check_username(seed.user.username)
+    if problem := gecos_problem(seed.user.full_name):
+        raise InvalidInput(problem)
     files = {"meta-data": meta_data(seed), "user-data": user_data(seed)}
     import pycdlib  # here, not at the top: the TUI's start never needs it
 

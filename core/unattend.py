@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
+import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
 
+from core import images
 from core.errors import InvalidInput
 from core.folders import WINDOWS_SEED
 from core.names import check_username, check_vm_name
@@ -75,7 +78,11 @@ _NOT_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 _WINDOWS_USERNAME_MAX = 20  # the SAM account name limit
 _FULL_NAME_MAX = 256
-_RESERVED_USERNAMES = frozenset({"administrator", "guest", "defaultaccount", "wdagutilityaccount"})
+# Built-in accounts, and the built-in local groups a lowercase one-word name can clash with: a
+# user may not be named like any other user or group of the computer.
+_RESERVED_USERNAMES = frozenset({"administrator", "guest", "defaultaccount", "wdagutilityaccount",
+                                 "defaultuser0", "administrators", "users", "guests", "replicator",
+                                 "iis_iusrs"})
 _FIRMWARES = ("bios", "uefi")
 
 
@@ -132,6 +139,32 @@ def input_locale(keyboard: str) -> str:
                            f"{', '.join(sorted(KEYBOARDS))}") from None
 
 
+def windows_username_problem(username: str, computer_name: str | None = None) -> str | None:
+    """Why Windows would refuse a local account named ``username`` (already a valid username), or None.
+
+    The rules of the answer file, checked again where a class is validated (the roster, the plan)
+    so that a bad row is refused before anything is made. ``computer_name``, when known, must differ.
+    """
+    if len(username) > _WINDOWS_USERNAME_MAX or username.endswith("."):
+        return (f"invalid username {username!r} for Windows: at most {_WINDOWS_USERNAME_MAX} "
+                "characters, not ending with '.'")
+    if username.casefold() in _RESERVED_USERNAMES:
+        return f"invalid username {username!r}: a built-in Windows account or group"
+    if computer_name is not None and username.casefold() == computer_name.casefold():
+        return (f"invalid username {username!r}: Windows refuses a user named like the computer "
+                f"({computer_name})")
+    return None
+
+
+def windows_full_name_problem(full_name: str) -> str | None:
+    """Why Windows (or the answer file's XML) cannot carry ``full_name`` as a display name, or None."""
+    if _NOT_TEXT.search(full_name):
+        return "the full name holds a control character"
+    if len(full_name) > _FULL_NAME_MAX:
+        return f"full name too long for Windows: at most {_FULL_NAME_MAX} characters"
+    return None
+
+
 def _check_seed(seed: WindowsSeed) -> None:
     """Refuse, naming the problem, any value Windows Setup would refuse or XML could not carry."""
     for what, password in (("the student's password", seed.password),
@@ -145,17 +178,10 @@ def _check_seed(seed: WindowsSeed) -> None:
         raise InvalidInput(f"invalid Windows computer name {seed.computer_name!r}: letters, digits and "
                            "'-', at most 15, not all digits, not starting or ending with '-'")
     check_username(seed.username)
-    if len(seed.username) > _WINDOWS_USERNAME_MAX or seed.username.endswith("."):
-        raise InvalidInput(f"invalid username {seed.username!r} for Windows: at most "
-                           f"{_WINDOWS_USERNAME_MAX} characters, not ending with '.'")
-    if seed.username in _RESERVED_USERNAMES:
-        raise InvalidInput(f"invalid username {seed.username!r}: a built-in Windows account")
-    if seed.username.casefold() == seed.computer_name.casefold():
-        raise InvalidInput(f"invalid username {seed.username!r}: Windows refuses a user named like "
-                           "the computer")
-    _check_text(seed.full_name, "the full name")
-    if len(seed.full_name) > _FULL_NAME_MAX:
-        raise InvalidInput(f"full name too long for Windows: at most {_FULL_NAME_MAX} characters")
+    for problem in (windows_username_problem(seed.username, seed.computer_name),
+                    windows_full_name_problem(seed.full_name)):
+        if problem is not None:
+            raise InvalidInput(problem)
     input_locale(seed.keyboard)
     windows_language(seed.locale)
     if not _TIME_ZONE.fullmatch(seed.time_zone):
@@ -338,20 +364,89 @@ def _disk_configuration(setup: ET.Element, firmware: str) -> int:
 
 
 
-def eject_answer_file(dom: libvirt.virDomain) -> bool:
-    """Empty the CD drive that holds the answer file, in the VM's definition (blocking).
+# libvirt's shut-off reasons that say the VM ran, and stopped, since libvirtd started. A VM never
+# started has UNKNOWN -- and so has every shut-off VM after a restart of libvirtd.
+_RAN = frozenset({libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN, libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED,
+                  libvirt.VIR_DOMAIN_SHUTOFF_CRASHED, libvirt.VIR_DOMAIN_SHUTOFF_DAEMON})
+_L1_OFFSET = 0x00FF_FFFF_FFFF_FE00  # the L2 table's offset in a qcow2 L1 entry
+_L1_MAX_BYTES = 32 * 1024 * 1024  # QEMU's own limit on an L1 table
 
-    The file stays in the VM's folder, readable only by the service, for a reset. Returns
-    whether there was one to eject.
+
+def eject_spent_answer_file(dom: libvirt.virDomain, *, local: bool = True) -> bool:
+    """Eject the answer file of a shut-off VM that has run since the CD went in (blocking).
+
+    Called at every halt a VM Manager sees, and when one connects for the halts none saw. The
+    drive is emptied in the VM's definition; the file stays in the VM's folder, readable only by
+    the service, for a reset (:func:`insert_answer_file`). Whether the VM ran is read from its
+    overlay when it has one (``local``: its files are on this machine): Windows Setup partitions
+    the disk in its first minutes, so data of the overlay's own means the answer file was used,
+    and a fresh overlay (never started, or reset since: the reset put the CD back) means it was
+    not -- a record that survives libvirtd restarts, and that a start that failed (it stops the VM
+    too) does not fake. A VM without an overlay falls back on libvirt's shut-off reason.
+    Returns whether it ejected.
     """
+    state, reason = dom.state()
+    if state != libvirt.VIR_DOMAIN_SHUTOFF or reason == libvirt.VIR_DOMAIN_SHUTOFF_SAVED:
+        return False  # running, or saved mid-run (its CD goes at its halt)
     root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    disk = _answer_cd(root)
+    if disk is None or not _has_run(root, reason, local):
+        return False
+    _empty_drive(dom, disk)
+    return True
+
+
+def _has_run(root: ET.Element, reason: int, local: bool) -> bool:
+    written: list[bool | None] = []
+    if local:
+        for source in root.findall("devices/disk[@device='disk']/source[@file]"):
+            path = source.get("file", "")
+            try:
+                if images.backing_file(path) is not None:  # an overlay, as provisioning makes them
+                    written.append(_has_own_data(path))
+            except OSError:
+                written.append(None)
+    if written and None not in written:
+        return any(written)
+    return reason in _RAN
+
+
+def _has_own_data(path: str) -> bool | None:
+    """Whether a qcow2 image holds data of its own (an L2 table in its active L1), None if unreadable.
+
+    A new overlay has none: every read falls through to its backing file until the guest writes.
+    """
+    try:
+        with open(path, "rb") as image:
+            header = image.read(48)
+            if len(header) < 48 or header[:4] != images.QCOW2_MAGIC:
+                return None
+            entries, offset = struct.unpack(">IQ", header[36:48])
+            size = entries * 8
+            if size > _L1_MAX_BYTES:
+                return None
+            table = os.pread(image.fileno(), size, offset)
+    except OSError:
+        return None
+    if len(table) < size:
+        return None
+    return any(entry & _L1_OFFSET for (entry,) in struct.iter_unpack(">Q", table))
+
+
+def _answer_cd(root: ET.Element) -> ET.Element | None:
+    """The CD drive of a domain's XML that holds the answer file, if any."""
     for disk in root.findall("devices/disk[@device='cdrom']"):
         source = disk.find("source")
         if source is not None and Path(source.get("file", "")).name == WINDOWS_SEED:
-            disk.remove(source)
-            dom.updateDeviceFlags(ET.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_CONFIG)
-            return True
-    return False
+            return disk
+    return None
+
+
+def _empty_drive(dom: libvirt.virDomain, disk: ET.Element) -> None:
+    source = disk.find("source")
+    if source is not None:
+        disk.remove(source)
+    dom.updateDeviceFlags(ET.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_CONFIG)
 
 
 def insert_answer_file(dom: libvirt.virDomain, iso: Path) -> bool:

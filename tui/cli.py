@@ -20,11 +20,12 @@ from core import __version__, audit, eventloop
 from core.actions import Action, ActionResult
 from core.audit import Actor, Item
 from core.errors import InvalidInput, VMManagerError
+from core.kvmprobe import DEADLINE as KVM_PROBE_DEADLINE
 from core.lab import Lab
 from core.log import setup_logging
 from core.model import VM
 from core.names import check_class_name, check_username
-from core.provision import Outcome
+from core.provision import AUTO, Outcome
 from core.roster import Student, read_roster
 from core.settings import Settings, load_settings
 from core.snapshots import check_snapshot_name
@@ -249,6 +250,9 @@ async def _provision(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_OK
         bar = _ProgressBar(len(plan.vms))
         began = time.monotonic()
+        if plan.domain_type == AUTO:
+            print("domain type auto: a KVM probe boot decides it first (once per host, up to "
+                  f"{KVM_PROBE_DEADLINE:g} s)", file=sys.stderr)
         report = await lab.provision(plan, bar.update)
         bar.close()
     finally:
@@ -265,11 +269,16 @@ async def _provision(args: argparse.Namespace, settings: Settings) -> int:
 def _provision_request(args: argparse.Namespace, settings: Settings) -> tuple[Template, list[Student]]:
     """The template and the students, every problem of the command line reported together."""
     problems: list[str] = []
-    templates = load_templates(settings.templates_file, settings.templates_path)
-    template = templates.get(args.template)
-    if template is None:
-        known = ", ".join(sorted(templates)) or f"none: declare them in {settings.templates_file}"
-        problems.append(f"no template {args.template!r} (templates: {known})")
+    template: Template | None = None
+    try:
+        templates = load_templates(settings.templates_file, settings.templates_path)
+    except VMManagerError as exc:  # reported with the rest; the roster is read as for Linux
+        problems.append(exc.message)
+    else:
+        template = templates.get(args.template)
+        if template is None:
+            known = ", ".join(sorted(templates)) or f"none: declare them in {settings.templates_file}"
+            problems.append(f"no template {args.template!r} (templates: {known})")
     try:
         check_class_name(args.lab_class)
     except InvalidInput as exc:
@@ -389,15 +398,23 @@ def _templates(settings: Settings, as_json: bool) -> int:
 async def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import signal
 
+    from core.errors import ConfigError
+    from core.lab import DEMO_URI, choose_uri
     from core.tokens import generate_secret_key, key_file, load_secret_key
     from core.web.app import serve
 
+    # A service never serves the demo lab by surprise: only when it is asked for by its URI.
+    uri, demo = choose_uri(settings, args.connect)
+    if demo and not (args.connect or settings.connect_uri):
+        raise ConfigError("qemu:///system does not answer and no libvirt URI is set (-c, "
+                          "LIBVIRT_DEFAULT_URI): serve does not fall back to the demo lab. Start libvirtd, "
+                          f"or name the hypervisor with -c URI; to serve the demo lab, pass -c {DEMO_URI}")
     if args.generate_secret and settings.secret_key:
         raise UsageError("SECRET_KEY is set: --generate-secret writes a key file only when it is unset")
     if not settings.public_url and args.host in ("0.0.0.0", "::", ""):
         print("vm-manager: PUBLIC_URL is unset: links will point at and accept only "
               f"http://{args.host}:{args.port}; set PUBLIC_URL to the address browsers use", file=sys.stderr)
-    lab = await Lab.open(settings, args.connect)
+    lab = await Lab.open(settings, uri)
     try:
         if args.generate_secret:
             key, made = generate_secret_key(settings)

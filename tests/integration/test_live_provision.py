@@ -8,6 +8,7 @@ serial console.
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import stat
@@ -29,7 +30,9 @@ from core import images
 from core.access import group_id
 from core.folders import STARTING
 from core.metadata import NAMESPACE
+from core.passwords import windows_password_problem
 from core.seed import read_seed_iso
+from core.unattend import UNATTEND_NS, computer_name, read_answer_file
 
 pytestmark = pytest.mark.integration
 
@@ -175,25 +178,32 @@ def test_a_class_of_five_made_booted_reset_and_deleted(lab_class: Class) -> None
         assert len(password) >= 12
         assert password not in made.stdout + made.stderr
 
-    # boot one: the guest reads its own seed
+    # boot one: the guest reads its own seed (its disk holds what an exercise wrote, for the reset)
     alice = lab_class.vm("alice")
+    alice_dir = lab_class.root / "alice" / alice
+    disk = alice_dir / "disk.qcow2"
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 64k", disk], check=True,
+                   capture_output=True)
+    assert os.path.getsize(disk) > 196_624
     assert lab_class.cli("start", alice).returncode == 0
-    console = lab_class.root / "alice" / alice / "console.log"
+    console = alice_dir / "console.log"
     wait_for_line(console, f"vmm-tiny: hostname={alice}")
     wait_for_line(console, "vmm-tiny: user=alice")
 
-    # reset: a fresh overlay; what was written to the old one is gone
-    bob = lab_class.root / "bob" / lab_class.vm("bob") / "disk.qcow2"
-    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 64k", bob], check=True,
-                   capture_output=True)
-    assert os.path.getsize(bob) > 196_624
-    reset = lab_class.cli("reset", lab_class.vm("bob"), "--yes")
+    # reset the running VM: a fresh overlay, and it boots again from it
+    first_qemu = Path(f"/run/libvirt/qemu/{alice}.pid").read_text()
+    console.unlink()  # the new QEMU writes a new log: the boot below is the one after the reset
+    reset = lab_class.cli("reset", alice, "--yes")
     assert reset.returncode == 0, reset.stderr
-    read = subprocess.run(["qemu-io", "-f", "qcow2", "-c", "read -P 0 0 64k", bob], capture_output=True,
-                          text=True)
+    assert reset.stdout.strip() == f"{alice}: reset to its template and started again"
+    assert domains[alice].state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    assert Path(f"/run/libvirt/qemu/{alice}.pid").read_text() != first_qemu
+    wait_for_line(console, f"vmm-tiny: hostname={alice}")
+    read = subprocess.run(["qemu-io", "-r", "-U", "-f", "qcow2", "-c", "read -P 0 0 64k", disk],
+                          capture_output=True, text=True)  # -U: QEMU has it open
     assert "Pattern verification failed" not in read.stdout + read.stderr
     assert read.returncode == 0
-    assert images.backing_chain(str(bob)) == [base]
+    assert images.backing_chain(str(disk)) == [base]
 
     # delete the class: domains, overlays, folders; never the template
     deleted = lab_class.cli("delete", "--class", lab_class.name, "--yes")
@@ -212,6 +222,85 @@ def test_dry_run_makes_nothing(lab_class: Class) -> None:
     assert lab_class.domains() == {}
     assert lab_class.folders() == []
     assert not (lab_class.data / "passwords").exists()
+
+
+def add_template(lab_class: Class, name: str, settings: str) -> None:
+    """Another template of the tiny template's files, in the class's templates.toml."""
+    toml = Path(lab_class.env["VMM_CONFIG_DIR"]) / "templates.toml"
+    tiny = lab_class.template
+    toml.write_text(toml.read_text() + f"[templates.{name}]\n"
+                    f'image = "{tiny / "base.qcow2"}"\nkernel = "{tiny / "vmlinuz"}"\n'
+                    f'initrd = "{tiny / "initrd.img"}"\ncmdline = "console=ttyS0"\ndomain_type = "qemu"\n'
+                    + settings)
+
+
+def test_capacity_is_checked_and_overcommit_goes_on(lab_class: Class) -> None:
+    host_mib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                    if line.startswith("MemTotal:")) // 1024
+    add_template(lab_class, "huge", f"memory_mib = {2 * host_mib}\ndisk_size_gib = 100000\n")
+    roster = lab_class.roster(["alice,Alice,,"])
+    args = ("provision", "--template", "huge", "--class", lab_class.name, "--users", roster)
+    for dry in (["--dry-run"], []):
+        refused = lab_class.cli(*args, *dry)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert f"memory: the VMs need {2 * host_mib} MiB, the host has " in refused.stderr
+        assert "disk: the overlays may grow to 100000.0 GiB" in refused.stderr
+        assert refused.stderr.count("(--overcommit to go on anyway)") == 2
+        assert lab_class.domains() == {}
+        assert lab_class.folders() == []
+    shown = lab_class.cli(*args, "--overcommit", "--dry-run")
+    assert shown.returncode == 0, shown.stderr
+    assert f"capacity: memory {2 * host_mib} MiB of " in shown.stdout
+    assert lab_class.domains() == {}
+    made = lab_class.cli(*args, "--overcommit")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.splitlines() == [f"{lab_class.vm('alice')}: made"]
+    disk = lab_class.root / "alice" / lab_class.vm("alice") / "disk.qcow2"
+    assert images.virtual_size(disk) == 100000 << 30
+
+
+def test_a_windows_vm_made_by_provision(lab_class: Class) -> None:
+    add_template(lab_class, "win", 'os = "windows"\nmemory_mib = 96\ndisk_size_gib = 1\n')
+    roster = lab_class.roster(["alice,Alice Martin,Secret123,", "bob,Bob,,"])
+    made = lab_class.cli("provision", "--template", "win", "--class", lab_class.name, "--users", roster)
+    assert made.returncode == 0, made.stderr
+    assert sorted(made.stdout.splitlines()) == [f"{lab_class.vm(u)}: made" for u in ("alice", "bob")]
+
+    (passwords,) = (lab_class.data / "passwords").iterdir()
+    assert stat.S_IMODE(passwords.stat().st_mode) == 0o600
+    with passwords.open(newline="") as f:
+        rows = {row["vm"]: row for row in csv.DictReader(f)}
+    assert sorted(rows) == [lab_class.vm("alice"), lab_class.vm("bob")]
+    alice, bob = rows[lab_class.vm("alice")], rows[lab_class.vm("bob")]
+    assert alice["password"] == ""  # given in the roster: not written again
+    assert windows_password_problem(bob["password"]) is None
+    assert alice["admin_password"] != bob["admin_password"]
+    for row in (alice, bob):
+        assert windows_password_problem(row["admin_password"]) is None
+        assert row["admin_password"] not in made.stdout + made.stderr
+
+    for user, password in (("alice", "Secret123"), ("bob", bob["password"])):
+        name = lab_class.vm(user)
+        iso = lab_class.root / user / name / "autounattend.iso"
+        assert stat.S_IMODE(iso.stat().st_mode) == 0o600
+        assert not (iso.parent / "seed.iso").exists()
+        root = ET.fromstring(lab_class.domains()[name].XMLDesc(0))
+        cds = root.findall("devices/disk[@device='cdrom']/source")
+        assert [cd.get("file") for cd in cds] == [str(iso)]
+        answer = ET.fromstring(read_answer_file(iso))  # made by provisioning, read back by pycdlib
+        ns = {"u": UNATTEND_NS}
+        oobe = answer.find("u:settings[@pass='oobeSystem']"
+                           "/u:component[@name='Microsoft-Windows-Shell-Setup']", ns)
+        assert oobe is not None
+        assert oobe.findtext("u:UserAccounts/u:AdministratorPassword/u:Value", namespaces=ns) == \
+            rows[name]["admin_password"]
+        account = oobe.find("u:UserAccounts/u:LocalAccounts/u:LocalAccount", ns)
+        assert account is not None
+        assert account.findtext("u:Name", namespaces=ns) == user
+        assert account.findtext("u:Password/u:Value", namespaces=ns) == password
+        assert account.findtext("u:Group", namespaces=ns) == "Administrators"
+        assert answer.findtext(".//u:settings[@pass='specialize']//u:ComputerName", namespaces=ns) == \
+            computer_name(name)
 
 
 def test_a_bad_roster_is_refused_whole_with_line_numbers(lab_class: Class) -> None:
@@ -237,12 +326,17 @@ def test_an_existing_vm_is_never_overwritten(lab_class: Class) -> None:
     assert lab_class.domains()[lab_class.vm("alice")].UUIDString() == before
 
 
-def test_a_failed_step_removes_that_vm_only(lab_class: Class) -> None:
+@pytest.mark.parametrize("step", ["define", "start"])
+def test_a_failed_step_removes_that_vm_only(lab_class: Class, step: str) -> None:
     roster = lab_class.roster(["alice,Alice,,", "bob,Bob,,", "carol,Carol,,"])
     run = lab_class.provision(roster, "--start",
-                              extra_env={"VMM_FAILPOINT": f"fail:define:{lab_class.vm('bob')}"})
+                              extra_env={"VMM_FAILPOINT": f"fail:{step}:{lab_class.vm('bob')}"})
     assert run.returncode == 1
-    assert f"{lab_class.vm('bob')}: failed at define" in run.stderr
+    assert f"{lab_class.vm('bob')}: failed at {step}" in run.stderr
+    # generated passwords: the VMs that exist, not bob's (at start, it had been defined)
+    (passwords,) = (lab_class.data / "passwords").iterdir()
+    assert sorted(row.split(",")[0] for row in passwords.read_text().splitlines()[1:]) == [
+        lab_class.vm("alice"), lab_class.vm("carol")]
     assert sorted(lab_class.domains()) == [lab_class.vm("alice"), lab_class.vm("carol")]
     assert [p.name for p in lab_class.folders()] == [lab_class.vm("alice"), lab_class.vm("carol")]
     # started paused, then resumed together: running, not left paused

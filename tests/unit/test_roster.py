@@ -194,3 +194,42 @@ def test_several_problems_on_one_line_and_many_lines() -> None:
         parse_roster(text)
     assert len(info.value.problems) == 60
     assert "... and 10 more" in info.value.message
+
+
+def test_a_full_name_useradd_refuses_is_refused_for_linux_only() -> None:
+    text = HEADER + "alice,Alice,,\njean,Dupont: Jean,,\nbob,\"Bob, the Builder\",,\n"
+    found = problems(text)
+    assert [line for line, _ in found] == [3]
+    assert "':'" in found[0][1]
+    assert "full name" in found[0][1]
+    assert [s.full_name for s in parse_roster(text, os_family="windows")] == [
+        "Alice", "Dupont: Jean", "Bob, the Builder"]  # a Windows display name may hold ':'
+
+
+def test_windows_account_rules_are_the_rosters() -> None:
+    long_name = "E" * 257
+    text = (HEADER + "alice,Alice,,\nguest,,,\nadministrator,,,\n" + "a" * 21 + ",,,\n"
+            + f"bob,{long_name},,\nusers,,,\nalice.,,,\ncarol,Carol,,\n")
+    assert len(parse_roster(text)) == 8  # all fine for Linux
+    found = problems(text, os_family="windows")
+    assert [line for line, _ in found] == [3, 4, 5, 6, 7, 8]
+    assert "built-in" in found[0][1]
+    assert "built-in" in found[1][1]
+    assert "at most 20" in found[2][1]
+    assert "full name too long" in found[3][1]
+    assert "built-in" in found[4][1]
+    assert "not ending with '.'" in found[5][1]
+
+
+def test_every_line_not_utf8_is_named_with_the_other_problems(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(HEADER.encode() + b"alice,Al\xe9xia,,\n" + b"b\xf6b,Bob,,\n" + b"Bad Name,,,\n"
+                     + b"carol,Carol,,\r\n" + b"dave,D\xe4ve,,\r\n")
+    with pytest.raises(RosterError) as info:
+        read_roster(path)
+    found = info.value.problems
+    assert [line for line, _ in found] == [2, 3, 4, 6]
+    assert "not UTF-8" in found[0][1] and "0xe9" in found[0][1]  # noqa: PT018
+    assert "not UTF-8" in found[1][1] and "0xf6" in found[1][1]  # noqa: PT018 (and no "invalid username")
+    assert "invalid username 'Bad Name'" in found[2][1]
+    assert "not UTF-8" in found[3][1] and "0xe4" in found[3][1]  # noqa: PT018

@@ -1,5 +1,7 @@
 """NoCloud seeds: built with real libraries, read back without mounting."""
 
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -7,7 +9,7 @@ import pytest
 import yaml
 
 from core.errors import InvalidInput
-from core.seed import LinuxSeed, SeedUser, read_seed_iso, user_data, write_seed_iso
+from core.seed import LinuxSeed, SeedUser, gecos_problem, read_seed_iso, user_data, write_seed_iso
 
 
 def seed(**user: object) -> LinuxSeed:
@@ -66,3 +68,33 @@ def test_no_password_locks_it() -> None:
     assert config["users"][0]["lock_passwd"] is True
     assert "passwd" not in config["users"][0]
     assert config["ssh_pwauth"] is False
+
+
+FULL_NAMES = ["Jean Dupont", "Dupont, Jean", "Zoé Ñúñez-Łukasz", "-x", "a=b", "O'Brien \"Bob\"",
+              "#1 \\ 100%", "  spaced  ", "", "Dupont: Jean", ":", "tab\there", "del\x7f", "line\nbreak"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("useradd") is None,
+                    reason="needs root and useradd (shadow's), to ask the real tool")
+def test_the_full_name_rule_is_useradds(tmp_path: Path) -> None:
+    """cloud-init runs ``useradd NAME --comment FULL_NAME``: what useradd refuses, the rule refuses.
+
+    useradd works on a scratch root (``--prefix``), so the host's accounts are never touched."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (etc / "group").write_text("root:x:0:\n")
+    (etc / "shadow").write_text("root:*:19000:0:99999:7:::\n")
+    (etc / "gshadow").write_text("root:*::\n")
+    for number, name in enumerate(FULL_NAMES):
+        added = subprocess.run(["useradd", "--prefix", str(tmp_path), "-M", "-l", "--comment", name,
+                                f"student{number}"], capture_output=True, text=True, timeout=30)
+        assert (added.returncode == 0) == (gecos_problem(name) is None), (name, added.stderr)
+    assert "':'" in (gecos_problem("Dupont: Jean") or "")
+
+
+def test_a_seed_useradd_would_refuse_is_not_written(tmp_path: Path) -> None:
+    path = tmp_path / "seed.iso"
+    with pytest.raises(InvalidInput, match="':'"):
+        write_seed_iso(path, seed(full_name="Dupont: Jean"))
+    assert not path.exists()

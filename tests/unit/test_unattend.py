@@ -312,6 +312,7 @@ def test_weak_passwords_are_refused(tmp_path: Path, field: str, weak: str, who: 
     ({"username": "alice."}, "not ending with '.'"),
     ({"username": "administrator"}, "built-in"),
     ({"username": "guest"}, "built-in"),
+    ({"username": "users"}, "built-in"),  # a user may not be named like a local group
     ({"username": "net101-alice"}, "named like the computer"),
     ({"full_name": "Eve\x00"}, "full name holds a control character"),
     ({"full_name": "Eve\nMallory"}, "full name holds a control character"),
