@@ -92,8 +92,11 @@ def _refuse(typed: str, reason: str) -> NoReturn:
 
 
 def _shown(typed: str) -> str:
-    """The typed name, safe for one log line."""
-    return repr(typed[:64] + ("…" if len(typed) > 64 else ""))
+    """The typed name for the log, when it is a valid sign-in name; else "an invalid name": what
+    fails the check may be a password typed into the name field, and stays out of the log."""
+    if not SIGNIN_NAME.fullmatch(typed):
+        return "an invalid name"
+    return repr(typed)
 
 
 def _local(settings: Settings, name: str, password: str) -> Identity | None:

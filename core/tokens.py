@@ -31,6 +31,8 @@ from core.settings import Settings
 
 OLD_DEFAULT_KEY = "dev-secret-change-me"  # what the older web version shipped: never a key
 MIN_KEY_LENGTH = 32
+MIN_KEY_SYMBOLS = 8  # different characters a key must hold
+MAX_KEY_REPEAT = 2  # no one character may be half the key or more
 KEY_FILE = "secret_key"
 MAX_TTL = 30 * 86400.0
 TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # token_urlsafe(32)
@@ -57,6 +59,10 @@ _MIGRATIONS: tuple[str, ...] = (
         expires REAL NOT NULL
     );
     CREATE INDEX console_sessions_link ON console_sessions (link_id);
+    """,
+    # A console link the portal opens for a student names them: it opens only while the VM is theirs.
+    """
+    ALTER TABLE links ADD COLUMN owner TEXT
     """,
 )
 
@@ -94,9 +100,16 @@ class Link:
     created: float
     expires: float
     revoked: float | None
+    owner: str | None = None
+    """The student a portal console link was opened for (it opens only while the VM is theirs);
+    None for share links and operators' links."""
 
     def active(self, now: float) -> bool:
         return self.revoked is None and now < self.expires
+
+    def opens_for(self, vm_owner: str) -> bool:
+        """Whether this link may open the console of a VM whose owner is now ``vm_owner``."""
+        return self.owner is None or self.owner == vm_owner
 
     def as_json(self) -> dict[str, object]:
         return {"id": self.id, "vm": self.vm_uuid, "name": self.vm_name, "created": format_time(self.created),
@@ -119,18 +132,21 @@ class TokenStore:
         return keyed_hash(self._key, purpose, secret)
 
     # -- links --
-    def create_link(self, vm_uuid: str, vm_name: str, ttl: float) -> tuple[Link, str]:
-        """A new link to one VM for ``ttl`` seconds; returns it and its token (shown once, never stored)."""
+    def create_link(self, vm_uuid: str, vm_name: str, ttl: float, *,
+                    owner: str | None = None) -> tuple[Link, str]:
+        """A new link to one VM for ``ttl`` seconds; returns it and its token (shown once, never stored).
+
+        ``owner``: the student the portal opens it for; it then opens only while the VM is theirs."""
         now = self._clock()
         token = secrets.token_urlsafe(32)
         with database.transaction(self._db):
             while True:
-                link = Link(secrets.token_hex(4), vm_uuid, vm_name, now, now + ttl, None)
+                link = Link(secrets.token_hex(4), vm_uuid, vm_name, now, now + ttl, None, owner)
                 try:
                     self._db.execute(
-                        "INSERT INTO links (id, token_hash, vm_uuid, vm_name, created, expires) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (link.id, self._hash("link", token), vm_uuid, vm_name, now, link.expires))
+                        "INSERT INTO links (id, token_hash, vm_uuid, vm_name, created, expires, owner) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (link.id, self._hash("link", token), vm_uuid, vm_name, now, link.expires, owner))
                     break
                 except sqlite3.IntegrityError:  # an id already taken: draw again
                     continue
@@ -204,12 +220,13 @@ class TokenStore:
                              (self._hash("session", secret), link.id, self._clock(), link.expires))
         return secret
 
-    def session_link(self, secret: str, vm_uuid: str) -> Link | None:
-        """The link behind a session cookie, when the session, its link and the VM all match."""
+    def session_link(self, secret: str, vm_uuid: str, *, vm_owner: str) -> Link | None:
+        """The link behind a session cookie, when the session, its link and the VM all match, and
+        a student's link only while ``vm_owner`` (the VM's owner now) is that student."""
         if not TOKEN.fullmatch(secret):
             return None
         row = self._db.execute(
-            "SELECT links.id, vm_uuid, vm_name, links.created, links.expires, revoked, "
+            "SELECT links.id, vm_uuid, vm_name, links.created, links.expires, revoked, owner, "
             "console_sessions.expires FROM console_sessions "
             "JOIN links ON links.id = console_sessions.link_id WHERE console_sessions.secret_hash = ?",
             (self._hash("session", secret),)).fetchone()
@@ -218,6 +235,8 @@ class TokenStore:
         link = _link(row[:-1])
         now = self._clock()
         if link is None or link.vm_uuid != vm_uuid or not link.active(now) or row[-1] <= now:
+            return None
+        if not link.opens_for(vm_owner):
             return None
         return link
 
@@ -229,15 +248,16 @@ class TokenStore:
         return cursor.rowcount
 
 
-_COLUMNS = "id, vm_uuid, vm_name, created, expires, revoked"
+_COLUMNS = "id, vm_uuid, vm_name, created, expires, revoked, owner"
 
 
 def _link(row: tuple[object, ...] | None) -> Link | None:
     if row is None:
         return None
-    link_id, uuid, name, created, expires, revoked = row
+    link_id, uuid, name, created, expires, revoked, owner = row
     return Link(str(link_id), str(uuid), str(name), float(created),  # type: ignore[arg-type]
-                float(expires), None if revoked is None else float(revoked))  # type: ignore[arg-type]
+                float(expires), None if revoked is None else float(revoked),  # type: ignore[arg-type]
+                None if owner is None else str(owner))
 
 
 # -- SECRET_KEY --
@@ -247,6 +267,21 @@ def key_problem(key: str) -> str:
         return f"SECRET_KEY is the old default {OLD_DEFAULT_KEY!r}"
     if len(key) < MIN_KEY_LENGTH:
         return f"SECRET_KEY is shorter than {MIN_KEY_LENGTH} characters"
+    return _not_random(key)
+
+
+def _not_random(key: str) -> str:
+    """A simple diversity rule: a key of a few characters repeated (40 spaces, ``k`` * 40) is no
+    key. The hex of ``openssl rand -hex 32`` (16 symbols over 64 characters) passes by far."""
+    if not key.strip():
+        return "SECRET_KEY is only blanks"
+    distinct = len(set(key))
+    if distinct < MIN_KEY_SYMBOLS:
+        return (f"SECRET_KEY has only {distinct} different character{'s' if distinct > 1 else ''} "
+                f"(a random key has at least {MIN_KEY_SYMBOLS})")
+    top = max(key.count(c) for c in set(key))
+    if top * MAX_KEY_REPEAT >= len(key):
+        return f"SECRET_KEY is mostly one character repeated ({top} of its {len(key)})"
     return ""
 
 

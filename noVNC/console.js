@@ -3,7 +3,8 @@
 //
 // Served at /static/console.js; noVNC (installed by scripts/install_novnc.sh) at /novnc/. The page's
 // state is on <body> for tests and scripts: data-state (loading, connecting, connected, disconnected,
-// ended), data-connects (connections made so far), data-reason (why the last one ended);
+// ended), data-connects (connections made so far), data-reason (why the last one ended, as the
+// server tells it when it does), data-retries (retries scheduled so far);
 // window.vmmConsole offers the same and a few calls (typeText, ctrlAltDel, reconnect).
 
 // noVNC's modules, loaded by main(): a server without noVNC installed gets a clear status, not a blank page.
@@ -84,6 +85,7 @@ const page = {
     reason: '',
     connects: 0,
     attempts: 0,          // failed attempts since the last connection: the back-off exponent
+    retries: 0,           // retries scheduled since the page was opened
     retryTimer: null,
     closedHere: false,    // disconnect() was asked for: no retry
     countdownTimer: null,
@@ -185,7 +187,7 @@ function connect() {
             ended(TEXT.reasonClosedHere);
             return;
         }
-        setState('disconnected', wasConnected ? TEXT.reasonLost : TEXT.reasonUnreachable);
+        setState('disconnected', wasConnected ? TEXT.reasonLost : '');
         // The socket's close event may come a moment after noVNC gave up on it.
         setTimeout(() => afterDisconnect(wasConnected, closeInfo, refused), 0);
     });
@@ -200,14 +202,14 @@ async function afterDisconnect(wasConnected, closeInfo, refused) {
         ended(closeInfo.reason ? TEXT.reasonServer(closeInfo.reason) : TEXT.reasonNoAccess);
         return;
     }
-    // Before trying again, ask whether this page is still ours: a refused websocket upgrade tells
-    // the browser nothing, but an expired link or session makes the page itself answer 403.
-    const revoked = await accessRevoked();
+    // A refused websocket upgrade tells the browser nothing: ask the server why (the VM is off, it
+    // has no display, no console port is free, this link no longer works...) before trying again.
+    const status = await consoleStatus();
     if (page.rfb || page.state === 'ended') {
         return;   // reconnected (or closed) meanwhile, by the button or the tab coming back
     }
-    if (revoked) {
-        ended(TEXT.reasonNoAccess);
+    if (status && status.final) {
+        ended(status.reason || TEXT.reasonNoAccess);
         return;
     }
     let reason = refused;
@@ -216,23 +218,36 @@ async function afterDisconnect(wasConnected, closeInfo, refused) {
         if (closeInfo && closeInfo.reason) {
             reason = TEXT.reasonServer(closeInfo.reason);
         }
+        if (status && status.reason) {
+            reason = status.reason;
+        }
     }
     if (!wasConnected) {
         page.attempts += 1;
     }
+    page.retries += 1;
+    document.body.dataset.retries = String(page.retries);
     scheduleRetry(reason);
 }
 
-async function accessRevoked() {
-    // `?retry=1` asks the server for a verdict: 403 without a valid session, else a redirect back
-    // here (an opaque redirect, status 0, with redirect: 'manual'); never its cookie-retry page.
+// The server's verdict on this console (core/web/app.py, console_status): {final, running, reason},
+// the reason in the page's language; final when trying again is useless (this link no longer works,
+// the VM has no VNC display or runs on another machine). A POST, so that the browser sends its
+// Origin, which the server checks as for the websocket. null when the server does not say (it is
+// down or restarting, or an older one): keep trying.
+async function consoleStatus() {
     try {
-        const answer = await fetch(`${location.pathname}?retry=1`, {
-            method: 'HEAD', cache: 'no-store', credentials: 'same-origin', redirect: 'manual',
+        const answer = await fetch(`${location.pathname.replace(/\/+$/, '')}/status`, {
+            method: 'POST', cache: 'no-store', credentials: 'same-origin', redirect: 'error',
         });
-        return [401, 403, 404, 410].includes(answer.status);
+        const type = answer.headers.get('Content-Type') || '';
+        if (!type.startsWith('application/json')) {
+            return null;
+        }
+        const body = await answer.json();
+        return { final: Boolean(body.final), running: Boolean(body.running), reason: String(body.reason || '') };
     } catch (err) {
-        return false;   // the server is down or restarting: keep trying
+        return null;
     }
 }
 

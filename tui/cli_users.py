@@ -4,6 +4,11 @@ Passwords are asked twice on the terminal (never echoed), or read from the first
 ``--password-stdin`` for scripts; never taken as an argument, where ``ps`` would show them.
 Exit codes as the rest of the CLI: 0 done; 1 refused (no such account, the name is taken, not
 confirmed); 2 bad usage (an invalid name, a short password, no terminal to ask on).
+
+Every change is in the audit log as the other CLI actions are (who: the user behind sudo, from
+where: the SSH client or ``local``): ``user-add`` (with the role: granting ``--operator`` shows),
+``user-passwd``, ``user-del``, ``ok`` when done and ``failed`` when refused (no such account, the
+name is taken). Bad usage changes nothing and is not recorded; a password never is.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import getpass
 import json
 import sys
 
+from core import audit
 from core.accounts import Account, AccountExists, Accounts, Role, check_password
+from core.audit import Actor, Item
 from core.errors import InvalidInput, NotFound, VMManagerError
 from core.names import check_username
 from core.settings import Settings
@@ -58,10 +65,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return _list(settings, args.json)
         accounts = Accounts(settings.database_path)
         try:
-            return _act(args, accounts)
+            return _act(args, accounts, settings)
         finally:
             accounts.close()
     except (NotFound, AccountExists) as exc:
+        why = "exists already" if isinstance(exc, AccountExists) else "no such account"
+        _record(settings, args, "failed", f"account {_recorded_name(args.username)}: {why}")
         print(f"vm-manager: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
     except VMManagerError as exc:
@@ -69,7 +78,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
 
 
-def _act(args: argparse.Namespace, accounts: Accounts) -> int:
+def _record(settings: Settings, args: argparse.Namespace, outcome: str, detail: str) -> None:
+    """One audit entry for this ``user`` command (the account's name and the role in the detail)."""
+    audit.record(settings.database_path, Actor.local("cli"),
+                 [Item(f"user-{args.user_command}", outcome=outcome, detail=detail)])
+
+
+def _recorded_name(typed: str) -> str:
+    """A name as the audit log keeps it: a valid username, else ``?`` (it may be anything typed)."""
+    try:
+        return check_username(typed)
+    except InvalidInput:
+        return "?"
+
+
+def _act(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> int:
     """add, passwd or del; names are checked before a password is asked."""
     if args.user_command == "add":
         check_username(args.username)
@@ -78,19 +101,23 @@ def _act(args: argparse.Namespace, accounts: Accounts) -> int:
         role = Role.OPERATOR if args.operator else Role.STUDENT
         account = accounts.add(args.username, _password(args), role=role, display_name=args.display_name,
                                email=args.email)
+        _record(settings, args, "ok", f"account {account.username}, role {account.role.value}")
         print(f"{account.username}: local {account.role.value} account added")
     elif args.user_command == "passwd":
         if accounts.get(args.username) is None:
             raise NotFound(f"no local account {args.username!r}")
         accounts.set_password(args.username, _password(args))
+        _record(settings, args, "ok", f"account {args.username}")
         print(f"{args.username}: password changed")
     else:
-        if accounts.get(args.username) is None:
+        gone = accounts.get(args.username)
+        if gone is None:
             raise NotFound(f"no local account {args.username!r}")
         if not args.yes and not _confirm(args.username):
             print("nothing done", file=sys.stderr)
             return EXIT_FAILED
         accounts.delete(args.username)
+        _record(settings, args, "ok", f"account {gone.username}, role {gone.role.value}")
         print(f"{args.username}: deleted")
     return EXIT_OK
 

@@ -15,6 +15,13 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:  # websockify imports this module for its auth plugin: keep it light (no libvirt)
     from core.settings import Settings
 
+
+def N_(text: str) -> str:  # noqa: N802 - the gettext marker babel's extractor knows
+    """Mark a string for translation where it is written; it is translated where it is shown
+    (``core.web.i18n``; the catalogue is ``core/web/locale/<lang>/LC_MESSAGES/messages.po``)."""
+    return text
+
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -10,7 +10,12 @@ URL contract (``<uuid>``: the VM's UUID, lowercase):
   browser without the cookie gets a page that loads the URL once more (``?retry=1``), then 403.
 - ``GET /console/<uuid>/ws``: the console websocket (subprotocol ``binary`` when asked), after
   the session and the Origin (PUBLIC_URL's) are checked; 403 before any upgrade otherwise.
+- ``POST /console/<uuid>/status``: why the console does not open, under the same checks, for the
+  console page (a refused upgrade tells a browser nothing): ``{"final", "running", "reason"}``.
 - ``GET /novnc/...``: ``noVNC/vendor/``; ``GET /static/...``: ``noVNC/`` except ``vendor``.
+
+A console session the portal opened for a student opens only while the VM is theirs: it is
+checked at every opening, and a VM given to someone else closes (and revokes) those consoles.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ import ipaddress
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -34,9 +40,9 @@ from core.lab import Lab
 from core.model import VM
 from core.settings import PROJECT_DIR, Settings
 from core.tokens import Link, TokenStore
-from core.web import DEFAULT_HOST, DEFAULT_PORT, base_url, origin_of, pages
+from core.web import DEFAULT_HOST, DEFAULT_PORT, N_, base_url, i18n, origin_of, pages
 from core.web.endpoints import MAX_MESSAGE, EndpointError, Endpoints
-from core.web.proxy import Viewers, relay
+from core.web.proxy import CLOSE_REVOKED, Viewers, relay
 
 log = logging.getLogger(__name__)
 ACCESS_LOG = logging.getLogger("core.web.access")
@@ -45,6 +51,7 @@ NOVNC_DIR = PROJECT_DIR / "noVNC"
 COOKIE = "vmm_console"
 UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 HEARTBEAT = 30.0
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,7 @@ class WebConfig:
 
     @property
     def secure_cookies(self) -> bool:
+        """Secure cookies whatever the request (PUBLIC_URL is https); see :func:`secure_cookies`."""
         return self.origin.startswith("https:")
 
 
@@ -75,7 +83,7 @@ def make_app(settings: Settings, lab: Lab, *, secret_key: str, host: str = DEFAU
     base = base_url(settings, host, port)
     config = WebConfig(base, origin_of(base), parse_proxies(settings.trusted_proxies), novnc_dir,
                        expiry_interval)
-    app = web.Application(middlewares=[forwarded_for])
+    app = web.Application(middlewares=[forwarded_for, own_error_pages])
     app[CONFIG] = config
     app[LAB] = lab
     app[VIEWERS] = Viewers()
@@ -99,12 +107,12 @@ def make_app(settings: Settings, lab: Lab, *, secret_key: str, host: str = DEFAU
     app.router.add_get("/c/{token}", open_link, allow_head=False)
     app.router.add_get(f"/console/{{uuid:{UUID}}}", console_page)
     app.router.add_get(f"/console/{{uuid:{UUID}}}/ws", console_socket, allow_head=False)
+    app.router.add_post(f"/console/{{uuid:{UUID}}}/status", console_status)
     app.router.add_get("/novnc/{path:.+}", _files(lambda: config.novnc_dir / "vendor"))
     app.router.add_get("/static/{path:.+}", _files(lambda: config.novnc_dir, hidden={"vendor"}))
     from core.web import portal  # it imports this module
 
-    portal.setup(app, settings, lab, app[STORE], secret_key=secret_key, secure_cookies=config.secure_cookies,
-                 clock=clock)
+    portal.setup(app, settings, lab, app[STORE], secret_key=secret_key, clock=clock)
     return app
 
 
@@ -124,29 +132,29 @@ async def open_link(request: web.Request) -> web.StreamResponse:
     vm = find_vm(request.app[LAB], link.vm_uuid) if link is not None else None
     if link is None or vm is None:
         log.info("share link refused for %s", request[CLIENT])
-        return pages.refused()
+        return pages.refused(request)
     response = web.Response(status=303, headers={"Location": f"/console/{link.vm_uuid}", **pages.NO_STORE})
-    open_console_session(response, store, link, secure=request.app[CONFIG].secure_cookies)
+    open_console_session(response, store, link, secure=secure_cookies(request))
     log.info("share link %s of %s opened by %s", link.id, vm.name, request[CLIENT])
     return response
 
 
 async def console_page(request: web.Request) -> web.StreamResponse:
     uuid = request.match_info["uuid"].lower()
-    link = _session(request, uuid)
+    access = console_access(request, uuid)
     retry = "retry" in request.query
-    if link is None:
+    if access is None:
         if retry:
-            return pages.refused("This browser holds no valid session for this console: open the share "
-                                 "link again (with cookies allowed), or ask your teacher for a new one.")
-        return pages.retry_with_cookie(f"/console/{uuid}?retry=1")
+            return pages.refused(request, N_(
+                "This browser holds no valid session for this console: open the share link again (with "
+                "cookies allowed), or ask your teacher for a new one."))
+        return pages.retry_with_cookie(request, f"/console/{uuid}?retry=1")
     if retry or request.match_info["uuid"] != uuid:
         return web.Response(status=303, headers={"Location": f"/console/{uuid}", **pages.NO_STORE})
-    if find_vm(request.app[LAB], uuid) is None:
-        return pages.refused()
     page = request.app[CONFIG].novnc_dir / "console.html"
     if not page.is_file():
-        return pages.page(503, "Console unavailable", "The console page is not installed on this server.")
+        return pages.page(request, 503, N_("Console unavailable"),
+                          N_("The console page is not installed on this server."))
     return web.FileResponse(page, headers=pages.NO_STORE)
 
 
@@ -154,47 +162,103 @@ async def console_socket(request: web.Request) -> web.StreamResponse:
     """Check, then relay the browser's websocket to the VM's endpoint."""
     uuid = request.match_info["uuid"].lower()
     app = request.app
-    origin = request.headers.get("Origin", "")
-    if origin.lower() != app[CONFIG].origin:
-        log.warning("console websocket of %s refused: Origin %r from %s", uuid, origin[:100], request[CLIENT])
-        return pages.refused("This console can only be opened from its own page.")
-    link = _session(request, uuid)
-    vm = find_vm(app[LAB], uuid) if link is not None else None
-    if link is None or vm is None:
+    if not _right_origin(request, uuid):
+        return pages.refused(request, N_("This console can only be opened from its own page."))
+    access = console_access(request, uuid)
+    if access is None:
         log.info("console websocket of %s refused: no valid session from %s", uuid, request[CLIENT])
-        return pages.refused()
+        return pages.refused(request)
+    link, vm = access
     if not vm.state.is_active:
-        return pages.page(409, "The VM is not running", f"{vm.name} is {vm.state}: start it first.")
+        return pages.page(request, 409, N_("The VM is not running"),
+                          N_("%(name)s is %(state)s: start it first."), name=vm.name,
+                          state=_state(request, vm))
     asked = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     if not web.WebSocketResponse(protocols=asked).can_prepare(request).ok:
-        return pages.page(400, "Not a websocket", "This address takes websocket connections only.")
+        return pages.page(request, 400, N_("Not a websocket"),
+                          N_("This address takes websocket connections only."))
+    endpoints = app[ENDPOINTS]
     try:
-        endpoint = await app[ENDPOINTS].acquire(vm)
+        endpoint = await endpoints.acquire(vm)
     except EndpointError as exc:
         log.warning("console of %s unavailable: %s", vm.name, exc.message)
-        return pages.page(503, exc.title, exc.message)
+        return pages.page(request, 503, exc.title, exc.template, **exc.values)
     try:
         try:
             upstream = await endpoint.connect(asked)
         except EndpointError as exc:
             log.warning("console of %s: %s (%s)", vm.name, exc.message, endpoint.errors())
-            return pages.page(502, exc.title, exc.message)
-        browser = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else (),
-                                        heartbeat=HEARTBEAT, max_msg_size=MAX_MESSAGE, compress=False)
-        await browser.prepare(request)
-        viewer = app[VIEWERS].add(link.id, uuid, browser)
-        log.info("console of %s opened through link %s by %s", vm.name, link.id, request[CLIENT])
-        try:
-            if not app[STORE].inactive([link.id]):  # revoked while we connected: closed already
-                await relay(browser, upstream)
+            endpoints.failed(uuid, exc)
+            return pages.page(request, 502, exc.title, exc.template, **exc.values)
+        try:  # from here on the connection to the VM is ours to close, whatever happens
+            browser = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else (),
+                                            heartbeat=HEARTBEAT, max_msg_size=MAX_MESSAGE, compress=False)
+            try:
+                await browser.prepare(request)
+            except ConnectionResetError:  # the browser left while we connected: no error of ours
+                log.info("console of %s: the browser left before it opened (%s)", vm.name, request[CLIENT])
+                return browser
+            endpoints.opened(uuid)
+            viewer = app[VIEWERS].add(link.id, uuid, browser, owner=link.owner)
+            log.info("console of %s opened through link %s by %s", vm.name, link.id, request[CLIENT])
+            try:
+                now = find_vm(app[LAB], uuid)
+                still = now is not None and link.opens_for(now.meta.owner)  # given away while we connected?
+                if still and not app[STORE].inactive([link.id]):  # revoked while we connected: closed already
+                    await relay(browser, upstream)
+            finally:
+                app[VIEWERS].discard(viewer)
+                log.info("console of %s closed (link %s)", vm.name, link.id)
+                await browser.close()
+            return browser
         finally:
-            app[VIEWERS].discard(viewer)
-            log.info("console of %s closed (link %s)", vm.name, link.id)
             await upstream.close()
-            await browser.close()
-        return browser
     finally:
-        await app[ENDPOINTS].release(endpoint)
+        await endpoints.release(endpoint)
+
+
+async def console_status(request: web.Request) -> web.StreamResponse:
+    """Why the console does not open, for the console page after a failed connection (a refused
+    websocket upgrade tells a browser nothing): ``{"final", "running", "reason"}``, ``reason`` in the
+    request's language, ``final`` when trying again is useless. A POST, so that the browser sends
+    its Origin, which is checked as for the websocket; the console session too."""
+    uuid = request.match_info["uuid"].lower()
+    lang = i18n.of_request(request)
+    if not _right_origin(request, uuid):
+        return _status(403, True, False,
+                       i18n.gettext(lang, N_("This console can only be opened from its own page.")))
+    access = console_access(request, uuid)
+    if access is None:
+        return _status(403, True, False, i18n.gettext(
+            lang, N_("This console link no longer works (expired, revoked, or its VM is gone or no longer "
+                     "yours): ask for a new one.")))
+    _link, vm = access
+    if not vm.state.is_active:
+        return _status(200, False, False, i18n.gettext(
+            lang, N_("%(name)s is %(state)s: the console opens again when it runs."), name=vm.name,
+            state=_state(request, vm)))
+    problem = await request.app[ENDPOINTS].problem(vm)
+    if problem is None:
+        return _status(200, False, True, "")
+    return _status(200, problem.permanent, True, i18n.gettext(lang, problem.template, **problem.values))
+
+
+def _status(status: int, final: bool, running: bool, reason: str) -> web.Response:
+    return web.json_response({"final": final, "running": running, "reason": reason}, status=status,
+                             headers=pages.NO_STORE)
+
+
+def _right_origin(request: web.Request, uuid: str) -> bool:
+    origin = request.headers.get("Origin", "")
+    if origin.lower() == request.app[CONFIG].origin:
+        return True
+    log.warning("console %s of %s refused: Origin %r from %s", request.path.rpartition("/")[2], uuid,
+                origin[:100], request[CLIENT])
+    return False
+
+
+def _state(request: web.Request, vm: VM) -> str:
+    return i18n.gettext(i18n.of_request(request), i18n.STATE_LABELS.get(vm.state, str(vm.state)))
 
 
 def open_console_session(response: web.StreamResponse, store: TokenStore, link: Link, *,
@@ -204,13 +268,25 @@ def open_console_session(response: web.StreamResponse, store: TokenStore, link: 
                         samesite="Strict", secure=secure, max_age=max(1, int(link.expires - time.time())))
 
 
+def secure_cookies(request: web.BaseRequest) -> bool:
+    """Whether cookies get Secure: PUBLIC_URL is https, or this request came over https (TLS here,
+    or a trusted proxy's ``X-Forwarded-Proto: https``, which :func:`forwarded_for` believed)."""
+    return request.app[CONFIG].secure_cookies or request.scheme == "https"
+
+
 def find_vm(lab: Lab, uuid: str) -> VM | None:
     return next((vm for vm in lab.vms() if vm.uuid == uuid), None)
 
 
-def _session(request: web.Request, uuid: str) -> Link | None:
+def console_access(request: web.BaseRequest, uuid: str) -> tuple[Link, VM] | None:
+    """The link and the VM a console cookie opens: its session, its link and the VM all valid, and
+    a student's portal link only while the VM is still theirs."""
     secret = request.cookies.get(COOKIE)
-    return request.app[STORE].session_link(secret, uuid) if secret else None
+    vm = find_vm(request.app[LAB], uuid) if secret else None
+    if secret is None or vm is None:
+        return None
+    link = request.app[STORE].session_link(secret, uuid, vm_owner=vm.meta.owner)
+    return None if link is None else (link, vm)
 
 
 def _files(root: Callable[[], Path], hidden: frozenset[str] | set[str] = frozenset()) -> Callable[
@@ -219,11 +295,11 @@ def _files(root: Callable[[], Path], hidden: frozenset[str] | set[str] = frozens
     async def handler(request: web.Request) -> web.StreamResponse:
         parts = PurePosixPath(request.match_info["path"]).parts
         if not parts or parts[0] in hidden or any(p.startswith(".") or "\\" in p for p in parts):
-            return pages.not_found()
+            return pages.not_found(request)
         base = root().resolve()
         path = base.joinpath(*parts).resolve()
         if not path.is_relative_to(base) or not path.is_file():
-            return pages.not_found()
+            return pages.not_found(request)
         return web.FileResponse(path)
 
     return handler
@@ -250,6 +326,19 @@ async def forwarded_for(request: web.Request, handler: Callable[[web.Request], A
         changes["host"] = forwarded_host
     request[CLIENT] = client
     return await handler(request.clone(**changes))
+
+
+@web.middleware
+async def own_error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The router's 404 and 405 as our own pages (in the request's language), not aiohttp's text."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return pages.not_found(request)
+    except web.HTTPMethodNotAllowed as exc:
+        response = pages.page(request, 405, N_("Not allowed"), N_("This address does not take this method."))
+        response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+        return response
 
 
 def _in(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
@@ -309,16 +398,23 @@ async def _expire_viewers(app: web.Application) -> None:
 
 
 def _on_inventory(app: web.Application, tasks: list[asyncio.Task[None]]) -> Callable[[Update], None]:
-    """Close a VM's consoles (and stop its endpoint) when it stops or goes away."""
+    """Close a VM's consoles (and stop its endpoint) when it stops or goes away; close (and revoke)
+    the consoles a student opened on a VM given to someone else since."""
+    def spawn(work: Coroutine[Any, Any, None]) -> None:
+        tasks[:] = [t for t in tasks if not t.done()]
+        tasks.append(asyncio.create_task(work))
+
     def on_update(update: Update) -> None:
+        watched = app[VIEWERS].vm_uuids() | set(app[ENDPOINTS].running())
         for change in update.changes:
             uuid = change.vm.uuid
-            if change.kind != "removed" and change.vm.state.is_active:
+            if uuid not in watched:
                 continue
-            if uuid in app[VIEWERS].vm_uuids() or uuid in app[ENDPOINTS].running():
+            if change.kind == "removed" or not change.vm.state.is_active:
                 why = "the VM was deleted" if change.kind == "removed" else f"the VM is {change.vm.state}"
-                tasks[:] = [t for t in tasks if not t.done()]
-                tasks.append(asyncio.create_task(_vm_gone(app, uuid, why)))
+                spawn(_vm_gone(app, uuid, why))
+            elif foreign := app[VIEWERS].foreign_links(uuid, change.vm.meta.owner):
+                spawn(_given_away(app, change.vm, foreign))
 
     return on_update
 
@@ -327,6 +423,15 @@ async def _vm_gone(app: web.Application, uuid: str, why: str) -> None:
     count = await app[VIEWERS].close_vm(uuid, why)
     await app[ENDPOINTS].stop_vm(uuid)
     log.info("console of %s closed (%d viewer(s)): %s", uuid, count, why)
+
+
+async def _given_away(app: web.Application, vm: VM, link_ids: set[str]) -> None:
+    """The VM has another owner: the former owner's portal links end, and their consoles close."""
+    app[STORE].revoke(ids=sorted(link_ids))
+    count = await app[VIEWERS].close(lambda v: v.link_id in link_ids, CLOSE_REVOKED,
+                                     "the VM was given to another user")
+    log.info("console of %s closed (%d viewer(s)): the VM is now %s's (links %s revoked)", vm.name, count,
+             vm.meta.owner or "nobody", ", ".join(sorted(link_ids)))
 
 
 class AccessLogger(AbstractAccessLogger):

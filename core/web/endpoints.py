@@ -29,6 +29,7 @@ import shutil
 import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,12 +40,13 @@ from core.errors import ConfigError, VMManagerError
 from core.lab import Lab
 from core.model import VM
 from core.settings import PROJECT_DIR, Settings
-from core.web import ENDPOINT_SECRET_ENV, ENDPOINT_SECRET_HEADER
+from core.web import ENDPOINT_SECRET_ENV, ENDPOINT_SECRET_HEADER, N_
 
 log = logging.getLogger(__name__)
 
 UNIX_PATH_MAX = 107  # sun_path holds 108 bytes, the last one a NUL
 MAX_MESSAGE = 16 * 1024 * 1024
+FAILURE_MEMORY = 60.0  # seconds a failure to open a VM's console is told to its page
 TRANSPORTS = ("auto", "unix", "tcp")
 # The endpoint process's allocator. Its viewers' threads each take 64 KiB buffers as frames pass:
 # glibc would give them arenas of their own (up to 8 a core) and keep what they freed, 0.5-1 MB
@@ -54,7 +56,17 @@ MALLOC_TUNABLES = "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=65536"
 
 
 class EndpointError(VMManagerError):
-    title = "Console unavailable"
+    """Why a console cannot open. ``template`` (English; a msgid of the portal's catalogue when
+    marked with ``N_``) and ``values`` make the message, so that pages can show it translated;
+    ``permanent``: trying again changes nothing until someone changes the VM or the server."""
+
+    title = N_("Console unavailable")
+
+    def __init__(self, template: str, *, permanent: bool = False, **values: object) -> None:
+        super().__init__(template % values if values else template)
+        self.template = template
+        self.values = values
+        self.permanent = permanent
 
 
 class _PortTaken(EndpointError):
@@ -81,17 +93,18 @@ def vnc_target(info: DomainInfo) -> list[str]:
         if graphics.socket:
             return ["--unix-target", graphics.socket]
         if graphics.port is None:
-            raise EndpointError(f"{info.name} has no VNC port (is it running?)")
+            raise EndpointError(N_("%(name)s has no VNC port (is it running?)"), name=info.name)
         try:
             address = ipaddress.ip_address(graphics.listen or "127.0.0.1")
         except ValueError:
-            raise EndpointError(f"{info.name}: VNC listens on {graphics.listen!r}, not an address "
-                                "this server can reach") from None
+            raise EndpointError(N_("%(name)s: VNC listens on %(listen)s, not an address this server "
+                                   "can reach"), name=info.name, listen=repr(graphics.listen),
+                                permanent=True) from None
         if address.is_unspecified:
             address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
         host = f"[{address}]" if address.version == 6 else str(address)
         return [f"{host}:{graphics.port}"]
-    raise EndpointError(f"{info.name} has no VNC display")
+    raise EndpointError(N_("%(name)s has no VNC display"), name=info.name, permanent=True)
 
 
 class _BridgeGone(EndpointError):
@@ -128,7 +141,8 @@ class Bridge:
                 *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env, start_new_session=True)
         except OSError as exc:
-            raise EndpointError(f"the console endpoint process did not start: {exc}") from exc
+            raise EndpointError(N_("the console endpoint process did not start: %(error)s"),
+                                error=str(exc)) from exc
         return cls(process, secret)
 
     def alive(self) -> bool:
@@ -168,7 +182,8 @@ class Bridge:
         if not answer["ok"]:
             if answer.get("errno") == "EADDRINUSE":
                 raise _PortTaken(answer["error"])
-            raise EndpointError(f"the console endpoint could not serve it: {answer['error']}")
+            raise EndpointError(N_("the console endpoint could not serve it: %(error)s"),
+                                error=str(answer["error"]))
 
     async def _command(self, request: dict[str, str], within: float) -> None:
         assert self.process.stdin is not None
@@ -266,7 +281,8 @@ class Endpoint:
                 self.url, protocols=tuple(protocols), headers={ENDPOINT_SECRET_HEADER: self.bridge.secret},
                 max_msg_size=MAX_MESSAGE, timeout=aiohttp.ClientWSTimeout(ws_close=5.0))
         except (aiohttp.ClientError, OSError) as exc:
-            raise EndpointError(f"the console endpoint did not answer ({exc})") from exc
+            raise EndpointError(N_("the console endpoint did not answer (%(error)s)"),
+                                error=str(exc)) from exc
 
     async def close(self) -> None:
         """This server's side: its connections to the endpoint."""
@@ -326,6 +342,7 @@ class Endpoints:
         self._bridge_lock = asyncio.Lock()  # taken after a VM's lock, never before
         self._watchers: set[asyncio.Task[None]] = set()
         self._prepared = False
+        self._failures: dict[str, tuple[float, EndpointError]] = {}  # VM uuid -> (monotonic time, why)
 
     def running(self) -> dict[str, Endpoint]:
         return dict(self._by_vm)
@@ -337,7 +354,8 @@ class Endpoints:
         for folder in (self.dir.parent, self.dir):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             if folder.stat().st_uid != os.getuid():
-                raise EndpointError(f"{folder} belongs to another user: console endpoints need it private")
+                raise EndpointError(N_("%(folder)s belongs to another user: console endpoints need it "
+                                       "private"), folder=str(folder), permanent=True)
             folder.chmod(0o700)
         for stale in self.dir.glob("*.sock"):
             stale.unlink(missing_ok=True)
@@ -361,10 +379,36 @@ class Endpoints:
                 await self._drop(endpoint)
                 endpoint = None
             if endpoint is None:
-                endpoint = await self._start(vm)
+                try:
+                    endpoint = await self._start(vm)
+                except EndpointError as exc:
+                    self.failed(vm.uuid, exc)
+                    raise
                 self._by_vm[vm.uuid] = endpoint
             endpoint.users += 1
             return endpoint
+
+    def failed(self, uuid: str, error: EndpointError) -> None:
+        """Remember why the VM's console did not open, for :meth:`problem` to tell the page."""
+        self._failures[uuid] = (time.monotonic(), error)
+
+    def opened(self, uuid: str) -> None:
+        """A console of the VM opened: what failed before is over."""
+        self._failures.pop(uuid, None)
+
+    async def problem(self, vm: VM) -> EndpointError | None:
+        """Why the VM's console cannot open, as far as can be told without opening one: where it
+        runs and its display (read again from its live XML), else the last failure to open it
+        (remembered for FAILURE_MEMORY seconds); None when nothing is known against it."""
+        try:
+            await self._target(vm)
+        except EndpointError as exc:
+            return exc
+        when, error = self._failures.get(vm.uuid, (0.0, None))
+        if error is not None and time.monotonic() - when < FAILURE_MEMORY:
+            return error
+        self._failures.pop(vm.uuid, None)
+        return None
 
     async def release(self, endpoint: Endpoint) -> None:
         """One user fewer; the last one out closes the endpoint."""
@@ -438,12 +482,14 @@ class Endpoints:
         started again may have a new VNC address)."""
         host = self.lab.hosts.get(vm.host)
         if host is not None and host.remote:
-            raise EndpointError(f"{vm.name} runs on another machine ({vm.host}): its console can only "
-                                "be reached by a server on that machine")
+            raise EndpointError(N_("%(name)s runs on another machine (%(host)s): its console can only be "
+                                   "reached by a server on that machine"), name=vm.name, host=vm.host,
+                                permanent=True)
         try:
             info = await self.lab.details(vm)
         except VMManagerError as exc:
-            raise EndpointError(f"cannot read {vm.name}'s display: {exc.message}") from exc
+            raise EndpointError(N_("cannot read the display of %(name)s: %(error)s"), name=vm.name,
+                                error=exc.message) from exc
         return vnc_target(info)
 
     async def _start(self, vm: VM) -> Endpoint:
@@ -465,8 +511,9 @@ class Endpoints:
                 continue
             with contextlib.suppress(_PortTaken):  # lost a race for this port: try the next one
                 return await self._open(vm, target, port=port)
-        raise EndpointError(f"every console port of VMM_CONSOLE_PORTS ({self.ports.start}-"
-                            f"{self.ports.stop - 1}) is in use: no console can open until one is free")
+        raise EndpointError(N_("every console port of VMM_CONSOLE_PORTS (%(low)d-%(high)d) is in use: no "
+                               "console can open until one is free"), low=self.ports.start,
+                            high=self.ports.stop - 1)
 
     async def _open(self, vm: VM, target: list[str], *, socket_path: Path | None = None,
                     port: int | None = None) -> Endpoint:
@@ -494,8 +541,8 @@ class Endpoints:
                     return Endpoint(vm.uuid, bridge, " ".join(target), socket_path=socket_path, port=port)
                 except _BridgeGone as exc:
                     if attempt == 2:
-                        raise EndpointError(f"the console endpoint of {vm.name} did not start: "
-                                            f"{exc.message}") from exc
+                        raise EndpointError(N_("the console endpoint of %(name)s did not start: %(error)s"),
+                                            name=vm.name, error=exc.message) from exc
                     assert bridge is not None
                     log.warning("console endpoint process %d: %s; starting another", bridge.process.pid,
                                 exc.message)

@@ -1,19 +1,29 @@
-"""The portal's languages: the .po catalogues, read at start, and which language a request gets.
+"""The server's languages: the .po catalogues, read at start, and which language a request gets.
 
 The catalogues are read from ``core/web/locale/<lang>/LC_MESSAGES/messages.po`` and compiled in
 memory (no .mo file in the tree). English is the source language: its catalogue is empty.
 A request's language: ``?lang=`` (the switch, kept in a cookie), else the cookie, else the
-browser's Accept-Language, else English.
+browser's Accept-Language, else English. The portal's pages, the server's own pages
+(``core.web.pages``) and the console's messages (``core.web.endpoints``) are translated alike:
+strings are marked with ``N_`` (or ``_`` in the portal and its templates) where they are written.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
+
+from core.model import VMState
+from core.web import N_
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 LANGUAGES = ("en", "fr")  # the first is the default
@@ -33,6 +43,31 @@ def load(locale_dir: Path = LOCALE_DIR) -> dict[str, NullTranslations]:
         compiled.seek(0)
         found[lang] = Translations(compiled)
     return found
+
+
+@functools.cache
+def translations() -> dict[str, NullTranslations]:
+    """:func:`load`, once per process."""
+    return load()
+
+
+def of_request(request: web.BaseRequest) -> str:
+    """The language a request gets (see the module's docstring)."""
+    return choose(request.query.get("lang"), request.cookies.get(COOKIE),
+                  request.headers.get("Accept-Language", ""))
+
+
+def gettext(lang: str, text: str, **values: object) -> str:
+    """``text`` in ``lang``, with ``values`` put in (``%(name)s``) after translating."""
+    translated = translations()[lang].gettext(text)
+    return translated % values if values else translated
+
+
+STATE_LABELS = {
+    VMState.NOSTATE: N_("unknown"), VMState.RUNNING: N_("running"), VMState.BLOCKED: N_("blocked"),
+    VMState.PAUSED: N_("paused"), VMState.SHUTDOWN: N_("shutting down"), VMState.SHUTOFF: N_("off"),
+    VMState.CRASHED: N_("crashed"), VMState.PMSUSPENDED: N_("suspended"),
+}
 
 
 def from_accept_language(header: str) -> str | None:

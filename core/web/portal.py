@@ -39,11 +39,12 @@ from core.directory import DirectoryError
 from core.errors import ConfigError, InvalidInput
 from core.lab import Lab
 from core.model import VM, VMState
-from core.requests import LIMITS, Kind, RequestStore
+from core.requests import LIMITS, MAX_REASON, Kind, RequestStore
 from core.settings import Settings
 from core.tokens import TokenStore, parse_ttl
-from core.web import i18n, pages
-from core.web.app import CLIENT, UUID, open_console_session  # app imports this module only inside make_app
+from core.web import N_, i18n, pages
+from core.web.app import CLIENT, UUID, open_console_session, secure_cookies  # app imports us inside make_app
+from core.web.i18n import STATE_LABELS
 from core.web.sessions import Session, SessionStore
 
 log = logging.getLogger(__name__)
@@ -56,16 +57,6 @@ ACTION_WAIT = 3.0  # how long a POST waits for its action before answering "unde
 MAX_USERNAME = 100
 
 
-def N_(text: str) -> str:  # noqa: N802 - the gettext marker babel's extractor knows
-    """Mark a string for translation where it is defined; it is translated when shown."""
-    return text
-
-
-STATE_LABELS = {
-    VMState.NOSTATE: N_("unknown"), VMState.RUNNING: N_("running"), VMState.BLOCKED: N_("blocked"),
-    VMState.PAUSED: N_("paused"), VMState.SHUTDOWN: N_("shutting down"), VMState.SHUTOFF: N_("off"),
-    VMState.CRASHED: N_("crashed"), VMState.PMSUSPENDED: N_("suspended"),
-}
 KIND_LABELS = {Kind.VCPUS: N_("more vCPUs"), Kind.MEMORY: N_("more memory"), Kind.NEW_VM: N_("another VM")}
 STATUS_LABELS = {"pending": N_("pending"), "approved": N_("approved"), "rejected": N_("rejected")}
 
@@ -80,7 +71,6 @@ class Portal:
     sessions: SessionStore
     requests: RequestStore
     session_ttl: float
-    secure_cookies: bool
     clock: Callable[[], float]
     translations: dict[str, NullTranslations]
     templates: dict[str, jinja2.Environment]
@@ -104,15 +94,15 @@ PORTAL = web.AppKey("portal", Portal)
 
 
 def setup(app: web.Application, settings: Settings, lab: Lab, tokens: TokenStore, *, secret_key: str,
-          secure_cookies: bool, clock: Callable[[], float] = time.time) -> None:
+          clock: Callable[[], float] = time.time) -> None:
     """Add the portal's routes and resources to the console server ``app``."""
     session_ttl = parse_ttl(settings.session_ttl)
-    translations = i18n.load()
+    translations = i18n.translations()
     templates = {lang: _environment(t) for lang, t in translations.items()}
     sessions = SessionStore(settings.database_path, secret_key, clock)
     requests = RequestStore(settings.database_path, clock)
-    app[PORTAL] = Portal(settings, lab, tokens, sessions, requests, session_ttl, secure_cookies, clock,
-                         translations, templates)
+    app[PORTAL] = Portal(settings, lab, tokens, sessions, requests, session_ttl, clock, translations,
+                         templates)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         purger = asyncio.create_task(_purge(app[PORTAL]), name="portal-purge")
@@ -172,8 +162,7 @@ class Ctx:
     @classmethod
     def of(cls, request: web.Request) -> Ctx:
         portal = request.app[PORTAL]
-        lang = i18n.choose(request.query.get("lang"), request.cookies.get(i18n.COOKIE),
-                           request.headers.get("Accept-Language", ""))
+        lang = i18n.of_request(request)
         secret = request.cookies.get(SESSION_COOKIE)
         session = portal.sessions.get(secret)
         return cls(request, portal, lang, session, secret if session is not None else None)
@@ -185,6 +174,11 @@ class Ctx:
     @property
     def client(self) -> str:
         return self.request[CLIENT]
+
+    @property
+    def secure(self) -> bool:
+        """Whether cookies set now get Secure (https, directly or as a trusted proxy says)."""
+        return secure_cookies(self.request)
 
     @property
     def operator(self) -> bool:
@@ -226,7 +220,7 @@ class Ctx:
         chosen = self.request.query.get("lang")
         if chosen in i18n.LANGUAGES and chosen != self.request.cookies.get(i18n.COOKIE):
             response.set_cookie(i18n.COOKIE, chosen, path="/", max_age=365 * 86400, httponly=True,
-                                samesite="Lax", secure=self.portal.secure_cookies)
+                                samesite="Lax", secure=self.secure)
 
 
 Handler = Callable[[Ctx], Awaitable[web.StreamResponse]]
@@ -299,7 +293,7 @@ def _login_form(ctx: Ctx, status: int = 200, error: str = "", username: str = ""
                           error=error, username=username)
     if fresh:
         response.set_cookie(LOGIN_COOKIE, cookie, path="/login", httponly=True, samesite="Lax",
-                            secure=ctx.portal.secure_cookies)
+                            secure=ctx.secure)
     return response
 
 
@@ -315,33 +309,35 @@ async def login(request: web.Request) -> web.StreamResponse:
     username = _field(form, "username", MAX_USERNAME + 1).strip()
     password = _field(form, "password", signin.MAX_PASSWORD + 1)
     account = username.lower()
-    wait = max(portal.sessions.wait("account", account), portal.sessions.wait("address", ctx.client))
-    if wait > 0:
-        seconds = int(wait) + 1
+    if not username or not password or len(username) > MAX_USERNAME or len(password) > signin.MAX_PASSWORD:
+        return _login_form(ctx, 401, ctx._("Enter your user name and your password."), username)
+    # The attempt counts as a failure from now until its password is found good: parallel attempts
+    # cannot all be heard before the first failure is known (one that ends any other way than by
+    # an answer, the directory's silence aside, stays counted).
+    attempt = portal.sessions.begin_attempt([("account", account), ("address", ctx.client)])
+    if attempt.wait > 0:
+        seconds = int(attempt.wait) + 1
         portal.record(ctx.actor(_audit_name(username)), "signin", outcome="refused",
-                            detail="too many failed sign-ins")
+                      detail="too many failed sign-ins")
         return _login_form(ctx, 429, ctx._("Too many failed sign-ins. Wait %(seconds)d seconds, then try "
                                            "again.", seconds=seconds), username,
                            headers={"Retry-After": str(seconds)})
-    if not username or not password or len(username) > MAX_USERNAME or len(password) > signin.MAX_PASSWORD:
-        return _login_form(ctx, 401, ctx._("Enter your user name and your password."), username)
     try:
         identity = await asyncio.to_thread(signin.authenticate, portal.settings, username, password)
     except signin.SigninRefused:
-        portal.sessions.record_failure("account", account)
-        portal.sessions.record_failure("address", ctx.client)
+        portal.sessions.failed(attempt)
         portal.record(ctx.actor(_audit_name(username)), "signin", outcome="refused",
-                            detail="wrong user name or password")
+                      detail="wrong user name or password")
         log.info("sign-in refused from %s", ctx.client)
         return _login_form(ctx, 401, ctx._("Wrong user name or password."), username)
     except (DirectoryError, ConfigError) as exc:
+        portal.sessions.dropped(attempt)
         log.error("sign-in unavailable: %s", exc.message)
         portal.record(ctx.actor(_audit_name(username)), "signin", outcome="failed",
-                            detail="directory unavailable")
+                      detail="directory unavailable")
         return _login_form(ctx, 503, ctx._("Sign-in is unavailable just now (the directory does not "
                                            "answer). Try again later, or tell your teacher."), username)
-    portal.sessions.clear_failures("account", account)
-    portal.sessions.clear_failures("account", identity.username.lower())
+    portal.sessions.succeeded(attempt, account, identity.username.lower())
     if ctx.secret:  # a new session on every sign-in: never keep one a browser had before
         portal.tokens.revoke(ids=portal.sessions.delete(ctx.secret))
     session, secret = portal.sessions.create(
@@ -351,7 +347,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     log.info("%s signed in (%s, %s) from %s", identity.username, identity.role, identity.source, ctx.client)
     response = ctx.redirect("/")
     response.set_cookie(SESSION_COOKIE, secret, path="/", httponly=True, samesite="Lax",
-                        secure=portal.secure_cookies, max_age=int(portal.session_ttl))
+                        secure=ctx.secure, max_age=int(portal.session_ttl))
     response.del_cookie(LOGIN_COOKIE, path="/login")
     return response
 
@@ -466,12 +462,14 @@ async def open_console(ctx: Ctx) -> web.StreamResponse:
         return ctx.redirect("/")
     portal = ctx.portal
     ttl = ctx.session.expires - portal.clock()  # the console lasts as long as the sign-in
-    link, _token = portal.tokens.create_link(vm.uuid, vm.name, max(ttl, 1.0))
+    # A student's link names them: it opens only while the VM is theirs (an operator's: any VM).
+    owner = None if ctx.operator else ctx.session.username
+    link, _token = portal.tokens.create_link(vm.uuid, vm.name, max(ttl, 1.0), owner=owner)
     portal.sessions.add_link(ctx.secret, link.id)
     portal.record(ctx.actor(), "console", vm_name=vm.name, vm_uuid=vm.uuid, detail=f"link {link.id}")
     log.info("console of %s opened from the portal by %s (link %s)", vm.name, ctx.session.username, link.id)
     response = ctx.redirect(f"/console/{vm.uuid}")
-    open_console_session(response, portal.tokens, link, secure=portal.secure_cookies)
+    open_console_session(response, portal.tokens, link, secure=ctx.secure)
     return response
 
 
@@ -487,6 +485,18 @@ async def requests_page(ctx: Ctx) -> web.StreamResponse:
                       kinds=list(Kind), kind_label=lambda k: ctx._(KIND_LABELS[Kind(k)]),
                       status_label=lambda s: ctx._(STATUS_LABELS.get(str(s), str(s))),
                       when=_when, form={})
+
+
+def _reason_problem(ctx: Ctx, reason: str) -> str:
+    """What is wrong with a request's reason, in the page's language (core.requests' rules), or ""."""
+    cleaned = " ".join(reason.split())
+    if not cleaned:
+        return ctx._("say why you need it (the reason is empty)")
+    if len(cleaned) > MAX_REASON:
+        return ctx._("the reason is longer than %(limit)d characters", limit=MAX_REASON)
+    if any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
+        return ctx._("the reason holds control characters")
+    return ""
 
 
 def _when(epoch: float | None) -> str:
@@ -511,18 +521,26 @@ async def file_request(ctx: Ctx) -> web.StreamResponse:
         if vm is None:  # not one of this user's VMs (an operator asks for their own ones too)
             ctx.flash("error", ctx._("Choose one of your VMs."))
             return ctx.redirect("/requests")
+        low, high = LIMITS[kind]
         try:
             amount = int(_field(form, "amount", 10))
         except ValueError:
-            low, high = LIMITS[kind]
+            amount = None
+        if amount is None or not low <= amount <= high:
             ctx.flash("error", ctx._("Give a number from %(low)d to %(high)d.", low=low, high=high))
             return ctx.redirect("/requests")
+    reason = _field(form, "reason", 2000)
+    if problem := _reason_problem(ctx, reason):
+        ctx.flash("error", ctx._("The request was not filed: %(reason)s", reason=problem))
+        return ctx.redirect("/requests")
     try:
-        made = portal.requests.create(ctx.session.username, kind, reason=_field(form, "reason", 2000),
+        made = portal.requests.create(ctx.session.username, kind, reason=reason,
                                       vm_uuid=vm.uuid if vm else None, vm_name=vm.name if vm else None,
                                       amount=amount, email=ctx.session.email)
-    except InvalidInput as exc:
-        ctx.flash("error", ctx._("The request was not filed: %(reason)s", reason=exc.message))
+    except InvalidInput as exc:  # a rule of core.requests the checks above do not know (yet)
+        log.info("request of %s refused: %s", ctx.session.username, exc.message)
+        ctx.flash("error", ctx._("The request was not filed: %(reason)s",
+                                 reason=ctx._("it does not make sense as it is")))
         return ctx.redirect("/requests")
     portal.record(ctx.actor(), "request", vm_name=vm.name if vm else "", vm_uuid=vm.uuid if vm else "",
                         detail=f"#{made.id} {made.summary()}")

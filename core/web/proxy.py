@@ -31,6 +31,7 @@ class Viewer:
     link_id: str
     vm_uuid: str
     ws: web.WebSocketResponse
+    owner: str | None = None  # the student whose portal link this is (None: a share link, an operator)
     since: float = field(default_factory=time.time)
 
 
@@ -43,8 +44,9 @@ class Viewers:
     def __len__(self) -> int:
         return len(self._all)
 
-    def add(self, link_id: str, vm_uuid: str, ws: web.WebSocketResponse) -> Viewer:
-        viewer = Viewer(link_id, vm_uuid, ws)
+    def add(self, link_id: str, vm_uuid: str, ws: web.WebSocketResponse, *,
+            owner: str | None = None) -> Viewer:
+        viewer = Viewer(link_id, vm_uuid, ws, owner)
         self._all.add(viewer)
         return viewer
 
@@ -56,6 +58,11 @@ class Viewers:
 
     def vm_uuids(self) -> set[str]:
         return {v.vm_uuid for v in self._all}
+
+    def foreign_links(self, vm_uuid: str, vm_owner: str) -> set[str]:
+        """The students' links viewing the VM that is no longer theirs (its owner is ``vm_owner``)."""
+        return {v.link_id for v in self._all
+                if v.vm_uuid == vm_uuid and v.owner is not None and v.owner != vm_owner}
 
     def counts(self) -> dict[str, object]:
         return {"total": len(self._all),

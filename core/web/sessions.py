@@ -12,7 +12,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,6 +177,7 @@ class SessionStore:
 
         Up to FREE_FAILURES failures in FAILURE_WINDOW cost nothing; after that each attempt must
         wait FIRST_DELAY after the last failure, doubled with each further failure (at most MAX_DELAY).
+        An attempt still being checked counts as a failure (see :meth:`begin_attempt`).
         """
         now = self._clock()
         row = self._db.execute("SELECT COUNT(*), MAX(at) FROM signin_failures WHERE scope = ? AND key = ? "
@@ -187,6 +188,44 @@ class SessionStore:
         delay = min(MAX_DELAY, FIRST_DELAY * 2 ** (count - FREE_FAILURES))
         return max(0.0, float(last) + delay - now)
 
+    def begin_attempt(self, keys: Sequence[tuple[str, str]]) -> Attempt:
+        """Check the wait of every ``(scope, key)`` and, when none must wait, count the attempt
+        against each of them at once, in one transaction: while its password is being checked it
+        is a failure, so parallel attempts cannot all pass the check before any failure is known.
+        End it with :meth:`failed` (the failure stays, timed now) or :meth:`succeeded`."""
+        with database.transaction(self._db):
+            wait = max((self.wait(scope, key) for scope, key in keys), default=0.0)
+            if wait > 0:
+                return Attempt(wait, ())
+            now = self._clock()
+            rows = tuple(int(self._db.execute(
+                "INSERT INTO signin_failures (scope, key, at) VALUES (?, ?, ?)",
+                (scope, key[:MAX_KEY], now)).lastrowid or 0) for scope, key in keys)
+        return Attempt(0.0, rows)
+
+    def failed(self, attempt: Attempt) -> None:
+        """The attempt failed: it stays a failure, timed when it was found out."""
+        self._update_rows("UPDATE signin_failures SET at = ? WHERE rowid IN ({})", attempt, self._clock())
+
+    def dropped(self, attempt: Attempt) -> None:
+        """The attempt was neither good nor bad (the directory did not answer): it no longer counts."""
+        self._update_rows("DELETE FROM signin_failures WHERE rowid IN ({})", attempt)
+
+    def succeeded(self, attempt: Attempt, *accounts: str) -> None:
+        """A good sign-in: the attempt no longer counts, and the failures of ``accounts`` are cleared."""
+        with database.transaction(self._db):
+            if attempt.rows:
+                self._db.execute(f"DELETE FROM signin_failures WHERE rowid IN ({_marks(attempt.rows)})",
+                                 attempt.rows)
+            for account in accounts:
+                self._db.execute("DELETE FROM signin_failures WHERE scope = 'account' AND key = ?",
+                                 (account[:MAX_KEY],))
+
+    def _update_rows(self, statement: str, attempt: Attempt, *first: object) -> None:
+        if attempt.rows:
+            with database.transaction(self._db):
+                self._db.execute(statement.format(_marks(attempt.rows)), (*first, *attempt.rows))
+
     def record_failure(self, scope: str, key: str) -> None:
         with database.transaction(self._db):
             self._db.execute("INSERT INTO signin_failures (scope, key, at) VALUES (?, ?, ?)",
@@ -196,3 +235,16 @@ class SessionStore:
         with database.transaction(self._db):
             self._db.execute("DELETE FROM signin_failures WHERE scope = ? AND key = ?",
                              (scope, key[:MAX_KEY]))
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A sign-in attempt under way (its rows count as failures until it ends), or, when ``wait``
+    is above zero, one refused before it began: how many seconds to wait."""
+
+    wait: float
+    rows: tuple[int, ...]
+
+
+def _marks(rows: Sequence[int]) -> str:
+    return ",".join("?" * len(rows))

@@ -1,18 +1,26 @@
-"""The student portal in Debian's headless Chromium: alice signs in (a local account), sees her VM
-and not bob's, and opens her VM's console from "My VMs": the real server, a real libvirtd VM, noVNC."""
+"""The student portal in Debian's headless Chromium: alice signs in (a local account, or from a real
+slapd), sees her VM and not bob's, and opens her VM's console from "My VMs": the real server, a real
+libvirtd VM, noVNC."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from consolelab import ConsoleServer, canvas_rgb, lit_share, settled_screen, until, wait_state
-from livelab import Outside
+from livelab import RUN_PREFIX, URI, Outside
 
 from core.accounts import Accounts
 from core.metadata import LabMeta
+from core.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: slapd.py
 
 pytestmark = pytest.mark.integration
 
@@ -28,13 +36,39 @@ async def _in_inventory(server: ConsoleServer, *uuids: str) -> None:
 
 async def test_alice_signs_in_and_opens_her_console(outside: Outside, server: ConsoleServer,
                                                     browser: Any) -> None:
-    mine = outside.define("alice", start=True, meta=LabMeta("alice", "net101"))
-    theirs = outside.define("bob", start=True, meta=LabMeta("bob", "net101"))
     accounts = Accounts(server.settings.database_path)
     try:
         accounts.add("alice", "correct horse battery")
     finally:
         accounts.close()
+    await signs_in_and_opens_her_console(outside, server, browser, "correct horse battery")
+
+
+async def test_alice_signs_in_from_ldap_and_opens_her_console(outside: Outside, novnc: Path, browser: Any,
+                                                              tmp_path: Path) -> None:
+    """The same through the directory: a real slapd, no local account at all."""
+    from slapd import PASSWORDS, SERVICE_DN, SERVICE_PASSWORD, SUFFIX, Slapd
+
+    run = Path(tempfile.mkdtemp(prefix="vmm-run-"))  # short: the endpoints' sockets must fit in sun_path
+    with Slapd(tmp_path / "slapd") as directory:
+        settings = Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config", runtime_dir=run,
+                            ldap_host=directory.url, ldap_base_dn=SUFFIX, ldap_bind_user_dn=SERVICE_DN,
+                            ldap_bind_user_password=SERVICE_PASSWORD)
+        server = ConsoleServer(settings, URI)
+        try:
+            await server.start()
+            await signs_in_and_opens_her_console(outside, server, browser, PASSWORDS["alice"],
+                                                 shown_name="Alice Liddell")
+        finally:
+            await server.close()
+            shutil.rmtree(run, ignore_errors=True)
+
+
+async def signs_in_and_opens_her_console(outside: Outside, server: ConsoleServer, browser: Any, password: str,
+                                         shown_name: str = "alice") -> None:
+    """alice signs in with ``password`` in French, sees her VM and not bob's, opens its console."""
+    mine = outside.define("alice", start=True, meta=LabMeta("alice", "net101"))
+    theirs = outside.define("bob", start=True, meta=LabMeta("bob", "net101"))
     await _in_inventory(server, mine.UUIDString(), theirs.UUIDString())
 
     context = await browser.new_context(viewport={"width": 1024, "height": 700}, locale="fr-FR")
@@ -45,12 +79,15 @@ async def test_alice_signs_in_and_opens_her_console(outside: Outside, server: Co
     assert page.url == f"{server.url}/login"
     assert await page.get_attribute("html", "lang") == "fr"  # from Chromium's Accept-Language
     await page.fill("#username", "alice")
-    await page.fill("#password", "correct horse battery")
+    await page.fill("#password", password)
     await page.click("form.signin button[type=submit]")
     await page.wait_for_url(f"{server.url}/")
     assert await page.text_content("h1") == "Mes VM"
+    assert await page.text_content("header .user") == shown_name
     names = await page.locator("table.vms th.name").all_text_contents()
-    assert names == [mine.name()]  # bob's VM is not on her page
+    # bob's VM is not on her page. (Other test runs on the same libvirtd may have an "alice" VM too.)
+    assert [n for n in names if n.startswith(RUN_PREFIX)] == [mine.name()]
+    assert theirs.name() not in names
     cookies = {c["name"]: c for c in await context.cookies()}
     assert cookies["vmm_session"]["httpOnly"]
     assert cookies["vmm_session"]["sameSite"] == "Lax"

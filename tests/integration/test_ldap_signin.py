@@ -264,6 +264,26 @@ def test_secrets_stay_out_of_logs_reprs_and_errors(settings: Settings, server: S
         assert secret not in text
 
 
+def test_a_name_that_fails_the_check_stays_out_of_the_log(settings: Settings,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A password typed into the name field (spaces, symbols: not a sign-in name) is refused
+    without being written anywhere; a valid name is logged, so that refusals can be followed."""
+    caplog.set_level(logging.DEBUG)
+    typed = ["Tr0ub4dor&3 horse", "p@ss word!", "*)(uid=*", "al\\ice\0", "x" * 200]
+    for name in typed:
+        with pytest.raises(SigninRefused):
+            authenticate(settings, name, PASSWORDS["alice"])
+    with pytest.raises(SigninRefused):
+        authenticate(settings, "zoe", PASSWORDS["alice"])
+    assert caplog.text.count("sign-in refused for an invalid name") == len(typed)
+    assert "sign-in refused for 'zoe'" in caplog.text
+    for name in typed:
+        assert name not in caplog.text
+        assert repr(name)[1:-1] not in caplog.text
+    assert "Tr0ub4dor" not in caplog.text
+    assert PASSWORDS["alice"] not in caplog.text
+
+
 # -- TLS --
 @dataclasses.dataclass
 class TlsLab:

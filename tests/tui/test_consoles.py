@@ -39,7 +39,7 @@ from tui.screens.prompt import PromptScreen
 from tui.screens.share import QUIET_ZONE, QRCode, RevokeScreen, ShareScreen, qr_lines
 from tui.widgets.vmtable import NO_COUNT
 
-KEY = "test-secret-key-" + "k" * 32
+KEY = "test-secret-key-5e0c3a9f1b7d2e4c8a6f0b1d3e5c7a9f"
 
 
 @pytest.fixture

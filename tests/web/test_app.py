@@ -356,3 +356,89 @@ async def test_relay_and_vm_stop_without_qemu(console: StartConsole, test_lab: L
     await sockets[b].close()
     await eventually(lambda: fake.released == 2, what="both viewers to release the endpoint")
     await fake.session.close()
+
+
+async def status_of(server: Console, browser: aiohttp.ClientSession, uuid: str, *, origin: str | None = "",
+                    language: str = "") -> tuple[int, dict[str, object]]:
+    """What the console page asks after a failed connection: POST /console/<uuid>/status."""
+    headers = {"Accept-Language": language} if language else {}
+    if origin is not None:
+        headers["Origin"] = server.base if origin == "" else origin
+    async with browser.post(f"{server.base}/console/{uuid}/status", headers=headers) as response:
+        assert response.content_type == "application/json"
+        assert response.headers["Cache-Control"] == "no-store"
+        return response.status, await response.json()
+
+
+async def test_console_status_tells_the_page_why(console: StartConsole, test_lab: Lab) -> None:
+    """The reason a console does not open, under the websocket's own checks; final when trying
+    again is useless, in the browser's language."""
+    server = await console(test_lab)
+    a, off = uuid_of(test_lab, "web-a"), uuid_of(test_lab, "web-off")
+    browser = server.browser()
+    for uuid in (a, off):
+        _, token = server.link(uuid)
+        assert await server.open_link(browser, token) == 303
+
+    # Without the session or from another page: 403, final, and nothing about the VM.
+    for who, origin in ((server.browser(), ""), (browser, "http://evil.example"), (browser, None)):
+        status, body = await status_of(server, who, a, origin=origin)
+        assert (status, body["final"], body["running"]) == (403, True, False)
+        assert "web-a" not in str(body["reason"])
+    # An off VM: not final, the page keeps waiting for it.
+    status, body = await status_of(server, browser, off)
+    assert (status, body["final"], body["running"]) == (200, False, False)
+    assert body["reason"] == "web-off is off: the console opens again when it runs."
+    # Running, but no VNC display (the test driver's VMs have none): final, the page stops trying.
+    assert (await server.status(browser, a))[0] == 503  # the websocket itself says no more than 503
+    status, body = await status_of(server, browser, a)
+    assert (status, body) == (200, {"final": True, "running": True, "reason": "web-a has no VNC display"})
+    status, body = await status_of(server, browser, a, language="fr-FR,fr;q=0.9")
+    assert body["reason"] == "web-a n’a pas d’écran VNC"
+    status, body = await status_of(server, browser, off, language="fr")
+    assert body["reason"] == ("web-off est dans l’état « éteinte » : la console se rouvrira quand elle sera "
+                              "en marche.")
+    async with browser.get(f"{server.base}/console/{a}/status") as response:  # a POST only
+        assert response.status == 405
+    assert server.running() == {}
+    assert websockify_pids(server.settings.run_path) == []
+
+
+async def test_the_servers_own_pages_speak_the_browsers_language(console: StartConsole, test_lab: Lab,
+                                                                 novnc: Path) -> None:
+    server = await console(test_lab, novnc_dir=novnc)
+    uuid = uuid_of(test_lab, "web-a")
+    browser = server.browser()
+    french = {"Accept-Language": "fr-FR,fr;q=0.9,en;q=0.5"}
+    async with browser.get(f"{server.base}/c/{'A' * 43}", headers=french) as response:
+        assert response.status == 403
+        text = await response.text()
+        assert '<html lang="fr">' in text
+        assert "Ce lien de console ne fonctionne pas" in text
+        assert "does not work" not in text
+    for path in ("/nothing/here", "/static/.hidden", "/novnc/missing.js"):
+        async with browser.get(server.base + path, headers=french) as response:
+            assert response.status == 404, path
+            assert response.content_type == "text/html"
+            text = await response.text()
+            assert "<h1>Introuvable</h1>" in text
+            assert "Il n’y a rien à cette adresse." in text
+            assert_secure_headers(response)
+    async with browser.get(f"{server.base}/nothing?lang=en", headers=french) as response:
+        assert "<h1>Not found</h1>" in await response.text()  # the switch wins
+    async with browser.get(f"{server.base}/console/{uuid}?retry=1", headers=french) as response:
+        assert response.status == 403
+        assert "Ce navigateur n’a pas de session valide pour cette console" in await response.text()
+    async with browser.get(f"{server.base}/console/{uuid}", headers=french) as response:
+        assert "Ouverture de la console…" in await response.text()
+    _, token = server.link(uuid_of(test_lab, "web-off"))
+    assert await server.open_link(browser, token) == 303
+    off = uuid_of(test_lab, "web-off")
+    async with browser.get(f"{server.base}/console/{off}/ws", headers={
+            **french, "Origin": server.base, "Upgrade": "websocket", "Connection": "Upgrade",
+            "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as response:
+        assert response.status == 409
+        assert "web-off est dans l’état « éteinte » : démarrez-la d’abord." in await response.text()
+    async with browser.get(f"{server.base}/nothing") as response:  # English without a choice
+        assert "<h1>Not found</h1>" in await response.text()
+        assert '<html lang="en">' in await response.text()

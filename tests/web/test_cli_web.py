@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import unused_port
-from webtest import StartServe, websockify_pids
+from livelab import unavailable
+from webtest import PROJECT, StartServe, websockify_pids
 from webtest import cli as run
 
 from core import testdriver
@@ -17,6 +22,7 @@ from core.lab import DEMO_URI
 from core.metadata import LabMeta
 from core.model import VMState
 
+KEY = "3b9d0c6e1f2a4b8c7d5e9f0a1b2c3d4e5f60718293a4b5c6"  # openssl rand -hex 24 once
 LINE = re.compile(r"^(http://127\.0\.0\.1:\d+/c/([A-Za-z0-9_-]{43}))  "
                   r"expires (\S+)  id ([0-9a-f]{8})  vm (\S+)$")
 
@@ -31,7 +37,9 @@ def uri(tmp_path: Path) -> str:
 
 @pytest.mark.parametrize(("key", "problem"), [(None, "SECRET_KEY is unset"),
                                               ("dev-secret-change-me", "old default"),
-                                              ("too-short-a-key", "shorter than 32")])
+                                              ("too-short-a-key", "shorter than 32"),
+                                              (" " * 40, "only blanks"),
+                                              ("k" * 40, "only 1 different character")])
 def test_serve_refuses_a_bad_secret_key(env: dict[str, str], uri: str, key: str | None, problem: str) -> None:
     out = run(env, "-c", uri, "serve", "--port", str(unused_port()), **({"SECRET_KEY": key} if key else {}))
     assert out.returncode == 2
@@ -78,7 +86,7 @@ def test_serve_share_revoke_and_stop(env: dict[str, str], uri: str, serve: Start
 
 
 def test_share_and_revoke_without_a_server(env: dict[str, str], uri: str) -> None:
-    key = {"SECRET_KEY": "q" * 40}
+    key = {"SECRET_KEY": KEY}
     out = run(env, "-c", uri, "share", "--class", "net101", **key)
     assert out.returncode == 0, out.stderr
     assert "PUBLIC_URL is unset" in out.stderr
@@ -99,7 +107,7 @@ def test_share_and_revoke_without_a_server(env: dict[str, str], uri: str) -> Non
 
 
 def test_share_usage_errors(env: dict[str, str], uri: str) -> None:
-    key = {"SECRET_KEY": "q" * 40}
+    key = {"SECRET_KEY": KEY}
     assert run(env, "-c", uri, "share", **key).returncode == 2
     assert run(env, "-c", uri, "revoke", **key).returncode == 2
     out = run(env, "-c", uri, "share", "web-a", "--ttl", "forever", **key)
@@ -127,3 +135,74 @@ def test_demo_lab_serves_with_an_ephemeral_key(env: dict[str, str], serve: Start
     assert out.returncode == 2
     assert "already runs" in out.stderr
     assert server.stop() == 0
+
+
+def _without_libvirtd(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``vm-manager ARGS`` where qemu:///system does not answer: in a mount namespace of its own
+    whose /run/libvirt is an empty tmpfs (the daemon, shared with other tests, is not touched)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        unavailable("hiding libvirtd's sockets needs root and unshare")
+    script = ("mount -t tmpfs tmpfs /run/libvirt && "
+              f"{sys.executable} -c 'from core.lab import system_socket_answers as a; assert not a()' && "
+              f'exec {sys.executable} -m tui.cli "$@"')
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *args],
+                          capture_output=True, text=True, env=env, cwd=PROJECT, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_serve_does_not_fall_back_to_the_demo_lab(env: dict[str, str]) -> None:
+    """No -c, no LIBVIRT_DEFAULT_URI, qemu:///system silent: a service refuses rather than serving
+    the demo lab with a throwaway key; asked for by its URI, the demo is served; other commands
+    (and the TUI, `make run`) still fall back to the demo."""
+    port = str(unused_port())
+    out = _without_libvirtd(env, "serve", "--port", port)
+    assert out.returncode == 2, out.stderr
+    assert "qemu:///system does not answer" in out.stderr
+    assert "does not fall back to the demo lab" in out.stderr
+    assert f"-c {DEMO_URI}" in out.stderr
+    assert "serving consoles" not in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (Path(env["VMM_CONFIG_DIR"]) / "secret_key").exists()
+    listed = _without_libvirtd(env, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "net101-alice" in listed.stdout  # the demo lab, as before
+    # Asked for by LIBVIRT_DEFAULT_URI (as by -c, see the test below), the demo lab is served.
+    # (On an address this machine does not have, so that it stops once past the choice of lab.)
+    demo = _without_libvirtd({**env, "LIBVIRT_DEFAULT_URI": DEMO_URI}, "serve", "--port", port,
+                             "--host", "192.0.2.1")
+    assert "does not fall back" not in demo.stderr
+    assert "demo lab: a random secret key" in demo.stderr
+    assert "cannot listen on 192.0.2.1" in demo.stderr
+
+
+def test_local_account_changes_are_audited(env: dict[str, str]) -> None:
+    """``vm-manager user add|passwd|del`` on record as other CLI actions: who (behind sudo), from
+    where (the SSH client), what, the role granted, the outcome; never a password."""
+    who = {"SUDO_USER": "teacher", "SSH_CLIENT": "198.51.100.4 50122 22"}
+    password = "S3cret-of-olga\n"
+
+    def user(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tui.cli", "user", *args], capture_output=True,
+                              text=True, env={**env, **who}, input=stdin, timeout=60, cwd=PROJECT)
+
+    assert user("add", "olga", "--operator", "--password-stdin", stdin=password).returncode == 0
+    assert user("add", "sam", "--password-stdin", stdin="sam-password\n").returncode == 0
+    assert user("passwd", "sam", "--password-stdin", stdin="new-sam-password\n").returncode == 0
+    assert user("del", "olga", "--yes").returncode == 0
+    assert user("add", "sam", "--password-stdin", stdin="sam-password\n").returncode == 1  # taken
+    assert user("passwd", "Hunter2 Hunter2!", "--password-stdin", stdin="whatever-1\n").returncode == 1
+    assert user("add", "Bad*Name", "--password-stdin", stdin="whatever-1\n").returncode == 2  # usage
+    out = run(env, "audit", "--json")
+    assert out.returncode == 0, out.stderr
+    entries = json.loads(out.stdout)
+    assert [(e["action"], e["outcome"], e["detail"]) for e in entries] == [
+        ("user-add", "ok", "account olga, role operator"),
+        ("user-add", "ok", "account sam, role student"),
+        ("user-passwd", "ok", "account sam"),
+        ("user-del", "ok", "account olga, role operator"),
+        ("user-add", "failed", "account sam: exists already"),
+        ("user-passwd", "failed", "account ?: no such account"),  # what was typed may be a password
+    ]
+    assert {(e["user"], e["source"], e["address"]) for e in entries} == {("teacher", "cli", "198.51.100.4")}
+    assert password.strip() not in out.stdout
+    assert "Hunter2" not in out.stdout

@@ -9,15 +9,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import secrets
 import signal
 import socket
 import stat
+import struct
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import aiohttp
 import pytest
-from livelab import URI, Outside, Watch, domain_xml
+from aiohttp.test_utils import unused_port
+from livelab import URI, Outside, Watch, domain_xml, unavailable
+from portalweb import Student, add_accounts
 from webtest import (
     Console,
     Listener,
@@ -37,6 +42,7 @@ from webtest import (
 
 from core.access import group_id
 from core.lab import Lab
+from core.metadata import LabMeta
 from core.model import VMState
 from core.settings import Settings
 from core.web.app import COOKIE
@@ -235,24 +241,96 @@ async def test_a_dead_endpoint_is_replaced(console: StartConsole, live_lab: Lab,
     await fresh.close()
 
 
+def endpoint_connections(path: Path) -> int:
+    """Connections the endpoint accepted on its Unix socket and still holds (the accepting side of
+    each carries the socket's path in /proc/net/unix, in state 03: connected)."""
+    rows = [line.split() for line in Path("/proc/net/unix").read_text().splitlines()[1:]]
+    return sum(1 for fields in rows if len(fields) >= 8 and fields[7] == str(path) and fields[5] == "03")
+
+
+async def test_a_browser_gone_before_its_console_opened_leaves_no_vnc_connection(
+        live_lab: Lab, outside: Outside, web_settings: Settings) -> None:
+    """The server connected to the VM's endpoint, then could not answer the browser (it left
+    meanwhile): that connection to the VM is closed too, not left open beside the other viewers.
+
+    The server runs as ``vm-manager serve`` runs it (``core.web.app.serve``: a handler goes on when
+    its client leaves, where aiohttp's test server would cancel it)."""
+    from core.web import admin
+    from core.web.app import serve
+
+    uuid = await running_vm(live_lab, outside, "web-gone")
+    port = unused_port()
+    base = f"http://127.0.0.1:{port}"
+    stop, up = asyncio.Event(), asyncio.Event()
+    server = asyncio.create_task(serve(web_settings, live_lab, secret_key=secrets.token_hex(32),
+                                       host="127.0.0.1", port=port, stop=stop, started=lambda _url: up.set()))
+    browsers = [aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) for _ in range(2)]
+    try:
+        await asyncio.wait_for(up.wait(), 30)
+
+        async def opened(browser: aiohttp.ClientSession) -> str:
+            made = await admin.call(web_settings, "POST", "/links", {"vms": [uuid]})
+            assert made is not None
+            async with browser.get(made["links"][0]["url"], allow_redirects=False) as response:
+                assert response.status == 303
+            return next(c.value for c in browser.cookie_jar if c["path"] == f"/console/{uuid}")
+
+        await opened(browsers[0])
+        staying = await browsers[0].ws_connect(f"{base}/console/{uuid}/ws", protocols=("binary",),
+                                               origin=base)
+        assert await greeting(staying) == GREETING  # it keeps the endpoint open through what follows
+        path = web_settings.run_path / "consoles" / f"{uuid}.sock"
+        assert endpoint_connections(path) == 1
+        [bridge] = websockify_pids(web_settings.run_path)
+        secret = await opened(browsers[1])
+        request = (f"GET /console/{uuid}/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\nOrigin: {base}\r\n"
+                   f"Cookie: {COOKIE}={secret}\r\n\r\n").encode()
+        for _ in range(3):
+            # The endpoint process held still (as a loaded machine may hold it): the server's
+            # connection to it waits for its answer while the browser gives up and goes.
+            os.kill(bridge, signal.SIGSTOP)
+            try:
+                leaving = socket.create_connection(("127.0.0.1", port))
+                leaving.sendall(request)
+                await asyncio.sleep(0.5)  # the server checks the request and connects to the endpoint
+                leaving.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                leaving.close()  # a reset: the browser is gone
+                await asyncio.sleep(0.3)  # the server notices
+            finally:
+                os.kill(bridge, signal.SIGCONT)
+            await eventually(lambda: endpoint_connections(path) == 1, within=5,
+                             what="the endpoint to hold the staying viewer's connection alone")
+
+        async def users() -> int:
+            viewers = await admin.call(web_settings, "GET", "/viewers")
+            assert viewers is not None
+            return int(viewers["endpoints"][uuid]["users"])
+
+        deadline = time.monotonic() + 20  # each closing waits for websockify's close, up to 5 s
+        while await users() != 1:
+            assert time.monotonic() < deadline, f"{await users()} users of the endpoint, not 1"
+            await asyncio.sleep(0.1)
+        await staying.send_bytes(GREETING)  # the viewer that stayed is still served
+        assert (await staying.receive(timeout=10)).type == aiohttp.WSMsgType.BINARY
+        await staying.close()
+    finally:
+        for browser in browsers:
+            await browser.close()
+        stop.set()
+        await asyncio.wait_for(server, 30)
+    assert websockify_pids(web_settings.run_path) == []
+
+
 async def test_vnc_on_a_unix_socket(console: StartConsole, live_lab: Lab, outside: Outside) -> None:
     """As provisioning makes them: VNC on ``<dir>/<uuid>.vnc``, the dir 0770 group libvirt-qemu."""
-    sockets = outside.shared_dir() / "consoles"
-    sockets.mkdir()
-    sockets.chmod(0o770)
-    os.chown(sockets, os.getuid(), group_id() or 0)
-    root = ET.fromstring(domain_xml(outside.name("web-sock")))
-    devices = root.find("devices")
-    assert devices is not None
-    for graphics in devices.findall("graphics"):
-        devices.remove(graphics)
-    graphics = ET.SubElement(devices, "graphics", type="vnc")
-    ET.SubElement(graphics, "listen", type="socket", socket=str(sockets / "vm.vnc"))
-    uuid = await running_vm(live_lab, outside, "", ET.tostring(root, encoding="unicode"))
+    xml, vnc_socket = unix_vnc_domain(outside, "web-sock")
+    uuid = await running_vm(live_lab, outside, "", xml)
     server = await console(live_lab)
     ws = await viewer(server, uuid)
     assert await greeting(ws) == GREETING
-    assert server.running()[uuid].target == f"--unix-target {sockets / 'vm.vnc'}"
+    assert server.running()[uuid].target == f"--unix-target {vnc_socket}"
     await ws.close()
 
 
@@ -297,28 +375,159 @@ async def test_exhausted_port_range_says_so(console: StartConsole, live_lab: Lab
                 "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}) as response:
             assert response.status == 503
             assert f"VMM_CONSOLE_PORTS ({port}-{port})" in await response.text()
+        # What the console page is told (a refused upgrade tells a browser nothing): not final,
+        # a port may free up.
+        async with browser.post(f"{server.base}/console/{uuid}/status",
+                                headers={"Origin": server.base}) as response:
+            assert response.status == 200
+            body = await response.json()
+        assert body["final"] is False
+        assert body["running"] is True
+        assert f"every console port of VMM_CONSOLE_PORTS ({port}-{port}) is in use" in body["reason"]
     assert websockify_pids(server.settings.run_path) == []
+
+
+def unix_vnc_domain(outside: Outside, label: str, meta: LabMeta | None = None) -> tuple[str, Path]:
+    """A tiny domain's XML with VNC on a Unix socket, as provisioning makes them (a folder 0770 of
+    QEMU's group); the XML and the socket's path."""
+    sockets = outside.shared_dir() / "consoles"
+    sockets.mkdir()
+    sockets.chmod(0o770)
+    os.chown(sockets, os.getuid(), group_id() or 0)
+    root = ET.fromstring(domain_xml(outside.name(label), meta=meta))
+    devices = root.find("devices")
+    assert devices is not None
+    for graphics in devices.findall("graphics"):
+        devices.remove(graphics)
+    graphics = ET.SubElement(devices, "graphics", type="vnc")
+    ET.SubElement(graphics, "listen", type="socket", socket=str(sockets / "vm.vnc"))
+    return ET.tostring(root, encoding="unicode"), sockets / "vm.vnc"
+
+
+PROBE_AS = "nobody"  # a local user with no group of ours: anyone on the machine, or on the network
+
+
+def probe_as_nobody(targets: list[Listener], path: str, origin: str) -> dict[str, bytes]:
+    """:func:`webtest.probe` of each listener, run by a process of user ``nobody`` (no groups):
+    what anyone without a token (and without the service's or QEMU's rights) gets from it."""
+    import json
+    import subprocess
+    import sys
+
+    script = ("import json, sys\n"
+              "from webtest import Listener, probe\n"
+              "args = json.load(sys.stdin)\n"
+              "out = {t[1]: probe(Listener(*t), args['path'], args['origin']).hex()\n"
+              "       for t in args['targets']}\n"
+              "print(json.dumps(out))\n")
+    here = Path(__file__).resolve().parent
+    as_nobody = ["setpriv", "--reuid", PROBE_AS, "--regid", "nogroup", "--clear-groups"]
+    done = subprocess.run(
+        [*as_nobody, sys.executable, "-c", script],
+        input=json.dumps({"targets": [[t.family, t.address, t.inode] for t in targets], "path": path,
+                          "origin": origin}),
+        capture_output=True, text=True, timeout=120, cwd="/",
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{here}:{here.parents[1]}"}, check=False)
+    assert done.returncode == 0, done.stderr
+    return {address: bytes.fromhex(data) for address, data in json.loads(done.stdout).items()}
 
 
 async def test_no_listening_socket_gives_vnc_without_a_token(console: StartConsole, live_lab: Lab,
                                                              outside: Outside) -> None:
-    """During a console session, connect to every socket that listens now and did not before:
-    none may greet with VNC, raw or after a websocket upgrade. QEMU's own VNC port is QEMU's."""
-    uuid = await running_vm(live_lab, outside, "web-ports")
+    """During a console session of a VM made as provisioning makes them (VNC on a Unix socket), every
+    TCP and Unix socket of the machine that listens now and did not before the test -- QEMU's
+    included -- is probed without a token, as a user of no group of ours: raw, and with a websocket
+    upgrade. None may give a VNC greeting. (Sockets of other tests' QEMUs are not this session's.)"""
+    if os.geteuid() != 0:
+        unavailable("probing as another user needs root")
     before = listeners()
+    xml, vnc_socket = unix_vnc_domain(outside, "web-ports")
+    uuid = await running_vm(live_lab, outside, "", xml)
+    qemu = outside.qemu_pid(outside.domain(uuid).name())
     server = await console(live_lab)
     ws = await viewer(server, uuid)
     assert await greeting(ws) == GREETING
+
     owners = socket_owners()
     ours = {os.getpid(), *websockify_pids(server.settings.run_path)}
-    new = [s for s in listeners() - before if not process_name(owners.get(s.inode, 0)).startswith("qemu")]
-    assert any(s.family == "unix" and s.address.endswith(f"{uuid}.sock") for s in new), new
-    our_tcp = {s.address for s in new if s.family != "unix" and owners.get(s.inode) in ours}
-    assert our_tcp == {f"127.0.0.1:{server.server.port}"}  # the server is our only TCP listener
+    def this_session(s: Listener) -> bool:
+        return owners.get(s.inode) == qemu or not process_name(owners.get(s.inode, 0)).startswith("qemu")
+
+    new = sorted(filter(this_session, listeners() - before), key=lambda s: (s.family, s.address))
+    addresses = {s.address for s in new}
+    assert str(vnc_socket) in addresses, new  # QEMU's VNC is among them: probed, not skipped
+    assert any(s.address.endswith(f"{uuid}.sock") for s in new), new  # and our endpoint's
+    assert {s.address for s in new if s.family != "unix" and owners.get(s.inode) in ours} == {
+        f"127.0.0.1:{server.server.port}"}  # the server is our only TCP listener
+    assert not [s for s in new if s.family != "unix" and owners.get(s.inode) == qemu]  # QEMU: no TCP
+
+    answers = await asyncio.to_thread(probe_as_nobody, new, f"/console/{uuid}/ws", server.base)
+    assert set(answers) == addresses
     for listener in new:
-        answer = await asyncio.to_thread(probe, listener, f"/console/{uuid}/ws", server.base)
-        assert b"RFB " not in answer, f"{listener} gave a VNC greeting without a token"
+        assert b"RFB " not in answers[listener.address], f"{listener} gave a VNC greeting without a token"
+    # The probe does see VNC where it can reach it: as root, QEMU's own socket greets at once. What
+    # keeps it from others is the folder only QEMU's group may enter.
+    vnc = next(s for s in new if s.address == str(vnc_socket))
+    assert (await asyncio.to_thread(probe, vnc, "/", server.base)).startswith(b"RFB ")
+    # Our endpoint's socket refuses even root without the endpoint's secret: no upgrade, no VNC.
+    endpoint = next(s for s in new if s.address.endswith(f"{uuid}.sock"))
+    answer = await asyncio.to_thread(probe, endpoint, f"/console/{uuid}/ws", server.base)
+    assert b"RFB " not in answer
+    assert b" 403 " in answer
     await ws.close()
+
+
+async def test_a_vm_given_to_another_student_closes_the_former_owners_consoles(
+        console: StartConsole, live_lab: Lab, outside: Outside, web_settings: Settings,
+        env: dict[str, str]) -> None:
+    """``vm-manager assign VM --owner bob``: alice's consoles of it, opened from the portal, close
+    at once and her console session no longer opens it (page, websocket, status); an operator's
+    console and a share link's stay open; bob opens his. Checked at opening too: a console session
+    alice holds without a websocket open is refused as well."""
+    settings = dataclasses.replace(web_settings, trusted_proxies="127.0.0.1")
+    add_accounts(settings)
+    uuid = await running_vm(live_lab, outside, "", domain_xml(outside.name("web-owner"),
+                                                              meta=LabMeta("alice", "net101")))
+    name = outside.domain(uuid).name()
+    server = await console(live_lab, settings)
+
+    async def portal_console(user: str, address: str) -> tuple[Student, aiohttp.ClientWebSocketResponse]:
+        student = Student(server, address)
+        assert (await student.sign_in(user)).location == "/"
+        assert (await student.submit(f"/vms/{uuid}/console")).location == f"/console/{uuid}"
+        ws = await server.websocket(student.browser, uuid)
+        assert await greeting(ws) == GREETING
+        return student, ws
+
+    alice, hers = await portal_console("alice", "192.0.2.10")
+    [viewed] = server.store.links()
+    assert viewed.owner == "alice"
+    olga, operators = await portal_console("olga", "192.0.2.40")
+    shared = await viewer(server, uuid)
+    assert await greeting(shared) == GREETING
+    later = Student(server, "192.0.2.11")  # alice elsewhere: a console session, no websocket yet
+    assert (await later.sign_in("alice")).location == "/"
+    assert (await later.submit(f"/vms/{uuid}/console")).status == 303
+
+    out = await asyncio.to_thread(cli, env, "-c", URI, "assign", name, "--owner", "bob")
+    assert out.returncode == 0, out.stderr
+    assert await closed(hers, within=10) == CLOSE_REVOKED
+    for ws in (operators, shared):  # still relayed
+        await ws.send_bytes(GREETING)
+        assert (await ws.receive(timeout=10)).type == aiohttp.WSMsgType.BINARY
+    assert server.store.get(viewed.id).revoked is not None  # type: ignore[union-attr]
+    for student in (alice, later):
+        assert (await server.status(student.browser, uuid))[0] == 403
+        assert (await student.get(f"/console/{uuid}?retry=1")).status == 403
+        async with student.browser.post(f"{server.base}/console/{uuid}/status",
+                                        headers={"Origin": server.base}) as response:
+            assert response.status == 403
+            assert (await response.json())["final"] is True
+        assert name not in (await student.get("/")).text
+        assert (await student.submit(f"/vms/{uuid}/console")).status == 404
+    bob, his = await portal_console("bob", "192.0.2.20")
+    for ws in (his, operators, shared):
+        await ws.close()
 
 
 async def test_shutdown_closes_every_console(console: StartConsole, live_lab: Lab, outside: Outside) -> None:
@@ -339,7 +548,7 @@ async def test_serve_process_end_to_end(live_lab: Lab, outside: Outside, serve: 
     again, revocation through the CLI closes the console at once; SIGTERM closes the rest, exit 0."""
     uuid = await running_vm(live_lab, outside, "web-serve")
     name = outside.domain(uuid).name()
-    key = {"SECRET_KEY": "z" * 40}
+    key = {"SECRET_KEY": "5d0e8a4f2c7b9e1d3a6f8c0b2e4d7a9c1f3e5b7d"}  # as openssl rand -hex 20 makes
 
     Opened = tuple[aiohttp.ClientSession, aiohttp.ClientWebSocketResponse, str]
 

@@ -3,13 +3,15 @@ consoles, requests, CSRF, failed sign-ins, languages; real SQLite, real local ac
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from pathlib import Path
 
+import aiohttp
 import pytest
-from portalweb import PASSWORDS, Student, add_accounts, audit_entries
+from portalweb import PASSWORDS, Student, add_accounts, audit_entries, forms
 from webtest import Console, StartConsole, eventually
 
 from core import testdriver
@@ -19,7 +21,7 @@ from core.model import VMState
 from core.requests import Kind, RequestStore
 from core.settings import Settings
 from core.tokens import parse_ttl
-from core.web.portal import LOGIN_COOKIE, SESSION_COOKIE
+from core.web.portal import LOGIN_COOKIE, PORTAL, SESSION_COOKIE
 from core.web.sessions import FIRST_DELAY, FREE_FAILURES
 
 HOSTILE = ("<img src=x onerror=alert(1)>", "[b]bold")  # libvirt refuses a "/" in a name
@@ -118,6 +120,56 @@ async def test_cookies_are_secure_under_https(console: StartConsole, lab: Lab,
     assert session["secure"]
     assert session["httponly"]
     assert session["samesite"] == "Lax"
+
+
+async def test_cookies_are_secure_behind_a_trusted_https_proxy(server: Console, lab: Lab,
+                                                                console: StartConsole,
+                                                                web_settings: Settings) -> None:
+    """PUBLIC_URL unset (http links), but nginx (a trusted proxy) says the browser came over https:
+    every cookie gets Secure. The same header from an untrusted address changes nothing."""
+    def secure(response: aiohttp.ClientResponse, name: str) -> bool:
+        cookies: SimpleCookie = SimpleCookie()
+        for value in response.headers.getall("Set-Cookie", []):
+            cookies.load(value)
+        assert name in cookies, response.headers
+        return bool(cookies[name]["secure"])
+
+    async def cookies_seen(target: Console, proto: str | None) -> dict[str, bool]:
+        """Whether each cookie the server sets along a student's way came with Secure."""
+        browser = target.browser()
+        headers = {"X-Forwarded-For": "192.0.2.50", **({"X-Forwarded-Proto": proto} if proto else {})}
+        seen: dict[str, bool] = {}
+        async with browser.get(f"{target.base}/login", headers=headers) as response:
+            seen[LOGIN_COOKIE] = secure(response, LOGIN_COOKIE)
+            login_cookie = response.cookies[LOGIN_COOKIE].value
+            csrf = next(f for f in forms(await response.text()) if f.action == "/login").fields["csrf"]
+        async with browser.post(f"{target.base}/login", allow_redirects=False,
+                                headers={**headers, "Cookie": f"{LOGIN_COOKIE}={login_cookie}"},
+                                data={"csrf": csrf, "username": "alice", "password": PASSWORDS["alice"]}
+                                ) as response:
+            assert response.status == 303
+            seen[SESSION_COOKIE] = secure(response, SESSION_COOKIE)
+            signed_in = {**headers, "Cookie": f"{SESSION_COOKIE}={response.cookies[SESSION_COOKIE].value}"}
+        async with browser.get(f"{target.base}/?lang=fr", headers=signed_in) as response:
+            seen["vmm_lang"] = secure(response, "vmm_lang")
+            csrf = next(f for f in forms(await response.text()) if f.method == "post").fields["csrf"]
+        vm = uuid_of(lab, "alice-1")
+        async with browser.post(f"{target.base}/vms/{vm}/console", allow_redirects=False, headers=signed_in,
+                                data={"csrf": csrf}) as response:
+            assert response.status == 303
+            seen["portal console"] = secure(response, "vmm_console")
+        _link, token = target.link(vm, "alice-1")
+        async with browser.get(f"{target.base}/c/{token}", allow_redirects=False,
+                               headers=headers) as response:
+            seen["share link"] = secure(response, "vmm_console")
+        return seen
+
+    assert set((await cookies_seen(server, "https")).values()) == {True}
+    assert set((await cookies_seen(server, None)).values()) == {False}
+    assert set((await cookies_seen(server, "http")).values()) == {False}
+    untrusted_settings = dataclasses.replace(web_settings, trusted_proxies="10.0.0.0/8")
+    untrusted = await console(lab, untrusted_settings)  # the same database: alice's account is there
+    assert set((await cookies_seen(untrusted, "https")).values()) == {False}
 
 
 async def test_wrong_password_is_refused_and_recorded(server: Console, proxied: Settings) -> None:
@@ -231,6 +283,49 @@ async def test_failed_signins_are_slowed_per_address(server: Console, proxied: S
     assert (await guesser.sign_in("alice")).status == 303
 
 
+async def test_parallel_failed_signins_are_limited_too(server: Console, proxied: Settings) -> None:
+    """40 wrong passwords posted at once, for one account from 40 addresses, then to 40 accounts
+    from one address: an attempt counts from its start, so only the first few are heard at all."""
+    async def burst(students: list[Student], names: list[str]) -> list[int]:
+        forms = [(await s.get("/login")).form("/login") for s in students]  # each its own CSRF cookie
+        pages = await asyncio.gather(*(s.post("/login", {"csrf": f.fields["csrf"], "username": name,
+                                                           "password": "wrong-password"})
+                                       for s, f, name in zip(students, forms, names, strict=True)))
+        return sorted(p.status for p in pages)
+
+    statuses = await burst([Student(server, f"198.51.100.{n + 1}") for n in range(40)], ["alice"] * 40)
+    assert statuses.count(401) <= FREE_FAILURES, statuses
+    assert statuses.count(429) >= 40 - FREE_FAILURES, statuses
+    assert (await Student(server, "198.51.100.200").sign_in("alice")).status == 429  # even the right one
+    guesser = [Student(server, "203.0.113.77") for _ in range(40)]
+    statuses = await burst(guesser, [f"user{n}" for n in range(40)])
+    assert statuses.count(401) <= FREE_FAILURES, statuses
+    assert statuses.count(429) >= 40 - FREE_FAILURES, statuses
+    assert (await Student(server, "203.0.113.77").sign_in("bob")).status == 429
+    refused = [e for e in audit_entries(proxied) if e.detail == "too many failed sign-ins"]
+    assert len(refused) >= 2 * (40 - FREE_FAILURES)
+    # A success clears its account; the attempt in flight that succeeded is no failure.
+    server.clock.offset += FIRST_DELAY * 2 ** (40 - FREE_FAILURES) + 1
+    assert (await Student(server, "198.51.100.201").sign_in("alice")).location == "/"
+    for n in range(FREE_FAILURES - 1):
+        assert (await Student(server, f"198.51.100.{210 + n}").sign_in("alice", "wrong")).status == 401
+    assert (await Student(server, "198.51.100.220").sign_in("alice")).location == "/"
+
+
+async def test_a_sign_in_that_the_directory_cannot_answer_counts_as_no_failure(
+        console: StartConsole, lab: Lab, proxied: Settings) -> None:
+    """LDAP down (503): the attempt counted while it ran is withdrawn, so an outage locks nobody out."""
+    from aiohttp.test_utils import unused_port
+
+    down = dataclasses.replace(proxied, ldap_host=f"ldap://127.0.0.1:{unused_port()}", ldap_base_dn="dc=lab",
+                               ldap_bind_user_dn="cn=vmm,dc=lab", ldap_bind_user_password="x")
+    server = await console(lab, down)
+    for n in range(FREE_FAILURES + 2):
+        assert (await Student(server, "192.0.2.99").sign_in("zoe", f"pass-{n}")).status == 503
+    assert server.app[PORTAL].sessions.wait("address", "192.0.2.99") == 0
+    assert server.app[PORTAL].sessions.wait("account", "zoe") == 0
+
+
 # -- session lifetime --
 async def test_an_expired_session_goes_back_to_the_sign_in(server: Console, lab: Lab,
                                                            proxied: Settings) -> None:
@@ -313,9 +408,11 @@ async def test_console_button_opens_a_console_session(server: Console, lab: Lab,
     assert cookie["path"] == f"/console/{vm}"
     assert cookie["samesite"] == "Strict"
     assert cookie["httponly"] is True
-    link = server.store.session_link(cookie.value, vm)
+    link = server.store.session_link(cookie.value, vm, vm_owner="alice")
     assert link is not None
     assert link.vm_uuid == vm
+    assert link.owner == "alice"  # a student's link: it opens only while the VM is hers
+    assert server.store.session_link(cookie.value, vm, vm_owner="bob") is None
     # The console lasts as long as the sign-in (not VMM_SHARE_TTL), and ends with it.
     assert server.clock() + parse_ttl(proxied.session_ttl) - 60 < link.expires
     assert link.expires <= server.clock() + parse_ttl(proxied.session_ttl)
@@ -441,6 +538,31 @@ async def test_french_from_the_browser_and_the_switch(server: Console) -> None:
     english = Student(server, language="de-DE,en;q=0.8,fr;q=0.5")
     assert "Sign in" in (await english.get("/login")).text
     assert '<html lang="en">' in (await Student(server).get("/login")).text
+
+
+async def test_a_refused_request_says_why_in_french(server: Console, lab: Lab) -> None:
+    """The reasons a request is refused are the page's language too, not core's English."""
+    french = Student(server, "192.0.2.10", language="fr-FR,fr;q=0.9")
+    assert (await french.sign_in("alice")).location == "/"
+    vm = uuid_of(lab, "alice-1")
+    cases = [
+        ({"kind": "new_vm", "reason": "   "},
+         "La demande n’a pas été enregistrée : dites pourquoi vous en avez besoin (le motif est vide)"),
+        ({"kind": "new_vm", "reason": "x" * 501},
+         "La demande n’a pas été enregistrée : le motif dépasse 500 caractères"),
+        ({"kind": "new_vm", "reason": "bad\x07bell"},
+         "La demande n’a pas été enregistrée : le motif contient des caractères de contrôle"),
+        ({"kind": "vcpus", "vm": vm, "amount": "99", "reason": "x"}, "Indiquez un nombre de 1 à 16."),
+        ({"kind": "memory", "vm": vm, "amount": "lots", "reason": "x"}, "Indiquez un nombre de 256 à 65536."),
+    ]
+    for data, shown in cases:
+        page = await french.submit("/requests", **data)
+        assert page.location == "/requests", data
+        text = (await french.get("/requests")).text
+        assert shown in text, (data, text[-2000:])
+        for english in ("reason is empty", "longer than", "control characters", "ask for "):
+            assert english not in text
+    assert RequestStore(server.settings.database_path).list() == []
 
 
 async def test_share_links_and_console_pages_keep_their_policy(server: Console, lab: Lab) -> None:

@@ -1,5 +1,6 @@
-"""The portal's languages and its session store, without a server: every string the portal shows
-has a French translation, Accept-Language is read by weight, and failure delays grow and reset."""
+"""The server's languages and the portal's session store, without a server: every string the portal
+and the server's own pages show has a French translation, Accept-Language is read by weight, and
+failure delays grow and reset."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ from core.web import i18n
 from core.web.portal import TEMPLATE_DIR
 from core.web.sessions import FIRST_DELAY, FREE_FAILURES, MAX_DELAY, SessionStore
 
-PORTAL_SOURCE = Path(i18n.__file__).with_name("portal.py")
+WEB_SOURCES = sorted(Path(i18n.__file__).parent.glob("*.py"))  # portal, pages, app, endpoints, i18n...
 JINJA = {"extensions": "jinja2.ext.i18n", "trim_blocks": "true", "lstrip_blocks": "true"}
 
 
 def shown_strings() -> set[str]:
-    """Every msgid of the portal: gettext calls in its templates, _() and N_() in portal.py."""
-    found = {msg for _line, msg, _c, _ctx in extract_from_file("python", PORTAL_SOURCE,
-                                                               keywords={"_": None, "N_": None})}
+    """Every msgid of the server: gettext calls in the portal's templates, _() and N_() in core/web."""
+    found = {msg for source in WEB_SOURCES for _line, msg, _c, _ctx in extract_from_file(
+        "python", source, keywords={"_": None, "N_": None})}
     for template in TEMPLATE_DIR.glob("*.html"):
         found |= {msg for _line, msg, _c, _ctx in extract_from_file(
             "jinja2.ext:babel_extract", template, keywords={"_": None}, options=JINJA)}
@@ -125,5 +126,31 @@ def test_sessions_are_kept_hashed_and_expire(tmp_path: Path) -> None:
         clock.offset += 61
         assert store.get(secret) is None
         assert store.purge() == 1
+    finally:
+        store.close()
+
+
+def test_an_attempt_counts_from_its_start(tmp_path: Path) -> None:
+    """Attempts under way count as failures: the sixth at once is told to wait before any ended."""
+    clock = Clock()
+    store = SessionStore(tmp_path / "vmm.db", "k" * 40, clock)
+    keys = [("account", "alice"), ("address", "192.0.2.1")]
+    try:
+        running = [store.begin_attempt(keys) for _ in range(FREE_FAILURES)]
+        assert all(a.wait == 0 and len(a.rows) == 2 for a in running)
+        refused = store.begin_attempt(keys)
+        assert FIRST_DELAY - 1 < refused.wait <= FIRST_DELAY
+        assert refused.rows == ()  # a refused attempt is not counted again
+        assert store.begin_attempt([("account", "bob"), ("address", "192.0.2.1")]).wait > 0  # the address
+        store.dropped(running[0])  # the directory did not answer: it no longer counts
+        assert store.begin_attempt(keys).wait == 0  # five again, the new one among them
+        store.succeeded(running[1], "alice")  # a success clears the account, and is no failure
+        assert store.wait("account", "alice") == 0
+        assert store.wait("address", "192.0.2.1") == 0  # four attempts left on the address
+        store.record_failure("address", "192.0.2.1")
+        clock.offset += FIRST_DELAY + 1
+        assert store.wait("address", "192.0.2.1") == 0
+        store.failed(running[2])  # timed when found out: the wait runs from now again
+        assert FIRST_DELAY - 1 < store.wait("address", "192.0.2.1") <= FIRST_DELAY
     finally:
         store.close()

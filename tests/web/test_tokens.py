@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import sqlite3
 import stat
 from pathlib import Path
@@ -18,11 +19,13 @@ from core.tokens import (
     TokenStore,
     generate_secret_key,
     key_file,
+    key_problem,
     load_secret_key,
     parse_ttl,
 )
 
-KEY = "s" * 40
+KEY = "s" * 40  # the store takes any key; only load_secret_key judges them
+KEY_HEX = "9f3b1c0e7a5d4f2e8b6c1a0d3e5f7a9b"  # a key load_secret_key accepts
 VM_A = "11111111-1111-4111-8111-111111111111"
 VM_B = "22222222-2222-4222-8222-222222222222"
 
@@ -81,10 +84,10 @@ def test_link_expires(store: TokenStore, clock: Clock) -> None:
     secret = store.open_session(link)
     clock.now += 1799
     assert store.link_for_token(token) is not None
-    assert store.session_link(secret, VM_A) is not None
+    assert store.session_link(secret, VM_A, vm_owner="alice") is not None
     clock.now += 1
     assert store.link_for_token(token) is None
-    assert store.session_link(secret, VM_A) is None
+    assert store.session_link(secret, VM_A, vm_owner="alice") is None
     assert store.link_for_token(token, active_only=False) == link
     assert store.inactive([link.id]) == {link.id}
 
@@ -98,7 +101,7 @@ def test_revoke_by_id_token_and_vm(store: TokenStore) -> None:
 
     assert [link.id for link in store.revoke(ids=[by_id.id])] == [by_id.id]
     assert store.link_for_token(t1) is None
-    assert store.session_link(session, VM_A) is None  # its sessions end with it
+    assert store.session_link(session, VM_A, vm_owner="alice") is None  # its sessions end with it
     assert [link.id for link in store.revoke(tokens=[t2])] == [by_token.id]
     assert store.revoke(ids=[by_id.id]) == []  # already revoked
     assert store.revoke_one("vm", VM_B)[1] != []
@@ -113,10 +116,52 @@ def test_session_is_bound_to_its_vm(store: TokenStore) -> None:
     """A VM made again under the same name has a new UUID: the old link's session opens nothing."""
     link, _ = store.create_link(VM_A, "net101-alice", 3600)
     secret = store.open_session(link)
-    assert store.session_link(secret, VM_A) == link
-    assert store.session_link(secret, VM_B) is None
-    assert store.session_link("x" * 43, VM_A) is None
-    assert store.session_link(secret[:-1] + ("A" if secret[-1] != "A" else "B"), VM_A) is None
+    assert store.session_link(secret, VM_A, vm_owner="alice") == link
+    assert store.session_link(secret, VM_B, vm_owner="alice") is None
+    assert store.session_link("x" * 43, VM_A, vm_owner="alice") is None
+    wrong = secret[:-1] + ("A" if secret[-1] != "A" else "B")
+    assert store.session_link(wrong, VM_A, vm_owner="alice") is None
+
+
+def test_a_students_link_opens_only_while_the_vm_is_theirs(store: TokenStore, clock: Clock) -> None:
+    """The portal's link for alice names her: given to bob, the VM's console no longer opens for her
+    (and again if it comes back); a share link and an operator's link name nobody and keep working."""
+    hers, _ = store.create_link(VM_A, "net101-alice", 3600, owner="alice")
+    shared, _ = store.create_link(VM_A, "net101-alice", 3600)
+    hers_secret, shared_secret = store.open_session(hers), store.open_session(shared)
+    assert store.session_link(hers_secret, VM_A, vm_owner="alice") == hers
+    assert hers.owner == "alice"
+    assert store.session_link(hers_secret, VM_A, vm_owner="bob") is None
+    assert store.session_link(hers_secret, VM_A, vm_owner="") is None
+    assert store.session_link(shared_secret, VM_A, vm_owner="bob") == shared
+    assert shared.owner is None
+    assert store.get(hers.id) == hers  # the owner is stored, not only carried
+    reopened = TokenStore(store.path, KEY, clock)
+    try:
+        assert reopened.session_link(hers_secret, VM_A, vm_owner="alice") == hers
+        assert reopened.session_link(hers_secret, VM_A, vm_owner="bob") is None
+    finally:
+        reopened.close()
+
+
+def test_links_of_an_older_database_name_nobody(tmp_path: Path, clock: Clock) -> None:
+    """A database written before links named their student: its links keep working as share links."""
+    from core import database
+    from core.tokens import _MIGRATIONS
+
+    path = tmp_path / "old.sqlite3"
+    old = database.open_store(path, "tokens", _MIGRATIONS[:1])
+    old.execute("INSERT INTO links (id, token_hash, vm_uuid, vm_name, created, expires) VALUES "
+                "('0123abcd', x'00', ?, 'a', ?, ?)", (VM_A, clock.now, clock.now + 60))
+    old.close()
+    store = TokenStore(path, KEY, clock)
+    try:
+        link = store.get("0123abcd")
+        assert link is not None
+        assert link.owner is None
+        assert store.create_link(VM_A, "a", 60, owner="alice")[0].owner == "alice"
+    finally:
+        store.close()
 
 
 def test_public_ids_are_short_and_unique(store: TokenStore) -> None:
@@ -136,7 +181,7 @@ def test_schema_version_and_reopen(tmp_path: Path, clock: Clock) -> None:
     finally:
         again.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM schema_versions WHERE store = 'tokens'").fetchone()[0] == 1
+        assert db.execute("SELECT version FROM schema_versions WHERE store = 'tokens'").fetchone()[0] == 2
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         db.execute("UPDATE schema_versions SET version = 99 WHERE store = 'tokens'")
     with pytest.raises(ConfigError, match="newer"):
@@ -170,8 +215,12 @@ def _settings(tmp_path: Path, key: str | None = None) -> Settings:
     return Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config", secret_key=key)
 
 
-@pytest.mark.parametrize(("key", "problem"), [(None, "SECRET_KEY is unset"), (OLD_DEFAULT_KEY, "old default"),
-                                              ("short-key", "shorter than 32")])
+@pytest.mark.parametrize(("key", "problem"), [
+    (None, "SECRET_KEY is unset"), (OLD_DEFAULT_KEY, "old default"), ("short-key", "shorter than 32"),
+    (" " * 40, "only blanks"), ("\t \n" * 20, "only blanks"), ("k" * 40, "only 1 different character"),
+    ("ab" * 32, "only 2 different characters"), ("test-secret-key-" + "k" * 32, "mostly one character"),
+    ("0123456789abcdef" + "0" * 32, "mostly one character"),
+])
 def test_bad_secret_keys_are_refused(tmp_path: Path, key: str | None, problem: str) -> None:
     with pytest.raises(ConfigError, match=problem) as caught:
         load_secret_key(_settings(tmp_path, key))
@@ -195,8 +244,33 @@ def test_generated_key_file(tmp_path: Path) -> None:
         generate_secret_key(_settings(tmp_path, "x" * 40))
 
 
+def test_random_keys_pass_the_diversity_rule(tmp_path: Path) -> None:
+    """What the README tells to run (``openssl rand -hex 32``), its shortest form, and our own."""
+    import subprocess
+
+    for command in (["openssl", "rand", "-hex", "32"], ["openssl", "rand", "-hex", "16"],
+                    ["openssl", "rand", "-base64", "32"]):
+        for _ in range(20):
+            key = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+            assert load_secret_key(_settings(tmp_path, key)) == key
+    for _ in range(2000):
+        key = secrets.token_hex(16)  # 32 hex digits: the shortest key there is
+        assert key_problem(key) == "", key
+    assert key_problem(secrets.token_urlsafe(48)) == ""  # what --generate-secret writes
+
+
+def test_a_weak_key_in_the_key_file_is_refused(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    path = key_file(settings)
+    path.parent.mkdir(parents=True)
+    path.write_text("k" * 40 + "\n")
+    path.chmod(0o600)
+    with pytest.raises(ConfigError, match=f"the SECRET_KEY in {path} has only 1 different character"):
+        load_secret_key(settings)
+
+
 def test_environment_key_wins_over_the_file(tmp_path: Path) -> None:
     generate_secret_key(_settings(tmp_path))
-    assert load_secret_key(_settings(tmp_path, "e" * 32)) == "e" * 32
+    assert load_secret_key(_settings(tmp_path, KEY_HEX)) == KEY_HEX
     with pytest.raises(ConfigError, match="old default"):  # a bad explicit key is not papered over
         load_secret_key(_settings(tmp_path, OLD_DEFAULT_KEY))

@@ -1,0 +1,237 @@
+"""The student portal with LDAP sign-in, end to end: a real OpenLDAP slapd of our own (tests/slapd.py),
+the real server, real VMs on libvirtd for the consoles. No local account exists: every identity
+comes from the directory.
+
+alice signs in and sees only her VMs; bob's VM is refused to her by page, API and console; LDAP
+filter characters typed as a name fail cleanly through the form, before any LDAP connection; a
+member of the operator group gets the operator's view.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from livelab import Outside, Watch
+from portalweb import Student, audit_entries
+from webtest import Console, StartConsole, greeting
+
+from core import testdriver
+from core.lab import Lab
+from core.metadata import LabMeta
+from core.model import VMState
+from core.settings import Settings
+from core.web.app import COOKIE
+from core.web.portal import SESSION_COOKIE
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from slapd import (  # noqa: E402
+    GROUPS,
+    PASSWORDS,
+    SERVICE_DN,
+    SERVICE_PASSWORD,
+    SUFFIX,
+    Slapd,
+    group_of_names,
+    lab_entries,
+)
+
+TEACHERS = f"cn=teachers,{GROUPS}"
+GREETING = b"RFB 003.008\n"
+HOSTILE = ["*", ")(", "\\", "\0", "alice*", "*)(uid=*", "alice)(|(uid=*", "al\\2aice", "(uid=alice)",
+           "alice\0", "alice)(uid=bob"]
+
+
+@pytest.fixture(scope="module")
+def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    """The standard lab directory (alice, bob, carol) and a teachers group with carol in it;
+    ``stats`` logs every connection, to prove what never reached the server."""
+    entries = lab_entries()
+    carol = next(e.dn for e in entries if e.dn.startswith("uid=carol,"))
+    with Slapd(tmp_path_factory.mktemp("slapd"), [*entries, group_of_names("teachers", [carol])],
+               loglevel="stats") as running:
+        yield running
+
+
+@pytest.fixture
+def ldap_settings(web_settings: Settings, directory: Slapd) -> Settings:
+    """The portal signing in against the directory; the loopback trusted as a proxy, so that tests
+    choose the client's address."""
+    return dataclasses.replace(web_settings, ldap_host=directory.url, ldap_base_dn=SUFFIX,
+                               ldap_bind_user_dn=SERVICE_DN, ldap_bind_user_password=SERVICE_PASSWORD,
+                               ldap_operator_group=TEACHERS, trusted_proxies="127.0.0.1")
+
+
+@pytest.fixture
+async def driver_lab(web_settings: Settings, tmp_path: Path) -> AsyncIterator[Lab]:
+    """A test-driver lab (no QEMU): alice's VMs, bob's and one of nobody."""
+    uri = testdriver.write(tmp_path / "ldap-lab.xml", [
+        testdriver.Spec("alice-1", VMState.RUNNING, meta=LabMeta("alice", "net101")),
+        testdriver.Spec("alice-2", VMState.SHUTOFF, meta=LabMeta("alice", "net101")),
+        testdriver.Spec("bob-1", VMState.RUNNING, meta=LabMeta("bob", "net101")),
+        testdriver.Spec("nobody-1", VMState.SHUTOFF),
+    ])
+    lab = await Lab.open(web_settings, uri)
+    yield lab
+    await lab.close()
+
+
+def connections(server: Slapd) -> int:
+    return server.log().count(" ACCEPT from ")
+
+
+def settle(server: Slapd, count: int) -> int:
+    """Until slapd logged ``count`` connections, then a moment more for any stray one; the count."""
+    deadline = time.monotonic() + 5
+    while connections(server) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    return connections(server)
+
+
+async def signed_in(server: Console, user: str, address: str) -> Student:
+    student = Student(server, address)
+    page = await student.sign_in(user, PASSWORDS[user])
+    assert (page.status, page.location) == (303, "/"), page.text
+    return student
+
+
+async def running(lab: Lab, outside: Outside, label: str, owner: str) -> tuple[str, str]:
+    """A tiny VM of ``owner``, running and in the Lab's inventory: its UUID and name."""
+    dom = outside.define(label, start=True, meta=LabMeta(owner, "net101"))
+    watch = Watch(lab)
+    try:
+        await watch.vm_in(dom.UUIDString(), VMState.RUNNING)
+    finally:
+        watch.close()
+    return dom.UUIDString(), dom.name()
+
+
+@pytest.mark.integration
+async def test_alice_signs_in_from_ldap_and_reaches_only_her_vm(
+        console: StartConsole, live_lab: Lab, outside: Outside, ldap_settings: Settings) -> None:
+    hers, her_name = await running(live_lab, outside, "ldap-alice", "alice")
+    his, his_name = await running(live_lab, outside, "ldap-bob", "bob")
+    server = await console(live_lab, ldap_settings)
+    alice = await signed_in(server, "alice", "192.0.2.10")
+
+    page = await alice.get("/")
+    assert page.status == 200
+    assert f">{her_name}<" in page.text
+    assert his_name not in page.text
+    assert "Alice Liddell" in page.text  # the directory's cn
+    assert "My VMs" in page.text
+    [signin] = [e for e in audit_entries(ldap_settings, user="alice") if e.action == "signin"]
+    assert (signin.outcome, signin.detail, signin.address) == ("ok", "ldap", "192.0.2.10")
+
+    # Her console opens, through the portal, to her VM's own VNC.
+    opened = await alice.submit(f"/vms/{hers}/console")
+    assert (opened.status, opened.location) == (303, f"/console/{hers}")
+    ws = await server.websocket(alice.browser, hers)
+    assert await greeting(ws) == GREETING
+
+    # bob's VM: by page, by API (every action, and the console), by console URL.
+    assert (await alice.get(f"/vms/{his}/reset")).status == 404
+    for action in ("start", "halt", "reset", "console"):
+        assert (await alice.submit(f"/vms/{his}/{action}", confirm="yes")).status == 404, action
+    assert not [c for c in alice.browser.cookie_jar if c["path"] == f"/console/{his}"]
+    assert (await alice.get(f"/console/{his}?retry=1")).status == 403
+    assert (await server.status(alice.browser, his))[0] == 403
+    secret = next(c.value for c in alice.browser.cookie_jar if c["path"] == f"/console/{hers}")
+    stolen = {"Cookie": f"{COOKIE}={secret}"}  # her console cookie, sent for his console
+    assert (await server.status(alice.browser, his, headers=stolen))[0] == 403
+    async with alice.browser.post(f"{server.base}/console/{his}/status",
+                                  headers={**stolen, "Origin": server.base}) as response:
+        assert response.status == 403
+        assert (await response.json())["final"] is True
+    assert outside.state(his) == VMState.RUNNING
+    assert [link.vm_uuid for link in server.store.links()] == [hers]
+    refused = {e.action for e in audit_entries(ldap_settings, user="alice") if e.outcome == "refused"}
+    assert refused == {"start", "halt", "reset", "console"}
+    await ws.close()
+
+    # bob, signed in from the directory too, sees his VM and not hers.
+    bob = await signed_in(server, "bob", "192.0.2.20")
+    page = await bob.get("/")
+    assert f">{his_name}<" in page.text
+    assert her_name not in page.text
+
+
+async def test_ldap_filter_characters_fail_cleanly_through_the_form(
+        console: StartConsole, driver_lab: Lab, ldap_settings: Settings, directory: Slapd,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Typed as a user name on the sign-in form: refused like a wrong password (401, the form again),
+    no session, no LDAP connection at all, nothing of it in the log; the portal still works after."""
+    caplog.set_level(logging.DEBUG)
+    server = await console(driver_lab, ldap_settings)
+    before = connections(directory)
+    for n, name in enumerate(HOSTILE):
+        visitor = Student(server, f"198.51.100.{n + 1}")  # an address each: the failure limit stays out
+        page = await visitor.sign_in(name, PASSWORDS["alice"])
+        assert page.status == 401, (name, page.text)
+        assert "Wrong user name or password." in page.text
+        assert 'name="username"' in page.text
+        assert visitor.cookie(SESSION_COOKIE) is None
+        assert (await visitor.get("/")).location == "/login"
+    assert settle(directory, before) == before, "a hostile name reached the LDAP server"
+    assert "sign-in refused for an invalid name" in caplog.text
+    for name in HOSTILE:
+        if len(name) > 2:
+            assert name not in caplog.text
+    assert "(uid=\\2a" not in directory.log()
+    refusals = [e for e in audit_entries(ldap_settings) if e.action == "signin"]
+    assert len(refusals) == len(HOSTILE)
+    assert {(e.user, e.outcome) for e in refusals} == {("?", "refused")}
+    # An empty password is refused before any bind, through the form as well.
+    page = await Student(server, "198.51.100.100").sign_in("alice", "")
+    assert page.status == 401
+    assert settle(directory, before) == before
+    # The directory is still there for a real name: a search and a bind, nothing more.
+    await signed_in(server, "alice", "198.51.100.101")
+    assert settle(directory, before + 2) == before + 2
+
+
+async def test_a_member_of_the_operator_group_gets_the_operators_view(
+        console: StartConsole, driver_lab: Lab, ldap_settings: Settings) -> None:
+    server = await console(driver_lab, ldap_settings)
+    carol = await signed_in(server, "carol", "192.0.2.30")
+    page = await carol.get("/")
+    assert "All VMs" in page.text
+    assert "(operator)" in page.text
+    for name in ("alice-1", "alice-2", "bob-1", "nobody-1"):
+        assert f">{name}<" in page.text
+    assert ">bob<" in page.text  # the owner column
+    assert ">alice<" in page.text
+    bob_vm = next(vm.uuid for vm in driver_lab.vms() if vm.name == "bob-1")
+    assert (await carol.submit(f"/vms/{bob_vm}/console")).location == f"/console/{bob_vm}"
+    [link] = server.store.links()
+    assert link.owner is None  # an operator's console link names nobody: it survives reassignment
+
+    alice = await signed_in(server, "alice", "192.0.2.31")  # not in the group: a student
+    page = await alice.get("/")
+    assert "My VMs" in page.text
+    assert "(operator)" not in page.text
+    assert "bob-1" not in page.text
+    assert (await alice.submit(f"/vms/{bob_vm}/console")).status == 404
+
+    without_group = dataclasses.replace(ldap_settings, ldap_operator_group=None)
+    other = await console(driver_lab, without_group)
+    carol_again = Student(other, "192.0.2.32")
+    assert (await carol_again.sign_in("carol", PASSWORDS["carol"])).location == "/"
+    assert "My VMs" in (await carol_again.get("/")).text  # the group decides, not the person
+
+
+async def test_the_directory_down_is_a_503_not_a_refusal(console: StartConsole, driver_lab: Lab,
+                                                         ldap_settings: Settings) -> None:
+    from aiohttp.test_utils import unused_port
+
+    down = dataclasses.replace(ldap_settings, ldap_host=f"ldap://127.0.0.1:{unused_port()}")
+    server = await console(driver_lab, down)
+    page = await Student(server, "192.0.2.40").sign_in("alice", PASSWORDS["alice"])
+    assert page.status == 503
+    assert "unavailable" in page.text
