@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
+import leftovers
 import pytest
 
 
@@ -22,3 +24,17 @@ def _private_xdg_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
             path.mkdir()
             patch.setenv(var, os.fspath(path))
         yield
+
+
+@pytest.fixture(scope="session")
+def nothing_left_behind() -> Iterator[None]:
+    """At the end of the session nothing of ours may be left: no console endpoint, websockify or
+    ``vm-manager serve`` process, run folder, listening port or socket (``tests/leftovers.py``).
+    The web and browser suites use it (an autouse fixture in their conftest.py asks for it)."""
+    before = leftovers.baseline()
+    yield
+    deadline = time.monotonic() + 5  # a process told to stop may take a moment to be gone
+    while leftovers.check(before, clean=False) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    problems = leftovers.check(before)
+    assert not problems, "left behind by the tests:\n" + "\n".join(problems)

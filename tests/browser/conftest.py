@@ -1,8 +1,9 @@
-"""Fixtures of the browser tests: headless Debian Chromium through Playwright, real VMs, a console server.
+"""Fixtures of the browser tests: headless Debian Chromium through Playwright, real VMs, the console server.
 
 Chromium is Debian's (``/usr/bin/chromium``), never one Playwright downloads. A missing libvirtd,
 Chromium or noVNC install skips these tests, and fails them under ``make test`` / CI
-(``VMM_REQUIRE_INTEGRATION=1`` or ``CI=true``).
+(``VMM_REQUIRE_INTEGRATION=1`` or ``CI=true``). After the session nothing of theirs may be left
+(``nothing_left_behind``, tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -10,24 +11,38 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import leftovers
 import libvirt
 import pytest
 
 sys.path.insert(0, os.fspath(Path(__file__).resolve().parents[1] / "integration"))
-from consolelab import CHROMIUM, CHROMIUM_ARGS, VENDOR, ConsoleServer, Harness, RebootWatch  # noqa: E402
+from consolelab import CHROMIUM, CHROMIUM_ARGS, VENDOR, ConsoleServer, Harness, RebootWatch, Serve  # noqa: E402
 from livelab import URI, Outside, built_tiny_template, system_answers, unavailable  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_behind(nothing_left_behind: None) -> None:
+    """Nothing of ours may be left after the session (tests/conftest.py)."""
+
+
+def _need_system() -> None:
+    if not system_answers():
+        unavailable("qemu:///system is unreachable; run `make test`")
+
+
+def _need_novnc() -> None:
+    if not (VENDOR / "core" / "rfb.js").is_file():
+        unavailable(f"noVNC is not installed in {VENDOR}: run scripts/install_novnc.sh")
 
 
 @pytest.fixture
 def outside() -> Iterator[Outside]:
     """A plain libvirt connection on qemu:///system; removes every domain it made."""
-    if not system_answers():
-        unavailable("qemu:///system is unreachable; run `make test`")
+    _need_system()
     world = Outside()
     try:
         yield world
@@ -38,18 +53,37 @@ def outside() -> Iterator[Outside]:
 @pytest.fixture
 def novnc() -> Path:
     """The installed noVNC (scripts/install_novnc.sh)."""
-    if not (VENDOR / "core" / "rfb.js").is_file():
-        unavailable(f"noVNC is not installed in {VENDOR}: run scripts/install_novnc.sh")
+    _need_novnc()
     return VENDOR
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    """``vm-manager serve`` as an operator runs it (its own dirs, SECRET_KEY, PUBLIC_URL on a loopback
+    port), one per test module: each test makes its own VMs and links. SIGTERM must end it cleanly."""
+    _need_system()
+    _need_novnc()
+    run = leftovers.run_dir()  # short: the endpoints' Unix sockets must fit in sun_path
+    server = Serve(tmp_path_factory.mktemp("serve"), run, URI)
+    try:
+        server.start()
+        yield server
+        status = server.stop()
+        assert status == 0, f"vm-manager serve ended with {status}: {server.last_words()}"
+        assert "stopped" in server.stderr, server.last_words()
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.stop()
+        shutil.rmtree(run, ignore_errors=True)
 
 
 @pytest.fixture
 async def server(outside: Outside, novnc: Path, tmp_path: Path) -> AsyncIterator[ConsoleServer]:
-    """The real console server (``core.web``) on a loopback port, its own data dir and Lab."""
+    """The same server in this process (``core.web`` on a loopback port, its own data dir and Lab),
+    for a test that needs its insides; ``serve`` otherwise."""
     from core.settings import Settings
 
-    # A short runtime dir: the endpoints' Unix sockets must fit in sun_path (pytest's tmp_path does not).
-    run = Path(tempfile.mkdtemp(prefix="vmm-run-"))
+    run = leftovers.run_dir()  # short: the endpoints' Unix sockets must fit in sun_path
     settings = Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config", runtime_dir=run)
     console = ConsoleServer(settings, URI)
     try:

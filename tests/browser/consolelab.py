@@ -1,10 +1,13 @@
-"""Helpers of the browser tests: a console server stand-in, RFB parsing, VM screenshots, reboot events.
+"""Helpers of the browser tests: the console server, RFB parsing, VM screenshots, reboot events.
 
-The console page (``noVNC/console.html``) is served the way the web server serves it: the page at
-``/console/<uuid>``, our files at ``/static/``, noVNC at ``/novnc/`` and the RFB websocket at
-``/console/<uuid>/ws``. Until the real server is wired in, :class:`Harness` does it: a small
-aiohttp app whose websocket relays to a ``websockify`` in front of the VM's VNC port, recording
-what the browser sends (RFB messages from the client) so that tests can read the key events.
+:class:`Serve` is ``vm-manager serve`` as an operator runs it, a process of its own; share links
+come from ``vm-manager share`` against the same data dir. :class:`ConsoleServer` runs the same
+server in the test's own process, for a test that needs its insides (the portal test adds an
+account to its database and waits on its inventory). :class:`Harness` is a stand-in that serves
+the console page the way the server does (the page at ``/console/<uuid>``, our files at
+``/static/``, noVNC at ``/novnc/``, the RFB websocket at ``/console/<uuid>/ws``) and relays its
+websocket to a ``websockify`` in front of the VM's VNC port, recording what the browser sends (RFB
+messages from the client) so that tests can read the key events off the wire.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import asyncio
 import base64
 import contextlib
 import os
+import re
+import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -34,6 +40,7 @@ CHROMIUM = Path(os.environ.get("VMM_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update"]
 WEBSOCKIFY = Path(sys.executable).with_name("websockify")
+VM_MANAGER = Path(sys.executable).with_name("vm-manager")
 # What the web server sends with the page: only our own scripts run (no inline ones).
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
@@ -174,10 +181,11 @@ def parse_ppm(data: bytes) -> tuple[int, int, bytes]:
     return width, height, pixels
 
 
-# ---- the real console server (core.web), in the test's own loop ----
+# ---- the same server (core.web), in the test's own loop ----
 
 class ConsoleServer:
-    """``vm-manager serve`` in-process: a Lab on qemu:///system and the aiohttp app on a loopback port.
+    """The server of ``vm-manager serve`` in the test's process: a Lab on qemu:///system and the
+    aiohttp app on a loopback port, for a test that needs its insides (:class:`Serve` otherwise).
 
     :meth:`share` makes a share link the way ``vm-manager share`` does (the token store).
     """
@@ -237,6 +245,121 @@ class ConsoleServer:
 
         assert self.app is not None
         return len(self.app[VIEWERS])
+
+
+# ---- the real console server, as an operator runs it ----
+
+SHARED = re.compile(r"^(?P<url>\S+/c/\S+)  expires \S+  id (?P<id>[0-9a-f]{8})  vm (?P<vm>\S+)$")
+
+
+class Serve:
+    """``vm-manager -c URI serve`` in a process of its own: its own data, config and run dirs,
+    SECRET_KEY, PUBLIC_URL on a loopback port. :meth:`share` and :meth:`revoke` run ``vm-manager
+    share`` / ``revoke`` against the same dirs (they reach the server through its admin API), and
+    :meth:`viewers` asks that API, as the TUI does.
+    """
+
+    def __init__(self, home: Path, run: Path, uri: str) -> None:
+        from core.settings import Settings
+
+        self.uri = uri
+        self.port = unused_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.settings = Settings(data_dir=home / "data", config_dir=home / "config", runtime_dir=run)
+        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.fspath(home),
+                    "VMM_ENV_FILE": "/nonexistent", "VMM_DATA_DIR": os.fspath(home / "data"),
+                    "VMM_CONFIG_DIR": os.fspath(home / "config"), "VMM_RUNTIME_DIR": os.fspath(run),
+                    "SECRET_KEY": secrets.token_urlsafe(48), "PUBLIC_URL": self.url}
+        self.home = home
+        self.process: subprocess.Popen[str] | None = None
+        self.stderr: list[str] = []
+        self._serving = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    def start(self, within: float = 60) -> None:
+        self.process = subprocess.Popen(
+            [VM_MANAGER, "-c", self.uri, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env, cwd=self.home, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + within
+        while not self._serving.wait(0.1):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"vm-manager serve did not start: {self.last_words()}")
+
+    def _read(self) -> None:
+        assert self.process is not None
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.stderr.append(line.rstrip("\n"))
+            if line.startswith("serving consoles at "):
+                self._serving.set()
+
+    def last_words(self) -> str:
+        return " / ".join(self.stderr[-20:]) or "nothing on stderr"
+
+    def running(self) -> None:
+        assert self.process is not None
+        status = self.process.poll()
+        assert status is None, f"vm-manager serve is gone (exit status {status}): {self.last_words()}"
+
+    def stop(self) -> int:
+        """SIGTERM, as systemd stops it; its exit status (its stderr read to the end)."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            status = self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"vm-manager serve ignored SIGTERM for 30 s: {self.last_words()}") from None
+        if self._reader is not None:
+            self._reader.join(5)
+        return status
+
+    async def cli(self, *args: str) -> tuple[int, str, str]:
+        """``vm-manager -c URI ARGS`` with the server's environment: exit status, stdout, stderr."""
+        process = await asyncio.create_subprocess_exec(
+            VM_MANAGER, "-c", self.uri, *args, env=self.env, cwd=self.home, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    async def share(self, dom: libvirt.virDomain, ttl: str = "1h") -> tuple[str, str]:
+        """``vm-manager share NAME``: the link's URL and id. Retried while the server's inventory
+        has not seen the new VM yet (the server answers "no such VM")."""
+        self.running()
+        deadline = time.monotonic() + 20
+        while True:
+            status, out, err = await self.cli("share", dom.name(), "--ttl", ttl)
+            if status == 0:
+                break
+            if "no such VM" not in err or time.monotonic() > deadline:
+                raise AssertionError(f"vm-manager share {dom.name()} failed ({status}): {err.strip()}")
+            await asyncio.sleep(0.2)
+        rows = [m for line in out.splitlines() if (m := SHARED.match(line))]
+        assert [row["vm"] for row in rows] == [dom.name()], f"vm-manager share printed {out!r}"
+        assert rows[0]["url"].startswith(f"{self.url}/c/"), f"the link does not point at PUBLIC_URL: {out!r}"
+        return rows[0]["url"], rows[0]["id"]
+
+    async def revoke(self, link_id: str) -> str:
+        """``vm-manager revoke ID``: its output."""
+        self.running()
+        status, out, err = await self.cli("revoke", link_id)
+        assert status == 0, f"vm-manager revoke {link_id} failed ({status}): {err.strip()}"
+        return out
+
+    async def viewers(self, dom: libvirt.virDomain) -> int:
+        """The server's open consoles of ``dom`` (its admin API)."""
+        from core.web import admin
+
+        reply = await admin.call(self.settings, "GET", "/viewers")
+        assert reply is not None, "the admin API does not answer"
+        return int(reply["by_vm"].get(dom.UUIDString(), 0))
 
 
 # ---- a stand-in server that shows the RFB traffic ----

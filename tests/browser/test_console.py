@@ -1,5 +1,6 @@
-"""The browser console end to end: share link -> cookie -> console page in headless Chromium -> the server
-(``core.web``) -> websockify -> a real VM's VNC.
+"""The browser console end to end: ``vm-manager share`` -> share link -> cookie -> console page in
+headless Chromium -> ``vm-manager serve`` (its own process, one per module) -> its endpoint
+process (websockify) -> a real VM's VNC.
 
 Each test starts a tiny SeaBIOS domain (VGA, VNC on loopback) and opens its share link.
 """
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 from consolelab import (
-    ConsoleServer,
+    Serve,
     canvas_rgb,
     compare,
     lit_share,
@@ -26,11 +27,11 @@ from livelab import Outside
 pytestmark = pytest.mark.integration
 
 
-async def test_share_link_opens_the_vm_screen(outside: Outside, server: ConsoleServer, browser: Any) -> None:
+async def test_share_link_opens_the_vm_screen(outside: Outside, serve: Serve, browser: Any) -> None:
     dom = outside.define("screen", start=True)
-    url, _link = await server.share(dom)
+    url, _link = await serve.share(dom)
     page, errors = await open_console(browser, url)
-    assert page.url == f"{server.url}/console/{dom.UUIDString()}"
+    assert page.url == f"{serve.url}/console/{dom.UUIDString()}"
     await settled_screen(page, dom)
 
     # QEMU names the desktop after the domain: the page shows this VM, not another one.
@@ -54,11 +55,11 @@ async def test_share_link_opens_the_vm_screen(outside: Outside, server: ConsoleS
     assert errors == []
 
 
-async def test_ctrl_alt_del_button_resets_the_guest(outside: Outside, server: ConsoleServer, browser: Any,
+async def test_ctrl_alt_del_button_resets_the_guest(outside: Outside, serve: Serve, browser: Any,
                                                     reboot_watch: Any) -> None:
     dom = outside.define("cad", start=True)
     watch = reboot_watch(dom)
-    page, errors = await open_console(browser, (await server.share(dom))[0])
+    page, errors = await open_console(browser, (await serve.share(dom))[0])
     # SeaBIOS answers Ctrl+Alt+Del with a reset, which libvirt reports as the domain's REBOOT event.
     assert not await watch.wait(1.0), "the guest reset before the button was pressed"
     await page.click("#ctrlaltdel")
@@ -72,10 +73,9 @@ async def test_ctrl_alt_del_button_resets_the_guest(outside: Outside, server: Co
     assert errors == []
 
 
-async def test_reconnects_when_the_vm_stops_and_starts(outside: Outside, server: ConsoleServer,
-                                                       browser: Any) -> None:
+async def test_reconnects_when_the_vm_stops_and_starts(outside: Outside, serve: Serve, browser: Any) -> None:
     dom = outside.define("again", start=True)
-    page, errors = await open_console(browser, (await server.share(dom))[0])
+    page, errors = await open_console(browser, (await serve.share(dom))[0])
     assert await page.evaluate("document.body.dataset.connects") == "1"
 
     await asyncio.to_thread(dom.destroy)
@@ -96,19 +96,19 @@ async def test_reconnects_when_the_vm_stops_and_starts(outside: Outside, server:
     assert errors == []
 
 
-async def test_revoked_link_ends_the_console_for_good(outside: Outside, server: ConsoleServer,
-                                                      browser: Any) -> None:
+async def test_revoked_link_ends_the_console_for_good(outside: Outside, serve: Serve, browser: Any) -> None:
     dom = outside.define("revoke", start=True)
-    url, link = await server.share(dom)
+    url, link = await serve.share(dom)
     page, errors = await open_console(browser, url)
-    server.store.revoke_one("id", link)
-    # The server closes the viewers of a revoked link (code 4001): the page stops, it does not retry.
+    assert await serve.viewers(dom) == 1
+    assert f"revoked link {link}" in await serve.revoke(link)
+    # The server closes the viewers of a revoked link at once (code 4001): the page stops, it does not retry.
     await wait_state(page, "ended", within_ms=10_000)
     assert "revoked" in await page.text_content("#status")
     await asyncio.sleep(2.5)
     state = await page.evaluate("[document.body.dataset.state, document.body.dataset.connects]")
     assert state == ["ended", "1"]
-    assert server.viewers() == 0
+    assert await serve.viewers(dom) == 0
     # A reload ends on the server's refusal (after its one cookie retry), and so does the link itself.
     await page.reload()
     await page.wait_for_url("**/console/*?retry=1")
@@ -117,10 +117,10 @@ async def test_revoked_link_ends_the_console_for_good(outside: Outside, server: 
     assert errors == []
 
 
-async def test_screen_scales_to_the_window_without_scrollbars(outside: Outside, server: ConsoleServer,
+async def test_screen_scales_to_the_window_without_scrollbars(outside: Outside, serve: Serve,
                                                               browser: Any) -> None:
     dom = outside.define("scale", start=True)
-    page, errors = await open_console(browser, (await server.share(dom))[0], width=1280, height=800)
+    page, errors = await open_console(browser, (await serve.share(dom))[0], width=1280, height=800)
     await until(page, "document.querySelector('#screen canvas').width > 0")
     fb = await page.evaluate("[document.querySelector('#screen canvas').width,"
                              " document.querySelector('#screen canvas').height]")

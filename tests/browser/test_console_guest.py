@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from consolelab import ConsoleServer, open_console, until
+from consolelab import Serve, open_console, until
 from livelab import Outside, domain_type
 
 from core.domainbuild import kernel_domain
@@ -84,11 +84,11 @@ async def serial_line(log: Path, line: str, within: float = 60) -> None:
     raise AssertionError(f"{line!r} never showed on the guest's serial port; it shows:\n{text[-2000:]}")
 
 
-async def test_pasted_and_typed_text_reaches_a_linux_guest(outside: Outside, server: ConsoleServer,
+async def test_pasted_and_typed_text_reaches_a_linux_guest(outside: Outside, serve: Serve,
                                                            browser: Any, tiny_template: Path) -> None:
     dom, log = boot_echo_guest(outside, tiny_template)
     await serial_line(log, "vmm-keys: ready")
-    page, errors = await open_console(browser, (await server.share(dom))[0])
+    page, errors = await open_console(browser, (await serve.share(dom))[0])
 
     # Paste: symbols and capitals need Shift, which the page holds around them.
     text = "Hello, World! ~`@#$%^&*()_+{}|:\"<>? [x] 'q' \\ ; = -/.,\tend"

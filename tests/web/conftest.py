@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import leftovers
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
@@ -33,29 +33,22 @@ from core.metadata import LabMeta  # noqa: E402
 from core.model import VMState  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
-_run_dirs: list[Path] = []
-
 
 @pytest.fixture(scope="session", autouse=True)
-def _nothing_left_behind() -> Iterator[None]:
-    """After the suite: no websockify of ours still running, no socket left in a run dir."""
+def _nothing_left_behind(nothing_left_behind: None) -> Iterator[None]:
+    """After the suite: stray domains of this run removed; then nothing of ours may be left
+    (``nothing_left_behind``, tests/conftest.py)."""
     yield
-    left = [pid for run_dir in _run_dirs for pid in websockify_pids(run_dir)]
-    sockets = [p for run_dir in _run_dirs if run_dir.exists() for p in (run_dir / "consoles").glob("*.sock")]
-    for run_dir in _run_dirs:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    assert not left, f"websockify processes left running: {left}"
-    assert not sockets, f"endpoint sockets left behind: {sockets}"
     if system_answers():
         sweep_run_domains()
 
 
 @pytest.fixture
-def run_dir() -> Path:
-    """VMM_RUNTIME_DIR: short (a Unix socket path holds 107 bytes; tmp_path is long)."""
-    path = Path(tempfile.mkdtemp(prefix="vmmw-", dir="/tmp"))
-    _run_dirs.append(path)
-    return path
+def run_dir() -> Iterator[Path]:
+    """VMM_RUNTIME_DIR: short (a Unix socket path holds 107 bytes; tmp_path is long); removed after."""
+    path = leftovers.run_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
