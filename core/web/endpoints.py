@@ -50,9 +50,11 @@ FAILURE_MEMORY = 60.0  # seconds a failure to open a VM's console is told to its
 TRANSPORTS = ("auto", "unix", "tcp")
 # The endpoint process's allocator. Its viewers' threads each take 64 KiB buffers as frames pass:
 # glibc would give them arenas of their own (up to 8 a core) and keep what they freed, 0.5-1 MB
-# a viewer depending on how the frames fell. Two arenas, and buffers of 64 KiB and more mapped
-# and unmapped as they come and go, hold the process to what its viewers use at the moment.
-MALLOC_TUNABLES = "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=65536"
+# a viewer depending on how the frames fell. One arena holds the process to about what its viewers
+# use, and relays faster than two (measured by scripts/bench_console.py, 100 viewers and 8 viewers'
+# full frames: 95-110 MiB PSS and 2.1-2.6 ms CPU per MiB, against 81 MiB and 4.2-4.8 ms with two
+# arenas and buffers of 64 KiB mapped and unmapped one by one, and 153 MiB and 2.8 ms with two).
+MALLOC_TUNABLES = "glibc.malloc.arena_max=1"
 
 
 class EndpointError(VMManagerError):
