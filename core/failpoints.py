@@ -4,7 +4,8 @@ A process killed between two steps of provisioning cannot be made to happen at a
 from outside, so the steps call :func:`hit` and the tests set ``VMM_FAILPOINT``:
 
 - ``kill:STEP`` -- the process kills itself (SIGKILL, no clean-up) just before STEP;
-- ``fail:STEP`` or ``fail:STEP:VM`` -- STEP raises (for every VM, or only for VM).
+- ``fail:STEP`` or ``fail:STEP:VM`` -- STEP raises (for every VM, or only for VM);
+- ``slow:STEP`` -- STEP takes a second longer (a guest agent or DHCP server slow to answer).
 
 Unset (always, outside the tests) it costs one dictionary lookup.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 from core.errors import ActionFailed
 
@@ -29,5 +31,7 @@ def hit(step: str, vm: str) -> None:
         return
     if kind == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "slow":
+        time.sleep(1.0)
     if kind == "fail":
         raise ActionFailed(f"injected failure at {step} ({VARIABLE})")

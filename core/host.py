@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import libvirt
 
-from core import domainxml, stats
+from core import domainxml, failpoints, stats
 from core.errors import HypervisorUnavailable, VMManagerError, from_libvirt
 from core.inventory import Inventory
 from core.model import VM, ConnState, Figures, HostFigures, HostStatus, VMState
@@ -79,6 +79,7 @@ class Host:
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"libvirt-{self.name}")
         self._callback_ids: list[int] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._addresses: asyncio.Task[Any] | None = None
         self._dirty: set[str] = set()
         # Events seen per domain: a read that started before the latest event is stale.
         self._events_seen: dict[str, int] = {}
@@ -342,10 +343,16 @@ class Host:
         self.inventory.replace_host(self.name, current + keep)
         for uuid in stale:
             self._mark_dirty(uuid)
-        self._spawn(self._look_up_ips([vm.uuid for vm in current if vm.state.is_active]))
+        self._addresses = self._spawn(self._look_up_ips([vm.uuid for vm in current if vm.state.is_active]))
         # Halts no VM Manager saw (none was running): their answer files go now.
         self._spawn(self._eject_spent_answer_files(
             [vm.uuid for vm in current if vm.meta.created and vm.state == VMState.SHUTOFF]))
+
+    async def addresses_looked_up(self) -> None:
+        """Wait for the address look-up of the last (re)sync: a one-shot reader (``list``) wants
+        the IPs, which the look-up adds after the rows."""
+        if self._addresses is not None:
+            await asyncio.shield(self._addresses)
 
     async def _look_up_ips(self, uuids: list[str]) -> None:
         """The addresses of every running VM after a (re)sync: one worker job, not one per VM."""
@@ -361,6 +368,7 @@ class Host:
     def _read_ips_many(self, uuids: list[str]) -> dict[str, tuple[str, ...]]:
         found = {}
         for uuid in uuids:
+            failpoints.hit("ip-lookup", uuid)
             with contextlib.suppress(libvirt.libvirtError):
                 found[uuid] = self._read_ips(uuid)
         return found
@@ -491,13 +499,14 @@ class Host:
                                 from_libvirt(exc).message)
         return ejected
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any] | None:
         if self._closing:
             coro.close()
-            return
+            return None
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- figures: one bulk call per interval --
     async def _stats_loop(self) -> None:

@@ -6,6 +6,7 @@ Methods are awaitable from any asyncio loop; the work itself runs on the core lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import socket
@@ -278,6 +279,15 @@ class Lab:
             return domainxml.parse(xml)
 
         return await eventloop.run_on_core(read())
+
+    async def addresses_looked_up(self, within: float) -> None:
+        """Wait (at most ``within`` seconds) until the running VMs' addresses read at connect are in."""
+        async def wait() -> None:
+            with contextlib.suppress(TimeoutError):
+                looked_up = [host.addresses_looked_up() for host in self.hosts.values()]
+                await asyncio.wait_for(asyncio.gather(*looked_up), within)
+
+        await eventloop.run_on_core(wait())
 
     async def refresh_ips(self, vm: VM) -> tuple[str, ...]:
         host = self.hosts[vm.host]

@@ -34,6 +34,7 @@ from core.templates import Template, check_files, load_templates
 from tui import cli_records, cli_users
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+LIST_ADDRESS_WAIT = 5.0  # seconds `list` waits for running VMs' addresses (DHCP leases, guest agent)
 
 
 class UsageError(Exception):
@@ -219,6 +220,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     lab = await Lab.open(settings, args.connect)
     try:
         if args.command == "list":
+            await lab.addresses_looked_up(within=LIST_ADDRESS_WAIT)
             return _list(lab.vms(), args)
         found = resolve(lab.vms(), args.targets, args.classes)
         for name in found.unmatched:

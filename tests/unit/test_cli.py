@@ -121,3 +121,11 @@ def test_version() -> None:
     out = run("--version")
     assert out.returncode == 0
     assert out.stdout.startswith("vm-manager ")
+
+
+def test_list_waits_for_the_addresses_read_at_connect() -> None:
+    """Addresses are looked up after the rows are read: a slow guest agent still shows in ``list``."""
+    out = run("-c", "test:///default", "list", "--json", VMM_FAILPOINT="slow:ip-lookup")
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)
+    assert row["ips"] == ["192.168.122.3"]  # what libvirt's test driver gives its running VM
