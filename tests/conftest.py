@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import leftovers
 import pytest
@@ -38,3 +39,20 @@ def nothing_left_behind() -> Iterator[None]:
         time.sleep(0.1)
     problems = leftovers.check(before)
     assert not problems, "left behind by the tests:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def outside() -> Iterator[Any]:
+    """A plain libvirt connection on qemu:///system for acting from outside the Lab
+    (``livelab.Outside``); removes every domain it made. For the integration, web and browser
+    suites, whose conftest puts tests/integration on the path."""
+    from livelab import Outside, system_problem, unavailable
+
+    reason = system_problem()
+    if reason is not None:
+        unavailable(reason)
+    world = Outside()
+    try:
+        yield world
+    finally:
+        world.cleanup()

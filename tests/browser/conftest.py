@@ -40,17 +40,6 @@ def _need_novnc() -> None:
 
 
 @pytest.fixture
-def outside() -> Iterator[Outside]:
-    """A plain libvirt connection on qemu:///system; removes every domain it made."""
-    _need_system()
-    world = Outside()
-    try:
-        yield world
-    finally:
-        world.cleanup()
-
-
-@pytest.fixture
 def novnc() -> Path:
     """The installed noVNC (scripts/install_novnc.sh)."""
     _need_novnc()

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import libvirt
 import pytest
 from livelab import (
     URI,
@@ -21,55 +20,20 @@ from livelab import (
     Outside,
     Watch,
     built_tiny_template,
-    open_system,
     sweep_run_domains,
-    unavailable,
+    system_problem,
 )
 
 from core.lab import Lab
 from core.settings import Settings
-
-_checked: dict[str, str | None] = {}
-
-
-def _problem() -> str | None:
-    """Why qemu:///system can't run the tests, or None; checked once per session."""
-    if "reason" not in _checked:
-        reason = None
-        try:
-            conn = open_system()
-            try:
-                caps = conn.getCapabilities()
-            finally:
-                conn.close()
-            if "/usr/bin/qemu-system-x86_64" not in caps and "qemu-system-x86_64" not in caps:
-                reason = f"{URI} answers but offers no qemu-system-x86_64"
-        except libvirt.libvirtError as exc:
-            reason = f"{URI} is unreachable ({exc.get_error_message() or exc}); run `make test`"
-        _checked["reason"] = reason
-    return _checked["reason"]
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _sweep_strays() -> Iterator[None]:
     """At the end of the session, remove any domain of this run that a failed test left behind."""
     yield
-    if _checked.get("reason", "not checked") is not None:
-        return
-    sweep_run_domains()
-
-
-@pytest.fixture
-def outside() -> Iterator[Outside]:
-    """A plain libvirt connection for acting from outside; cleans up every domain it made."""
-    reason = _problem()
-    if reason is not None:
-        unavailable(reason)
-    world = Outside()
-    try:
-        yield world
-    finally:
-        world.cleanup()
+    if system_problem() is None:
+        sweep_run_domains()
 
 
 @pytest.fixture

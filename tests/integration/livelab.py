@@ -71,6 +71,27 @@ def open_system() -> libvirt.virConnect:
     return libvirt.open(URI)
 
 
+_problem: dict[str, str | None] = {}
+
+
+def system_problem() -> str | None:
+    """Why qemu:///system cannot run the tests, or None; asked once per session."""
+    if "reason" not in _problem:
+        reason = None
+        try:
+            conn = open_system()
+            try:
+                caps = conn.getCapabilities()
+            finally:
+                conn.close()
+            if "qemu-system-x86_64" not in caps:
+                reason = f"{URI} answers but offers no qemu-system-x86_64"
+        except libvirt.libvirtError as exc:
+            reason = f"{URI} is unreachable ({exc.get_error_message() or exc}); run `make test`"
+        _problem["reason"] = reason
+    return _problem["reason"]
+
+
 def system_answers() -> bool:
     try:
         conn = open_system()

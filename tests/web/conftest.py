@@ -23,7 +23,6 @@ from livelab import (  # noqa: E402
     Outside,
     sweep_run_domains,
     system_answers,
-    unavailable,
 )
 from webtest import Console, Serve, StartConsole, StartServe, start_console, websockify_pids  # noqa: E402
 
@@ -67,18 +66,6 @@ async def test_lab(web_settings: Settings, tmp_path: Path) -> AsyncIterator[Lab]
     lab = await Lab.open(web_settings, uri)
     yield lab
     await lab.close()
-
-
-@pytest.fixture
-def outside() -> Iterator[Outside]:
-    """A plain libvirt connection to a real libvirtd; removes every domain it made."""
-    if not system_answers():
-        unavailable(f"{URI} is unreachable; run `make test`")
-    world = Outside()
-    try:
-        yield world
-    finally:
-        world.cleanup()
 
 
 @pytest.fixture
