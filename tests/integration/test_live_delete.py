@@ -5,33 +5,18 @@ on when one VM fails in a way nobody foresaw."""
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import tempfile
 import uuid as uuidlib
 from pathlib import Path
 
 import pytest
 from livelab import Disk, Outside, qemu_img
+from unixsock import leave_socket
 
 from core.folders import make_vm_folder
 from core.metadata import LabMeta
 from core.model import VMState
 
 pytestmark = pytest.mark.integration
-
-
-def _socket(path: Path) -> Path:
-    """A Unix socket file left at ``path``, as QEMU leaves its VNC socket (bound under a short
-    name first: a socket's path is at most 107 bytes)."""
-    short = Path(tempfile.mkdtemp(prefix="s", dir=path.parent))
-    try:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.bind(os.fspath(short / "s"))
-        os.rename(short / "s", path)
-    finally:
-        short.rmdir()
-    return path
 
 
 def _image(path: Path, backing: Path | None = None, fmt: str = "qcow2") -> Path:
@@ -115,7 +100,7 @@ async def test_delete_removes_a_student_folder_only_when_marked_as_that_vms(outs
     make_vm_folder(mine_folder, mine.UUIDString())
     _image(mine_folder / "disk.qcow2")
     (mine_folder / "console.log").write_text("boot\n")
-    mine_socket = _socket(sockets / f"{mine.UUIDString()}.vnc")
+    mine_socket = leave_socket(sockets / f"{mine.UUIDString()}.vnc")
     # bob: his VM's folder by name, not marked: his own files, never ours
     bob = outside.define("bob", meta=LabMeta(owner="bob"))
     bob_folder = root / "bob" / bob.name()

@@ -4,32 +4,17 @@ file that might be its."""
 
 from __future__ import annotations
 
-import os
-import socket
-import tempfile
 import uuid as uuidlib
 from pathlib import Path
 
 import pytest
 from livelab import Outside
+from unixsock import leave_socket
 
 from core.doctor import Checkup
 from core.folders import make_vm_folder
 
 pytestmark = pytest.mark.integration
-
-
-def _socket(path: Path) -> Path:
-    """A Unix socket file left at ``path``, as QEMU leaves its VNC socket (bound under a short
-    name first: a socket's path is at most 107 bytes)."""
-    short = Path(tempfile.mkdtemp(prefix="s", dir=path.parent))
-    try:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.bind(os.fspath(short / "s"))
-        os.rename(short / "s", path)
-    finally:
-        short.rmdir()
-    return path
 
 
 def _seen(checkup: Checkup) -> dict[str, tuple[str, str, bool]]:
@@ -67,7 +52,7 @@ async def test_doctor_removes_marked_leftovers_and_stale_sockets_only(outside: O
     (marked_work / ".vm-manager-domain").write_text(f"{gone}\n")
     (cut_work / ".vm-manager-domain").write_text(gone[:9])
     (foreign / "notes.txt").write_text("mine")
-    stale, kept = _socket(sockets / f"{gone}.vnc"), _socket(sockets / f"{live}.vnc")
+    stale, kept = leave_socket(sockets / f"{gone}.vnc"), leave_socket(sockets / f"{live}.vnc")
     not_a_socket = sockets / f"{uuidlib.uuid4()}.vnc"
     not_a_socket.write_text("a file")
     lab, _ = await open_lab(student_vms_dir=root, console_socket_dir=sockets)
@@ -114,7 +99,7 @@ async def test_a_domain_doctor_cannot_read_keeps_every_file_that_might_be_its(
     gone = str(uuidlib.uuid4())
     leftover = root / "bob" / "net-gone"
     make_vm_folder(leftover, gone)
-    stale = _socket(sockets / f"{gone}.vnc")
+    stale = leave_socket(sockets / f"{gone}.vnc")
     lab, _ = await open_lab(student_vms_dir=root, console_socket_dir=sockets)
     monkeypatch.setenv("VMM_FAILPOINT", f"fail:doctor-read:{unreadable.name()}")
 

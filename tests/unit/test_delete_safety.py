@@ -3,16 +3,14 @@ driver, a student folder only when its marker names the VM, never a template's f
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid as uuidlib
 from pathlib import Path
 
 import pytest
+from unixsock import leave_socket
 
 from core import testdriver
 from core.actions import Protected
@@ -50,20 +48,6 @@ def overlay_pair(tmp_path: Path) -> tuple[Path, Path]:
     return base, overlay
 
 
-def bind_socket(path: Path) -> None:
-    """A real Unix socket file at ``path``, left behind as QEMU leaves its VNC socket.
-
-    Made under a short name (a socket's path is at most 107 bytes), then renamed into place.
-    """
-    short = Path(tempfile.mkdtemp(prefix="vmm-", dir=path.parent))
-    try:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.bind(os.fspath(short / "s"))
-        os.rename(short / "s", path)
-    finally:
-        short.rmdir()
-
-
 def test_deleting_a_demo_vm_leaves_the_hosts_files_alone(tmp_path: Path) -> None:
     """The audit's repro, and stronger: the real VM of the same name has a marked folder (another
     UUID: the real domain's); it and the socket stay. (A folder marked as the demo VM's own would
@@ -75,7 +59,7 @@ def test_deleting_a_demo_vm_leaves_the_hosts_files_alone(tmp_path: Path) -> None
     (folder / MARKER).write_text("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\n")
     sockets = tmp_path / "consoles"
     sockets.mkdir()
-    bind_socket(sockets / f"{demo.domain_uuid}.vnc")
+    leave_socket(sockets / f"{demo.domain_uuid}.vnc")
 
     out = cli("-c", f"test://{CHECKOUT}/core/demo/lab.xml", "delete", "--yes", "net101-alice",
               VMM_DATA_DIR=str(tmp_path / "data"), VMM_STUDENT_VMS_DIR=str(tmp_path / "sv"),
