@@ -49,7 +49,7 @@ from core.metadata import LabMeta
 from core.names import check_class_name, check_username, check_vm_name
 from core.passwords import generate_password, windows_password_problem
 from core.roster import Student
-from core.seed import LinuxSeed, SeedUser, gecos_problem, write_seed_iso
+from core.seed import LinuxSeed, SeedUser, gecos_problem, linux_username_problem, write_seed_iso
 from core.settings import Settings
 from core.templates import Template, check_files
 from core.unattend import (
@@ -227,7 +227,7 @@ def account_problems(os_family: str, student: Student, vm: str) -> list[str]:
         found = [windows_username_problem(student.username, computer_name(vm)),
                  windows_full_name_problem(student.full_name)]
     else:
-        found = [gecos_problem(student.full_name)]
+        found = [linux_username_problem(student.username), gecos_problem(student.full_name)]
     return [problem for problem in found if problem is not None]
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from core.errors import InvalidInput
 from core.names import check_username
 from core.passwords import windows_password_problem
-from core.seed import gecos_problem
+from core.seed import gecos_problem, linux_username_problem
 from core.unattend import windows_full_name_problem, windows_username_problem
 
 COLUMNS = ("username", "full_name", "password", "ssh_key")
@@ -183,7 +183,8 @@ def _student(fields: dict[str, str], line: int, os_family: str,
         except InvalidInput as exc:
             found.append(exc.message)
         else:
-            if os_family == "windows" and (problem := windows_username_problem(username)):
+            rule = windows_username_problem if os_family == "windows" else linux_username_problem
+            if problem := rule(username):
                 found.append(problem)
     full_name = fields["full_name"].strip()
     if problem := (windows_full_name_problem if os_family == "windows" else gecos_problem)(full_name):

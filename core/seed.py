@@ -54,6 +54,27 @@ def gecos_problem(full_name: str) -> str | None:
     return None
 
 
+# Accounts and groups a Debian image already has (base-passwd's fixed ones, and those of the
+# packages our templates install). cloud-init does not make an account that exists: it gives the
+# existing one the student's password, keys and sudo rule (a roster row "root" would set root's
+# password); and useradd refuses a name its own group would take ("users", "sudo").
+SYSTEM_NAMES = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+    "www-data", "backup", "list", "irc", "gnats", "nobody", "nogroup", "messagebus", "sshd",
+    "polkitd", "tss", "uuidd", "syslog", "dnsmasq", "avahi", "ntp", "statd", "postfix", "admin",
+    "adm", "tty", "disk", "kmem", "dialout", "fax", "voice", "cdrom", "floppy", "tape", "sudo",
+    "audio", "dip", "operator", "src", "shadow", "utmp", "video", "sasl", "plugdev", "staff",
+    "users", "netdev", "input", "kvm", "render", "crontab", "ssh",
+})
+
+
+def linux_username_problem(username: str) -> str | None:
+    """Why a Linux student account cannot be called ``username`` (the guest's own), or None."""
+    if username in SYSTEM_NAMES or username.startswith("systemd-"):
+        return f"{username!r} is a system account or group of the guest, not a student's"
+    return None
+
+
 def hash_password(password: str) -> str:
     """SHA-512 crypt, as /etc/shadow and cloud-init's ``passwd`` take it."""
     if not password or "\n" in password:
@@ -101,7 +122,7 @@ def write_seed_iso(path: Path, seed: LinuxSeed) -> None:
     """Write the NoCloud ISO to ``path`` (readable only by its owner; QEMU gets it via libvirt)."""
     check_vm_name(seed.hostname)
     check_username(seed.user.username)
-    if problem := gecos_problem(seed.user.full_name):
+    if problem := linux_username_problem(seed.user.username) or gecos_problem(seed.user.full_name):
         raise InvalidInput(problem)
     files = {"meta-data": meta_data(seed), "user-data": user_data(seed)}
     import pycdlib  # here, not at the top: the TUI's start never needs it

@@ -210,7 +210,8 @@ def test_windows_account_rules_are_the_rosters() -> None:
     long_name = "E" * 257
     text = (HEADER + "alice,Alice,,\nguest,,,\nadministrator,,,\n" + "a" * 21 + ",,,\n"
             + f"bob,{long_name},,\nusers,,,\nalice.,,,\ncarol,Carol,,\n")
-    assert len(parse_roster(text)) == 8  # all fine for Linux
+    # For Linux only "users" is wrong (a group of the guest's: useradd refuses it).
+    assert [line for line, _ in problems(text)] == [7]
     found = problems(text, os_family="windows")
     assert [line for line, _ in found] == [3, 4, 5, 6, 7, 8]
     assert "built-in" in found[0][1]
@@ -233,3 +234,13 @@ def test_every_line_not_utf8_is_named_with_the_other_problems(tmp_path: Path) ->
     assert "not UTF-8" in found[1][1] and "0xf6" in found[1][1]  # noqa: PT018 (and no "invalid username")
     assert "invalid username 'Bad Name'" in found[2][1]
     assert "not UTF-8" in found[3][1] and "0xe4" in found[3][1]  # noqa: PT018
+
+
+def test_linux_system_accounts_and_groups_are_not_students() -> None:
+    """cloud-init would give an existing account the student's password and keys: root's, say."""
+    text = HEADER + "alice,,,\nroot,,,\nsudo,,,\nsystemd-network,,,\nwww-data,,,\nbob,,,\n"
+    found = problems(text)
+    assert [line for line, _ in found] == [3, 4, 5, 6]
+    assert all("system account or group of the guest" in problem for _, problem in found)
+    assert [s.username for s in parse_roster(text, os_family="windows")] == [
+        "alice", "root", "sudo", "systemd-network", "www-data", "bob"]  # names Windows does not have
