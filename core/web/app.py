@@ -152,10 +152,14 @@ async def console_page(request: web.Request) -> web.StreamResponse:
     if retry or request.match_info["uuid"] != uuid:
         return web.Response(status=303, headers={"Location": f"/console/{uuid}", **pages.NO_STORE})
     page = request.app[CONFIG].novnc_dir / "console.html"
-    if not page.is_file():
+    try:
+        html = await asyncio.to_thread(page.read_text, encoding="utf-8")
+    except OSError:
         return pages.page(request, 503, N_("Console unavailable"),
                           N_("The console page is not installed on this server."))
-    return web.FileResponse(page, headers=pages.NO_STORE)
+    # console.js speaks the page's language (its texts for each are its own).
+    html = html.replace('<html lang="en">', f'<html lang="{i18n.of_request(request)}">', 1)
+    return web.Response(text=html, content_type="text/html", headers=pages.NO_STORE)
 
 
 async def console_socket(request: web.Request) -> web.StreamResponse:

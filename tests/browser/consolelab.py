@@ -623,10 +623,10 @@ async def vm_screen(page: Any, dom: libvirt.virDomain) -> tuple[int, int, bytes]
 CONNECT_TIMEOUT_MS = 20_000
 
 
-async def open_console(browser: Any, url: str, *, width: int = 1024,
-                       height: int = 700) -> tuple[Any, list[str]]:
+async def open_console(browser: Any, url: str, *, width: int = 1024, height: int = 700,
+                       locale: str = "en-US") -> tuple[Any, list[str]]:
     """A new page on the console URL, waited until connected; returns it and its uncaught errors."""
-    context = await browser.new_context(viewport={"width": width, "height": height})
+    context = await browser.new_context(viewport={"width": width, "height": height}, locale=locale)
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

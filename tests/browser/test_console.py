@@ -148,3 +148,16 @@ async def test_screen_scales_to_the_window_without_scrollbars(outside: Outside, 
         assert scroll[0] <= scroll[2], f"{width}x{height}: horizontal scrollbar {scroll}"
         assert scroll[1] <= scroll[3], f"{width}x{height}: vertical scrollbar {scroll}"
     assert errors == []
+
+
+async def test_the_console_speaks_the_browsers_language(outside: Outside, serve: Serve, browser: Any) -> None:
+    dom = outside.define("french", start=True)
+    page, errors = await open_console(browser, (await serve.share(dom))[0], locale="fr-FR")
+    assert await page.evaluate("document.documentElement.lang") == "fr"
+    assert await page.text_content("#status") == "Connecté"
+    assert await page.text_content("#ctrlaltdel") == "Ctrl+Alt+Suppr"
+    assert await page.get_attribute("#paste-toggle", "title") == (
+        "Taper du texte dans la VM, touche par touche (la VM n’a pas de presse-papiers partagé)")
+    english, _ = await open_console(browser, (await serve.share(dom))[0])
+    assert await english.text_content("#status") == "Connected"
+    assert errors == []
