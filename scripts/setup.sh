@@ -64,14 +64,15 @@ packages() {
     fi
     # Packages of daemons (libvirtd, slapd, nginx) start them when installed, unless policy-rc.d
     # says no: the tests start what they need themselves, and nothing is left running behind them.
-    local policy=/usr/sbin/policy-rc.d guard=""
+    # The guard goes however apt-get ends (an interrupted install must not leave it behind).
+    local policy=/usr/sbin/policy-rc.d
     if [[ ! -e $policy ]]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && guard=$policy
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+        trap 'exit 130' INT TERM
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 0755 "$policy"
     fi
-    local status=0
-    apt-get install -y -q -o Dpkg::Options::=--force-confold "${missing[@]}" || status=$?
-    [[ -z $guard ]] || rm -f "$guard"
-    return "$status"
+    apt-get install -y -q -o Dpkg::Options::=--force-confold "${missing[@]}"
 }
 
 # The packages of a [dependency-groups] group, for a pip too old for --group (before 25.1).
