@@ -9,7 +9,7 @@ Delete removes a VM's storage only when it is provably that VM's alone: disks no
 uses (directly or as a backing file), never a template's file or anything in the template folder
 (:class:`Protected`), the student folder only when its marker names this VM
 (:func:`core.folders.vm_folder`), and nothing on this machine at all for a host whose files are
-not ours (:func:`core.folders.files_are_local`: a remote host, libvirt's test driver).
+not ours (``Host.files_local``: a remote host, libvirt's test driver).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from core import domainxml, images, snapshots, unattend
 from core.errors import ActionFailed, VMManagerError, from_libvirt
 from core.folders import (
     WINDOWS_SEED,
-    files_are_local,
     remove_vm_folder,
     remove_vnc_socket,
     vm_folder,
@@ -237,7 +236,7 @@ async def _resume(host: Host, vm: VM, run: _Run) -> str:
 
 
 async def _delete(host: Host, vm: VM, run: _Run) -> str:
-    local = await host.call(files_are_local, host)
+    local = host.files_local
     storage = local or host.remote  # the test driver's storage is fictional: nothing of it goes
     users: Mapping[str, set[str]] = {}
     doubts: list[str] = []
@@ -249,11 +248,16 @@ async def _delete(host: Host, vm: VM, run: _Run) -> str:
             users, doubts = usage
         xml = await host.call(lambda: host.domain(vm.uuid).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
     info = domainxml.parse(xml)
-    # A folder marked as this VM's is ours on any host: a lab provisioned on the test driver (the
-    # TUI's tests) has real folders, though the driver's own storage is fictional.
-    marked = (await asyncio.to_thread(_own_folders, run.vm_root, vm, info))[0]
-    owned = [path for path in _owned_disks(info, vm.uuid, users, run.protected)
-             if storage or _inside(path, marked)]
+
+    def mine() -> tuple[list[Path], list[Path], list[str]]:
+        # A folder marked as this VM's is ours on any host: a lab provisioned on the test driver
+        # (the TUI's tests) has real folders, though the driver's own storage is fictional.
+        marked, unmarked = _own_folders(run.vm_root, vm, info)
+        owned = [path for path in _owned_disks(info, vm.uuid, users, run.protected)
+                 if storage or _inside(path, marked)]
+        return marked, unmarked, owned
+
+    marked, unmarked, owned = await asyncio.to_thread(mine)
     if owned and run.protected.problem:  # refused before anything changes
         raise ActionFailed(f"not deleted: {run.protected.problem}; until it is fixed, its disks "
                            f"({', '.join(owned)}) cannot be told apart from a template's")
@@ -267,7 +271,7 @@ async def _delete(host: Host, vm: VM, run: _Run) -> str:
     removed = [n for n in notes if n.startswith("removed")]
     kept = [n for n in notes if not n.startswith("removed")]
     if local or marked:
-        kept += await asyncio.to_thread(_remove_files, run, vm, info, users, doubts,
+        kept += await asyncio.to_thread(_remove_files, run, vm, marked, unmarked, users, doubts,
                                         [p for p, n in zip(owned, notes, strict=True) if n in kept])
     summary = f"deleted, {len(removed)} disk{'s' if len(removed) != 1 else ''} removed"
     return summary + (f" ({'; '.join(kept)})" if kept else "")
@@ -282,8 +286,8 @@ def _destroy_and_undefine(host: Host, uuid: str) -> None:
     _undefine(host, uuid)
 
 
-def _remove_files(run: _Run, vm: VM, info: domainxml.DomainInfo, users: Mapping[str, set[str]],
-                  doubts: list[str], kept_disks: list[str]) -> list[str]:
+def _remove_files(run: _Run, vm: VM, marked: list[Path], unmarked: list[Path],
+                  users: Mapping[str, set[str]], doubts: list[str], kept_disks: list[str]) -> list[str]:
     """A deleted VM's student folder (only the one marked as its own) and VNC socket.
 
     The folder stays while anything in it is kept or used by another domain, or while some
@@ -295,12 +299,10 @@ def _remove_files(run: _Run, vm: VM, info: domainxml.DomainInfo, users: Mapping[
             remove_vnc_socket(vnc_socket(run.socket_dir, vm.uuid))
         except OSError as exc:
             notes.append(f"kept its console socket: {exc.strerror}")
-    marked, unmarked = _own_folders(run.vm_root, vm, info)
     notes += [f"kept {folder}: it is not marked as this VM's folder" for folder in unmarked]
     for folder in marked:
-        inside = os.path.normpath(os.path.abspath(folder))
-        if doubts or any(Path(path).is_relative_to(inside) for path in kept_disks) or any(
-                Path(path).is_relative_to(inside) and who - {vm.uuid} for path, who in users.items()):
+        if doubts or any(_inside(path, [folder]) for path in kept_disks) or any(
+                _inside(path, [folder]) and who - {vm.uuid} for path, who in users.items()):
             notes.append(f"kept {folder}: it holds files that are kept or that another VM may use")
         elif remove_vm_folder(folder):
             notes.append(f"removed {folder}")
@@ -334,7 +336,7 @@ def _own_folders(root: Path | None, vm: VM, info: domainxml.DomainInfo) -> tuple
 
 async def _reset(host: Host, vm: VM, run: _Run) -> str:
     """A fresh overlay on the same template (the exercise starts again); running VMs restart."""
-    local = await host.call(files_are_local, host)
+    local = host.files_local
     async with run.slots:
         xml = await host.call(lambda: host.domain(vm.uuid).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
     info = domainxml.parse(xml)
@@ -443,7 +445,7 @@ def _undefine(host: Host, uuid: str) -> None:
 
 def _remove_storage(host: Host, path: str, local: bool) -> str:
     """Remove one disk: through its storage pool when it is in one, else as a local file (only
-    when the host's files are this machine's: see :func:`core.folders.files_are_local`)."""
+    when the host's files are this machine's: see ``Host.files_local``)."""
     conn = host.connection()
     try:
         conn.storageVolLookupByPath(path).delete(0)

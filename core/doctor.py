@@ -18,7 +18,7 @@ work folder of ours that holds nothing, not even a whole marker), domains withou
 are never looked at twice, and nothing runs while a provisioning run holds the student folder
 root's lock. A domain whose definition cannot be read might use any folder or socket: while
 there is one, doctor says so and removes no file at all. Files are looked at only on a host
-whose files are this machine's (:func:`core.folders.files_are_local`): the test driver's storage
+whose files are this machine's (``Host.files_local``): the test driver's storage
 is fictional.
 """
 
@@ -37,7 +37,6 @@ from core.folders import (
     MARKER,
     STARTING,
     exclusive_lock,
-    files_are_local,
     folder_domain,
     remove_vm_folder,
     remove_vnc_socket,
@@ -82,7 +81,7 @@ class _Domains:
 def checkup(settings: Settings, host: Host, fix: bool = False) -> Checkup:
     """Look (blocking: libvirt calls and file-system walks); with ``fix``, remove what is found."""
     root = settings.student_vms_dir
-    local = files_are_local(host)
+    local = host.files_local
     with exclusive_lock(root) as free:
         result = Checkup(busy=not free)
         fix = fix and free

@@ -17,9 +17,10 @@ renames the folder back to a work name, then empties it, its marker last. A work
 kill is marked (``doctor`` treats it as any marked folder) or holds nothing but a marker cut
 short (``doctor`` removes it: there is nothing to lose).
 
-Storage of a host is touched only when :func:`files_are_local`: libvirt's test driver (the demo
-lab) names disks that are no files of ours (test:///default says ``/guest/diskimage1``), and a
-remote host's files are on another machine.
+Storage of a host is touched only when its files are this machine's (``Host.files_local``):
+libvirt's test driver (the demo lab) names disks that are no files of ours (test:///default says
+``/guest/diskimage1``), and a remote host's files are on another machine. A folder marked as a
+VM's own is ours on any host.
 
 Provisioning runs hold a shared lock on the root for their whole length; ``doctor --fix`` takes
 it alone, so it never removes the folder of a VM being made.
@@ -38,15 +39,11 @@ import tempfile
 import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from core.access import QEMU_GROUP, enterable_by, group_id
 from core.errors import ActionFailed
 from core.names import USERNAME, VM_NAME
 from core.settings import Settings
-
-if TYPE_CHECKING:
-    from core.host import Host
 
 DISK, LINUX_SEED, WINDOWS_SEED, CONSOLE_LOG = "disk.qcow2", "seed.iso", "autounattend.iso", "console.log"
 LOCK_NAME = ".provisioning.lock"
@@ -58,15 +55,6 @@ MARKER = ".vm-manager-domain"
 _MARKER_MAX = 100  # bytes read from a marker: a UUID and a newline, with room to spare
 _WORK = ".vmm-"  # a work folder is named f".{vm}{_WORK}{8 random characters}" (tempfile's)
 _WORK_NAME = re.compile(r"^\.[A-Za-z0-9-]{1,63}" + re.escape(_WORK) + r"[a-z0-9_]{8}$")
-
-
-def files_are_local(host: Host) -> bool:
-    """Whether the file paths in this host's domains are files on this machine, ours to remove.
-
-    Not for a remote host, and never for libvirt's test driver, whose storage is fictional (asked
-    of the connection, so a URI alias of the test driver counts too). Blocking: a libvirt call.
-    """
-    return not host.remote and host.connection().getType().lower() != "test"
 
 
 def make_vm_folder(folder: Path, uuid: str) -> None:

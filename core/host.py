@@ -76,6 +76,7 @@ class Host:
         self.keepalive = keepalive
         self.reconnect_max_delay = reconnect_max_delay
         self.conn: libvirt.virConnect | None = None
+        self._driver = ""  # the connection's getType(), once open
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"libvirt-{self.name}")
         self._callback_ids: list[int] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -103,9 +104,21 @@ class Host:
         return urlsplit(self.uri).hostname not in (None, "", "localhost")
 
     @property
+    def test_driver(self) -> bool:
+        """libvirt's test driver (the demo lab): asked of the connection once it is open, so a URI
+        alias counts too."""
+        return (self._driver or urlsplit(self.uri).scheme.split("+")[0]).lower() == "test"
+
+    @property
+    def files_local(self) -> bool:
+        """Whether the file paths in this host's domains are files of this machine, ours to touch:
+        not on a remote host, and never on the test driver, whose storage is fictional."""
+        return not self.remote and not self.test_driver
+
+    @property
     def has_figures(self) -> bool:
         """libvirt's test driver reports no CPU or I/O figures: show none rather than invent them."""
-        return not self.uri.startswith("test:")
+        return not self.test_driver
 
     async def connect(self) -> None:
         """Open the connection and fill the inventory; raise HypervisorUnavailable on failure."""
@@ -176,6 +189,8 @@ class Host:
             raise HypervisorUnavailable(
                 f"cannot connect to {self.uri}: {exc.get_error_message() or exc}") from exc
         self.conn = conn
+        with contextlib.suppress(libvirt.libvirtError):
+            self._driver = await self._run(conn.getType)
         self._callback_ids = await self._run(self._register, conn)
         try:
             await self._resync()
@@ -491,7 +506,7 @@ class Host:
         ejected = []
         for uuid in uuids:
             try:
-                if eject_spent_answer_file(self.domain(uuid), local=not self.remote):
+                if eject_spent_answer_file(self.domain(uuid), local=self.files_local):
                     ejected.append(uuid)
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:  # gone meanwhile: nothing to do

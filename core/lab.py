@@ -151,7 +151,8 @@ class Lab:
         """Run an action on many VMs (``snapshot``: the name for snapshot/revert); a result per VM,
         each recorded in the audit log as ``actor``'s."""
         timeout = self.settings.halt_timeout if halt_timeout is None else halt_timeout
-        protected = self.protected() if Action(action) == Action.DELETE else Protected()
+        deleting = Action(action) == Action.DELETE
+        protected = await asyncio.to_thread(self.protected) if deleting else Protected()
         results = await eventloop.run_on_core(run_bulk(
             self.hosts, action, list(vms), concurrency=self.settings.bulk_concurrency,
             halt_timeout=timeout, protected=protected, vm_root=self.settings.student_vms_dir,
