@@ -7,6 +7,7 @@ The environment wins over ``.env``; ``.env`` wins over the defaults.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -202,17 +203,22 @@ def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
         if lowered not in _BOOLEANS:
             raise ConfigError(f"{f.metadata['env']} must be yes or no, not {raw!r}")
         return _BOOLEANS[lowered]
+    if kind.startswith("Path"):
+        return Path(raw).expanduser()
+    if kind not in ("float", "int"):
+        return raw
     try:
-        if kind.startswith("Path"):
-            return Path(raw).expanduser()
-        if kind == "float":
-            value: float = float(raw)
-        elif kind == "int":
-            value = int(raw)
-        else:
-            return raw
+        return positive_number(raw, int if kind == "int" else float)
+    except ValueError as exc:
+        raise ConfigError(f"{f.metadata['env']} must be {exc}, not {raw!r}") from None
+
+
+def positive_number(raw: str, kind: type[int] | type[float] = float) -> float:
+    """``raw`` as a finite number above zero; ValueError says what it must be."""
+    try:
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{f.metadata['env']} must be a number, not {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{f.metadata['env']} must be greater than zero, not {raw!r}")
+        raise ValueError("a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("a finite number greater than zero")
     return value

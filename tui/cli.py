@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import sys
 import time
@@ -27,7 +26,7 @@ from core.model import VM
 from core.names import check_class_name, check_username
 from core.provision import AUTO, Outcome
 from core.roster import Student, read_roster
-from core.settings import Settings, load_settings
+from core.settings import Settings, load_settings, positive_number
 from core.snapshots import check_snapshot_name
 from core.targets import resolve
 from core.templates import Template, check_files, load_templates
@@ -148,14 +147,11 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def _seconds(text: str) -> float:
-    """``--timeout``: a positive, finite number of seconds."""
+    """``--timeout``: a positive, finite number of seconds (as the settings take them)."""
     try:
-        value = float(text)
+        return positive_number(text)
     except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds") from None
 
 
 def _add_targets(sub: argparse.ArgumentParser) -> None:

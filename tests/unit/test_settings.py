@@ -36,7 +36,8 @@ def test_legacy_web_settings_still_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("name", "value"), [("VMM_HALT_TIMEOUT", "soon"), ("VMM_BULK_CONCURRENCY", "0"),
-                                            ("VMM_DOMAIN_TYPE", "xen")])
+                                            ("VMM_HALT_TIMEOUT", "nan"), ("VMM_STATS_INTERVAL", "inf"),
+                                            ("VMM_BULK_CONCURRENCY", "2.5"), ("VMM_DOMAIN_TYPE", "xen")])
 def test_bad_values_are_refused_with_the_variable_named(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load_settings("/nonexistent", environ={name: value})
