@@ -81,14 +81,13 @@ class _Domains:
 def checkup(settings: Settings, host: Host, fix: bool = False) -> Checkup:
     """Look (blocking: libvirt calls and file-system walks); with ``fix``, remove what is found."""
     root = settings.student_vms_dir
-    local = host.files_local
     with exclusive_lock(root) as free:
         result = Checkup(busy=not free)
         fix = fix and free
         domains = _Domains()
-        for dom in host.connection().listAllDomains(0):
-            result.findings += _look_at(dom, domains, root, local, fix)
-        if local:
+        if host.files_local:  # the test driver's and a remote host's files are none of this machine's
+            for dom in host.connection().listAllDomains(0):
+                result.findings += _look_at(dom, domains, root, fix)
             result.findings += _folders(root, domains, fix)
             result.findings += _sockets(settings.console_socket_dir, domains, fix)
     for finding in result.findings:
@@ -102,7 +101,7 @@ def _read(dom: libvirt.virDomain) -> tuple[domainxml.DomainInfo, bool]:
     return domainxml.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)), bool(dom.isActive())
 
 
-def _look_at(dom: libvirt.virDomain, domains: _Domains, root: Path, local: bool, fix: bool) -> list[Finding]:
+def _look_at(dom: libvirt.virDomain, domains: _Domains, root: Path, fix: bool) -> list[Finding]:
     """One domain: noted in ``domains``; a finding when it is ours and half-made, or unreadable."""
     uuid = dom.UUIDString()
     domains.uuids.add(uuid)
@@ -116,7 +115,7 @@ def _look_at(dom: libvirt.virDomain, domains: _Domains, root: Path, local: bool,
         log.warning("doctor: cannot read domain %s", uuid, exc_info=exc)
         reason = getattr(exc, "message", "") or str(exc)
     else:
-        return _look_at_readable(dom, info, active, domains, root, local, fix)
+        return _look_at_readable(dom, info, active, domains, root, fix)
     name = _name(dom, uuid)
     domains.unreadable.append(name)
     return [Finding("domain", name, f"its definition cannot be read ({reason}): every folder and "
@@ -124,12 +123,10 @@ def _look_at(dom: libvirt.virDomain, domains: _Domains, root: Path, local: bool,
 
 
 def _look_at_readable(dom: libvirt.virDomain, info: domainxml.DomainInfo, active: bool,
-                      domains: _Domains, root: Path, local: bool, fix: bool) -> list[Finding]:
+                      domains: _Domains, root: Path, fix: bool) -> list[Finding]:
     """Only a domain whose files are under this student root is doctor's to act on: the root's
     lock keeps provisioning runs there away, not runs under another root."""
     files = [d for d in info.disks if d.source and d.source_type == "file"]
-    if not local:  # the test driver's disks and folders are fictional: nothing to look at
-        return []
     base = os.path.normpath(os.path.abspath(root))
     ours = [d for d in files if Path(os.path.normpath(os.path.abspath(d.source))).is_relative_to(base)]
     findings: list[Finding] = []
