@@ -29,6 +29,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Sequence
@@ -313,7 +314,7 @@ async def _make(plan: Plan, vm: VMPlan, host: Host, passwords: _PasswordFile) ->
                 await asyncio.to_thread(_STEP_CALLS[step], host, plan, vm)
             made.append(step)
             if step == "define":  # from here the VM exists: a killed run must leave its password
-                passwords.add(vm)
+                await asyncio.to_thread(passwords.add, vm)
     except Exception as exc:  # anything: this VM fails, the others go on
         reason = _reason(exc)
         if isinstance(exc, (VMManagerError, OSError, libvirt.libvirtError)):
@@ -326,7 +327,7 @@ async def _make(plan: Plan, vm: VMPlan, host: Host, passwords: _PasswordFile) ->
         except Exception:
             log.exception("provision %s: could not remove all that was made for it", vm.name)
         try:
-            passwords.remove(vm)
+            await asyncio.to_thread(passwords.remove, vm)
         except OSError:
             log.exception("provision %s: could not take its row out of %s", vm.name, passwords.path)
         return Outcome(vm.name, vm.student.username, False, f"failed at {step}: {reason}")
@@ -476,10 +477,15 @@ class _PasswordFile:
         self.path: Path | None = None  # once made
         self._file: IO[str] | None = None
         self._rows: dict[str, list[str]] = {}
+        self._lock = threading.Lock()  # VMs add and remove rows from worker threads
 
     def add(self, vm: VMPlan) -> None:
         if not (vm.generated or vm.admin_password):
             return
+        with self._lock:
+            self._add(vm)
+
+    def _add(self, vm: VMPlan) -> None:
         row = [vm.name, vm.student.username, vm.password if vm.generated else "", vm.admin_password]
         self._rows[vm.name] = row
         if self._file is None:
@@ -490,6 +496,10 @@ class _PasswordFile:
 
     def remove(self, vm: VMPlan) -> None:
         """Take a VM's row out: it was undone. Rewrites the file whole (a rare event)."""
+        with self._lock:
+            self._remove(vm)
+
+    def _remove(self, vm: VMPlan) -> None:
         if self._rows.pop(vm.name, None) is None or self.path is None:
             return
         self.close()

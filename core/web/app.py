@@ -412,7 +412,7 @@ def _on_inventory(app: web.Application, tasks: list[asyncio.Task[None]]) -> Call
         watched = app[VIEWERS].vm_uuids() | set(app[ENDPOINTS].running())
         for change in update.changes:
             uuid = change.vm.uuid
-            if uuid not in watched:
+            if uuid not in watched or change.what == "stats":  # figures change neither state nor owner
                 continue
             if change.kind == "removed" or not change.vm.state.is_active:
                 why = "the VM was deleted" if change.kind == "removed" else f"the VM is {change.vm.state}"

@@ -392,7 +392,10 @@ class Endpoints:
 
     def failed(self, uuid: str, error: EndpointError) -> None:
         """Remember why the VM's console did not open, for :meth:`problem` to tell the page."""
-        self._failures[uuid] = (time.monotonic(), error)
+        now = time.monotonic()
+        for old in [u for u, (when, _) in self._failures.items() if now - when >= FAILURE_MEMORY]:
+            del self._failures[old]  # forgotten anyway: VMs deleted since leave nothing behind
+        self._failures[uuid] = (now, error)
 
     def opened(self, uuid: str) -> None:
         """A console of the VM opened: what failed before is over."""
