@@ -414,7 +414,7 @@ class Host:
             self._started_at.pop(uuid, None)
             self._samples.pop(uuid, None)
             if vm is not None and vm.meta.created:  # made by provisioning: maybe a Windows first halt
-                self._spawn(self._eject_answer_file(uuid))
+                self._spawn(self._eject_spent_answer_files([uuid]))
         if vm is not None and state is not None:
             active = state.is_active
             self.inventory.put(replace(
@@ -484,14 +484,10 @@ class Host:
             except (libvirt.libvirtError, VMManagerError):
                 return
 
-    async def _eject_answer_file(self, uuid: str) -> None:
-        """The Windows answer file holds passwords in clear: its CD goes at the halt of a VM that
-        has run since it went in (a start that failed also stops a VM)."""
-        await self._eject_spent_answer_files([uuid])
-
     async def _eject_spent_answer_files(self, uuids: list[str]) -> None:
-        """Eject the answer-file CDs of the shut-off VMs that have run since it went in: one
-        worker job for all of them (:func:`core.unattend.eject_spent_answer_file` decides)."""
+        """Eject the answer-file CDs (Windows passwords in clear) of the shut-off VMs that have run
+        since it went in -- at a halt, and at connect for halts none saw; a start that failed also
+        stops a VM. One worker job for all (:func:`core.unattend.eject_spent_answer_file` decides)."""
         if not uuids:
             return
         try:

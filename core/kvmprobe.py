@@ -52,14 +52,14 @@ def cached(settings: Settings) -> str | None:
     return None
 
 
-def decide(settings: Settings, conn: libvirt.virConnect, *, deadline: float = DEADLINE) -> str:
-    """The cached answer, else a probe boot's (blocking: up to ``deadline`` seconds, once per host).
+def decide(settings: Settings, conn: libvirt.virConnect) -> str:
+    """The cached answer, else a probe boot's (blocking: up to DEADLINE seconds, once per host).
 
     A cache that cannot be written costs a probe next time, never this answer."""
     answer = cached(settings)
     if answer is not None:
         return answer
-    answer, why = probe(settings, conn, deadline=deadline)
+    answer, why = probe(settings, conn)
     log.info("domain type auto: %s (%s)", answer, why)
     if why != "no tiny template to probe with":
         path = cache_file(settings)
