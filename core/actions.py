@@ -25,7 +25,7 @@ from pathlib import Path
 import libvirt
 
 from core import domainxml, images, snapshots, unattend
-from core.errors import ActionFailed, VMManagerError, from_libvirt
+from core.errors import ActionFailed, VMManagerError, domain_name, from_libvirt
 from core.folders import (
     WINDOWS_SEED,
     remove_vm_folder,
@@ -394,7 +394,8 @@ def _disk_users(host: Host, local: bool) -> tuple[dict[str, set[str]], list[str]
             info = domainxml.parse(dom.XMLDesc(0))
         except libvirt.libvirtError as exc:
             if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:  # else: undefined while we looked
-                doubts.append(f"the definition of {_name(dom)} cannot be read: {from_libvirt(exc).message}")
+                why = from_libvirt(exc).message
+                doubts.append(f"the definition of {domain_name(dom)} cannot be read: {why}")
             continue
         for disk in info.disks:
             chain = [disk.source, *disk.backing]
@@ -407,13 +408,6 @@ def _disk_users(host: Host, local: bool) -> tuple[dict[str, set[str]], list[str]
                 if path:
                     users.setdefault(os.path.normpath(path), set()).add(info.uuid)
     return users, doubts
-
-
-def _name(dom: libvirt.virDomain) -> str:
-    try:
-        return dom.name()
-    except libvirt.libvirtError:
-        return "a domain"
 
 
 def _owned_disks(info: domainxml.DomainInfo, uuid: str, users: Mapping[str, set[str]],

@@ -33,6 +33,7 @@ from pathlib import Path
 import libvirt
 
 from core import domainxml, failpoints
+from core.errors import domain_name
 from core.folders import (
     MARKER,
     STARTING,
@@ -116,7 +117,7 @@ def _look_at(dom: libvirt.virDomain, domains: _Domains, root: Path, fix: bool) -
         reason = getattr(exc, "message", "") or str(exc)
     else:
         return _look_at_readable(dom, info, active, domains, root, fix)
-    name = _name(dom, uuid)
+    name = domain_name(dom, uuid)
     domains.unreadable.append(name)
     return [Finding("domain", name, f"its definition cannot be read ({reason}): every folder and "
                     "socket that might be its is kept")]
@@ -222,13 +223,6 @@ def _sockets(socket_dir: Path, domains: _Domains, fix: bool) -> list[Finding]:
                 finding = replace(finding, problem=f"{finding.problem}; cannot remove it: {exc.strerror}")
         findings.append(finding)
     return findings
-
-
-def _name(dom: libvirt.virDomain, fallback: str) -> str:
-    try:
-        return str(dom.name())
-    except libvirt.libvirtError:
-        return fallback
 
 
 def _left_paused(dom: libvirt.virDomain, name: str, folders: set[Path], fix: bool) -> list[Finding]:

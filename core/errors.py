@@ -63,3 +63,11 @@ def from_libvirt(exc: BaseException, context: str = "") -> VMManagerError:
     if code in (libvirt.VIR_ERR_AUTH_FAILED, libvirt.VIR_ERR_ACCESS_DENIED):
         return ActionFailed(f"{prefix}permission denied ({message})")
     return ActionFailed(f"{prefix}{message}")
+
+
+def domain_name(dom: libvirt.virDomain, fallback: str = "a domain") -> str:
+    """A domain's name for a message, or ``fallback`` when libvirt cannot say it any more."""
+    try:
+        return str(dom.name())
+    except libvirt.libvirtError:
+        return fallback

@@ -24,7 +24,7 @@ from typing import Any
 import libvirt
 import libvirt_qemu
 
-from core.errors import ActionFailed, InvalidInput, from_libvirt
+from core.errors import ActionFailed, InvalidInput, domain_name, from_libvirt
 
 # libvirt's answers when no agent is there to talk to (yet): not connected or not answering,
 # out of sync, or the domain is not running.
@@ -72,7 +72,7 @@ def agent_command(dom: libvirt.virDomain, execute: str, arguments: dict[str, Any
     command: dict[str, Any] = {"execute": execute}
     if arguments is not None:
         command["arguments"] = arguments
-    what = f"{_name(dom)}: guest agent {execute}"
+    what = f"{domain_name(dom)}: guest agent {execute}"
     try:
         reply = libvirt_qemu.qemuAgentCommand(dom, json.dumps(command), _seconds(timeout), 0)
     except libvirt.libvirtError as exc:
@@ -116,7 +116,7 @@ def wait_for_agent(dom: libvirt.virDomain, within: float) -> float:
         except AgentUnavailable as exc:
             last = exc.message
         if time.monotonic() >= deadline:
-            raise AgentUnavailable(f"{_name(dom)}: no answer from the guest agent within {within:g} s "
+            raise AgentUnavailable(f"{domain_name(dom)}: no answer from the guest agent within {within:g} s "
                                    f"(last: {last})")
         time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
@@ -144,17 +144,18 @@ def guest_exec(dom: libvirt.virDomain, argv: list[str], *, timeout: float = 30,
     started = agent_command(dom, "guest-exec", arguments, timeout=min(timeout, PING_TIMEOUT * 2))
     pid = started.get("pid") if isinstance(started, dict) else None
     if not isinstance(pid, int):
-        raise ActionFailed(f"{_name(dom)}: guest-exec gave no pid: {started!r:.200}")
+        raise ActionFailed(f"{domain_name(dom)}: guest-exec gave no pid: {started!r:.200}")
     interval = _POLL_FIRST
     while True:
         status = agent_command(dom, "guest-exec-status", {"pid": pid},
                                timeout=max(1.0, min(PING_TIMEOUT, deadline - time.monotonic())))
         if not isinstance(status, dict):
-            raise ActionFailed(f"{_name(dom)}: guest-exec-status: unexpected answer {status!r:.200}")
+            raise ActionFailed(f"{domain_name(dom)}: guest-exec-status: unexpected answer {status!r:.200}")
         if status.get("exited"):
             return _result(dom, status)
         if time.monotonic() >= deadline:
-            raise ActionFailed(f"{_name(dom)}: {argv[0]} (guest pid {pid}) still running after {timeout:g} s")
+            raise ActionFailed(f"{domain_name(dom)}: {argv[0]} (guest pid {pid}) still running "
+                               f"after {timeout:g} s")
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
         interval = min(interval * 2, _POLL_MAX)
 
@@ -164,7 +165,7 @@ def host_name(dom: libvirt.virDomain, timeout: float = PING_TIMEOUT) -> str:
     answer = agent_command(dom, "guest-get-host-name", timeout=timeout)
     name = answer.get("host-name") if isinstance(answer, dict) else None
     if not isinstance(name, str):
-        raise ActionFailed(f"{_name(dom)}: guest-get-host-name: unexpected answer {answer!r:.200}")
+        raise ActionFailed(f"{domain_name(dom)}: guest-get-host-name: unexpected answer {answer!r:.200}")
     return name
 
 
@@ -174,7 +175,7 @@ def _result(dom: libvirt.virDomain, status: dict[str, Any]) -> ExecResult:
     elif isinstance(status.get("signal"), int):
         code = -status["signal"]
     else:
-        raise ActionFailed(f"{_name(dom)}: guest-exec-status: no exit code in {status!r:.200}")
+        raise ActionFailed(f"{domain_name(dom)}: guest-exec-status: no exit code in {status!r:.200}")
     return ExecResult(
         exit_code=code,
         stdout=_decode(dom, status.get("out-data")),
@@ -189,7 +190,7 @@ def _decode(dom: libvirt.virDomain, data: Any) -> str:
     try:
         return base64.b64decode(data, validate=True).decode("utf-8", errors="replace")
     except (binascii.Error, TypeError, ValueError):
-        raise ActionFailed(f"{_name(dom)}: guest-exec-status: output is not base64") from None
+        raise ActionFailed(f"{domain_name(dom)}: guest-exec-status: output is not base64") from None
 
 
 def _seconds(timeout: float) -> int:
@@ -197,10 +198,3 @@ def _seconds(timeout: float) -> int:
     if not timeout > 0 or math.isinf(timeout):
         raise InvalidInput("an agent timeout must be a finite number of seconds above 0")
     return max(1, math.ceil(timeout))
-
-
-def _name(dom: libvirt.virDomain) -> str:
-    try:
-        return dom.name()
-    except libvirt.libvirtError:
-        return "VM"
