@@ -15,6 +15,8 @@ from pathlib import Path
 
 QCOW2_MAGIC = b"QFI\xfb"
 _MAX_DEPTH = 32
+_L1_OFFSET = 0x00FF_FFFF_FFFF_FE00  # the L2 table's offset in a qcow2 L1 entry
+_L1_MAX_BYTES = 32 * 1024 * 1024  # QEMU's own limit on an L1 table
 
 
 class UnreadableImage(OSError):
@@ -40,6 +42,28 @@ def backing_file(path: str) -> str | None:
     if "://" in name or name.startswith(("json:", "nbd:", "rbd:")):
         return name  # a network backing store: a name, not a file of ours
     return os.path.normpath(os.path.join(os.path.dirname(path), name))
+
+
+def has_own_data(path: str) -> bool | None:
+    """Whether a qcow2 image holds data of its own (an L2 table in its active L1), None if unreadable.
+
+    A new overlay has none: every read falls through to its backing file until the guest writes.
+    """
+    try:
+        with open(path, "rb") as image:
+            header = image.read(48)
+            if len(header) < 48 or header[:4] != QCOW2_MAGIC:
+                return None
+            entries, offset = struct.unpack(">IQ", header[36:48])
+            size = entries * 8
+            if size > _L1_MAX_BYTES:
+                return None
+            table = os.pread(image.fileno(), size, offset)
+    except OSError:
+        return None
+    if len(table) < size:
+        return None
+    return any(entry & _L1_OFFSET for (entry,) in struct.iter_unpack(">Q", table))
 
 
 def backing_chain(path: str) -> list[str]:

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
-import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -368,8 +366,6 @@ def _disk_configuration(setup: ET.Element, firmware: str) -> int:
 # started has UNKNOWN -- and so has every shut-off VM after a restart of libvirtd.
 _RAN = frozenset({libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN, libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED,
                   libvirt.VIR_DOMAIN_SHUTOFF_CRASHED, libvirt.VIR_DOMAIN_SHUTOFF_DAEMON})
-_L1_OFFSET = 0x00FF_FFFF_FFFF_FE00  # the L2 table's offset in a qcow2 L1 entry
-_L1_MAX_BYTES = 32 * 1024 * 1024  # QEMU's own limit on an L1 table
 
 
 def eject_spent_answer_file(dom: libvirt.virDomain, *, local: bool = True) -> bool:
@@ -403,34 +399,12 @@ def _has_run(root: ET.Element, reason: int, local: bool) -> bool:
             path = source.get("file", "")
             try:
                 if images.backing_file(path) is not None:  # an overlay, as provisioning makes them
-                    written.append(_has_own_data(path))
+                    written.append(images.has_own_data(path))
             except OSError:
                 written.append(None)
     if written and None not in written:
         return any(written)
     return reason in _RAN
-
-
-def _has_own_data(path: str) -> bool | None:
-    """Whether a qcow2 image holds data of its own (an L2 table in its active L1), None if unreadable.
-
-    A new overlay has none: every read falls through to its backing file until the guest writes.
-    """
-    try:
-        with open(path, "rb") as image:
-            header = image.read(48)
-            if len(header) < 48 or header[:4] != images.QCOW2_MAGIC:
-                return None
-            entries, offset = struct.unpack(">IQ", header[36:48])
-            size = entries * 8
-            if size > _L1_MAX_BYTES:
-                return None
-            table = os.pread(image.fileno(), size, offset)
-    except OSError:
-        return None
-    if len(table) < size:
-        return None
-    return any(entry & _L1_OFFSET for (entry,) in struct.iter_unpack(">Q", table))
 
 
 def _answer_cd(root: ET.Element) -> ET.Element | None:
