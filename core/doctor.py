@@ -24,7 +24,6 @@ is fictional.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from dataclasses import dataclass, field, replace
@@ -39,6 +38,7 @@ from core.folders import (
     STARTING,
     exclusive_lock,
     folder_domain,
+    remove_if_empty,
     remove_vm_folder,
     remove_vnc_socket,
     vm_folders,
@@ -156,7 +156,7 @@ def _folders(root: Path, domains: _Domains, fix: bool) -> list[Finding]:
         if owner is None and folder in work and not used and _holds_nothing(folder):
             finding = Finding("folder", str(folder), "a folder a killed run was making or removing, "
                               "with nothing in it")
-            if fix and not domains.unreadable and _remove_empty(folder):
+            if fix and not domains.unreadable and remove_if_empty(folder):
                 finding = replace(finding, fixed="removed")
             findings.append(finding)
             continue
@@ -189,21 +189,6 @@ def _holds_nothing(folder: Path) -> bool:
         return set(os.listdir(folder)) <= {MARKER}
     except OSError:
         return False
-
-
-def _remove_empty(folder: Path) -> bool:
-    """Remove a work folder that holds nothing but a marker (nothing to lose), and its owner's
-    folder if that is left empty."""
-    try:
-        (folder / MARKER).unlink(missing_ok=True)
-        folder.rmdir()  # fails if anything came in meanwhile
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return False
-    with contextlib.suppress(OSError):
-        folder.parent.rmdir()
-    return True
 
 
 def _sockets(socket_dir: Path, domains: _Domains, fix: bool) -> list[Finding]:

@@ -129,27 +129,23 @@ def vm_folder(root: Path, owner: str, name: str, uuid: str) -> Path | None:
 
 def vm_folders(root: Path) -> list[Path]:
     """Every ``<root>/<username>/<vm>/`` folder, marked or not (see :func:`folder_domain`)."""
-    found = []
-    with contextlib.suppress(FileNotFoundError):
-        for owner in os.scandir(root):
-            if not (owner.is_dir(follow_symlinks=False) and USERNAME.fullmatch(owner.name)):
-                continue
-            for vm in os.scandir(owner.path):
-                if vm.is_dir(follow_symlinks=False) and VM_NAME.fullmatch(vm.name):
-                    found.append(Path(vm.path))
-    return sorted(found)
+    return _scan(root, VM_NAME)
 
 
 def work_folders(root: Path) -> list[Path]:
     """The hidden work folders (``<root>/<username>/.<vm>.vmm-XXXXXXXX``) a kill left behind."""
+    return _scan(root, _WORK_NAME)
+
+
+def _scan(root: Path, names: re.Pattern[str]) -> list[Path]:
+    """The folders ``<root>/<username>/<a name matching names>``, symlinks not followed."""
     found = []
     with contextlib.suppress(FileNotFoundError):
         for owner in os.scandir(root):
             if not (owner.is_dir(follow_symlinks=False) and USERNAME.fullmatch(owner.name)):
                 continue
-            for work in os.scandir(owner.path):
-                if work.is_dir(follow_symlinks=False) and _WORK_NAME.fullmatch(work.name):
-                    found.append(Path(work.path))
+            found += [Path(entry.path) for entry in os.scandir(owner.path)
+                      if entry.is_dir(follow_symlinks=False) and names.fullmatch(entry.name)]
     return sorted(found)
 
 
@@ -179,11 +175,17 @@ def remove_vm_folder(folder: Path) -> bool:
             else:
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
+    return remove_if_empty(work)
+
+
+def remove_if_empty(folder: Path) -> bool:
+    """Remove a folder that holds nothing but its marker, its marker last, and its owner's folder
+    if that is left empty. Whether it is gone (not when anything else is in it)."""
     try:
-        if any(entry.name != MARKER for entry in os.scandir(work)):
+        if any(entry.name != MARKER for entry in os.scandir(folder)):
             return False
-        (work / MARKER).unlink(missing_ok=True)
-        work.rmdir()
+        (folder / MARKER).unlink(missing_ok=True)
+        folder.rmdir()  # fails if anything came in meanwhile
     except FileNotFoundError:
         pass
     except OSError:
