@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import leftovers
@@ -56,3 +59,13 @@ def outside() -> Iterator[Any]:
         yield world
     finally:
         world.cleanup()
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    """A folder under /var/tmp that QEMU's user (libvirt-qemu) and everyone may pass: pytest's own
+    tmp folders are closed to other users. Removed after the test."""
+    path = Path(tempfile.mkdtemp(prefix="vmm-test-", dir="/var/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

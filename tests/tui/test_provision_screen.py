@@ -7,11 +7,8 @@ on the test driver, so they reach the table through the inventory's own events.
 
 from __future__ import annotations
 
-import shutil
 import stat
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,18 +28,9 @@ HEADER = "username,full_name,password,ssh_key\n"
 
 
 @pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A folder QEMU's user (libvirt-qemu) can pass: pytest's tmp_path is 0700."""
-    path = Path(tempfile.mkdtemp(prefix="vmm-tui-", dir="/var/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def settings(tmp_path: Path, shared_dir: Path) -> Settings:
+def settings(tmp_path: Path, world_dir: Path) -> Settings:
     """Overrides conftest's: templates, a student folder root and a console socket folder."""
-    image = shared_dir / "base.qcow2"
+    image = world_dir / "base.qcow2"
     subprocess.run(["qemu-img", "create", "-f", "qcow2", str(image), "16M"], check=True,
                    capture_output=True)
     image.chmod(0o644)
@@ -55,7 +43,7 @@ def settings(tmp_path: Path, shared_dir: Path) -> Settings:
         'memory_mib = 64\ndisk_size_gib = 1\n'
         '[templates.broken]\nkernel = "/nonexistent/vmm/vmlinuz"\ndomain_type = "qemu"\n')
     return Settings(config_dir=config, data_dir=tmp_path / "data", halt_timeout=5.0,
-                    student_vms_dir=shared_dir / "students", console_socket_dir=shared_dir / "consoles")
+                    student_vms_dir=world_dir / "students", console_socket_dir=world_dir / "consoles")
 
 
 def roster(tmp_path: Path, rows: str, name: str = "users.csv") -> Path:

@@ -11,11 +11,9 @@ import csv
 import dataclasses
 import json
 import logging
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import libvirt
@@ -34,17 +32,8 @@ HEADER = "username,full_name,password,ssh_key\n"
 
 
 @pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A folder QEMU's user (libvirt-qemu) can pass: pytest's tmp_path is 0700."""
-    path = Path(tempfile.mkdtemp(prefix="vmm-prov-", dir="/var/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def settings(tmp_path: Path, shared_dir: Path) -> Settings:
-    image = shared_dir / "base.qcow2"
+def settings(tmp_path: Path, world_dir: Path) -> Settings:
+    image = world_dir / "base.qcow2"
     subprocess.run(["qemu-img", "create", "-f", "qcow2", str(image), "16M"], check=True, capture_output=True)
     image.chmod(0o644)
     config = tmp_path / "config"
@@ -55,7 +44,7 @@ def settings(tmp_path: Path, shared_dir: Path) -> Settings:
         'disk_size_gib = 1\n'
         f'[templates.automini]\nimage = "{image}"\nmemory_mib = 64\ndisk_size_gib = 1\n')
     return Settings(config_dir=config, data_dir=tmp_path / "data", domain_type="auto",
-                    student_vms_dir=shared_dir / "students", console_socket_dir=shared_dir / "consoles",
+                    student_vms_dir=world_dir / "students", console_socket_dir=world_dir / "consoles",
                     template_dir=tmp_path / "no-templates")
 
 
