@@ -29,6 +29,12 @@ def check_username(name: str) -> str:
                   "at most 32, starting with a letter or '_'")
 
 
+def recorded_username(typed: str) -> str:
+    """A typed name as an audit entry may keep it: a valid username, else ``?`` (what fails the
+    check may be a password typed into the name field, and stays off the record)."""
+    return typed if USERNAME.fullmatch(typed) else "?"
+
+
 def check_class_name(name: str) -> str:
     return _check(CLASS_NAME, name, "class name", "letters, digits, '_', '.', '-', at most 64, "
                   "starting with a letter or digit")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core import database
 from core.errors import InvalidInput, NotFound
+from core.web import N_
 
 
 class Kind(enum.StrEnum):
@@ -33,6 +34,19 @@ LIMITS: dict[Kind, tuple[int, int]] = {Kind.VCPUS: (1, 16), Kind.MEMORY: (256, 6
 """What a request may ask for: vCPUs, and memory in MiB (inclusive)."""
 MAX_REASON = 500
 MAX_ANSWER = 200
+_UNITS = {Kind.VCPUS: N_("ask for %(low)d to %(high)d vCPUs"),
+          Kind.MEMORY: N_("ask for %(low)d to %(high)d MiB of memory")}
+
+
+class RequestRefused(InvalidInput):
+    """A request that does not make sense. The message is ``template % values``; the portal shows
+    ``template`` in the page's language (templates are marked with ``N_`` where they are written)."""
+
+    def __init__(self, template: str, **values: object) -> None:
+        super().__init__(template % values)
+        self.template = template
+        self.values = values
+
 
 _MIGRATIONS = (
     """
@@ -92,12 +106,12 @@ def _request(row: tuple[object, ...]) -> Request:
                    Status(status), by, str(answer), None if answered is None else float(answered))  # type: ignore[arg-type]
 
 
-def _clean_text(text: str, limit: int, what: str) -> str:
+def _clean_text(text: str, limit: int, too_long: str, control: str) -> str:
     cleaned = " ".join(text.split())
     if len(cleaned) > limit:
-        raise InvalidInput(f"the {what} is longer than {limit} characters")
+        raise RequestRefused(too_long, limit=limit)
     if any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
-        raise InvalidInput(f"the {what} holds control characters")
+        raise RequestRefused(control)
     return cleaned
 
 
@@ -117,19 +131,19 @@ class RequestStore:
             kind = Kind(kind)
         except ValueError:
             raise InvalidInput(f"unknown request kind {kind!r}") from None
-        reason = _clean_text(reason, MAX_REASON, "reason")
+        reason = _clean_text(reason, MAX_REASON, N_("the reason is longer than %(limit)d characters"),
+                             N_("the reason holds control characters"))
         if not reason:
-            raise InvalidInput("say why you need it (the reason is empty)")
+            raise RequestRefused(N_("say why you need it (the reason is empty)"))
         if kind is Kind.NEW_VM:
             vm_uuid = vm_name = None
             amount = None
         else:
             if not vm_uuid or not vm_name:
-                raise InvalidInput("choose the VM this request is for")
+                raise RequestRefused(N_("choose the VM this request is for"))
             low, high = LIMITS[kind]
             if amount is None or not low <= amount <= high:
-                unit = "vCPUs" if kind is Kind.VCPUS else "MiB of memory"
-                raise InvalidInput(f"ask for {low} to {high} {unit}")
+                raise RequestRefused(_UNITS[kind], low=low, high=high)
         with database.transaction(self._db):
             cursor = self._db.execute(
                 "INSERT INTO requests (username, email, kind, vm_uuid, vm_name, amount, reason, created) "
@@ -158,7 +172,8 @@ class RequestStore:
 
     def answer(self, request_id: int, *, approve: bool, by: str, word: str = "") -> Request:
         """Approve or reject a pending request (only once: a second answer is InvalidInput)."""
-        word = _clean_text(word, MAX_ANSWER, "answer")
+        word = _clean_text(word, MAX_ANSWER, "the answer is longer than %(limit)d characters",
+                           "the answer holds control characters")  # the operator's: English
         status = Status.APPROVED if approve else Status.REJECTED
         with database.transaction(self._db):
             cursor = self._db.execute(

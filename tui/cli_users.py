@@ -22,7 +22,7 @@ from core import audit
 from core.accounts import Account, AccountExists, Accounts, Role, check_password
 from core.audit import Actor, Item
 from core.errors import InvalidInput, NotFound, VMManagerError
-from core.names import check_username
+from core.names import check_username, recorded_username
 from core.settings import Settings
 from core.tokens import format_time
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             accounts.close()
     except (NotFound, AccountExists) as exc:
         why = "exists already" if isinstance(exc, AccountExists) else "no such account"
-        _record(settings, args, "failed", f"account {_recorded_name(args.username)}: {why}")
+        _record(settings, args, "failed", f"account {recorded_username(args.username)}: {why}")
         print(f"vm-manager: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
     except VMManagerError as exc:
@@ -82,14 +82,6 @@ def _record(settings: Settings, args: argparse.Namespace, outcome: str, detail: 
     """One audit entry for this ``user`` command (the account's name and the role in the detail)."""
     audit.record(settings.database_path, Actor.local("cli"),
                  [Item(f"user-{args.user_command}", outcome=outcome, detail=detail)])
-
-
-def _recorded_name(typed: str) -> str:
-    """A name as the audit log keeps it: a valid username, else ``?`` (it may be anything typed)."""
-    try:
-        return check_username(typed)
-    except InvalidInput:
-        return "?"
 
 
 def _act(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> int:

@@ -36,10 +36,11 @@ from core import mail, signin
 from core.actions import Action, ActionResult
 from core.audit import Actor, Item
 from core.directory import DirectoryError
-from core.errors import ConfigError, InvalidInput
+from core.errors import ConfigError
 from core.lab import Lab
 from core.model import VM, VMState
-from core.requests import LIMITS, MAX_REASON, Kind, RequestStore
+from core.names import recorded_username
+from core.requests import LIMITS, Kind, RequestRefused, RequestStore
 from core.settings import Settings
 from core.tokens import TokenStore, parse_ttl
 from core.web import N_, i18n, pages
@@ -315,9 +316,10 @@ async def login(request: web.Request) -> web.StreamResponse:
     # cannot all be heard before the first failure is known (one that ends any other way than by
     # an answer, the directory's silence aside, stays counted).
     attempt = portal.sessions.begin_attempt([("account", account), ("address", ctx.client)])
+    recorded_as = recorded_username(account)  # who a failed sign-in is recorded for (never a password)
     if attempt.wait > 0:
         seconds = int(attempt.wait) + 1
-        portal.record(ctx.actor(_audit_name(username)), "signin", outcome="refused",
+        portal.record(ctx.actor(recorded_as), "signin", outcome="refused",
                       detail="too many failed sign-ins")
         return _login_form(ctx, 429, ctx._("Too many failed sign-ins. Wait %(seconds)d seconds, then try "
                                            "again.", seconds=seconds), username,
@@ -326,14 +328,14 @@ async def login(request: web.Request) -> web.StreamResponse:
         identity = await asyncio.to_thread(signin.authenticate, portal.settings, username, password)
     except signin.SigninRefused:
         portal.sessions.failed(attempt)
-        portal.record(ctx.actor(_audit_name(username)), "signin", outcome="refused",
+        portal.record(ctx.actor(recorded_as), "signin", outcome="refused",
                       detail="wrong user name or password")
         log.info("sign-in refused from %s", ctx.client)
         return _login_form(ctx, 401, ctx._("Wrong user name or password."), username)
     except (DirectoryError, ConfigError) as exc:
         portal.sessions.dropped(attempt)
         log.error("sign-in unavailable: %s", exc.message)
-        portal.record(ctx.actor(_audit_name(username)), "signin", outcome="failed",
+        portal.record(ctx.actor(recorded_as), "signin", outcome="failed",
                       detail="directory unavailable")
         return _login_form(ctx, 503, ctx._("Sign-in is unavailable just now (the directory does not "
                                            "answer). Try again later, or tell your teacher."), username)
@@ -350,15 +352,6 @@ async def login(request: web.Request) -> web.StreamResponse:
                         secure=ctx.secure, max_age=int(portal.session_ttl))
     response.del_cookie(LOGIN_COOKIE, path="/login")
     return response
-
-
-def _audit_name(typed: str) -> str:
-    """What the audit log keeps of a name typed at a refused sign-in: a plausible user name, or
-    ``?`` (a password typed into the name field must not end up on record)."""
-    from core.names import USERNAME
-
-    name = typed.strip().lower()
-    return name if USERNAME.fullmatch(name) else "?"
 
 
 async def logout(ctx: Ctx) -> web.StreamResponse:
@@ -487,18 +480,6 @@ async def requests_page(ctx: Ctx) -> web.StreamResponse:
                       when=_when, form={})
 
 
-def _reason_problem(ctx: Ctx, reason: str) -> str:
-    """What is wrong with a request's reason, in the page's language (core.requests' rules), or ""."""
-    cleaned = " ".join(reason.split())
-    if not cleaned:
-        return ctx._("say why you need it (the reason is empty)")
-    if len(cleaned) > MAX_REASON:
-        return ctx._("the reason is longer than %(limit)d characters", limit=MAX_REASON)
-    if any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
-        return ctx._("the reason holds control characters")
-    return ""
-
-
 def _when(epoch: float | None) -> str:
     return "" if epoch is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
 
@@ -521,26 +502,17 @@ async def file_request(ctx: Ctx) -> web.StreamResponse:
         if vm is None:  # not one of this user's VMs (an operator asks for their own ones too)
             ctx.flash("error", ctx._("Choose one of your VMs."))
             return ctx.redirect("/requests")
-        low, high = LIMITS[kind]
         try:
             amount = int(_field(form, "amount", 10))
         except ValueError:
-            amount = None
-        if amount is None or not low <= amount <= high:
-            ctx.flash("error", ctx._("Give a number from %(low)d to %(high)d.", low=low, high=high))
-            return ctx.redirect("/requests")
-    reason = _field(form, "reason", 2000)
-    if problem := _reason_problem(ctx, reason):
-        ctx.flash("error", ctx._("The request was not filed: %(reason)s", reason=problem))
-        return ctx.redirect("/requests")
+            amount = None  # refused below, with the range it must be in
     try:
-        made = portal.requests.create(ctx.session.username, kind, reason=reason,
+        made = portal.requests.create(ctx.session.username, kind, reason=_field(form, "reason", 2000),
                                       vm_uuid=vm.uuid if vm else None, vm_name=vm.name if vm else None,
                                       amount=amount, email=ctx.session.email)
-    except InvalidInput as exc:  # a rule of core.requests the checks above do not know (yet)
-        log.info("request of %s refused: %s", ctx.session.username, exc.message)
+    except RequestRefused as exc:  # core.requests' rules, said in the page's language
         ctx.flash("error", ctx._("The request was not filed: %(reason)s",
-                                 reason=ctx._("it does not make sense as it is")))
+                                 reason=ctx._(exc.template, **exc.values)))
         return ctx.redirect("/requests")
     portal.record(ctx.actor(), "request", vm_name=vm.name if vm else "", vm_uuid=vm.uuid if vm else "",
                         detail=f"#{made.id} {made.summary()}")

@@ -552,8 +552,10 @@ async def test_a_refused_request_says_why_in_french(server: Console, lab: Lab) -
          "La demande n’a pas été enregistrée : le motif dépasse 500 caractères"),
         ({"kind": "new_vm", "reason": "bad\x07bell"},
          "La demande n’a pas été enregistrée : le motif contient des caractères de contrôle"),
-        ({"kind": "vcpus", "vm": vm, "amount": "99", "reason": "x"}, "Indiquez un nombre de 1 à 16."),
-        ({"kind": "memory", "vm": vm, "amount": "lots", "reason": "x"}, "Indiquez un nombre de 256 à 65536."),
+        ({"kind": "vcpus", "vm": vm, "amount": "99", "reason": "x"},
+         "La demande n’a pas été enregistrée : demandez de 1 à 16 vCPU"),
+        ({"kind": "memory", "vm": vm, "amount": "lots", "reason": "x"},
+         "La demande n’a pas été enregistrée : demandez de 256 à 65536 Mio de mémoire"),
     ]
     for data, shown in cases:
         page = await french.submit("/requests", **data)
