@@ -18,6 +18,16 @@ class VMManagerError(Exception):
         self.message = message
 
 
+class TranslatableError(VMManagerError):
+    """An error a page may show in its own language: the message is ``template % values``, and
+    ``template`` (English) is a msgid of the web catalogue where it is marked with ``N_``."""
+
+    def __init__(self, template: str, **values: object) -> None:
+        super().__init__(template % values if values else template)
+        self.template = template
+        self.values = values
+
+
 class ConfigError(VMManagerError):
     title = "Configuration error"
 

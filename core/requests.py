@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import database
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound, TranslatableError
 from core.web import N_
 
 
@@ -38,14 +38,8 @@ _UNITS = {Kind.VCPUS: N_("ask for %(low)d to %(high)d vCPUs"),
           Kind.MEMORY: N_("ask for %(low)d to %(high)d MiB of memory")}
 
 
-class RequestRefused(InvalidInput):
-    """A request that does not make sense. The message is ``template % values``; the portal shows
-    ``template`` in the page's language (templates are marked with ``N_`` where they are written)."""
-
-    def __init__(self, template: str, **values: object) -> None:
-        super().__init__(template % values)
-        self.template = template
-        self.values = values
+class RequestRefused(InvalidInput, TranslatableError):
+    """A request that does not make sense (the portal says why in the page's language)."""
 
 
 _MIGRATIONS = (

@@ -36,7 +36,7 @@ from pathlib import Path
 import aiohttp
 
 from core.domainxml import DomainInfo
-from core.errors import ConfigError, VMManagerError
+from core.errors import ConfigError, TranslatableError, VMManagerError
 from core.lab import Lab
 from core.model import VM
 from core.settings import PROJECT_DIR, Settings
@@ -57,17 +57,14 @@ TRANSPORTS = ("auto", "unix", "tcp")
 MALLOC_TUNABLES = "glibc.malloc.arena_max=1"
 
 
-class EndpointError(VMManagerError):
-    """Why a console cannot open. ``template`` (English; a msgid of the portal's catalogue when
-    marked with ``N_``) and ``values`` make the message, so that pages can show it translated;
-    ``permanent``: trying again changes nothing until someone changes the VM or the server."""
+class EndpointError(TranslatableError):
+    """Why a console cannot open; ``permanent``: trying again changes nothing until someone
+    changes the VM or the server."""
 
     title = N_("Console unavailable")
 
     def __init__(self, template: str, *, permanent: bool = False, **values: object) -> None:
-        super().__init__(template % values if values else template)
-        self.template = template
-        self.values = values
+        super().__init__(template, **values)
         self.permanent = permanent
 
 
