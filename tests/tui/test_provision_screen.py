@@ -12,9 +12,20 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from textual.widgets import Button, Checkbox, DataTable, Input, Label, ProgressBar, RadioButton, Select
+from textual.widgets import (
+    Button,
+    Checkbox,
+    DataTable,
+    Input,
+    Label,
+    ProgressBar,
+    RadioButton,
+    Select,
+    Static,
+)
 from tuitest import SIZE, log_text, notifications, vm_named, wait_until
 
+from core.kvmprobe import DEADLINE
 from core.provision import Outcome, Report
 from core.roster import read_roster
 from core.settings import Settings
@@ -257,6 +268,38 @@ async def test_leaving_is_refused_while_vms_are_being_made(make_app, lab, tmp_pa
         assert not screen.query_one("#provision-form").disabled
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
+
+
+async def test_a_first_kvm_probe_is_said_while_it_runs(make_app, lab, tmp_path: Path, settings: Settings,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Domain type auto and no probe answer cached: the status says what the wait is (a probe boot
+    of up to DEADLINE seconds before the first VM is made), not "Making 0 of 1"."""
+    import asyncio
+
+    templates = settings.config_dir / "templates.toml"
+    image = next(line for line in templates.read_text().splitlines() if line.startswith("image"))
+    templates.write_text(templates.read_text() + f"[templates.automini]\n{image}\nmemory_mib = 64\n")
+    users = roster(tmp_path, "zoe,,,\n")
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def provision(plan, progress=None) -> Report:  # noqa: ANN001 - holds the probe's wait open
+        seen.append(plan.domain_type)
+        await release.wait()
+        return Report([Outcome(plan.vms[0].name, "zoe", True, "made")], None)
+
+    monkeypatch.setattr(lab, "provision", provision)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_provision(app, pilot)
+        await fill(pilot, screen, "automini", "cls7", str(users))
+        await preview(pilot, screen)
+        await pilot.press("ctrl+g")
+        await wait_until(lambda: seen == ["auto"])
+        status = str(screen.query_one("#provision-status", Static).render())
+        assert "KVM probe boot" in status and f"{DEADLINE:g} s" in status, status  # noqa: PT018
+        release.set()
+        await wait_until(lambda: screen.report is not None)
 
 
 async def test_the_templates_view_lists_each_template_and_its_files(make_app) -> None:

@@ -330,7 +330,12 @@ class ProvisionScreen(Screen[None]):
         bar.display = True
         self._clear()
         self._out(f"making {len(plan.vms)} VMs of class {plan.lab_class}…", "bold")
-        self._status(f"Making 0 of {len(plan.vms)} VMs…")
+        from core.kvmprobe import DEADLINE  # loaded with the plan already
+        from core.provision import AUTO
+
+        # as the CLI does: say why nothing moves while the probe boots
+        self._status(f"Deciding the domain type first: a KVM probe boot (once per host, up to "
+                     f"{DEADLINE:g} s)…" if plan.domain_type == AUTO else f"Making 0 of {len(plan.vms)} VMs…")
         self._sync()
         self._provision(plan)
 
