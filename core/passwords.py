@@ -12,6 +12,7 @@ _LOWER = "abcdefghijkmnopqrstuvwxyz"
 _UPPER = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 _DIGITS = "23456789"
 WINDOWS_RULE = "at least 8 characters with an uppercase letter, a lowercase letter and a digit"
+WINDOWS_MAX = 127  # the longest logon password Microsoft documents for Windows
 
 
 def generate_password(length: int = 14) -> str:
@@ -29,6 +30,8 @@ def windows_password_problem(password: str) -> str | None:
             or not any(c in string.ascii_lowercase for c in password)
             or not any(c in string.digits for c in password)):
         return f"a Windows password needs {WINDOWS_RULE}"
+    if len(password) > WINDOWS_MAX:
+        return f"a Windows password has at most {WINDOWS_MAX} characters, not {len(password)}"
     return None
 
 

@@ -18,3 +18,10 @@ def test_weak_windows_passwords_are_refused(weak: str) -> None:
 
 def test_a_strong_windows_password_passes() -> None:
     assert check_windows_password("Azerty123") == "Azerty123"
+    longest = "Aa1" + "x" * 124
+    assert check_windows_password(longest) == longest
+
+
+def test_a_windows_password_longer_than_windows_takes_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="at most 127 characters, not 128"):
+        check_windows_password("Aa1" + "x" * 125)
