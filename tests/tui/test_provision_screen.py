@@ -227,6 +227,15 @@ async def test_a_windows_template_says_first_boot_takes_minutes(make_app, tmp_pa
         assert WINDOWS_NOTE in screen.output_lines
 
 
+async def start_run(app, pilot, template: str, lab_class: str, users: Path) -> ProvisionScreen:  # noqa: ANN001
+    """The new-class screen, filled, previewed, and Provision pressed."""
+    screen = await open_provision(app, pilot)
+    await fill(pilot, screen, template, lab_class, str(users))
+    await preview(pilot, screen)
+    await pilot.press("ctrl+g")
+    return screen
+
+
 async def test_leaving_is_refused_while_vms_are_being_made(make_app, lab, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
@@ -245,10 +254,7 @@ async def test_leaving_is_refused_while_vms_are_being_made(make_app, lab, tmp_pa
     monkeypatch.setattr(lab, "provision", provision)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        screen = await open_provision(app, pilot)
-        await fill(pilot, screen, "mini", "cls6", str(users))
-        await preview(pilot, screen)
-        await pilot.press("ctrl+g")
+        screen = await start_run(app, pilot, "mini", "cls6", users)
         await wait_until(lambda: screen.query_one(ProgressBar).progress == 1)
         assert screen.output_lines[-1] == "✓ cls6-zoe (zoe): made"
         assert screen.query_one("#provision-form").disabled
@@ -291,10 +297,7 @@ async def test_a_first_kvm_probe_is_said_while_it_runs(make_app, lab, tmp_path: 
     monkeypatch.setattr(lab, "provision", provision)
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        screen = await open_provision(app, pilot)
-        await fill(pilot, screen, "automini", "cls7", str(users))
-        await preview(pilot, screen)
-        await pilot.press("ctrl+g")
+        screen = await start_run(app, pilot, "automini", "cls7", users)
         await wait_until(lambda: seen == ["auto"])
         status = str(screen.query_one("#provision-status", Static).render())
         assert "KVM probe boot" in status and f"{DEADLINE:g} s" in status, status  # noqa: PT018
