@@ -57,6 +57,9 @@ access to *
 """
 
 
+ACCEPT = " ACCEPT from "  # slapd's log line of a new connection
+
+
 class SlapdError(RuntimeError):
     """slapd could not be set up or started; the message carries its log."""
 
@@ -212,6 +215,19 @@ index objectClass,uid,memberUid,member eq
         with contextlib.suppress(OSError):
             return self.log_path.read_text(errors="replace")
         return ""
+
+    def seen(self, marker: str = ACCEPT) -> int:
+        """How many times ``marker`` is in the log (by default: connections accepted)."""
+        return self.log().count(marker)
+
+    def settle(self, count: int, marker: str = ACCEPT) -> int:
+        """Until the log holds ``marker`` ``count`` times (5 s at most), then a moment more for any
+        stray one; how many times it holds it."""
+        deadline = time.monotonic() + 5
+        while self.seen(marker) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        return self.seen(marker)
 
     def _load(self, conf: Path) -> None:
         ldif = self.workdir / "data.ldif"

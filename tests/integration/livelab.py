@@ -23,6 +23,7 @@ from typing import TypeVar
 import libvirt
 import pytest
 
+from core.access import group_id
 from core.domainbuild import DiskSpec as Disk
 from core.domainbuild import tiny_domain
 from core.inventory import Update
@@ -136,6 +137,15 @@ class Outside:
         path.chmod(0o755)
         self.dirs.append(path)
         return path
+
+    def consoles_dir(self, folder: Path | None = None) -> Path:
+        """``consoles`` in ``folder`` (else in a new shared dir), as provisioning makes the console
+        socket folder: mode 0770, group QEMU's own, so that QEMU can make its VNC sockets there."""
+        sockets = (folder or self.shared_dir()) / "consoles"
+        sockets.mkdir()
+        sockets.chmod(0o770)
+        os.chown(sockets, os.getuid(), group_id() or 0)
+        return sockets
 
     def name(self, label: str) -> str:
         self._count += 1

@@ -79,18 +79,6 @@ def settings(server: Slapd, tmp_path: Path) -> Settings:
                     ldap_bind_user_dn=SERVICE_DN, ldap_bind_user_password=SERVICE_PASSWORD)
 
 
-def connections(server: Slapd) -> int:
-    return server.log().count(" ACCEPT from ")
-
-
-def wait_for_connections(server: Slapd, count: int) -> None:
-    """Until slapd has logged ``count`` connections, then a moment more for any stray one."""
-    deadline = time.monotonic() + 5
-    while connections(server) < count and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.2)
-
-
 def test_alice_signs_in(settings: Settings) -> None:
     assert authenticate(settings, "alice", PASSWORDS["alice"]) == ALICE
 
@@ -119,13 +107,12 @@ def test_an_empty_password_is_refused_without_any_bind(server: Slapd, settings: 
     probe = subprocess.run(["ldapwhoami", "-x", "-H", server.url, "-D", f"uid=alice,{PEOPLE}", "-w", ""],
                            capture_output=True, text=True, check=False, timeout=30)
     assert (probe.returncode, probe.stdout.strip()) == (0, "anonymous"), probe.stderr
-    before = connections(server)
+    before = server.seen()
     with pytest.raises(SigninRefused) as info:
         authenticate(settings, "alice", "")
     assert info.value.message == REFUSED
     authenticate(settings, "bob", PASSWORDS["bob"])  # two connections: the search, the bind
-    wait_for_connections(server, before + 2)
-    assert connections(server) == before + 2
+    assert server.settle(before + 2) == before + 2
 
 
 HOSTILE = ["*", ")(", "\\", "\0", "alice*", "*)(uid=*", "alice)(|(uid=*", "al\\2aice", "alice\0",
@@ -133,14 +120,13 @@ HOSTILE = ["*", ")(", "\\", "\0", "alice*", "*)(uid=*", "alice)(|(uid=*", "al\\2
 
 
 def test_names_with_filter_characters_never_reach_the_server(server: Slapd, settings: Settings) -> None:
-    before = connections(server)
+    before = server.seen()
     for typed in HOSTILE:
         with pytest.raises(SigninRefused) as info:
             authenticate(settings, typed, PASSWORDS["alice"])
         assert info.value.message == REFUSED, typed
     authenticate(settings, "bob", PASSWORDS["bob"])
-    wait_for_connections(server, before + 2)
-    assert connections(server) == before + 2
+    assert server.settle(before + 2) == before + 2
     assert "(uid=\\2a" not in server.log()
 
 
@@ -351,12 +337,10 @@ def test_a_certificate_for_another_host_is_refused(tls: TlsLab, starttls: bool) 
 
 def test_starttls_with_the_servers_ca(tls: TlsLab) -> None:
     settings = tls_settings(tls.server.url, tls.ca.cert, starttls=True)
-    before = tls.server.log().count(" STARTTLS")
+    before = tls.server.seen(" STARTTLS")
     assert authenticate(settings, "alice", PASSWORDS["alice"]) == ALICE
-    deadline = time.monotonic() + 5
-    while tls.server.log().count(" STARTTLS") < before + 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert tls.server.log().count(" STARTTLS") == before + 2  # the search and the bind, both over TLS
+    # the search and the bind, both over TLS
+    assert tls.server.settle(before + 2, " STARTTLS") == before + 2
 
 
 def test_starttls_on_a_server_without_tls_is_a_directory_error(server: Slapd) -> None:

@@ -9,7 +9,6 @@ next connects if none was running then.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
@@ -21,7 +20,6 @@ import pytest
 from livelab import OpenLab, Outside, qemu_img
 
 from core import images
-from core.access import group_id
 from core.domainbuild import VMFiles, provisioned_domain
 from core.metadata import NAMESPACE, PREFIX, LabMeta
 from core.model import VMState
@@ -37,14 +35,19 @@ def cd_sources(dom: libvirt.virDomain) -> list[str | None]:
             for d in root.findall("devices/disk[@device='cdrom']")]
 
 
+async def wait_for(check: Callable[[], bool], within: float = 15.0) -> bool:
+    for _ in range(int(within * 10)):
+        if check():
+            return True
+        await asyncio.sleep(0.1)
+    return check()
+
+
 async def test_answer_file_cd_is_ejected_at_first_halt(open_lab: OpenLab, outside: Outside,
                                                        tiny_template: Path) -> None:
     lab, watch = await open_lab()
     folder = outside.shared_dir()
-    sockets = folder / "consoles"
-    sockets.mkdir()
-    sockets.chmod(0o770)
-    os.chown(sockets, os.getuid(), group_id() or 0)
+    sockets = outside.consoles_dir(folder)
     iso = folder / "autounattend.iso"
     write_windows_seed_iso(iso, WindowsSeed(computer_name="W-ALICE", username="alice", full_name="Alice",
                                             password="Secret123", admin_password="Adm1nistrat0r"))
@@ -62,20 +65,9 @@ async def test_answer_file_cd_is_ejected_at_first_halt(open_lab: OpenLab, outsid
     await watch.vm_in(uuid, VMState.RUNNING)
     dom.destroy()
     await watch.vm_in(uuid, VMState.SHUTOFF)
-    for _ in range(100):  # the eject follows the STOPPED event by one worker call
-        if cd_sources(dom) == [None]:
-            break
-        await asyncio.sleep(0.1)
-    assert cd_sources(dom) == [None]
+    # the eject follows the STOPPED event by one worker call
+    assert await wait_for(lambda: cd_sources(dom) == [None], 10.0)
     assert iso.is_file()  # kept (mode 0600) for a reset, out of the VM's reach
-
-
-async def wait_for(check: Callable[[], bool], within: float = 15.0) -> bool:
-    for _ in range(int(within * 10)):
-        if check():
-            return True
-        await asyncio.sleep(0.1)
-    return check()
 
 
 async def test_a_halt_no_vm_manager_saw_is_caught_when_one_connects(
@@ -88,10 +80,7 @@ async def test_a_halt_no_vm_manager_saw_is_caught_when_one_connects(
     from right before this test's Lab connects, their CDs still in.
     """
     folder = outside.shared_dir()
-    sockets = folder / "consoles"
-    sockets.mkdir()
-    sockets.chmod(0o770)
-    os.chown(sockets, os.getuid(), group_id() or 0)
+    sockets = outside.consoles_dir(folder)
     base = folder / "base.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", base, "64M")
     base.chmod(0o644)

@@ -40,7 +40,6 @@ from webtest import (
     websockify_pids,
 )
 
-from core.access import group_id
 from core.lab import Lab
 from core.metadata import LabMeta
 from core.model import VMState
@@ -390,10 +389,7 @@ async def test_exhausted_port_range_says_so(console: StartConsole, live_lab: Lab
 def unix_vnc_domain(outside: Outside, label: str, meta: LabMeta | None = None) -> tuple[str, Path]:
     """A tiny domain's XML with VNC on a Unix socket, as provisioning makes them (a folder 0770 of
     QEMU's group); the XML and the socket's path."""
-    sockets = outside.shared_dir() / "consoles"
-    sockets.mkdir()
-    sockets.chmod(0o770)
-    os.chown(sockets, os.getuid(), group_id() or 0)
+    sockets = outside.consoles_dir()
     root = ET.fromstring(domain_xml(outside.name(label), meta=meta))
     devices = root.find("devices")
     assert devices is not None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -79,19 +78,6 @@ async def driver_lab(web_settings: Settings, tmp_path: Path) -> AsyncIterator[La
     lab = await Lab.open(web_settings, uri)
     yield lab
     await lab.close()
-
-
-def connections(server: Slapd) -> int:
-    return server.log().count(" ACCEPT from ")
-
-
-def settle(server: Slapd, count: int) -> int:
-    """Until slapd logged ``count`` connections, then a moment more for any stray one; the count."""
-    deadline = time.monotonic() + 5
-    while connections(server) < count and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.2)
-    return connections(server)
 
 
 async def signed_in(server: Console, user: str, address: str) -> Student:
@@ -169,7 +155,7 @@ async def test_ldap_filter_characters_fail_cleanly_through_the_form(
     no session, no LDAP connection at all, nothing of it in the log; the portal still works after."""
     caplog.set_level(logging.DEBUG)
     server = await console(driver_lab, ldap_settings)
-    before = connections(directory)
+    before = directory.seen()
     for n, name in enumerate(HOSTILE):
         visitor = Student(server, f"198.51.100.{n + 1}")  # an address each: the failure limit stays out
         page = await visitor.sign_in(name, PASSWORDS["alice"])
@@ -178,7 +164,7 @@ async def test_ldap_filter_characters_fail_cleanly_through_the_form(
         assert 'name="username"' in page.text
         assert visitor.cookie(SESSION_COOKIE) is None
         assert (await visitor.get("/")).location == "/login"
-    assert settle(directory, before) == before, "a hostile name reached the LDAP server"
+    assert directory.settle(before) == before, "a hostile name reached the LDAP server"
     assert "sign-in refused for an invalid name" in caplog.text
     for name in HOSTILE:
         if len(name) > 2:
@@ -190,10 +176,10 @@ async def test_ldap_filter_characters_fail_cleanly_through_the_form(
     # An empty password is refused before any bind, through the form as well.
     page = await Student(server, "198.51.100.100").sign_in("alice", "")
     assert page.status == 401
-    assert settle(directory, before) == before
+    assert directory.settle(before) == before
     # The directory is still there for a real name: a search and a bind, nothing more.
     await signed_in(server, "alice", "198.51.100.101")
-    assert settle(directory, before + 2) == before + 2
+    assert directory.settle(before + 2) == before + 2
 
 
 async def test_a_member_of_the_operator_group_gets_the_operators_view(
