@@ -303,14 +303,16 @@ class Lab:
         return next(iter(self.hosts.values()))
 
     async def plan_provision(self, template: Template, lab_class: str, students: Sequence[Student], *,
-                             start: bool = False, overcommit: bool = False) -> provision.Plan:
+                             start: bool = False, overcommit: bool = False,
+                             fix_permissions: bool = False) -> provision.Plan:
         """Check a class's request and decide every name and path; makes nothing (the dry run)."""
         from core import provision
 
         host = self._local_host()
         taken = {vm.name for vm in self.vms() if vm.host == host.name}
         work = functools.partial(provision.plan, self.settings, host, template, lab_class, students,
-                                 start=start, overcommit=overcommit, existing=taken)
+                                 start=start, overcommit=overcommit, fix_permissions=fix_permissions,
+                                 existing=taken)
         return await eventloop.run_on_core(host.call(work))
 
     async def provision(self, plan: provision.Plan, progress: provision.Progress | None = None, *,
@@ -327,8 +329,11 @@ class Lab:
         report = await eventloop.run_on_core(
             provision.execute(plan, self.settings, self._local_host(), relay))
         uuids = {vm.name: vm.uuid for vm in self.vms()}
-        self.record(actor, [Item("provision", o.name, uuids.get(o.name, ""), "ok" if o.ok else "failed",
-                                 f"for {o.username}: {o.message}") for o in report.outcomes])
+        granted = [Item("grant-passage", "", "", "ok", f"{provision.QEMU_USER} may pass {folder} (POSIX ACL)")
+                   for folder in report.granted]
+        self.record(actor, granted + [Item("provision", o.name, uuids.get(o.name, ""),
+                                           "ok" if o.ok else "failed", f"for {o.username}: {o.message}")
+                                      for o in report.outcomes])
         return report
 
     async def doctor(self, fix: bool = False, *, actor: Actor | None = None) -> doctor.Checkup:

@@ -40,8 +40,7 @@ from typing import IO
 
 import libvirt
 
-from core import failpoints, folders, images, kvmprobe
-from core.access import enterable_by
+from core import access, failpoints, folders, images, kvmprobe
 from core.domainbuild import VMFiles, provisioned_domain
 from core.errors import InvalidInput, VMManagerError, from_libvirt
 from core.folders import CONSOLE_LOG, DISK, LINUX_SEED, WINDOWS_SEED
@@ -52,7 +51,7 @@ from core.passwords import generate_password, windows_password_problem
 from core.roster import Student
 from core.seed import LinuxSeed, SeedUser, gecos_problem, linux_username_problem, write_seed_iso
 from core.settings import Settings
-from core.templates import Template, check_files
+from core.templates import Template
 from core.unattend import (
     WindowsSeed,
     computer_name,
@@ -63,6 +62,7 @@ from core.unattend import (
 
 log = logging.getLogger(__name__)
 
+QEMU_USER = access.QEMU_USER
 STEPS = ("folder", "disk", "seed", "define", "start")
 GIB = 1024**3
 AUTO = "auto"
@@ -118,6 +118,8 @@ class Plan:
     vms: tuple[VMPlan, ...]
     capacity: Capacity
     created: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    grants: tuple[Path, ...] = ()
+    """Folders QEMU's user gets search permission on (a POSIX ACL) before anything is made."""
 
     def describe(self) -> list[str]:
         """What would be made, one line a VM (the dry run)."""
@@ -128,6 +130,9 @@ class Plan:
                  f"{len(self.vms)} VM{'s' if len(self.vms) != 1 else ''}"
                  f"{', started' if self.start else ''}",
                  f"capacity: {self.capacity.describe()}"]
+        if self.grants:
+            lines.append(f"folders: {access.QEMU_USER} gets search permission (a POSIX ACL) on "
+                         f"{', '.join(map(str, self.grants))} before anything is made")
         for vm in self.vms:
             seed = vm.files.seed or "no seed"
             lines.append(f"{vm.name}: owner {vm.student.username}, folder {vm.folder}, "
@@ -148,6 +153,7 @@ class Outcome:
 class Report:
     outcomes: list[Outcome]
     passwords_file: Path | None  # where generated passwords went (mode 0600), if any
+    granted: tuple[Path, ...] = ()  # folders QEMU's user was let pass (see Plan.grants)
 
     @property
     def failed(self) -> list[Outcome]:
@@ -167,27 +173,32 @@ def vm_name(scheme: str, lab_class: str, username: str, template: str) -> str:
     return check_vm_name(name.replace("_", "-").replace(".", "-"))
 
 
+class Unreachable(InvalidInput):
+    """The one problem of a request: folders QEMU's user cannot pass (``folders``). A terminal
+    asks whether to let it pass them; elsewhere ``--fix-permissions`` does."""
+
+    def __init__(self, message: str, folders: Sequence[Path]) -> None:
+        super().__init__(message)
+        self.folders = tuple(folders)
+
+
 def plan(settings: Settings, host: Host, template: Template, lab_class: str,
          students: Sequence[Student], *, start: bool = False, overcommit: bool = False,
-         existing: set[str] | None = None) -> Plan:
+         fix_permissions: bool = False, existing: set[str] | None = None) -> Plan:
     """Check the request as a whole and decide everything; makes nothing. Blocking (libvirt calls).
 
     Raises InvalidInput naming every problem: bad names, clashes with existing VMs or folders,
-    template files QEMU cannot read, a student folder root QEMU cannot enter, not enough memory or
-    disk (unless ``overcommit``).
+    template files QEMU cannot read, not enough memory or disk (unless ``overcommit``), folders
+    QEMU cannot pass on the way to the VMs' files (unless ``fix_permissions``: then the plan
+    lets it pass them first); :class:`Unreachable` when those folders are the only problem.
     """
     check_class_name(lab_class)
     if not students:
         raise InvalidInput("no students: the roster is empty")
     if host.remote:
         raise InvalidInput(f"provisioning makes files on this machine: run it on {host.name} itself")
-    problems = [f"template {template.name}: {c.role} {c.path}: {c.problem}"
-                for c in check_files(template) if c.problem]
     root = settings.student_vms_dir.absolute()
-    passage = enterable_by(root if root.exists() else root.parent)
-    if passage:
-        problems.append(f"{passage}: QEMU could not reach the VMs' files under {root} "
-                        "(set VMM_STUDENT_VMS_DIR to a folder it can pass, e.g. under /srv)")
+    problems, blocked = _reach(settings, template, root)
     conn = host.connection()
     taken = existing if existing is not None else {dom.name() for dom in conn.listAllDomains(0)}
     vms: list[VMPlan] = []
@@ -213,9 +224,36 @@ def plan(settings: Settings, host: Host, template: Template, lab_class: str,
     capacity = _capacity(conn, template, len(vms), root)
     if not overcommit:
         problems += [f"{p} (--overcommit to go on anyway)" for p in capacity.problems()]
+    if blocked and not fix_permissions:
+        passage = (f"{access.QEMU_USER} (QEMU) cannot enter {', '.join(map(str, blocked))}, on the way "
+                   f"to the VMs' files: --fix-permissions lets it pass (no listing, no reading), as "
+                   f"would `{access.grant_command(blocked)}`; or set VMM_STUDENT_VMS_DIR (and "
+                   "VMM_TEMPLATE_DIR) to folders it can pass, e.g. under /srv")
+        if not problems:
+            raise Unreachable(f"nothing made:\n  {passage}", blocked)
+        problems.append(passage)
     if problems:
         raise InvalidInput("nothing made:\n" + "\n".join(f"  {p}" for p in problems))
-    return Plan(template, lab_class, _domain_type(settings, template), start, tuple(vms), capacity)
+    return Plan(template, lab_class, _domain_type(settings, template), start, tuple(vms), capacity,
+                grants=tuple(blocked))
+
+
+def _reach(settings: Settings, template: Template, root: Path) -> tuple[list[str], list[Path]]:
+    """What QEMU cannot reach: the template files it could not read even once it may pass their
+    folders (problems), and the folders in its way, to those files, the student folder root and
+    the console socket folder (in path order, each once)."""
+    problems = []
+    blocked: dict[Path, None] = {}
+    try:
+        for folder in (root, settings.console_socket_dir):
+            blocked.update(dict.fromkeys(access.blocked_folders(folder)))
+        for role, path in template.files().items():
+            blocked.update(dict.fromkeys(access.blocked_folders(path.absolute().parent)))
+            if problem := access.file_problem(path):
+                problems.append(f"template {template.name}: {role} {path}: {problem}")
+    except VMManagerError as exc:  # no QEMU user on this host
+        return [exc.message], []
+    return problems, sorted(blocked)
 
 
 def account_problems(os_family: str, student: Student, vm: str) -> list[str]:
@@ -277,6 +315,10 @@ def _domain_type(settings: Settings, template: Template) -> str:
 # -- making --
 async def execute(plan: Plan, settings: Settings, host: Host, progress: Progress | None = None) -> Report:
     """Make every VM of the plan (on the core loop); an outcome per VM, in the plan's order."""
+    if plan.grants:  # before anything is made: a refusal here leaves nothing behind
+        await asyncio.to_thread(access.grant_passage, plan.grants)
+        log.info("provision %s: %s may now pass %s (POSIX ACL)", plan.lab_class, access.QEMU_USER,
+                 ", ".join(map(str, plan.grants)))
     if plan.domain_type == AUTO:  # blocking: up to kvmprobe.DEADLINE, once per host
         decided = await host.call(kvmprobe.decide, settings, host.connection())
         log.info("provision %s: domain type %s", plan.lab_class, decided)
@@ -297,7 +339,7 @@ async def execute(plan: Plan, settings: Settings, host: Host, progress: Progress
         outcomes = list(await asyncio.gather(*(one(vm) for vm in plan.vms)))
     if plan.start:
         outcomes = await _resume_all(host, outcomes, plan)
-    return Report(outcomes, passwords.path)
+    return Report(outcomes, passwords.path, plan.grants)
 
 
 async def _make(plan: Plan, vm: VMPlan, host: Host, passwords: _PasswordFile) -> Outcome:

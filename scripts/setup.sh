@@ -13,11 +13,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# What the app needs (make run): openssl (password hashes), qemu-utils (overlays), and what builds
+# What the app needs (make run): openssl (password hashes), qemu-utils (overlays), acl (setfacl: lets
+# QEMU pass a folder in the way of a VM's files, `provision --fix-permissions`), and what builds
 # libvirt-python from source (PyPI ships it as an sdist only): a C compiler, pkg-config, libvirt-dev
 # (which brings libvirt's client library, test driver included) and the Python headers. None of
 # them starts a daemon when installed.
-RUN_PACKAGES=(openssl libvirt-dev pkg-config qemu-utils python3 python3-venv python3-dev gcc)
+RUN_PACKAGES=(openssl libvirt-dev pkg-config qemu-utils acl python3 python3-venv python3-dev gcc)
 # What the tests, the benchmark and the template builds add: libvirtd and QEMU, tmux for the TUI
 # tests; cpio and kmod (depmod) for the tiny template's initramfs, genisoimage; mmdebstrap and
 # e2fsprogs for the Debian template; the throwaway OpenLDAP server of the LDAP tests (slapd,

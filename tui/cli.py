@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core import __version__, audit, eventloop
+from core.access import QEMU_USER, grant_command
 from core.actions import Action, ActionResult
 from core.audit import Actor, Item
 from core.errors import InvalidInput, VMManagerError
@@ -24,7 +25,7 @@ from core.lab import Lab
 from core.log import setup_logging
 from core.model import VM
 from core.names import check_class_name, check_username
-from core.provision import AUTO, Outcome
+from core.provision import AUTO, Outcome, Unreachable
 from core.roster import Student, read_roster
 from core.settings import Settings, load_settings, positive_number
 from core.snapshots import check_snapshot_name
@@ -88,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     prov.add_argument("--dry-run", action="store_true", help="show what would be made; make nothing")
     prov.add_argument("--overcommit", action="store_true",
                       help="go on when the host has less free memory or disk than the class needs")
+    prov.add_argument("--fix-permissions", action="store_true",
+                      help="let QEMU's user pass the folders in the way to the VMs' files (a POSIX "
+                      "ACL granting search permission, as virt-manager does); a terminal asks instead")
 
     doctor = commands.add_parser("doctor", help="find what killed provisioning runs left half-made")
     doctor.add_argument("--fix", action="store_true", help="remove it (only our folders and domains), "
@@ -240,8 +244,14 @@ async def _provision(args: argparse.Namespace, settings: Settings) -> int:
     template, students = _provision_request(args, settings)
     lab = await Lab.open(settings, args.connect)
     try:
-        plan = await lab.plan_provision(template, args.lab_class, students, start=args.start,
-                                        overcommit=args.overcommit)
+        try:
+            plan = await lab.plan_provision(template, args.lab_class, students, start=args.start,
+                                            overcommit=args.overcommit, fix_permissions=args.fix_permissions)
+        except Unreachable as refused:
+            if args.dry_run or not _may_grant(refused.folders):
+                raise
+            plan = await lab.plan_provision(template, args.lab_class, students, start=args.start,
+                                            overcommit=args.overcommit, fix_permissions=True)
         if args.dry_run:
             print("\n".join(plan.describe()))
             print("dry run: nothing made")
@@ -255,6 +265,8 @@ async def _provision(args: argparse.Namespace, settings: Settings) -> int:
         bar.close()
     finally:
         await lab.close()
+    if report.granted:
+        print(f"{QEMU_USER} may now pass {', '.join(map(str, report.granted))} (POSIX ACL)", file=sys.stderr)
     for outcome in report.outcomes:
         print(f"{outcome.name}: {outcome.message}", file=sys.stdout if outcome.ok else sys.stderr)
     made = len(report.outcomes) - len(report.failed)
@@ -262,6 +274,17 @@ async def _provision(args: argparse.Namespace, settings: Settings) -> int:
     if report.passwords_file is not None:
         print(f"generated passwords: {report.passwords_file} (readable only by you)", file=sys.stderr)
     return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _may_grant(folders: Sequence[Path]) -> bool:
+    """On a terminal, ask whether QEMU's user may pass ``folders`` (virt-manager asks the same)."""
+    if not sys.stdin.isatty():
+        return False
+    print(f"{QEMU_USER} (QEMU) cannot enter {', '.join(map(str, folders))}, on the way to the VMs' "
+          f"files.", file=sys.stderr)
+    answer = input(f"Let it pass them (only pass: no listing, no reading), as `{grant_command(folders)}` "
+                   "would? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _provision_request(args: argparse.Namespace, settings: Settings) -> tuple[Template, list[Student]]:

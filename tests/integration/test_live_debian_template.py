@@ -118,10 +118,11 @@ def test_provisioned_debian_vm_applies_its_seed(outside: Outside, debian_templat
     data.mkdir()
     roster = data / "users.csv"
     roster.write_text(f"username,full_name,password,ssh_key\nalice,Alice Martin,{PASSWORD},\n")
-    students = CHECKOUT / "student_vms" / f"{RUN_PREFIX}{tmp_path.name[-12:]}"
+    shared = outside.shared_dir()
+    students = shared / "student_vms"
     env = {**os.environ, "VMM_CONFIG_DIR": str(config), "VMM_DATA_DIR": str(data),
            "VMM_STUDENT_VMS_DIR": str(students), "VMM_TEMPLATE_DIR": str(debian_template),
-           "VMM_CONSOLE_SOCKET_DIR": str(outside.shared_dir() / "consoles")}
+           "VMM_CONSOLE_SOCKET_DIR": str(shared / "consoles")}
     env.pop("VMM_FAILPOINT", None)
     lab_class = outside.name("deb")
     name = f"{lab_class}-alice"

@@ -1,7 +1,9 @@
 """Provisioning a class on real libvirtd + QEMU, through the CLI as an operator runs it.
 
-The VMs are made from the tiny template under the checkout's own ``student_vms/`` (a folder per
-run), which proves QEMU can pass every folder above it. Everything is checked from outside: a
+The VMs are made from the tiny template in a student folder root of their own under /var/tmp
+(wherever the checkout is: QEMU cannot pass a checkout under /root); a root inside a folder QEMU
+may not pass is let through by ``--fix-permissions`` (a POSIX ACL) or refused before anything is
+made. Everything is checked from outside: a
 plain libvirt connection, the files, the seed ISOs read back without mounting, the guest's own
 serial console.
 """
@@ -23,7 +25,7 @@ from pathlib import Path
 import libvirt
 import pytest
 import yaml
-from livelab import RUN_PREFIX, URI, Outside, remove_domain
+from livelab import URI, Outside, remove_domain
 from slapd import GROUPS, SERVICE_DN, SERVICE_PASSWORD, SUFFIX, Slapd, lab_entries
 
 from core import images
@@ -91,8 +93,9 @@ def lab_class(outside: Outside, tiny_template: Path, tmp_path: Path) -> Iterator
         'cmdline = "console=tty0 console=ttyS0"\n'
         'domain_type = "qemu"\nmemory_mib = 96\ndisk_size_gib = 1\n')
     data.mkdir()
-    root = CHECKOUT / "student_vms" / f"{RUN_PREFIX}{tmp_path.name[-12:]}"
-    sockets = outside.shared_dir() / "consoles"
+    shared = outside.shared_dir()
+    root = shared / "student_vms"
+    sockets = shared / "consoles"
     name = outside.name("c")
     env = {**os.environ, "VMM_CONFIG_DIR": str(config), "VMM_DATA_DIR": str(data),
            "VMM_STUDENT_VMS_DIR": str(root), "VMM_CONSOLE_SOCKET_DIR": str(sockets),
@@ -115,6 +118,29 @@ def wait_for_line(log: Path, line: str, within: float = 60.0) -> None:
         time.sleep(0.2)
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
     raise AssertionError(f"no {line!r} on the console after {within:g} s:\n{tail}")
+
+
+def test_a_class_behind_a_folder_qemu_cannot_pass_boots_once_let_through(lab_class: Class) -> None:
+    """The student root inside a folder of mode 0700 (a checkout under /root): refused with the
+    command, nothing made; with --fix-permissions, an ACL lets QEMU pass and the VM boots from it."""
+    home = lab_class.root.parent / "home"
+    home.mkdir(mode=0o700)
+    home.chmod(0o700)
+    root = home / "vm-manager" / "student_vms"
+    env = {"VMM_STUDENT_VMS_DIR": str(root)}
+    roster = lab_class.roster(["alice,Alice,Secret123,"])
+    refused = lab_class.provision(roster, "--start", extra_env=env)
+    assert refused.returncode == 2, refused.stderr
+    assert f"`setfacl -m u:libvirt-qemu:x {home}`" in refused.stderr
+    assert lab_class.domains() == {}
+    assert list(home.iterdir()) == []
+
+    made = lab_class.provision(roster, "--start", "--fix-permissions", extra_env=env)
+    assert made.returncode == 0, made.stderr
+    assert f"libvirt-qemu may now pass {home} (POSIX ACL)" in made.stderr
+    assert stat.S_IMODE(home.stat().st_mode) & 0o707 == 0o700  # an ACL entry, not a chmod
+    console = root / "alice" / lab_class.vm("alice") / "console.log"
+    wait_for_line(console, f"vmm-tiny: hostname={lab_class.vm('alice')}")
 
 
 def test_a_class_of_five_made_booted_reset_and_deleted(lab_class: Class) -> None:

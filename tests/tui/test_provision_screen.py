@@ -7,6 +7,7 @@ on the test driver, so they reach the table through the inventory's own events.
 
 from __future__ import annotations
 
+import dataclasses
 import stat
 import subprocess
 from pathlib import Path
@@ -158,6 +159,47 @@ async def test_a_bad_roster_shows_its_line_numbers_and_makes_nothing(make_app, l
         assert any("Preview first" in n for n in notifications(app))
     assert {vm.name for vm in lab.vms()} == before
     assert not settings.student_vms_dir.exists()
+
+
+async def test_a_student_root_qemu_cannot_pass_is_asked_about_then_let_through(
+        make_app, lab, tmp_path: Path, settings: Settings, world_dir: Path) -> None:
+    """As virt-manager asks for a disk QEMU cannot reach: no, and nothing changes; yes, and the preview
+    says what the run will grant, and the run grants it (an ACL) before it makes the VMs."""
+    home = world_dir / "home"
+    home.mkdir(mode=0o700)
+    home.chmod(0o700)
+    lab.settings = dataclasses.replace(settings, student_vms_dir=home / "checkout" / "student_vms")
+    users = roster(tmp_path, "zoe,Zoé,Secret123,\n")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_provision(app, pilot)
+        await fill(pilot, screen, "mini", "cls8", str(users))
+        for answer in ("n", "y"):
+            await pilot.press("ctrl+r")
+            await wait_until(lambda: isinstance(app.screen, ConfirmScreen))
+            dialog = app.screen
+            assert dialog.title_text == "Let QEMU (libvirt-qemu) pass 1 folder?"
+            assert f"setfacl -m u:libvirt-qemu:x {home}" in dialog.consequence
+            await pilot.press(answer)
+            await wait_until(lambda: app.screen is screen and not screen.busy)
+            await pilot.pause()
+            assert acl_entries(home) == []  # neither an answer nor a preview changes anything
+        assert f"folders: libvirt-qemu gets search permission (a POSIX ACL) on {home} before anything " \
+               "is made" in screen.output_lines
+        assert list(home.iterdir()) == []
+        await pilot.press("ctrl+g")
+        await wait_until(lambda: screen.report is not None, limit=30)
+        await pilot.pause()
+        assert screen.output_lines[0] == "class cls8: 1 of 1 VMs made"
+        assert f"libvirt-qemu may now pass {home} (POSIX ACL)" in screen.output_lines
+    assert acl_entries(home) == ["user:libvirt-qemu:--x"]
+    assert (home / "checkout" / "student_vms" / "zoe" / "cls8-zoe" / "disk.qcow2").is_file()
+
+
+def acl_entries(folder: Path) -> list[str]:
+    out = subprocess.run(["getfacl", "--omit-header", "--absolute-names", str(folder)], capture_output=True,
+                         text=True, check=True)
+    return [line for line in out.stdout.splitlines() if line.startswith("user:libvirt-qemu")]
 
 
 async def test_provision_needs_a_preview_of_exactly_the_inputs_shown(make_app, tmp_path: Path) -> None:

@@ -11,8 +11,12 @@ import csv
 import dataclasses
 import json
 import logging
+import os
+import pty
+import select
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import libvirt
 import pytest
 
 from core import failpoints, kvmprobe, testdriver
+from core.audit import AuditLog
 from core.errors import InvalidInput
 from core.lab import Lab
 from core.provision import Plan
@@ -245,3 +250,109 @@ async def test_a_vm_provisioned_on_the_test_driver_is_deleted_with_its_folder(la
     assert not folder.exists()
     assert mini.image is not None
     assert mini.image.is_file()  # the template's image stays
+
+
+# -- a student folder root QEMU cannot pass (a checkout under /root) --
+@pytest.fixture
+def closed_home(settings: Settings, world_dir: Path) -> tuple[Settings, Path]:
+    """Settings whose student root is inside a folder only its owner may enter, as /root is."""
+    home = world_dir / "home"
+    home.mkdir(mode=0o700)
+    home.chmod(0o700)
+    return dataclasses.replace(settings, student_vms_dir=home / "vm-manager" / "student_vms"), home
+
+
+def qemu_entry(folder: Path) -> list[str]:
+    out = subprocess.run(["getfacl", "--omit-header", "--absolute-names", str(folder)], capture_output=True,
+                         text=True, check=True)
+    return [line for line in out.stdout.splitlines() if line.startswith("user:libvirt-qemu")]
+
+
+def test_a_root_qemu_cannot_reach_is_refused_with_the_command_and_nothing_made(
+        closed_home: tuple[Settings, Path], uri: str, tmp_path: Path) -> None:
+    closed, home = closed_home
+    roster = tmp_path / "users.csv"
+    roster.write_text(HEADER + "alice,Alice,,\n")
+    for dry in (["--dry-run"], []):
+        out = cli(closed, uri, "--template", "mini", "--class", "c10", "--users", roster, *dry)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert f"libvirt-qemu (QEMU) cannot enter {home}," in out.stderr
+        assert f"`setfacl -m u:libvirt-qemu:x {home}`" in out.stderr
+        assert "--fix-permissions" in out.stderr
+        assert "Traceback" not in out.stderr
+    assert list(home.iterdir()) == []
+    assert qemu_entry(home) == []
+    assert not closed.passwords_dir.exists()
+
+
+def test_fix_permissions_lets_qemu_pass_with_an_acl_then_makes_the_class(
+        closed_home: tuple[Settings, Path], uri: str, tmp_path: Path) -> None:
+    closed, home = closed_home
+    roster = tmp_path / "users.csv"
+    roster.write_text(HEADER + "alice,Alice,Secret-pass-1,\n")
+    dry = cli(closed, uri, "--template", "mini", "--class", "c11", "--users", roster, "--fix-permissions",
+              "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"folders: libvirt-qemu gets search permission (a POSIX ACL) on {home} before" in dry.stdout
+    assert qemu_entry(home) == []  # a dry run changes nothing
+    out = cli(closed, uri, "--template", "mini", "--class", "c11", "--users", roster, "--fix-permissions")
+    assert out.returncode == 0, out.stderr
+    assert f"libvirt-qemu may now pass {home} (POSIX ACL)" in out.stderr
+    assert qemu_entry(home) == ["user:libvirt-qemu:--x"]
+    assert (home.stat().st_mode & 0o707) == 0o700  # no chmod: owner and others as they were
+    assert (closed.student_vms_dir / "alice" / "c11-alice" / "disk.qcow2").is_file()
+    audit = AuditLog(closed.database_path)
+    try:
+        granted = [e for e in audit.entries() if e.action == "grant-passage"]
+    finally:
+        audit.close()
+    assert [e.detail for e in granted] == [f"libvirt-qemu may pass {home} (POSIX ACL)"]
+
+
+def provision_on_a_terminal(settings: Settings, uri: str, answer: bytes,
+                            *args: str | Path) -> tuple[int, str]:
+    """The CLI's provision with a terminal for stdin, stdout and stderr; ``answer`` typed at its question."""
+    master, slave = pty.openpty()
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "VMM_ENV_FILE": "/nonexistent", "TERM": "dumb",
+           "VMM_CONFIG_DIR": str(settings.config_dir), "VMM_DATA_DIR": str(settings.data_dir),
+           "VMM_STUDENT_VMS_DIR": str(settings.student_vms_dir),
+           "VMM_CONSOLE_SOCKET_DIR": str(settings.console_socket_dir),
+           "VMM_TEMPLATE_DIR": str(settings.templates_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "-c", uri, "provision", *map(str, args)],
+                            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=CHECKOUT)
+    os.close(slave)
+    seen, asked = b"", False
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the other end is closed, the command ended
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if not asked and b"[y/N]" in seen:
+                os.write(master, answer + b"\n")
+                asked = True
+    finally:
+        os.close(master)
+    return proc.wait(timeout=30), seen.decode(errors="replace")
+
+
+@pytest.mark.parametrize(("answer", "made"), [(b"n", False), (b"y", True)])
+def test_on_a_terminal_provision_asks_to_let_qemu_pass(closed_home: tuple[Settings, Path], uri: str,
+                                                        tmp_path: Path, answer: bytes, made: bool) -> None:
+    closed, home = closed_home
+    roster = tmp_path / "users.csv"
+    roster.write_text(HEADER + "alice,Alice,Secret-pass-1,\n")
+    code, seen = provision_on_a_terminal(closed, uri, answer, "--template", "mini", "--class", "c12",
+                                         "--users", roster)
+    assert f"libvirt-qemu (QEMU) cannot enter {home}, on the way to the VMs' files." in seen
+    assert f"as `setfacl -m u:libvirt-qemu:x {home}` would? [y/N]" in seen
+    assert code == (0 if made else 2), seen
+    assert qemu_entry(home) == (["user:libvirt-qemu:--x"] if made else [])
+    assert (closed.student_vms_dir / "alice" / "c12-alice").is_dir() is made

@@ -1,9 +1,8 @@
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from asuser import python_as
 
 from core.errors import ConfigError
 from core.settings import SYSTEM_ENV_FILE, env_file_path, env_names, load_settings
@@ -65,9 +64,7 @@ def test_an_unreadable_env_file_is_a_clear_error(tmp_path: Path) -> None:
     env.write_text("SECRET_KEY=x\n")
     env.chmod(0o600)
     tmp_path.chmod(0o755)
-    code = "from core.settings import load_settings; load_settings()"
-    out = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                          sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env={"VMM_ENV_FILE": str(env), "PATH": "/usr/bin:/bin"}, timeout=30)
+    out = python_as("from core.settings import load_settings", "load_settings()", cwd=ROOT,
+                    env={"VMM_ENV_FILE": str(env), "PATH": "/usr/bin:/bin"}, timeout=30)
     assert out.returncode != 0
     assert f"ConfigError: cannot read the settings file {env}: Permission denied" in out.stderr

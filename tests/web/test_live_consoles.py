@@ -407,23 +407,19 @@ def probe_as_nobody(targets: list[Listener], path: str, origin: str) -> dict[str
     """:func:`webtest.probe` of each listener, run by a process of user ``nobody`` (no groups):
     what anyone without a token (and without the service's or QEMU's rights) gets from it."""
     import json
-    import subprocess
-    import sys
 
-    script = ("import json, sys\n"
-              "from webtest import Listener, probe\n"
-              "args = json.load(sys.stdin)\n"
-              "out = {t[1]: probe(Listener(*t), args['path'], args['origin']).hex()\n"
-              "       for t in args['targets']}\n"
-              "print(json.dumps(out))\n")
+    from asuser import python_as
+
     here = Path(__file__).resolve().parent
-    as_nobody = ["setpriv", "--reuid", PROBE_AS, "--regid", "nogroup", "--clear-groups"]
-    done = subprocess.run(
-        [*as_nobody, sys.executable, "-c", script],
+    done = python_as(
+        "import json, sys\nfrom webtest import Listener, probe",
+        "args = json.load(sys.stdin)\n"
+        "out = {t[1]: probe(Listener(*t), args['path'], args['origin']).hex() for t in args['targets']}\n"
+        "print(json.dumps(out))",
+        user=PROBE_AS, group="nogroup",
         input=json.dumps({"targets": [[t.family, t.address, t.inode] for t in targets], "path": path,
                           "origin": origin}),
-        capture_output=True, text=True, timeout=120, cwd="/",
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{here}:{here.parents[1]}"}, check=False)
+        timeout=120, cwd="/", env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{here}:{here.parents[1]}"})
     assert done.returncode == 0, done.stderr
     return {address: bytes.fromhex(data) for address, data in json.loads(done.stdout).items()}
 

@@ -14,6 +14,7 @@ from textual.widgets import Button, Static
 
 from core.actions import Action
 from core.model import VM
+from core.text import count
 from tui import format as fmt
 
 CONSEQUENCES = {
@@ -42,25 +43,32 @@ def vm_line(vm: VM) -> Text:
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """Returns True to go ahead. Cancel has the focus, so a stray Enter changes nothing."""
+    """Returns True to go ahead. Cancel has the focus, so a stray Enter changes nothing.
+
+    ``lines`` are what it touches (a VM a line); :meth:`for_action` asks before an action on VMs.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "confirm", "Confirm", id="confirm_yes"),
         Binding("n,escape", "cancel", "Cancel", id="confirm_no"),
     ]
 
-    def __init__(self, action: Action, vms: Sequence[VM], halt_timeout: float = 60.0, *,
-                 snapshot: str = "") -> None:
+    def __init__(self, title: str, consequence: str, yes: str, *, vms: Sequence[VM] = (),
+                 lines: Sequence[Text] = ()) -> None:
         super().__init__()
-        self.action_name = action
+        self.title_text = title
+        self.consequence = consequence
+        self.yes = yes
         self.vms = list(vms)
-        self.consequence = CONSEQUENCES.get(action, "").format(timeout=halt_timeout,
-                                                               snapshot=fmt.printable(snapshot))
+        self.lines = [*map(vm_line, self.vms), *lines]
 
-    @property
-    def title_text(self) -> str:
-        count = len(self.vms)
-        return f"{self.action_name.value.capitalize()} {count} VM{'s' if count != 1 else ''}?"
+    @classmethod
+    def for_action(cls, action: Action, vms: Sequence[VM], halt_timeout: float = 60.0, *,
+                   snapshot: str = "") -> ConfirmScreen:
+        consequence = CONSEQUENCES.get(action, "").format(timeout=halt_timeout,
+                                                          snapshot=fmt.printable(snapshot))
+        return cls(f"{action.value.capitalize()} {count(len(vms), 'VM')}?", consequence,
+                   action.value.capitalize(), vms=vms)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -68,12 +76,11 @@ class ConfirmScreen(ModalScreen[bool]):
             if self.consequence:
                 yield Static(Text(self.consequence), id="confirm-consequence")
             with VerticalScroll(id="confirm-list"):
-                for vm in self.vms:
-                    yield Static(vm_line(vm), classes="confirm-vm")
+                for line in self.lines:
+                    yield Static(line, classes="confirm-vm")
             with Horizontal(id="confirm-buttons"):
                 yield Button("Cancel (n)", id="cancel", compact=True)
-                yield Button(f"{self.action_name.value.capitalize()} (y)", id="confirm",
-                             variant="error", compact=True)
+                yield Button(f"{self.yes} (y)", id="confirm", variant="error", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()

@@ -281,8 +281,8 @@ class MainScreen(Screen[None]):
             else:
                 self.event_log.add(Text(f"{action.value} cancelled", "dim"))
 
-        self.app.push_screen(ConfirmScreen(action, vms, self.lab.settings.halt_timeout,
-                                           snapshot=snapshot), answered)
+        self.app.push_screen(ConfirmScreen.for_action(action, vms, self.lab.settings.halt_timeout,
+                                                      snapshot=snapshot), answered)
 
     def perform(self, action: Action, vms: Sequence[VM], snapshot: str = "") -> None:
         """Run the action in a worker; marks are cleared so the next action starts afresh."""

@@ -8,6 +8,7 @@ after a successful preview of exactly the inputs on screen, and it makes that pr
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -32,9 +33,12 @@ from textual.widgets import (
     Static,
 )
 
+from core.access import QEMU_USER, grant_command
 from core.errors import VMManagerError
 from core.roster import Student, read_roster
+from core.text import count
 from tui import format as fmt
+from tui.screens.confirm import ConfirmScreen
 from tui.screens.templates import TemplateInfo, read_templates, template_summary
 
 if TYPE_CHECKING:
@@ -278,11 +282,17 @@ class ProvisionScreen(Screen[None]):
         self._preview(inputs, info.template)
 
     @work(exclusive=True, group="provision-preview", exit_on_error=False)
-    async def _preview(self, inputs: Inputs, template: Template) -> None:
+    async def _preview(self, inputs: Inputs, template: Template, fix_permissions: bool = False) -> None:
+        from core.provision import Unreachable  # loaded by plan_provision anyway
+
         try:
             students = await self._students(inputs, template)
             plan = await self.lab.plan_provision(template, inputs.lab_class, students,
-                                                 start=inputs.start, overcommit=inputs.overcommit)
+                                                 start=inputs.start, overcommit=inputs.overcommit,
+                                                 fix_permissions=fix_permissions)
+        except Unreachable as exc:
+            self._show_error(*error_lines(exc))
+            self._ask_to_grant(inputs, template, exc.folders)
         except Exception as exc:  # every problem is shown in the screen, never raised
             self._show_error(*error_lines(exc))
         else:
@@ -291,6 +301,21 @@ class ProvisionScreen(Screen[None]):
         finally:
             self.busy = ""
             self._sync()
+
+    def _ask_to_grant(self, inputs: Inputs, template: Template, folders: Sequence[Path]) -> None:
+        """QEMU cannot pass these folders: ask to let it (as virt-manager asks), then preview again."""
+        def answered(yes: bool | None) -> None:
+            if yes and not self.busy and self.inputs() == inputs:
+                self.busy = "preview"
+                self._status("Previewing again: QEMU will be let pass those folders first…")
+                self._sync()
+                self._preview(inputs, template, fix_permissions=True)
+
+        self.app.push_screen(ConfirmScreen(
+            f"Let QEMU ({QEMU_USER}) pass {count(len(folders), 'folder')}?",
+            "It cannot reach the VMs' files through them. It gets search permission only (no listing, "
+            f"no reading), with a POSIX ACL, when the VMs are made: {grant_command(folders)}",
+            "Let it pass", lines=[Text(fmt.printable(str(folder))) for folder in folders]), answered)
 
     async def _students(self, inputs: Inputs, template: Template) -> list[Student]:
         if inputs.source == LDAP:
@@ -372,6 +397,9 @@ class ProvisionScreen(Screen[None]):
         self._out(summary, "bold red" if failed else "bold green", follow=False)
         for outcome in report.outcomes:
             self._out(_outcome_line(outcome), "" if outcome.ok else "red", follow=False)
+        if report.granted:
+            self._out(f"{QEMU_USER} may now pass {', '.join(map(str, report.granted))} (POSIX ACL)",
+                      follow=False)
         if report.passwords_file is not None:
             self._out(f"generated passwords: {report.passwords_file} (mode 0600: only you can read "
                       "it; hand them out, then delete it)", "bold", follow=False)

@@ -8,7 +8,6 @@ the terminal's colours, inside a quiet zone, so a phone scans it straight from t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
 from typing import ClassVar
 
 from rich.style import Style
@@ -20,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from core.model import VM
+from core.text import count
 from tui import format as fmt
 from tui.consoles import SharedLink, ShareResult
 from tui.screens.confirm import ConfirmScreen
@@ -139,21 +139,11 @@ class ShareScreen(Screen[None]):
         self.dismiss(None)
 
 
-class _Revoke(Enum):  # stands in for an Action in the confirmation dialog (its button's label)
-    LINKS = "revoke links"
-
-
 class RevokeScreen(ConfirmScreen):
     """Confirms revoking every console link of the VMs it lists."""
 
     def __init__(self, vms: Sequence[VM], *, server: bool) -> None:
-        super().__init__(_Revoke.LINKS, vms)  # type: ignore[arg-type]
-        self.consequence = ("every share link of each VM stops working; the consoles open through "
-                            "them close " + ("at once" if server else "when the console server "
-                                             "next checks (none answers now)"))
-
-    @property
-    def title_text(self) -> str:
-        count = len(self.vms)
-        return f"Revoke the console links of {count} VM{'s' if count != 1 else ''}?"
-
+        super().__init__(f"Revoke the console links of {count(len(vms), 'VM')}?",
+                         "every share link of each VM stops working; the consoles open through them "
+                         "close " + ("at once" if server else "when the console server next checks "
+                                     "(none answers now)"), "Revoke links", vms=vms)
