@@ -17,22 +17,23 @@ from typing import TYPE_CHECKING
 
 import libvirt
 
-from core import domainxml, eventloop
-from core.actions import Action, ActionResult, Protected, run_bulk
-from core.audit import Actor, AuditLog, Item
 from core.errors import ActionFailed, ConfigError, InvalidInput, NotFound, VMManagerError, from_libvirt
-from core.host import Host
-from core.inventory import Inventory, Update
+from core.lifecycle.actions import Action, ActionResult, Protected, run_bulk
 from core.metadata import NAMESPACE, PREFIX
 from core.model import VM, HostStatus
 from core.names import check_class_name, check_username
-from core.requests import Kind, Request, RequestStore, Status
-from core.roster import Student
+from core.provision.roster import Student
+from core.provision.templates import Template, load_templates
+from core.records.audit import Actor, AuditLog, Item
+from core.records.requests import Kind, Request, RequestStore, Status
 from core.settings import Settings
-from core.templates import Template, load_templates
+from core.virt import domainxml, eventloop
+from core.virt.connection import Host
+from core.virt.inventory import Inventory, Update
 
 if TYPE_CHECKING:  # imported where used: starting the TUI needs neither
-    from core import doctor, provision
+    from core import provision
+    from core.provision import doctor
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class Lab:
     def protected(self) -> Protected:
         """What delete must never remove: the template folder and every file templates.toml
         declares, read afresh. A file that cannot be read leaves the templates unknown: delete
-        then refuses every VM it would remove a disk of (see :class:`core.actions.Protected`)."""
+        then refuses every VM it would remove a disk of (see :class:`core.lifecycle.actions.Protected`)."""
         folder = self.settings.templates_path
         try:
             templates = load_templates(self.settings.templates_file, folder)
@@ -267,7 +268,7 @@ class Lab:
             store.close()
         self.record(actor, [Item(f"request-{'approve' if approve else 'reject'}", done.vm_name or "",
                                  done.vm_uuid or "", "ok", f"#{done.id} {done.summary()}: {word}")])
-        from core import mail  # smtplib: only when an answer is given
+        from core.records import mail  # smtplib: only when an answer is given
 
         await mail.notify_answer(self.settings, done)
         return done
@@ -338,7 +339,7 @@ class Lab:
 
     async def doctor(self, fix: bool = False, *, actor: Actor | None = None) -> doctor.Checkup:
         """Find (and with ``fix`` remove) what killed provisioning runs left half-made."""
-        from core import doctor
+        from core.provision import doctor
 
         host = self._local_host()
         checkup = await eventloop.run_on_core(host.call(doctor.checkup, self.settings, host, fix))

@@ -30,13 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-Za-z]|.)")
 sys.path.insert(0, str(ROOT))
 
-from core import eventloop, testdriver  # noqa: E402
-from core.domainbuild import tiny_domain  # noqa: E402
 from core.lab import SYSTEM_URI as SYSTEM  # noqa: E402
 from core.lab import Lab  # noqa: E402
 from core.model import VMState  # noqa: E402
+from core.provision.domainbuild import tiny_domain  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.testdriver import Spec  # noqa: E402
+from core.testing import testdriver  # noqa: E402
+from core.testing.testdriver import Spec  # noqa: E402
+from core.virt import eventloop  # noqa: E402
 
 VM_MANAGER = str(ROOT / ".venv" / "bin" / "vm-manager")
 POLL = 0.01  # seconds between two looks at the screen while timing a start-up (see Pane.wait)

@@ -56,8 +56,8 @@ import libvirt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.domainbuild import DiskSpec, tiny_domain  # noqa: E402
 from core.lab import SYSTEM_URI  # noqa: E402
+from core.provision.domainbuild import DiskSpec, tiny_domain  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.web import admin  # noqa: E402
 

@@ -24,12 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import eventloop  # noqa: E402
-from core.actions import Action  # noqa: E402
 from core.lab import SYSTEM_URI, Lab  # noqa: E402
-from core.roster import Student  # noqa: E402
+from core.lifecycle.actions import Action  # noqa: E402
+from core.provision.roster import Student  # noqa: E402
+from core.provision.templates import Template  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.templates import Template  # noqa: E402
+from core.virt import eventloop  # noqa: E402
 
 
 def figure(name: str, value: float, unit: str) -> None:
@@ -72,7 +72,7 @@ def libvirt_alone(count: int, workers: int) -> float:
     the floor under any "made and started" figure on this host."""
     import libvirt
 
-    from core.domainbuild import tiny_domain
+    from core.provision.domainbuild import tiny_domain
 
     conn = libvirt.open(SYSTEM_URI)
     prefix = f"vmm-bench-floor-{secrets.token_hex(2)}"

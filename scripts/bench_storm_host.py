@@ -16,9 +16,9 @@ from pathlib import Path
 
 import libvirt
 
-from core import testdriver
 from core.settings import Settings
-from core.testdriver import Spec
+from core.testing import testdriver
+from core.testing.testdriver import Spec
 from tui.app import VMManagerApp
 
 

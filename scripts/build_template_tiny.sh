@@ -167,7 +167,7 @@ done </etc/modules
 
 # The seed is a CD with the ISO9660 label cidata. The CD-ROM shows up a moment after ata_piix
 # probes its channels: look for up to 5 s. busybox findfs misses some ISOs (pycdlib's, made by
-# core/seed.py), so the label is also read from the primary volume descriptor (sector 16).
+# core/provision/guests/linux.py), so the label is also read from the primary volume descriptor (sector 16).
 iso_label() {
     [ "$(dd if="$1" bs=1 skip=32769 count=5 2>/dev/null)" = CD001 ] || return 1
     dd if="$1" bs=1 skip=32808 count=32 2>/dev/null | tr -d ' '

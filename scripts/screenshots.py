@@ -21,13 +21,13 @@ import libvirt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.audit import Actor, AuditLog  # noqa: E402
-from core.domainbuild import tiny_domain  # noqa: E402
 from core.lab import DEMO_URI, Lab  # noqa: E402
 from core.lab import SYSTEM_URI as SYSTEM  # noqa: E402
 from core.metadata import LabMeta  # noqa: E402
 from core.model import VM  # noqa: E402
-from core.requests import Kind, RequestStore  # noqa: E402
+from core.provision.domainbuild import tiny_domain  # noqa: E402
+from core.records.audit import Actor, AuditLog  # noqa: E402
+from core.records.requests import Kind, RequestStore  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from tui.app import VMManagerApp  # noqa: E402
 
@@ -109,7 +109,7 @@ async def shoot_portal(settings: Settings, uri: str) -> list[Path]:
     from aiohttp.test_utils import unused_port
     from playwright.async_api import async_playwright
 
-    from core.accounts import Accounts
+    from core.auth.accounts import Accounts
     from core.web.app import make_app, runner_options
 
     accounts = Accounts(settings.database_path)

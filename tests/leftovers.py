@@ -1,6 +1,6 @@
 """What the web and browser tests must not leave behind, checked once at the end of the session.
 
-Nothing of ours may be left: no console endpoint process (``core.web.wsbridge``), ``websockify``
+Nothing of ours may be left: no console endpoint process (``core.web.console.wsbridge``), ``websockify``
 or ``vm-manager serve``; no run folder (``vmm-run-*``, made by :func:`run_dir`); no listening TCP
 port or Unix socket of ours.
 
@@ -51,7 +51,7 @@ class Process:
         """What of ours this process is, by its command line; None for anything else."""
         argv = self.argv
         names = [os.path.basename(arg) for arg in argv[:3]]
-        if "core.web.wsbridge" in argv:
+        if "core.web.console.wsbridge" in argv:
             return "console endpoint process"
         if "websockify" in names or argv[1:3] == ("-m", "websockify"):
             return "websockify"

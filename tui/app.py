@@ -21,14 +21,14 @@ from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
 from textual.signal import Signal
 
-from core import eventloop
-from core.audit import Actor
 from core.errors import VMManagerError
-from core.inventory import Key, Update
 from core.lab import Lab
 from core.model import VM, Change, HostStatus
-from core.requests import NewRequests
+from core.records.audit import Actor
+from core.records.requests import NewRequests
 from core.settings import Settings
+from core.virt import eventloop
+from core.virt.inventory import Key, Update
 from tui.coalesce import Coalescer
 from tui.commands import VMCommands
 from tui.history import StatsHistory
@@ -181,7 +181,7 @@ class VMManagerApp(App[None]):
     # -- the console server (--serve) --
     async def _serve(self, lab: Lab, host: str, port: int) -> None:
         """``vm-manager serve`` on this loop until the app ends; a failure is reported, not raised."""
-        from core.tokens import load_secret_key
+        from core.links.shares import load_secret_key
 
         try:
             key = load_secret_key(lab.settings, demo=lab.demo)

@@ -15,22 +15,24 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from core import __version__, audit, eventloop
-from core.access import QEMU_USER, grant_command
-from core.actions import Action, ActionResult
-from core.audit import Actor, Item
+from core import __version__
 from core.errors import InvalidInput, VMManagerError
-from core.kvmprobe import DEADLINE as KVM_PROBE_DEADLINE
 from core.lab import Lab
+from core.lifecycle.actions import Action, ActionResult
+from core.lifecycle.snapshots import check_snapshot_name
+from core.lifecycle.targets import resolve
 from core.log import setup_logging
 from core.model import VM
 from core.names import check_class_name, check_username
-from core.provision import AUTO, Outcome, Unreachable
-from core.roster import Student, read_roster
+from core.provision.kvmprobe import DEADLINE as KVM_PROBE_DEADLINE
+from core.provision.planning import AUTO, Outcome, Unreachable
+from core.provision.roster import Student, read_roster
+from core.provision.templates import Template, check_files, load_templates
+from core.records import audit
+from core.records.audit import Actor, Item
 from core.settings import Settings, load_settings, positive_number
-from core.snapshots import check_snapshot_name
-from core.targets import resolve
-from core.templates import Template, check_files, load_templates
+from core.storage.permissions import QEMU_USER, grant_command
+from core.virt import eventloop
 from tui import cli_records, cli_users
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -309,7 +311,7 @@ def _provision_request(args: argparse.Namespace, settings: Settings) -> tuple[Te
         if args.users is not None:
             students = read_roster(args.users, os_family=template.os if template else "linux")
         else:
-            from core.directory import group_members
+            from core.auth.ldapgroups import group_members
 
             students = group_members(settings, args.ldap_group)
     except VMManagerError as exc:
@@ -421,7 +423,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from core.errors import ConfigError
     from core.lab import DEMO_URI, choose_uri
-    from core.tokens import generate_secret_key, key_file, load_secret_key
+    from core.links.shares import generate_secret_key, key_file, load_secret_key
     from core.web.app import serve
 
     # A service never serves the demo lab by surprise: only when it is asked for by its URI.
@@ -462,9 +464,9 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _share(args: argparse.Namespace, settings: Settings) -> int:
-    from core.tokens import parse_ttl
+    from core.links.client import Consoles
+    from core.links.shares import parse_ttl
     from core.web import base_url
-    from tui.consoles import Consoles
 
     if not args.targets and not args.classes:
         raise UsageError("share needs at least one TARGET or --class")
@@ -490,7 +492,7 @@ async def _share(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from core.tokens import LINK_ID, TOKEN, TokenStore, load_secret_key
+    from core.links.shares import LINK_ID, TOKEN, TokenStore, load_secret_key
     from core.web import admin
 
     if not args.targets and not args.classes:

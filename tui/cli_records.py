@@ -15,12 +15,12 @@ import sys
 import time
 from datetime import datetime
 
-from core.audit import AuditLog, Entry
 from core.errors import VMManagerError
 from core.lab import Lab
-from core.requests import Request, RequestStore, Status
+from core.links.shares import format_time
+from core.records.audit import AuditLog, Entry
+from core.records.requests import Request, RequestStore, Status
 from core.settings import Settings
-from core.tokens import format_time
 
 EXIT_OK, EXIT_FAILED = 0, 1
 _AGO = re.compile(r"(\d+)([smhd])")

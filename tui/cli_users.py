@@ -1,4 +1,4 @@
-"""``vm-manager user add|passwd|del|list``: the local accounts (core.accounts).
+"""``vm-manager user add|passwd|del|list``: the local accounts (core.auth.accounts).
 
 Passwords are asked twice on the terminal (never echoed), or read from the first line of stdin with
 ``--password-stdin`` for scripts; never taken as an argument, where ``ps`` would show them.
@@ -18,13 +18,13 @@ import getpass
 import json
 import sys
 
-from core import audit
-from core.accounts import Account, AccountExists, Accounts, Role, check_password
-from core.audit import Actor, Item
+from core.auth.accounts import Account, AccountExists, Accounts, Role, check_password
 from core.errors import InvalidInput, NotFound, VMManagerError
+from core.links.shares import format_time
 from core.names import check_username, recorded_username
+from core.records import audit
+from core.records.audit import Actor, Item
 from core.settings import Settings
-from core.tokens import format_time
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

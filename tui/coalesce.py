@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from core.inventory import Update
+from core.virt.inventory import Update
 
 
 class Throttle:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from core.inventory import Key
 from core.model import VM
+from core.virt.inventory import Key
 
 SERIES = ("cpu", "memory", "disk", "network")
 

@@ -4,7 +4,7 @@
 ``endpoints`` keeps the endpoint process (websockify's proxy, ``wsbridge``) serving every VM
 whose console is open; ``proxy`` relays a browser's websocket to it; ``admin`` is the
 operator's API; ``pages`` the few pages the server writes itself. This module stays free of
-aiohttp: websockify imports ``core.web.endpoints`` for its auth plugin, the CLI these helpers.
+aiohttp: websockify imports ``core.web.console.endpoints`` for its auth plugin, the CLI these helpers.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ import aiohttp
 from aiohttp import web
 
 from core.errors import VMManagerError
+from core.links.shares import format_time, parse_ttl
 from core.settings import Settings
-from core.tokens import format_time, parse_ttl
 from core.web import share_url
 from core.web.app import CONFIG, ENDPOINTS, LAB, STORE, VIEWERS, find_vm
 

@@ -35,14 +35,14 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from core.errors import ConfigError
-from core.inventory import Update
 from core.lab import Lab
+from core.links.shares import Link, TokenStore
 from core.model import VM
 from core.settings import PROJECT_DIR, Settings
-from core.tokens import Link, TokenStore
+from core.virt.inventory import Update
 from core.web import DEFAULT_HOST, DEFAULT_PORT, N_, base_url, i18n, origin_of, pages
-from core.web.endpoints import MAX_MESSAGE, EndpointError, Endpoints
-from core.web.proxy import CLOSE_REVOKED, Viewers, relay
+from core.web.console.endpoints import MAX_MESSAGE, EndpointError, Endpoints
+from core.web.console.proxy import CLOSE_REVOKED, Viewers, relay
 
 log = logging.getLogger(__name__)
 ACCESS_LOG = logging.getLogger("core.web.access")

@@ -32,21 +32,22 @@ import jinja2
 from aiohttp import web
 from babel.support import NullTranslations
 
-from core import mail, signin
-from core.actions import Action, ActionResult
-from core.audit import Actor, Item
-from core.directory import DirectoryError
+from core.auth import signin
+from core.auth.ldapgroups import DirectoryError
+from core.auth.sessions import Session, SessionStore
 from core.errors import ConfigError
 from core.lab import Lab
+from core.lifecycle.actions import Action, ActionResult
+from core.links.shares import TokenStore, parse_ttl
 from core.model import VM, VMState
 from core.names import recorded_username
-from core.requests import LIMITS, Kind, RequestRefused, RequestStore
+from core.records import mail
+from core.records.audit import Actor, Item
+from core.records.requests import LIMITS, Kind, RequestRefused, RequestStore
 from core.settings import Settings
-from core.tokens import TokenStore, parse_ttl
 from core.web import N_, i18n, pages
 from core.web.app import CLIENT, UUID, open_console_session, secure_cookies  # app imports us inside make_app
 from core.web.i18n import STATE_LABELS
-from core.web.sessions import Session, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -510,7 +511,7 @@ async def file_request(ctx: Ctx) -> web.StreamResponse:
         made = portal.requests.create(ctx.session.username, kind, reason=_field(form, "reason", 2000),
                                       vm_uuid=vm.uuid if vm else None, vm_name=vm.name if vm else None,
                                       amount=amount, email=ctx.session.email)
-    except RequestRefused as exc:  # core.requests' rules, said in the page's language
+    except RequestRefused as exc:  # core.records.requests' rules, said in the page's language
         ctx.flash("error", ctx._("The request was not filed: %(reason)s",
                                  reason=ctx._(exc.template, **exc.values)))
         return ctx.redirect("/requests")

@@ -518,7 +518,7 @@ class RebootWatch:
     """libvirt's REBOOT events of one domain (a guest reset: what Ctrl+Alt+Del makes SeaBIOS do)."""
 
     def __init__(self, dom: libvirt.virDomain) -> None:
-        from core.eventloop import core_loop
+        from core.virt.eventloop import core_loop
 
         core_loop()  # the process's libvirt event loop: events are dispatched there
         self.count = 0

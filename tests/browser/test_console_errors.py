@@ -29,8 +29,8 @@ from consolelab import ConsoleServer, until, wait_state
 from livelab import URI, Outside, domain_xml
 
 from core.lab import Lab
+from core.links.shares import TokenStore
 from core.settings import Settings
-from core.tokens import TokenStore
 from core.web.app import LAB, STORE, VIEWERS, find_vm, make_app, runner_options
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ import pytest
 from consolelab import Serve, open_console, until
 from livelab import Outside, domain_type
 
-from core.domainbuild import kernel_domain
+from core.provision.domainbuild import kernel_domain
 
 pytestmark = pytest.mark.integration
 

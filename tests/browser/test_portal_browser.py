@@ -16,7 +16,7 @@ import pytest
 from consolelab import ConsoleServer, canvas_rgb, lit_share, settled_screen, until, wait_state
 from livelab import RUN_PREFIX, URI, Outside
 
-from core.accounts import Accounts
+from core.auth.accounts import Accounts
 from core.metadata import LabMeta
 from core.settings import Settings
 

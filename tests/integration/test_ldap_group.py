@@ -29,10 +29,10 @@ from slapd import (
     posix_group,
 )
 
-from core import directory
-from core.directory import DirectoryError, check_dn, group_members
+from core.auth import ldapgroups as directory
+from core.auth.ldapgroups import DirectoryError, check_dn, group_members
 from core.errors import ConfigError, InvalidInput, NotFound
-from core.roster import Student
+from core.provision.roster import Student
 from core.settings import Settings
 
 pytestmark = pytest.mark.integration

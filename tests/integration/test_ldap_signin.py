@@ -1,4 +1,4 @@
-"""LDAP sign-in (core.signin) against real slapds of our own (tests/slapd.py), plain, LDAPS and
+"""LDAP sign-in (core.auth.signin) against real slapds of our own (tests/slapd.py), plain, LDAPS and
 StartTLS, with certificates from a test CA (tests/tlsca.py).
 
 slapd not starting is a failure, never a skip: the packages are part of the setup.
@@ -33,11 +33,11 @@ from slapd import (
 )
 from tlsca import TestCA
 
-from core import ldapconn
-from core.directory import DirectoryError, group_members
+from core.auth import ldap as ldapconn
+from core.auth.ldapgroups import DirectoryError, group_members
+from core.auth.signin import REFUSED, Identity, Role, SigninRefused, authenticate
 from core.errors import ConfigError
 from core.settings import Settings
-from core.signin import REFUSED, Identity, Role, SigninRefused, authenticate
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +171,7 @@ def test_a_missing_operator_group_makes_students_and_says_so(settings: Settings,
 
 
 def test_a_local_account_of_the_same_name_decides(settings: Settings) -> None:
-    from core.accounts import Accounts
+    from core.auth.accounts import Accounts
 
     store = Accounts(settings.database_path)
     store.add("alice", "local-alice-pass", role=Role.OPERATOR)

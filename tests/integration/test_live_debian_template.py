@@ -7,7 +7,7 @@ it is current) that folder instead, for working by hand (add ``VMM_DEBIAN_FORCE=
 after the script changed).
 
 The test runs ``vm-manager provision --start`` as an operator would, then checks from outside,
-through the guest agent (:mod:`core.guest`), what cloud-init made of the seed: the student's
+through the guest agent (:mod:`core.testing.guest`), what cloud-init made of the seed: the student's
 account with the roster's password (SHA-512 crypt), the host name, the French keyboard and
 locale. Then ``vm-manager delete --class`` removes it all. Under TCG a first boot takes one to
 two minutes.
@@ -30,7 +30,8 @@ import libvirt
 import pytest
 from livelab import RUN_PREFIX, URI, Outside, remove_domain, system_answers, unavailable
 
-from core import guest, images
+from core.storage import images
+from core.testing import guest
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import pytest
 from livelab import Disk, Outside, qemu_img
 from unixsock import leave_socket
 
-from core.folders import make_vm_folder
 from core.metadata import LabMeta
 from core.model import VMState
+from core.storage.folders import make_vm_folder
 
 pytestmark = pytest.mark.integration
 
@@ -201,7 +201,7 @@ async def test_a_bulk_action_goes_on_when_one_vm_fails_unexpectedly(
     targets = [await watch.vm_in(u, VMState.SHUTOFF) for u in (lost, fine)]
     lost_base.unlink()
 
-    with caplog.at_level(logging.ERROR, logger="core.actions"):
+    with caplog.at_level(logging.ERROR, logger="core.lifecycle.actions"):
         failed, reset = await lab.act("reset", targets)
 
     assert not failed.ok

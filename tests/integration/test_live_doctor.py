@@ -11,8 +11,8 @@ import pytest
 from livelab import Outside
 from unixsock import leave_socket
 
-from core.doctor import Checkup
-from core.folders import make_vm_folder
+from core.provision.doctor import Checkup
+from core.storage.folders import make_vm_folder
 
 pytestmark = pytest.mark.integration
 

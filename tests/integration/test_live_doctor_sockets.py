@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from livelab import Outside, domain_type
 
-from core.domainbuild import VMFiles, provisioned_domain
-from core.folders import prepare
 from core.metadata import LabMeta
 from core.model import VMState
+from core.provision.domainbuild import VMFiles, provisioned_domain
+from core.provision.templates import Template
 from core.settings import Settings
-from core.templates import Template
+from core.storage.folders import prepare
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import libvirt
 import pytest
 from livelab import Outside
 
-from core import kvmprobe
+from core.provision import kvmprobe
 from core.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from livelab import Outside
 
-from core.actions import Action
+from core.lifecycle.actions import Action
 from core.model import VMState
 
 pytestmark = pytest.mark.integration

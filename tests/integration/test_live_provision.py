@@ -28,13 +28,13 @@ import yaml
 from livelab import URI, Outside, remove_domain
 from slapd import GROUPS, SERVICE_DN, SERVICE_PASSWORD, SUFFIX, Slapd, lab_entries
 
-from core import images
-from core.access import group_id
-from core.folders import STARTING
 from core.metadata import NAMESPACE
-from core.passwords import windows_password_problem
-from core.seed import read_seed_iso
-from core.unattend import UNATTEND_NS, computer_name, read_answer_file
+from core.provision.guests.linux import read_seed_iso
+from core.provision.guests.windows import UNATTEND_NS, computer_name, read_answer_file
+from core.provision.passwords import windows_password_problem
+from core.storage import images
+from core.storage.folders import STARTING
+from core.storage.permissions import group_id
 
 pytestmark = pytest.mark.integration
 

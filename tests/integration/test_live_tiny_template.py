@@ -1,7 +1,7 @@
 """The tiny template boots on real QEMU and reads its NoCloud seed.
 
 The ``tiny_template`` fixture (conftest) builds the template once per session; each test
-boots it by direct kernel boot (``core.domainbuild.kernel_domain``) and reads what the guest
+boots it by direct kernel boot (``core.provision.domainbuild.kernel_domain``) and reads what the guest
 prints on its serial port, which libvirt writes to a file. A template that cannot be built fails
 the tests, never skips them.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from livelab import Outside, domain_type
 
-from core.domainbuild import kernel_domain
 from core.metadata import LabMeta
-from core.seed import LinuxSeed, SeedUser, write_seed_iso
+from core.provision.domainbuild import kernel_domain
+from core.provision.guests.linux import LinuxSeed, SeedUser, write_seed_iso
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ def genisoimage_seed(directory: Path, hostname: str, user: str) -> Path:
 
 
 def core_seed(directory: Path, hostname: str, user: str) -> Path:
-    """The seed provisioning writes (``core.seed``: PyYAML cloud-config, pycdlib ISO)."""
+    """The seed provisioning writes (``core.provision.guests.linux``: PyYAML cloud-config, pycdlib ISO)."""
     iso = directory / "seed.iso"
     write_seed_iso(iso, LinuxSeed(hostname, f"iid-{hostname}", SeedUser(user, "Alice Martin")))
     return iso

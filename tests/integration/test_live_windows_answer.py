@@ -19,12 +19,12 @@ import libvirt
 import pytest
 from livelab import OpenLab, Outside, qemu_img
 
-from core import images
-from core.domainbuild import VMFiles, provisioned_domain
 from core.metadata import NAMESPACE, PREFIX, LabMeta
 from core.model import VMState
-from core.templates import Template
-from core.unattend import WindowsSeed, write_windows_seed_iso
+from core.provision.domainbuild import VMFiles, provisioned_domain
+from core.provision.guests.windows import WindowsSeed, write_windows_seed_iso
+from core.provision.templates import Template
+from core.storage import images
 
 pytestmark = pytest.mark.integration
 

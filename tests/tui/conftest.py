@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from tuitest import FIXED_TIME, lab_specs
 
-from core import testdriver
 from core.lab import Lab
 from core.settings import Settings
+from core.testing import testdriver
 from tui.app import VMManagerApp
 
 

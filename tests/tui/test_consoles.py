@@ -25,14 +25,14 @@ from textual.geometry import Region
 from textual.widgets import DataTable, Input
 from tuitest import SIZE, log_text, notifications, vm_named, wait_until
 
-from core.audit import AuditLog
 from core.lab import Lab
+from core.links.shares import TokenStore, format_time
+from core.records.audit import AuditLog
 from core.settings import Settings
-from core.tokens import TokenStore, format_time
 from core.web import admin
 from core.web import app as web_app
 from core.web.app import VIEWERS
-from core.web.proxy import Viewer, Viewers
+from core.web.console.proxy import Viewer, Viewers
 from tui.app import VMManagerApp
 from tui.screens.main import MainScreen
 from tui.screens.prompt import PromptScreen

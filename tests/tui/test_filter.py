@@ -9,7 +9,7 @@ from tuitest import SIZE, shown_names
 
 from core.metadata import LabMeta
 from core.model import VM, VMState
-from tui.query import fields_of, parse
+from core.query import fields_of, parse
 from tui.widgets.statusbar import FilterInput, StatusBar
 
 ALICE = VM("localhost", "u1", "net101-alice", VMState.RUNNING, 2, 2048,

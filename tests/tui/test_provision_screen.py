@@ -26,9 +26,9 @@ from textual.widgets import (
 )
 from tuitest import SIZE, log_text, notifications, vm_named, wait_until
 
-from core.kvmprobe import DEADLINE
-from core.provision import Outcome, Report
-from core.roster import read_roster
+from core.provision.kvmprobe import DEADLINE
+from core.provision.planning import Outcome, Report
+from core.provision.roster import read_roster
 from core.settings import Settings
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.main import MainScreen
@@ -406,7 +406,7 @@ async def test_snapshot_asks_a_valid_name_then_revert_asks_and_confirms(make_app
 
 async def test_reset_asks_first_then_gives_a_fresh_disk(make_app, lab, tmp_path: Path,
                                                         settings: Settings) -> None:
-    from core.templates import load_templates
+    from core.provision.templates import load_templates
 
     template = load_templates(settings.templates_file, settings.templates_path)["mini"]
     students = read_roster(roster(tmp_path, "zoe,,,\n"))

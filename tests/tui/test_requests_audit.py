@@ -16,11 +16,11 @@ import pytest
 from textual.widgets import DataTable, Input
 from tuitest import FIXED_TIME, HOSTILE_CLICK, SIZE, notifications, vm_named, wait_until
 
-from core import domainxml
-from core.audit import Actor, AuditLog
 from core.lab import Lab
-from core.requests import Kind, RequestStore, Status
+from core.records.audit import Actor, AuditLog
+from core.records.requests import Kind, RequestStore, Status
 from core.settings import Settings
+from core.virt import domainxml
 from tui.app import VMManagerApp
 from tui.screens.audit import AuditScreen
 from tui.screens.prompt import PromptScreen

@@ -11,10 +11,10 @@ from textual.binding import Binding
 from textual.widgets import Sparkline
 from tuitest import FIXED_TIME, SIZE, notifications, vm_named, wait_until
 
-from core.inventory import Update
 from core.lab import Lab
 from core.model import Change, ConnState, Figures
 from core.settings import Settings
+from core.virt.inventory import Update
 from tui.app import VMManagerApp
 from tui.screens.detail import DetailScreen
 from tui.screens.error import ConnectErrorScreen
@@ -119,7 +119,7 @@ async def test_an_unreachable_hypervisor_shows_an_error_screen(settings: Setting
         # fix the cause, then retry from the error screen
         from tuitest import lab_specs
 
-        from core import testdriver
+        from core.testing import testdriver
 
         testdriver.write(tmp_path / "missing.xml", lab_specs())
         await pilot.press("r")

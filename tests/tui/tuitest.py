@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime
 
-from core import testdriver
 from core.metadata import LabMeta
 from core.model import VM, VMState
+from core.testing import testdriver
 from tui.app import VMManagerApp
 
 FIXED_TIME = datetime(2026, 11, 24, 9, 0, 0)

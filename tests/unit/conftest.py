@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from core import testdriver
 from core.lab import Lab
 from core.settings import Settings
+from core.testing import testdriver
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Whether QEMU's user can pass a folder, POSIX ACLs included, and letting it pass with setfacl.
 
 Real folders, real ACLs (Debian's acl package), and the kernel's own answer: each verdict of
-:mod:`core.access` is checked against what a process of that user can actually do.
+:mod:`core.storage.permissions` is checked against what a process of that user can actually do.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from asuser import python_as
 
-from core.access import QEMU_USER, blocked_folders, enterable_by, grant_command, grant_passage
 from core.errors import ActionFailed
+from core.storage.permissions import QEMU_USER, blocked_folders, enterable_by, grant_command, grant_passage
 
 
 def kernel_lets(user: str, group: str, path: Path) -> bool:

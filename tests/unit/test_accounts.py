@@ -1,4 +1,4 @@
-"""Local accounts (core.accounts) in a real SQLite file, local sign-in, and ``vm-manager user``."""
+"""Local accounts (core.auth.accounts) in a real SQLite file, local sign-in, and ``vm-manager user``."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 
-from core.accounts import MIN_PASSWORD, Account, AccountExists, Accounts
+from core.auth.accounts import MIN_PASSWORD, Account, AccountExists, Accounts
+from core.auth.signin import REFUSED, Identity, Role, SigninRefused, authenticate
 from core.errors import InvalidInput, NotFound
 from core.settings import Settings
-from core.signin import REFUSED, Identity, Role, SigninRefused, authenticate
 
 ROOT = Path(__file__).resolve().parents[2]
 # Real argon2id, with small parameters: the default ones take a third of a second per hash here.

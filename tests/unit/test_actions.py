@@ -11,7 +11,7 @@ from core.lab import Lab
 from core.metadata import LabMeta
 from core.model import VMState
 from core.settings import Settings
-from core.testdriver import Spec
+from core.testing.testdriver import Spec
 
 
 def by_name(lab: Lab) -> dict:
@@ -88,7 +88,7 @@ async def test_an_unexpected_error_is_that_vms_failure_and_the_others_go_on(
     lab = await Lab.open(settings, lab_file([Spec("a", VMState.RUNNING), Spec("b", VMState.SHUTOFF)]))
     try:
         vms = sorted(lab.vms(), key=lambda vm: vm.name)
-        with caplog.at_level(logging.ERROR, logger="core.actions"):
+        with caplog.at_level(logging.ERROR, logger="core.lifecycle.actions"):
             results = await lab.act("halt", vms, halt_timeout="soon")  # type: ignore[arg-type]
         assert [(r.vm.name, r.ok) for r in results] == [("a", False), ("b", True)]
         assert results[0].message.startswith("unexpected error: TypeError: ")

@@ -13,14 +13,14 @@ import pytest
 from aiohttp.test_utils import unused_port
 from smtp import Inbox, smtp_inbox
 
-from core import mail
-from core.audit import Actor, AuditLog
 from core.errors import InvalidInput, NotFound
 from core.lab import Lab
 from core.model import LabMeta, VMState
-from core.requests import Kind, NewRequests, RequestStore, Status
+from core.records import mail
+from core.records.audit import Actor, AuditLog
+from core.records.requests import Kind, NewRequests, RequestStore, Status
 from core.settings import Settings
-from core.testdriver import Spec
+from core.testing.testdriver import Spec
 
 WEB = Actor("alice", "web", "192.0.2.7")
 

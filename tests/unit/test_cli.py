@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from core import testdriver
 from core.metadata import LabMeta
 from core.model import VMState
-from core.testdriver import Spec
+from core.testing import testdriver
+from core.testing.testdriver import Spec
 
 STATES = {"running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended", "nostate"}
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from core import testdriver
 from core.metadata import LabMeta
 from core.model import VMState
-from core.requests import Kind, RequestStore, Status
+from core.records.requests import Kind, RequestStore, Status
 from core.settings import Settings
-from core.testdriver import Spec
+from core.testing import testdriver
+from core.testing.testdriver import Spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from unixsock import leave_socket
 
-from core import testdriver
-from core.actions import Protected
-from core.folders import (
+from core.lab import Lab
+from core.lifecycle.actions import Protected
+from core.metadata import LabMeta
+from core.settings import Settings
+from core.storage.folders import (
     MARKER,
     folder_domain,
     make_vm_folder,
@@ -23,11 +25,9 @@ from core.folders import (
     vm_folders,
     work_folders,
 )
-from core.inventory import Inventory
-from core.lab import Lab
-from core.metadata import LabMeta
-from core.settings import Settings
-from core.testdriver import Spec
+from core.testing import testdriver
+from core.testing.testdriver import Spec
+from core.virt.inventory import Inventory
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -202,7 +202,7 @@ async def test_a_broken_templates_toml_refuses_deleting_a_disk_on_the_test_drive
 _CHURN = """
 import sys, uuid
 from pathlib import Path
-from core.folders import make_vm_folder, remove_vm_folder
+from core.storage.folders import make_vm_folder, remove_vm_folder
 root = Path(sys.argv[1])
 print("ready", flush=True)
 for i in range(100000):

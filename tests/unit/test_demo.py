@@ -1,15 +1,15 @@
 import socket
 from collections import Counter
 
-from core import testdriver
 from core.lab import DEMO_LAB, DEMO_URI, choose_uri
 from core.model import VMState
 from core.settings import Settings
+from core.testing import testdriver
 
 
 def test_shipped_demo_file_is_what_the_generator_makes() -> None:
     assert DEMO_LAB.read_text(encoding="utf-8") == testdriver.node_xml(testdriver.demo_specs()), \
-        "run `python -m core.testdriver` to rewrite core/demo/lab.xml"
+        "run `python -m core.testing.testdriver` to rewrite core/demo/lab.xml"
 
 
 async def test_demo_lab_loads_with_mixed_states_and_hostile_names(demo_lab) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import libvirt
 
-from core.domainbuild import GUEST_AGENT_CHANNEL, VMFiles, kernel_domain, provisioned_domain
 from core.metadata import NAMESPACE, LabMeta
-from core.templates import Template
+from core.provision.domainbuild import GUEST_AGENT_CHANNEL, VMFiles, kernel_domain, provisioned_domain
+from core.provision.templates import Template
 
 
 def test_kernel_domain_has_kernel_seed_serial_and_metadata() -> None:

@@ -1,4 +1,4 @@
-from core import domainxml
+from core.virt import domainxml
 
 XML = """
 <domain type='qemu'>

@@ -1,4 +1,4 @@
-"""core.guest against a fake guest agent standing in for ``libvirt_qemu.qemuAgentCommand``.
+"""core.testing.guest against a fake guest agent standing in for ``libvirt_qemu.qemuAgentCommand``.
 
 The real agent is exercised by tests/integration/test_live_debian_template.py.
 """
@@ -13,8 +13,8 @@ from typing import Any
 import libvirt
 import pytest
 
-from core import guest
 from core.errors import ActionFailed, InvalidInput, NotFound, VMManagerError
+from core.testing import guest
 
 
 class Dom:

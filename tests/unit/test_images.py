@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from core import images
+from core.storage import images
 
 
 def qemu_img(*args: str) -> None:

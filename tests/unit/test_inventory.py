@@ -5,12 +5,12 @@ import asyncio
 import libvirt
 import pytest
 
-from core import testdriver
-from core.inventory import Update
 from core.lab import Lab
 from core.metadata import LabMeta
 from core.model import VMState
-from core.testdriver import Spec
+from core.testing import testdriver
+from core.testing.testdriver import Spec
+from core.virt.inventory import Update
 
 
 class Recorder:
@@ -126,7 +126,7 @@ async def test_unreachable_uri_is_a_clear_error(settings) -> None:
 
 async def test_a_read_overtaken_by_an_event_is_not_applied(settings, lab_file) -> None:
     """A worker's read that started before an event must not overwrite what the event said."""
-    from core import eventloop
+    from core.virt import eventloop
 
     lab = await Lab.open(settings, lab_file([Spec("a", VMState.RUNNING)]))
     host = next(iter(lab.hosts.values()))

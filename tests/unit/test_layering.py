@@ -18,7 +18,7 @@ def core_modules() -> list[str]:
 def test_core_modules_load_without_textual_or_tui() -> None:
     modules = core_modules()
     assert "core.lab" in modules
-    assert "core.inventory" in modules
+    assert "core.virt.inventory" in modules
     code = ("import importlib, sys\n"
             f"for name in {modules!r}: importlib.import_module(name)\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich', 'tui'))\n"

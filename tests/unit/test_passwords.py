@@ -1,7 +1,7 @@
 import pytest
 
 from core.errors import InvalidInput
-from core.passwords import check_windows_password, generate_password, windows_password_problem
+from core.provision.passwords import check_windows_password, generate_password, windows_password_problem
 
 
 def test_generated_passwords_are_distinct_and_meet_the_windows_rule() -> None:

@@ -11,9 +11,11 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from core import failpoints, images, snapshots
+from core import failpoints
 from core.errors import ActionFailed, InvalidInput
-from core.provision import Capacity, vm_name
+from core.lifecycle import snapshots
+from core.provision.planning import Capacity, vm_name
+from core.storage import images
 
 
 def test_vm_names_follow_the_scheme_and_are_host_names() -> None:

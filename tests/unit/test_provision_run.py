@@ -23,14 +23,16 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from core import failpoints, kvmprobe, testdriver
-from core.audit import AuditLog
+from core import failpoints
 from core.errors import InvalidInput
 from core.lab import Lab
-from core.provision import Plan
-from core.roster import Student
+from core.provision import kvmprobe
+from core.provision.planning import Plan
+from core.provision.roster import Student
+from core.provision.templates import load_templates
+from core.records.audit import AuditLog
 from core.settings import Settings
-from core.templates import load_templates
+from core.testing import testdriver
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 HEADER = "username,full_name,password,ssh_key\n"

@@ -9,7 +9,14 @@ import pytest
 import yaml
 
 from core.errors import InvalidInput
-from core.seed import LinuxSeed, SeedUser, gecos_problem, read_seed_iso, user_data, write_seed_iso
+from core.provision.guests.linux import (
+    LinuxSeed,
+    SeedUser,
+    gecos_problem,
+    read_seed_iso,
+    user_data,
+    write_seed_iso,
+)
 
 
 def seed(**user: object) -> LinuxSeed:

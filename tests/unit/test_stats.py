@@ -1,6 +1,6 @@
 import pytest
 
-from core import stats
+from core.virt import stats
 
 RAW_1 = {"cpu.time": 10_000_000_000, "vcpu.current": 2, "balloon.rss": 204800,
          "block.count": 2, "block.0.rd.bytes": 1000, "block.0.wr.bytes": 0,

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from core import testdriver
 from core.errors import InvalidInput
+from core.lifecycle.targets import resolve
 from core.metadata import LabMeta
 from core.model import VM, VMState
-from core.targets import resolve
-from core.testdriver import Spec
+from core.testing import testdriver
+from core.testing.testdriver import Spec
 
 
 def vm(name: str, lab_class: str = "") -> VM:

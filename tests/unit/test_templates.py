@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from core.access import QEMU_USER, readable_by
 from core.errors import ConfigError
-from core.templates import check_files, load_templates
+from core.provision.templates import check_files, load_templates
+from core.storage.permissions import QEMU_USER, readable_by
 
 GOOD = """
 [templates.tiny]

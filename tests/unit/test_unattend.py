@@ -22,7 +22,7 @@ import pytest
 import xmlschema
 
 from core.errors import InvalidInput
-from core.unattend import (
+from core.provision.guests.windows import (
     KEYBOARDS,
     UNATTEND_NS,
     WCM_NS,

@@ -26,11 +26,11 @@ from livelab import (  # noqa: E402
 )
 from webtest import Console, Serve, StartConsole, StartServe, start_console, websockify_pids  # noqa: E402
 
-from core import testdriver  # noqa: E402
 from core.lab import Lab  # noqa: E402
 from core.metadata import LabMeta  # noqa: E402
 from core.model import VMState  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from core.testing import testdriver  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)

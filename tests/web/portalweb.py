@@ -8,10 +8,10 @@ from http.cookies import Morsel
 
 from webtest import Console
 
-from core.accounts import Accounts
-from core.audit import AuditLog, Entry
+from core.auth.accounts import Accounts
+from core.auth.signin import Role
+from core.records.audit import AuditLog, Entry
 from core.settings import Settings
-from core.signin import Role
 
 PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22", "olga": "olga-secret-333"}
 

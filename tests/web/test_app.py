@@ -21,7 +21,7 @@ from webtest import Console, StartConsole, closed, eventually, greeting, read_te
 from core.lab import Lab
 from core.settings import Settings
 from core.web.app import ACCESS_LOG, COOKIE, ENDPOINTS, find_vm
-from core.web.proxy import CLOSE_VM_STOPPED
+from core.web.console.proxy import CLOSE_VM_STOPPED
 
 SECURITY_HEADERS = {"Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
                     "X-Frame-Options": "DENY"}

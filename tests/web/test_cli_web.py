@@ -17,10 +17,10 @@ from livelab import unavailable
 from webtest import PROJECT, StartServe, websockify_pids
 from webtest import cli as run
 
-from core import testdriver
 from core.lab import DEMO_URI
 from core.metadata import LabMeta
 from core.model import VMState
+from core.testing import testdriver
 
 KEY = "3b9d0c6e1f2a4b8c7d5e9f0a1b2c3d4e5f60718293a4b5c6"  # openssl rand -hex 24 once
 LINE = re.compile(r"^(http://127\.0\.0\.1:\d+/c/([A-Za-z0-9_-]{43}))  "

@@ -19,14 +19,14 @@ import pytest
 from websockify.auth_plugins import AuthenticationError
 from webtest import eventually, websockify_pids
 
-from core.domainxml import DomainInfo, Graphics
 from core.errors import ConfigError
 from core.lab import Lab
 from core.metadata import LabMeta
 from core.model import VM
 from core.settings import Settings
+from core.virt.domainxml import DomainInfo, Graphics
 from core.web import ENDPOINT_SECRET_ENV, ENDPOINT_SECRET_HEADER, EndpointSecret, base_url, origin_of
-from core.web.endpoints import EndpointError, Endpoints, group_members, parse_ports, vnc_target
+from core.web.console.endpoints import EndpointError, Endpoints, group_members, parse_ports, vnc_target
 
 
 def info(*graphics: Graphics) -> DomainInfo:

@@ -45,8 +45,8 @@ from core.metadata import LabMeta
 from core.model import VMState
 from core.settings import Settings
 from core.web.app import COOKIE
-from core.web.endpoints import group_members
-from core.web.proxy import CLOSE_REVOKED, CLOSE_VM_STOPPED
+from core.web.console.endpoints import group_members
+from core.web.console.proxy import CLOSE_REVOKED, CLOSE_VM_STOPPED
 
 pytestmark = pytest.mark.integration
 
@@ -181,7 +181,7 @@ async def test_revoking_a_link_closes_its_viewers_only(console: StartConsole, li
 
 async def test_expiry_and_revocation_by_another_process_close_viewers(
         console: StartConsole, live_lab: Lab, outside: Outside, web_settings: Settings) -> None:
-    from core.tokens import TokenStore
+    from core.links.shares import TokenStore
 
     uuid = await running_vm(live_lab, outside, "web-expiry")
     server = await console(live_lab, expiry_interval=0.3)

@@ -14,15 +14,15 @@ import pytest
 from portalweb import PASSWORDS, Student, add_accounts, audit_entries, forms
 from webtest import Console, StartConsole, eventually
 
-from core import testdriver
+from core.auth.sessions import FIRST_DELAY, FREE_FAILURES
 from core.lab import Lab
+from core.links.shares import parse_ttl
 from core.metadata import LabMeta
 from core.model import VMState
-from core.requests import Kind, RequestStore
+from core.records.requests import Kind, RequestStore
 from core.settings import Settings
-from core.tokens import parse_ttl
+from core.testing import testdriver
 from core.web.portal import LOGIN_COOKIE, PORTAL, SESSION_COOKIE
-from core.web.sessions import FIRST_DELAY, FREE_FAILURES
 
 HOSTILE = ("<img src=x onerror=alert(1)>", "[b]bold")  # libvirt refuses a "/" in a name
 SCRIPT = "<script>alert(1)</script>"

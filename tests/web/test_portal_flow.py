@@ -16,12 +16,12 @@ import pytest
 from portalweb import Student, add_accounts, audit_entries
 from webtest import StartConsole, eventually
 
-from core import testdriver
 from core.lab import Lab
 from core.metadata import LabMeta
 from core.model import VMState
-from core.requests import RequestStore, Status
+from core.records.requests import RequestStore, Status
 from core.settings import Settings
+from core.testing import testdriver
 from tui.app import VMManagerApp
 from tui.screens.prompt import PromptScreen
 from tui.screens.requests import RequestsScreen

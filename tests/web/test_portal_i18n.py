@@ -11,10 +11,10 @@ from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po
 from webtest import Clock
 
-from core import requests
+from core.auth.sessions import FIRST_DELAY, FREE_FAILURES, MAX_DELAY, SessionStore
+from core.records import requests
 from core.web import i18n
 from core.web.portal import TEMPLATE_DIR
-from core.web.sessions import FIRST_DELAY, FREE_FAILURES, MAX_DELAY, SessionStore
 
 # portal, pages, app, endpoints, i18n..., and the request rules the portal shows
 WEB_SOURCES = [*sorted(Path(i18n.__file__).parent.glob("*.py")), Path(requests.__file__)]
@@ -23,7 +23,7 @@ JINJA = {"extensions": "jinja2.ext.i18n", "trim_blocks": "true", "lstrip_blocks"
 
 def shown_strings() -> set[str]:
     """Every msgid of the server: gettext calls in the portal's templates, _() and N_() in core/web
-    and core/requests.py."""
+    and core/records/requests.py."""
     found = {msg for source in WEB_SOURCES for _line, msg, _c, _ctx in extract_from_file(
         "python", source, keywords={"_": None, "N_": None})}
     for template in TEMPLATE_DIR.glob("*.html"):

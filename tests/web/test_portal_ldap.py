@@ -20,11 +20,11 @@ from livelab import Outside, Watch
 from portalweb import Student, audit_entries
 from webtest import Console, StartConsole, greeting
 
-from core import testdriver
 from core.lab import Lab
 from core.metadata import LabMeta
 from core.model import VMState
 from core.settings import Settings
+from core.testing import testdriver
 from core.web.app import COOKIE
 from core.web.portal import SESSION_COOKIE
 

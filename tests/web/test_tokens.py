@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError, InvalidInput
-from core.settings import Settings
-from core.tokens import (
+from core.links.shares import (
     OLD_DEFAULT_KEY,
     TOKEN,
     TokenStore,
@@ -23,6 +22,7 @@ from core.tokens import (
     load_secret_key,
     parse_ttl,
 )
+from core.settings import Settings
 
 KEY = "s" * 40  # the store takes any key; only load_secret_key judges them
 KEY_HEX = "9f3b1c0e7a5d4f2e8b6c1a0d3e5f7a9b"  # a key load_secret_key accepts
@@ -146,8 +146,8 @@ def test_a_students_link_opens_only_while_the_vm_is_theirs(store: TokenStore, cl
 
 def test_links_of_an_older_database_name_nobody(tmp_path: Path, clock: Clock) -> None:
     """A database written before links named their student: its links keep working as share links."""
-    from core import database
-    from core.tokens import _MIGRATIONS
+    from core.links.shares import _MIGRATIONS
+    from core.records import database
 
     path = tmp_path / "old.sqlite3"
     old = database.open_store(path, "tokens", _MIGRATIONS[:1])

@@ -23,8 +23,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer, unused_port
 
 from core.lab import Lab
+from core.links.shares import Link, TokenStore
 from core.settings import Settings
-from core.tokens import Link, TokenStore
 from core.web import admin
 from core.web.app import ENDPOINTS, STORE, make_app, runner_options
 
@@ -155,11 +155,11 @@ def cmdline(pid: int | str) -> list[str]:
 
 
 def websockify_pids(run_dir: Path | None = None) -> list[int]:
-    """Our endpoint processes (websockify's proxy run by ``core.web.wsbridge``), those of ``run_dir``
+    """Our endpoint processes (websockify's proxy run by ``core.web.console.wsbridge``), those of ``run_dir``
     when given."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        if "core.web.wsbridge" not in cmdline(pid):
+        if "core.web.console.wsbridge" not in cmdline(pid):
             continue
         if run_dir is not None:
             with contextlib.suppress(OSError):

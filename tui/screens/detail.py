@@ -15,10 +15,10 @@ from textual.screen import Screen
 from textual.signal import Signal
 from textual.widgets import Footer, Sparkline, Static
 
-from core.domainxml import DomainInfo
 from core.errors import VMManagerError
-from core.inventory import Key
 from core.model import VM
+from core.virt.domainxml import DomainInfo
+from core.virt.inventory import Key
 from tui import format as fmt
 from tui.history import SERIES, Series, StatsHistory
 

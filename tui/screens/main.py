@@ -19,14 +19,14 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
-from core.actions import Action, ActionResult
 from core.errors import VMManagerError
+from core.lifecycle.actions import Action, ActionResult
+from core.lifecycle.snapshots import check_snapshot_name
+from core.links.client import VIEWER_POLL, Consoles
+from core.links.shares import parse_ttl
 from core.model import VM, Change, HostStatus
-from core.snapshots import check_snapshot_name
-from core.tokens import parse_ttl
 from tui import format as fmt
 from tui.coalesce import Throttle
-from tui.consoles import VIEWER_POLL, Consoles
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.prompt import PromptScreen
 from tui.widgets.eventlog import EventLog, change_line, host_line, result_line

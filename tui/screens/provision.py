@@ -33,9 +33,9 @@ from textual.widgets import (
     Static,
 )
 
-from core.access import QEMU_USER, grant_command
 from core.errors import VMManagerError
-from core.roster import Student, read_roster
+from core.provision.roster import Student, read_roster
+from core.storage.permissions import QEMU_USER, grant_command
 from core.text import count
 from tui import format as fmt
 from tui.screens.confirm import ConfirmScreen
@@ -43,8 +43,8 @@ from tui.screens.templates import TemplateInfo, read_templates, template_summary
 
 if TYPE_CHECKING:
     from core.lab import Lab
-    from core.provision import Outcome, Plan, Report
-    from core.templates import Template
+    from core.provision.planning import Outcome, Plan, Report
+    from core.provision.templates import Template
 
 CSV, LDAP = "csv", "ldap"
 WINDOWS_NOTE = ("Windows: each VM's first boot installs Windows and takes 5–10 minutes before "
@@ -283,7 +283,7 @@ class ProvisionScreen(Screen[None]):
 
     @work(exclusive=True, group="provision-preview", exit_on_error=False)
     async def _preview(self, inputs: Inputs, template: Template, fix_permissions: bool = False) -> None:
-        from core.provision import Unreachable  # loaded by plan_provision anyway
+        from core.provision.planning import Unreachable  # loaded by plan_provision anyway
 
         try:
             students = await self._students(inputs, template)
@@ -319,7 +319,7 @@ class ProvisionScreen(Screen[None]):
 
     async def _students(self, inputs: Inputs, template: Template) -> list[Student]:
         if inputs.source == LDAP:
-            from core.directory import group_members  # ldap3: only when a group is asked for
+            from core.auth.ldapgroups import group_members  # ldap3: only when a group is asked for
 
             return await asyncio.to_thread(group_members, self.lab.settings, inputs.where)
         return await asyncio.to_thread(_read_roster, inputs.where, template.os)
@@ -355,8 +355,8 @@ class ProvisionScreen(Screen[None]):
         bar.display = True
         self._clear()
         self._out(f"making {len(plan.vms)} VMs of class {plan.lab_class}…", "bold")
-        from core.kvmprobe import DEADLINE  # loaded with the plan already
-        from core.provision import AUTO
+        from core.provision.kvmprobe import DEADLINE  # loaded with the plan already
+        from core.provision.planning import AUTO
 
         # as the CLI does: say why nothing moves while the probe boots
         self._status(f"Deciding the domain type first: a KVM probe boot (once per host, up to "

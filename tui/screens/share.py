@@ -18,10 +18,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from core.links.client import SharedLink, ShareResult
 from core.model import VM
 from core.text import count
 from tui import format as fmt
-from tui.consoles import SharedLink, ShareResult
 from tui.screens.confirm import ConfirmScreen
 
 QUIET_ZONE = 2  # modules of white around the code: scanners want some; 80x24 has room for 2

@@ -28,10 +28,10 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from core.inventory import Key
 from core.model import VM, Change, VMState
+from core.query import Fields, Query, fields_of, parse
+from core.virt.inventory import Key
 from tui import format as fmt
-from tui.query import Fields, Query, fields_of, parse
 
 
 class Column(NamedTuple):

@@ -20,9 +20,9 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from core import database
 from core.errors import InvalidInput, NotFound
 from core.names import check_username
+from core.records import database
 
 
 class Role(enum.StrEnum):

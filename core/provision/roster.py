@@ -24,9 +24,9 @@ from pathlib import Path
 
 from core.errors import InvalidInput
 from core.names import check_username
-from core.passwords import windows_password_problem
-from core.seed import gecos_problem, linux_username_problem
-from core.unattend import windows_full_name_problem, windows_username_problem
+from core.provision.guests.linux import gecos_problem, linux_username_problem
+from core.provision.guests.windows import windows_full_name_problem, windows_username_problem
+from core.provision.passwords import windows_password_problem
 
 COLUMNS = ("username", "full_name", "password", "ssh_key")
 MAX_BYTES = 1024 * 1024

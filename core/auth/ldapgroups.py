@@ -3,7 +3,7 @@
 A group is a ``groupOfNames``/``groupOfUniqueNames`` (``member``/``uniqueMember`` DNs) or a
 ``posixGroup`` (``memberUid``, looked up under ``LDAP_BASE_DN``). Every member must have one ``uid``
 that is a valid username: a group with a bad member is refused, with every problem listed, never
-trimmed silently. Connections (TLS checked against LDAP_CA_FILE) are made in :mod:`core.ldapconn`.
+trimmed silently. Connections (TLS checked against LDAP_CA_FILE) are made in :mod:`core.auth.ldap`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from ldap3.core.exceptions import LDAPException, LDAPNoSuchObjectResult
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
-from core import ldapconn
+from core.auth import ldap as ldapconn
+from core.auth.ldap import DirectoryError
+from core.auth.ldap import required as _required
 from core.errors import InvalidInput, NotFound
-from core.ldapconn import DirectoryError
-from core.ldapconn import required as _required
 from core.names import check_username
-from core.roster import Student
+from core.provision.roster import Student
 from core.settings import Settings
 
 __all__ = ["DirectoryError", "check_dn", "group_members"]
@@ -89,7 +89,7 @@ def check_dn(dn: str, what: str = "DN") -> str:
 
 
 def _connect(settings: Settings) -> AbstractContextManager[ldap3.Connection]:
-    """A connection bound as the bind account (:func:`core.ldapconn.connect`)."""
+    """A connection bound as the bind account (:func:`core.auth.ldap.connect`)."""
     return ldapconn.connect(settings, receive_timeout=RECEIVE_TIMEOUT)
 
 

@@ -7,7 +7,7 @@ expiry, can be revoked, and has a short public id for listing and revoking. Open
 a console session: another random secret, stored hashed the same way, carried by a cookie.
 
 One connection per store, used from one thread (the server's loop, or the CLI), on the shared
-database file (:mod:`core.database`); schema changes go through ``_MIGRATIONS``.
+database file (:mod:`core.records.database`); schema changes go through ``_MIGRATIONS``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from core import database
 from core.errors import ConfigError, InvalidInput
+from core.records import database
 from core.settings import Settings
 
 OLD_DEFAULT_KEY = "dev-secret-change-me"  # what the older web version shipped: never a key

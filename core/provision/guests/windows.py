@@ -33,11 +33,11 @@ from pathlib import Path
 
 import libvirt
 
-from core import images
 from core.errors import InvalidInput
-from core.folders import WINDOWS_SEED
 from core.names import check_username, check_vm_name
-from core.passwords import check_windows_password
+from core.provision.passwords import check_windows_password
+from core.storage import images
+from core.storage.folders import WINDOWS_SEED
 
 UNATTEND_NS = "urn:schemas-microsoft-com:unattend"
 WCM_NS = "http://schemas.microsoft.com/WMIConfig/2002/State"

@@ -13,7 +13,7 @@ import ssl
 from email.message import EmailMessage
 from email.utils import make_msgid
 
-from core.requests import Request, Status
+from core.records.requests import Request, Status
 from core.settings import Settings
 
 log = logging.getLogger(__name__)

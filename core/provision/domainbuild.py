@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from core.metadata import LabMeta
-from core.templates import Template
+from core.provision.templates import Template
 
 StrPath = str | os.PathLike[str]
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from core import audit
-from core.audit import Actor, Item
+from core.links.shares import TokenStore, format_time, load_secret_key, parse_ttl
 from core.model import VM
+from core.records import audit
+from core.records.audit import Actor, Item
 from core.settings import Settings
-from core.tokens import TokenStore, format_time, load_secret_key, parse_ttl
 from core.web import base_url, share_url
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Four kinds of leftovers:
 
 - a VM folder (``<student_vms>/<username>/<vm>/``) marked as made for a domain that does not
-  exist (:data:`core.folders.MARKER`): the run died before ``define``, or a delete died half-way;
+  exist (:data:`core.storage.folders.MARKER`): the run died before ``define``, or a delete died half-way;
   also a hidden work folder such a kill left (marked the same way, or holding nothing);
 - a domain of ours (it carries our metadata with a creation time, its files are under the
   student root) whose disk is gone;
@@ -31,9 +31,10 @@ from pathlib import Path
 
 import libvirt
 
-from core import domainxml, failpoints
+from core import failpoints
 from core.errors import domain_name
-from core.folders import (
+from core.settings import Settings
+from core.storage.folders import (
     MARKER,
     STARTING,
     exclusive_lock,
@@ -45,8 +46,8 @@ from core.folders import (
     vnc_sockets,
     work_folders,
 )
-from core.host import Host
-from core.settings import Settings
+from core.virt import domainxml
+from core.virt.connection import Host
 
 log = logging.getLogger(__name__)
 

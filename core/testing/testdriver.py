@@ -2,7 +2,7 @@
 
 The driver loads a ``<node>`` document of full domain definitions; ``<test:runstate>`` sets each
 domain's initial state. Built with ElementTree, so any name (markup, quotes, non-ASCII) is safe.
-Run ``python -m core.testdriver`` to rewrite the shipped demo lab.
+Run ``python -m core.testing.testdriver`` to rewrite the shipped demo lab.
 """
 
 from __future__ import annotations

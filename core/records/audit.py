@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from core import database
+from core.records import database
 
 log = logging.getLogger(__name__)
 

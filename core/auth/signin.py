@@ -1,4 +1,4 @@
-"""Who signs in: a local account (core.accounts) or an LDAP user, as an :class:`Identity` with a role.
+"""Who signs in: a local account (core.auth.accounts) or an LDAP user, as an :class:`Identity` with a role.
 
 The order: a local account of that name, when one exists, decides (labs without LDAP, a break-glass
 operator); otherwise LDAP when LDAP_HOST is set; otherwise the sign-in is refused. For LDAP the bind
@@ -26,10 +26,10 @@ from ldap3.core.exceptions import (
 )
 from ldap3.utils.conv import escape_filter_chars
 
-from core import ldapconn
-from core.accounts import Accounts, Role
+from core.auth import ldap as ldapconn
+from core.auth.accounts import Accounts, Role
+from core.auth.ldap import DirectoryError
 from core.errors import ConfigError, InvalidInput, VMManagerError
-from core.ldapconn import DirectoryError
 from core.names import check_username
 from core.settings import Settings
 
@@ -68,7 +68,7 @@ class SigninRefused(VMManagerError):
 
 def authenticate(settings: Settings, username: str, password: str) -> Identity:
     """Blocking (the server calls it via asyncio.to_thread). Raises SigninRefused for bad
-    credentials or input, DirectoryError (core.directory) when the LDAP server is unreachable or
+    credentials or input, DirectoryError (core.auth.ldapgroups) when the LDAP server is unreachable or
     its certificate is refused, ConfigError when the LDAP settings can't be used."""
     name = username.strip()
     if not password:  # an empty password is an anonymous bind on many servers: never sent
@@ -152,7 +152,7 @@ def _ldap(settings: Settings, name: str, password: str) -> Identity:
 def _operator_group(settings: Settings) -> str | None:
     if not settings.ldap_operator_group:
         return None
-    from core.directory import check_dn
+    from core.auth.ldapgroups import check_dn
 
     try:
         return check_dn(settings.ldap_operator_group, "LDAP_OPERATOR_GROUP")

@@ -2,7 +2,7 @@
 
 Everything lives in the shared SQLite file, so every worker and a restarted server see the same
 sessions and the same failure counts. A browser holds only a random secret (cookie
-``vmm_session``); the table keeps its HMAC, as :mod:`core.tokens` does for share links, so a
+``vmm_session``); the table keeps its HMAC, as :mod:`core.links.shares` does for share links, so a
 copy of the database opens no session.
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import database
-from core.tokens import keyed_hash
+from core.links.shares import keyed_hash
+from core.records import database
 
 SECRET = secrets.token_urlsafe  # 32 bytes: 43 characters
 SECRET_BYTES = 32

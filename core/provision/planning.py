@@ -11,10 +11,10 @@
 
 When a step fails -- whatever the error, an expected refusal or a bug -- what was made for that
 VM is removed, the failure is its line of the report, and the other VMs go on. A run that is
-killed half-way leaves what ``vm-manager doctor`` finds and removes (``core.doctor``); a lock on
+killed half-way leaves what ``vm-manager doctor`` finds and removes (``core.provision.doctor``); a lock on
 the student folder root keeps the doctor away from a run in progress.
 
-Domain type ``auto`` is decided by a KVM probe boot (``core.kvmprobe``), cached per host. Planning
+Domain type ``auto`` is decided by a KVM probe boot (``core.provision.kvmprobe``), cached per host. Planning
 only reads that cache, so a dry run makes nothing; without a cached answer the plan says ``auto``
 and :func:`execute` runs the probe before it makes the first VM.
 """
@@ -40,25 +40,34 @@ from typing import IO
 
 import libvirt
 
-from core import access, failpoints, folders, images, kvmprobe
-from core.domainbuild import VMFiles, provisioned_domain
+from core import failpoints
 from core.errors import InvalidInput, VMManagerError, from_libvirt
-from core.folders import CONSOLE_LOG, DISK, LINUX_SEED, WINDOWS_SEED
-from core.host import Host
 from core.metadata import LabMeta
 from core.names import check_class_name, check_username, check_vm_name
-from core.passwords import generate_password, windows_password_problem
-from core.roster import Student
-from core.seed import LinuxSeed, SeedUser, gecos_problem, linux_username_problem, write_seed_iso
-from core.settings import Settings
-from core.templates import Template
-from core.unattend import (
+from core.provision import kvmprobe
+from core.provision.domainbuild import VMFiles, provisioned_domain
+from core.provision.guests.linux import (
+    LinuxSeed,
+    SeedUser,
+    gecos_problem,
+    linux_username_problem,
+    write_seed_iso,
+)
+from core.provision.guests.windows import (
     WindowsSeed,
     computer_name,
     windows_full_name_problem,
     windows_username_problem,
     write_windows_seed_iso,
 )
+from core.provision.passwords import generate_password, windows_password_problem
+from core.provision.roster import Student
+from core.provision.templates import Template
+from core.settings import Settings
+from core.storage import folders, images
+from core.storage import permissions as access
+from core.storage.folders import CONSOLE_LOG, DISK, LINUX_SEED, WINDOWS_SEED
+from core.virt.connection import Host
 
 log = logging.getLogger(__name__)
 

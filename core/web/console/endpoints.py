@@ -1,6 +1,6 @@
 """Console endpoints: websockify's proxy toward each VM whose console is open, all in one process.
 
-websockify's proxy (run by :mod:`core.web.wsbridge`: its own request handler, a thread per
+websockify's proxy (run by :mod:`core.web.console.wsbridge`: its own request handler, a thread per
 viewer instead of websockify's forked process per viewer) bridges a websocket to the VM's VNC:
 QEMU's Unix socket when the live domain XML has ``<listen type='socket'>``, else its loopback
 address. Every VM gets a listening socket of its own, a Unix socket in ``<run dir>/consoles``
@@ -35,11 +35,11 @@ from pathlib import Path
 
 import aiohttp
 
-from core.domainxml import DomainInfo
 from core.errors import ConfigError, TranslatableError, VMManagerError
 from core.lab import Lab
 from core.model import VM
 from core.settings import PROJECT_DIR, Settings
+from core.virt.domainxml import DomainInfo
 from core.web import ENDPOINT_SECRET_ENV, ENDPOINT_SECRET_HEADER, N_
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class _BridgeGone(EndpointError):
 
 
 class Bridge:
-    """The endpoint process (:mod:`core.web.wsbridge`): every open VM's endpoint, in one process.
+    """The endpoint process (:mod:`core.web.console.wsbridge`): every open VM's endpoint, in one process.
 
     The server adds and removes VMs through its stdin, one JSON line each, and reads one answer a
     line from its stdout; its stderr keeps the last lines for the errors shown. Its secret is in
@@ -132,7 +132,7 @@ class Bridge:
     async def spawn(cls, cwd: Path) -> Bridge:
         """Start the process, serving no VM yet (:meth:`open` adds them)."""
         secret = secrets.token_urlsafe(32)
-        argv = [*_die_with_us(), sys.executable, "-m", "core.web.wsbridge"]
+        argv = [*_die_with_us(), sys.executable, "-m", "core.web.console.wsbridge"]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), ENDPOINT_SECRET_ENV: secret,
                "PYTHONPATH": os.fspath(PROJECT_DIR), "GLIBC_TUNABLES": MALLOC_TUNABLES}
         try:

@@ -40,10 +40,10 @@ import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from core.access import QEMU_GROUP, enterable_by, group_id
 from core.errors import ActionFailed
 from core.names import USERNAME, VM_NAME
 from core.settings import Settings
+from core.storage.permissions import QEMU_GROUP, enterable_by, group_id
 
 DISK, LINUX_SEED, WINDOWS_SEED, CONSOLE_LOG = "disk.qcow2", "seed.iso", "autounattend.iso", "console.log"
 LOCK_NAME = ".provisioning.lock"

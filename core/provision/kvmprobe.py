@@ -22,9 +22,9 @@ from pathlib import Path
 
 import libvirt
 
-from core.domainbuild import kernel_domain
+from core.provision.domainbuild import kernel_domain
+from core.provision.templates import load_templates
 from core.settings import Settings
-from core.templates import load_templates
 
 log = logging.getLogger(__name__)
 

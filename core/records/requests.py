@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import database
 from core.errors import InvalidInput, NotFound, TranslatableError
+from core.records import database
 from core.web import N_
 
 

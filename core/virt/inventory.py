@@ -1,7 +1,7 @@
 """The live inventory: the one place that holds what the core knows of every VM.
 
-It is fed by :class:`core.host.Host` (libvirt events, bulk stats, resyncs) and read by consumers.
-All methods run on the core loop (see :mod:`core.eventloop`); consumers get batches of
+It is fed by :class:`core.virt.connection.Host` (libvirt events, bulk stats, resyncs) and read by consumers.
+All methods run on the core loop (see :mod:`core.virt.eventloop`); consumers get batches of
 :class:`~core.model.Change` through :meth:`Inventory.subscribe` and never mutate it.
 """
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from core.access import QEMU_USER, readable_by
 from core.errors import ConfigError
 from core.names import VM_NAME
+from core.storage.permissions import QEMU_USER, readable_by
 
 _CHOICES = {
     "os": ("linux", "windows"),

@@ -3,7 +3,7 @@
 ``websockify`` itself forks a process for every connection (about 8 MB per viewer), and one
 websockify per VM costs some 15 MB each. This runs websockify's own request handler
 (``ProxyRequestHandler``: the websocket framing, the auth plugin, the relay to VNC) in threading
-servers instead, one listening socket per VM, all in one process (``python -m core.web.wsbridge``).
+servers instead, one listening socket per VM, all in one process (``python -m core.web.console.wsbridge``).
 
 The server adds and removes VMs through its stdin, one JSON object a line, each answered by a
 line on stdout (:func:`serve_control`); stdin closing ends the process. The secret

@@ -8,7 +8,7 @@ timeout, not twenty. Whatever one VM's action raises becomes that VM's failure, 
 Delete removes a VM's storage only when it is provably that VM's alone: disks no other domain
 uses (directly or as a backing file), never a template's file or anything in the template folder
 (:class:`Protected`), the student folder only when its marker names this VM
-(:func:`core.folders.vm_folder`), and nothing on this machine at all for a host whose files are
+(:func:`core.storage.folders.vm_folder`), and nothing on this machine at all for a host whose files are
 not ours (``Host.files_local``: a remote host, libvirt's test driver).
 """
 
@@ -24,19 +24,16 @@ from pathlib import Path
 
 import libvirt
 
-from core import domainxml, images, snapshots, unattend
 from core.errors import ActionFailed, VMManagerError, domain_name, from_libvirt
-from core.folders import (
-    WINDOWS_SEED,
-    remove_vm_folder,
-    remove_vnc_socket,
-    vm_folder,
-    vnc_socket,
-)
-from core.host import Host
+from core.lifecycle import snapshots
+from core.lifecycle.snapshots import check_snapshot_name
 from core.model import VM, VMState
 from core.names import USERNAME, VM_NAME
-from core.snapshots import check_snapshot_name
+from core.provision.guests import windows as unattend
+from core.storage import images
+from core.storage.folders import WINDOWS_SEED, remove_vm_folder, remove_vnc_socket, vm_folder, vnc_socket
+from core.virt import domainxml
+from core.virt.connection import Host
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """One libvirt connection feeding the inventory: events, bulk stats, reconnection.
 
-Everything here runs on the core loop (:mod:`core.eventloop`). Event callbacks only record and
+Everything here runs on the core loop (:mod:`core.virt.eventloop`). Event callbacks only record and
 schedule; every blocking libvirt call goes through :meth:`Host.call`, which runs it in a thread.
 """
 
@@ -20,11 +20,12 @@ from urllib.parse import urlsplit
 
 import libvirt
 
-from core import domainxml, failpoints, stats
+from core import failpoints
 from core.errors import HypervisorUnavailable, VMManagerError, from_libvirt
-from core.inventory import Inventory
 from core.model import VM, ConnState, Figures, HostFigures, HostStatus, VMState
-from core.unattend import eject_spent_answer_file
+from core.provision.guests.windows import eject_spent_answer_file
+from core.virt import domainxml, stats
+from core.virt.inventory import Inventory
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -487,7 +488,7 @@ class Host:
     async def _eject_spent_answer_files(self, uuids: list[str]) -> None:
         """Eject the answer-file CDs (Windows passwords in clear) of the shut-off VMs that have run
         since it went in -- at a halt, and at connect for halts none saw; a start that failed also
-        stops a VM. One worker job for all (:func:`core.unattend.eject_spent_answer_file` decides)."""
+        stops a VM. One worker job for all (:func:`core.provision.guests.windows.eject_spent_answer_file` decides)."""
         if not uuids:
             return
         try:
