@@ -20,16 +20,15 @@ import libvirt
 from core.errors import ActionFailed, ConfigError, InvalidInput, NotFound, VMManagerError, from_libvirt
 from core.lifecycle.actions import Action, ActionResult, Protected, run_bulk
 from core.metadata import NAMESPACE, PREFIX
-from core.model import VM, HostStatus
+from core.model import VM, HostStatus, Student, Update
 from core.names import check_class_name, check_username
-from core.provision.roster import Student
 from core.provision.templates import Template, load_templates
 from core.records.audit import Actor, AuditLog, Item
 from core.records.requests import Kind, Request, RequestStore, Status
 from core.settings import Settings
 from core.virt import domainxml, eventloop
 from core.virt.connection import Host
-from core.virt.inventory import Inventory, Update
+from core.virt.inventory import Inventory
 
 if TYPE_CHECKING:  # imported where used: starting the TUI needs neither
     from core import provision

@@ -1,4 +1,5 @@
-"""Plain, immutable records that the core hands to its consumers."""
+"""Plain, immutable records that the core hands to its consumers: VMs and their changes, hosts,
+students. Consumers import them from here, whichever package makes them."""
 
 from __future__ import annotations
 
@@ -54,6 +55,10 @@ class Figures:
     net_tx_bps: float | None = None
 
 
+Key = tuple[str, str]
+"""A VM's key across hosts: (host name, domain UUID)."""
+
+
 @dataclass(frozen=True, slots=True)
 class VM:
     """One domain as the inventory last saw it. Records are replaced, never mutated."""
@@ -71,7 +76,7 @@ class VM:
     persistent: bool = True
 
     @property
-    def key(self) -> tuple[str, str]:
+    def key(self) -> Key:
         """Unique across hosts: the host name and the domain UUID."""
         return (self.host, self.uuid)
 
@@ -126,3 +131,22 @@ class Change:
     vm: VM
     cause: str | None = None
     what: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One batch the inventory hands to subscribers: VM changes and/or hosts' new statuses."""
+
+    changes: tuple[Change, ...] = ()
+    hosts: tuple[HostStatus, ...] = ()
+
+
+@dataclass(frozen=True)
+class Student:
+    """One student of a class: from a roster row or an LDAP group's member."""
+
+    username: str
+    full_name: str = ""
+    password: str | None = None
+    """None: a password is generated when the student's VMs are made."""
+    ssh_keys: tuple[str, ...] = ()

@@ -57,9 +57,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.lab import SYSTEM_URI  # noqa: E402
+from core.links import client as admin_client  # noqa: E402
 from core.provision.domainbuild import DiskSpec, tiny_domain  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.web import admin  # noqa: E402
 
 BIN = Path(sys.executable).parent
 VM_MANAGER = BIN / "vm-manager"
@@ -341,7 +341,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"vm-manager serve exited: {self.stderr.read_text()[-2000:]}")
             with contextlib.suppress(Exception):
-                if await admin.call(self.settings, "GET", "/viewers") is not None:
+                if await admin_client.call(self.settings, "GET", "/viewers") is not None:
                     return
             await asyncio.sleep(0.2)
         raise RuntimeError("vm-manager serve did not answer within 60 s")
@@ -350,7 +350,7 @@ class Server:
         """A share link per VM; asked again while the server's inventory has not seen a new VM yet."""
         deadline = time.monotonic() + 20
         while True:
-            reply = await admin.call(self.settings, "POST", "/links", {"vms": uuids, "ttl": "1h"})
+            reply = await admin_client.call(self.settings, "POST", "/links", {"vms": uuids, "ttl": "1h"})
             assert reply is not None
             if not reply["errors"]:
                 return {row["vm"]: row["url"] for row in reply["links"]}
@@ -359,7 +359,7 @@ class Server:
             await asyncio.sleep(0.2)
 
     async def viewers(self) -> dict[str, Any]:
-        reply = await admin.call(self.settings, "GET", "/viewers")
+        reply = await admin_client.call(self.settings, "GET", "/viewers")
         assert reply is not None
         return reply
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.lab import SYSTEM_URI, Lab  # noqa: E402
 from core.lifecycle.actions import Action  # noqa: E402
-from core.provision.roster import Student  # noqa: E402
+from core.model import Student  # noqa: E402
 from core.provision.templates import Template  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.virt import eventloop  # noqa: E402

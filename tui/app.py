@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
-import importlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -21,14 +20,14 @@ from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
 from textual.signal import Signal
 
+from core import web
 from core.errors import VMManagerError
 from core.lab import Lab
-from core.model import VM, Change, HostStatus
+from core.model import VM, Change, HostStatus, Key, Update
 from core.records.audit import Actor
 from core.records.requests import NewRequests
 from core.settings import Settings
 from core.virt import eventloop
-from core.virt.inventory import Key, Update
 from tui.coalesce import Coalescer
 from tui.commands import VMCommands
 from tui.history import StatsHistory
@@ -181,14 +180,12 @@ class VMManagerApp(App[None]):
     # -- the console server (--serve) --
     async def _serve(self, lab: Lab, host: str, port: int) -> None:
         """``vm-manager serve`` on this loop until the app ends; a failure is reported, not raised."""
-        from core.links.shares import load_secret_key
+        from core.links.secret import load_secret_key
 
         try:
             key = load_secret_key(lab.settings, demo=lab.demo)
-            # aiohttp takes a quarter of a second to import: not on the UI's thread
-            web = await asyncio.to_thread(importlib.import_module, "core.web.app")
             await web.serve(lab.settings, lab, secret_key=key, host=host, port=port, stop=self._server_stop,
-                        started=self._serving)
+                            started=self._serving)
         except Exception as exc:  # anything at all: the TUI goes on without a server
             if not self.is_running:
                 raise

@@ -22,14 +22,12 @@ from core.lifecycle.actions import Action, ActionResult
 from core.lifecycle.snapshots import check_snapshot_name
 from core.lifecycle.targets import resolve
 from core.log import setup_logging
-from core.model import VM
+from core.model import VM, Student
 from core.names import check_class_name, check_username
 from core.provision.kvmprobe import DEADLINE as KVM_PROBE_DEADLINE
 from core.provision.planning import AUTO, Outcome, Unreachable
-from core.provision.roster import Student, read_roster
+from core.provision.roster import read_roster
 from core.provision.templates import Template, check_files, load_templates
-from core.records import audit
-from core.records.audit import Actor, Item
 from core.settings import Settings, load_settings, positive_number
 from core.storage.permissions import QEMU_USER, grant_command
 from core.virt import eventloop
@@ -423,8 +421,8 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from core.errors import ConfigError
     from core.lab import DEMO_URI, choose_uri
-    from core.links.shares import generate_secret_key, key_file, load_secret_key
-    from core.web.app import serve
+    from core.links.secret import generate_secret_key, key_file, load_secret_key
+    from core.web import serve
 
     # A service never serves the demo lab by surprise: only when it is asked for by its URI.
     uri, demo = choose_uri(settings, args.connect)
@@ -466,7 +464,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
 async def _share(args: argparse.Namespace, settings: Settings) -> int:
     from core.links.client import Consoles
     from core.links.shares import parse_ttl
-    from core.web import base_url
+    from core.links.urls import base_url
 
     if not args.targets and not args.classes:
         raise UsageError("share needs at least one TARGET or --class")
@@ -492,62 +490,42 @@ async def _share(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from core.links.shares import LINK_ID, TOKEN, TokenStore, load_secret_key
-    from core.web import admin
+    from core.links.client import Consoles
+    from core.links.shares import revoke_target
 
     if not args.targets and not args.classes:
         raise UsageError("revoke needs at least one TOKEN, ID, TARGET or --class")
-    wanted: dict[str, list[tuple[str, str]]] = {"ids": [], "tokens": [], "vms": []}  # (value, shown)
-    names: list[str] = []
+    asked: dict[str, list[str]] = {"id": [], "token": [], "vm": []}
     for arg in args.targets:
-        token = arg.rstrip("/").rpartition("/c/")[2] if "/c/" in arg else arg
-        if TOKEN.fullmatch(token):
-            wanted["tokens"].append((token, f"token {token[:6]}…"))
-        elif LINK_ID.fullmatch(arg):
-            wanted["ids"].append((arg, f"link {arg}"))
-        else:
-            names.append(arg)
+        kind, value = revoke_target(arg)
+        asked[kind].append(value)
     failed = False
-    if names or args.classes:
+    vms: list[VM] = []
+    if asked["vm"] or args.classes:
         lab = await Lab.open(settings, args.connect)
         try:
-            found = resolve(lab.vms(), names, args.classes)
+            found = resolve(lab.vms(), asked["vm"], args.classes)
         finally:
             await lab.close()
         for name in found.unmatched:
             print(f"{name}: no such VM", file=sys.stderr)
         failed = bool(found.unmatched)
-        wanted["vms"] = [(vm.uuid, vm.name) for vm in found.vms]
-    reply = await admin.call(settings, "POST", "/revoke",
-                             {key: [value for value, _ in items] for key, items in wanted.items()})
-    if reply is not None:
-        results = [(r["found"], [(link["id"], link["name"]) for link in r["revoked"]])
-                   for r in reply["results"]]
-    else:  # no server: the database (a server started later, or its periodic check, closes consoles)
-        store = TokenStore(settings.database_path, load_secret_key(settings) if wanted["tokens"] else "")
-        try:
-            results = []
-            for key, kind in (("ids", "id"), ("tokens", "token"), ("vms", "vm")):
-                for value, _ in wanted[key]:
-                    hit, revoked = store.revoke_one(kind, value)
-                    results.append((hit, [(link.id, link.vm_name) for link in revoked]))
-        finally:
-            store.close()
-    shown = [(key, label) for key in ("ids", "tokens", "vms") for _, label in wanted[key]]
-    for (key, label), (hit, revoked) in zip(shown, results, strict=True):
-        if not hit and key != "vms":
+        vms = found.vms
+    result = await Consoles(settings, source="cli").revoke(ids=asked["id"], tokens=asked["token"], vms=vms)
+    labels = [*(f"link {i}" for i in asked["id"]), *(f"token {t[:6]}…" for t in asked["token"]),
+              *(vm.name for vm in vms)]
+    for label, done in zip(labels, result.results, strict=True):
+        if not done.found and done.kind != "vm":
             print(f"{label}: no such share link", file=sys.stderr)
             failed = True
-        for link_id, vm_name in revoked:
+        for link_id, vm_name in done.revoked:
             print(f"{label}: revoked link {link_id} of {vm_name}")
-        audit.record(settings.database_path, Actor.local("cli"),
-                     [Item("revoke", vm_name, "", "ok", f"link {link_id}") for link_id, vm_name in revoked])
-        if hit and not revoked:
-            print(f"{label}: {'no active share link' if key == 'vms' else 'already expired or revoked'}")
-        elif not hit and key == "vms":
+        if done.found and not done.revoked:
+            print(f"{label}: {'no active share link' if done.kind == 'vm' else 'already expired or revoked'}")
+        elif not done.found and done.kind == "vm":
             print(f"{label}: no share link")
-    if reply is not None and reply["closed"]:
-        print(f"closed {reply['closed']} open console(s)", file=sys.stderr)
+    if result.closed:
+        print(f"closed {result.closed} open console(s)", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 

@@ -17,10 +17,10 @@ from datetime import datetime
 
 from core.errors import VMManagerError
 from core.lab import Lab
-from core.links.shares import format_time
 from core.records.audit import AuditLog, Entry
 from core.records.requests import Request, RequestStore, Status
 from core.settings import Settings
+from core.text import format_time
 
 EXIT_OK, EXIT_FAILED = 0, 1
 _AGO = re.compile(r"(\d+)([smhd])")

@@ -20,11 +20,11 @@ import sys
 
 from core.auth.accounts import Account, AccountExists, Accounts, Role, check_password
 from core.errors import InvalidInput, NotFound, VMManagerError
-from core.links.shares import format_time
 from core.names import check_username, recorded_username
 from core.records import audit
 from core.records.audit import Actor, Item
 from core.settings import Settings
+from core.text import format_time
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

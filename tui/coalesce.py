@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from core.virt.inventory import Update
+from core.model import Update
 
 
 class Throttle:

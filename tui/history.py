@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from core.model import VM
-from core.virt.inventory import Key
+from core.model import VM, Key
 
 SERIES = ("cpu", "memory", "disk", "network")
 

@@ -23,6 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from core.errors import InvalidInput, NotFound
 from core.names import check_username
 from core.records import database
+from core.text import CONTROL
 
 
 class Role(enum.StrEnum):
@@ -35,7 +36,6 @@ class Role(enum.StrEnum):
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # argon2 takes any length; a megabyte "password" is only work for the server
 MAX_DISPLAY_NAME = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def _dummy_hash(time_cost: int, memory_cost: int, parallelism: int) -> str:
 
 
 def _check_display_name(name: str) -> str:
-    if _CONTROL.search(name):
+    if CONTROL.search(name):
         raise InvalidInput("the display name contains a control character")
     name = name.strip()
     if len(name) > MAX_DISPLAY_NAME:
@@ -190,7 +190,7 @@ def _check_display_name(name: str) -> str:
 def _check_email(email: str | None) -> str | None:
     if email is None or not email.strip():
         return None
-    if _CONTROL.search(email):
+    if CONTROL.search(email):
         raise InvalidInput(f"invalid email address {email!r}: it contains a control character")
     email = email.strip()
     if not _EMAIL.fullmatch(email) or len(email) > 254:

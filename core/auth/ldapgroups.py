@@ -21,16 +21,16 @@ from core.auth import ldap as ldapconn
 from core.auth.ldap import DirectoryError
 from core.auth.ldap import required as _required
 from core.errors import InvalidInput, NotFound
+from core.model import Student
 from core.names import check_username
-from core.provision.roster import Student
 from core.settings import Settings
+from core.text import CONTROL
 
 __all__ = ["DirectoryError", "check_dn", "group_members"]
 
 CONNECT_TIMEOUT = ldapconn.CONNECT_TIMEOUT
 RECEIVE_TIMEOUT = ldapconn.RECEIVE_TIMEOUT  # an int: ldap3 packs it into SO_RCVTIMEO with struct
 _GROUP_CLASSES = {"groupofnames", "groupofuniquenames", "posixgroup"}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _UNIQUE_MEMBER_UID = re.compile(r"#'[01]*'B$")  # uniqueMember's optional "#'0101'B" suffix
 
 
@@ -77,12 +77,12 @@ def group_members(settings: Settings, group_dn: str) -> list[Student]:
 def check_dn(dn: str, what: str = "DN") -> str:
     """``dn`` stripped, if it is a valid LDAP DN (RFC 4514) without control characters."""
     dn = dn.strip()
-    if _CONTROL.search(dn):
+    if CONTROL.search(dn):
         raise InvalidInput(f"invalid {what} {dn!r}: it contains a control character")
     try:
         parse_dn(dn, escape=False)
     except LDAPException as exc:
-        reason = _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", str(exc))
+        reason = CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", str(exc))
         raise InvalidInput(f"invalid {what} {dn!r} ({reason}); "
                            "write it as cn=info1,ou=groups,dc=example,dc=org") from None
     return dn
@@ -125,7 +125,7 @@ def _student(entry: dict[str, Any], what: str, problems: list[str]) -> list[Stud
         return []
     names = _values(entry, "cn")
     full_name = names[0].strip() if names else ""
-    if _CONTROL.search(full_name):
+    if CONTROL.search(full_name):
         problems.append(f"{what}: the cn contains a control character")
         return []
     return [Student(uids[0], full_name)]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.links.shares import keyed_hash
+from core.links.secret import keyed_hash
 from core.records import database
 
 SECRET = secrets.token_urlsafe  # 32 bytes: 43 characters

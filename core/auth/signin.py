@@ -32,13 +32,13 @@ from core.auth.ldap import DirectoryError
 from core.errors import ConfigError, InvalidInput, VMManagerError
 from core.names import check_username
 from core.settings import Settings
+from core.text import CONTROL
 
 REFUSED = "wrong username or password"
 MAX_PASSWORD = 1024
 # What a person may type as a sign-in name: a login or an email address. Filter metacharacters
 # (* ( ) \ NUL), spaces and control characters never pass, and the name is escaped anyway.
 SIGNIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,8 @@ def _ldap(settings: Settings, name: str, password: str) -> Identity:
     names = _values(entry, "cn")
     mails = _values(entry, "mail")
     return Identity(uid, Role.OPERATOR if operator else Role.STUDENT,
-                    _CONTROL.sub("", names[0]).strip() if names else "",
-                    mails[0].strip() if mails and not _CONTROL.search(mails[0]) else None, "ldap")
+                    CONTROL.sub("", names[0]).strip() if names else "",
+                    mails[0].strip() if mails and not CONTROL.search(mails[0]) else None, "ldap")
 
 
 def _operator_group(settings: Settings) -> str | None:

@@ -1,30 +1,65 @@
-"""The TUI's client of the console server: make share links, revoke them, count the viewers.
+"""The operators' client of the console server: make share links, revoke them, count viewers.
 
 When a server runs (``vm-manager serve``, or the TUI's own ``--serve``), everything goes through
-its admin API, so a revocation closes the consoles at once and the viewers can be counted.
-Without one, links are made and revoked in the database directly, as the CLI does (a server
-started later reads them, and closes the consoles of revoked links), and nobody is counted.
+its admin API (:mod:`core.web.admin`, on a Unix socket only the service's user can reach), so a
+revocation closes the consoles at once and the viewers can be counted. Without one, links are
+made and revoked in the database directly (a server started later reads them, and closes the
+consoles of revoked links), and nobody is counted. The TUI and the CLI both use :class:`Consoles`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
-from core.links.shares import TokenStore, format_time, load_secret_key, parse_ttl
+from core.errors import VMManagerError
+from core.links.secret import load_secret_key
+from core.links.shares import Revocation, TokenStore, parse_ttl
+from core.links.urls import base_url, share_url
 from core.model import VM
 from core.records import audit
 from core.records.audit import Actor, Item
 from core.settings import Settings
-from core.web import base_url, share_url
+from core.text import format_time
 
 log = logging.getLogger(__name__)
 VIEWER_POLL = 3.0  # seconds between two viewer counts
+
+
+async def call(settings: Settings, method: str, path: str, payload: dict[str, Any] | None = None
+               ) -> dict[str, Any] | None:
+    """Ask the running server; None when none answers (the caller then uses the database).
+
+    aiohttp (a quarter of a second to import) is imported on the first call that finds a socket,
+    in a thread: neither a command without a server nor the TUI's screen waits for it.
+    """
+    socket_path = settings.admin_socket
+    if not socket_path.exists():
+        return None
+    aiohttp = await asyncio.to_thread(importlib.import_module, "aiohttp")
+    try:
+        async with (aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=os.fspath(socket_path)),
+                                          timeout=aiohttp.ClientTimeout(total=30)) as session,
+                    session.request(method, f"http://admin{path}", json=payload) as response):
+            data = await response.json()
+    except (aiohttp.ClientConnectionError, OSError):
+        return None
+    if response.status >= 400:
+        raise VMManagerError(f"the server refused: {data.get('error', response.reason)}")
+    return dict(data)
+
+
+async def server_answers(settings: Settings) -> bool:
+    """Whether a server answers on the admin socket (one that refuses a call answers too)."""
+    with contextlib.suppress(VMManagerError):
+        return await call(settings, "GET", "/viewers") is not None
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +81,14 @@ class ShareResult:
 
 @dataclass(frozen=True, slots=True)
 class RevokeResult:
-    revoked: tuple[tuple[str, str], ...]  # (link id, VM name): links active until now
+    results: tuple[Revocation, ...]  # one per id, token and VM asked for, in that order
     closed: int  # consoles closed at once (0 without a server: it closes them when it next checks)
     via_server: bool
+
+    @property
+    def revoked(self) -> tuple[tuple[str, str], ...]:
+        """Every link revoked, ``(id, VM name)``."""
+        return tuple(link for result in self.results for link in result.revoked)
 
 
 class Consoles:
@@ -58,26 +98,12 @@ class Consoles:
     def __init__(self, settings: Settings, source: str = "tui") -> None:
         self.settings = settings
         self.actor = Actor.local(source)
-        self._admin: ModuleType | None = None
-
-    async def _call(self, method: str, path: str, payload: dict[str, Any] | None = None
-                    ) -> dict[str, Any] | None:
-        """``core.web.admin.call``; None when no server answers.
-
-        The admin client needs aiohttp (a quarter of a second to import): imported in a thread
-        the first time, so neither the TUI's start nor its first poll freezes the screen.
-        """
-        if not self.settings.admin_socket.exists():  # no server (admin.call says the same, later)
-            return None
-        if self._admin is None:
-            self._admin = await asyncio.to_thread(importlib.import_module, "core.web.admin")
-        return await self._admin.call(self.settings, method, path, payload)
 
     async def share(self, vms: Sequence[VM], ttl: str) -> ShareResult:
         """One new link per VM, lasting ``ttl`` (``30m``, ``4h``, ``2d``)."""
         seconds = parse_ttl(ttl)  # InvalidInput before anything is made
         names = {vm.uuid: vm.name for vm in vms}
-        reply = await self._call("POST", "/links", {"vms": list(names), "ttl": ttl})
+        reply = await call(self.settings, "POST", "/links", {"vms": list(names), "ttl": ttl})
         if reply is not None:
             links = tuple(SharedLink(row["vm"], row["name"], row["id"], row["url"], row["expires"])
                           for row in reply["links"])
@@ -106,29 +132,37 @@ class Consoles:
         finally:
             store.close()
 
-    async def revoke(self, vms: Sequence[VM]) -> RevokeResult:
-        """Revoke every link of ``vms``."""
+    async def revoke(self, *, ids: Sequence[str] = (), tokens: Sequence[str] = (),
+                     vms: Sequence[VM] = ()) -> RevokeResult:
+        """Revoke links by id, by token and every link of ``vms``; the server closes their consoles."""
         uuids = [vm.uuid for vm in vms]
-        reply = await self._call("POST", "/revoke", {"vms": uuids})
+        reply = await call(self.settings, "POST", "/revoke", {"ids": list(ids), "tokens": list(tokens),
+                                                              "vms": uuids})
         if reply is not None:
-            revoked = tuple((link["id"], link["name"]) for r in reply["results"] for link in r["revoked"])
-            result = RevokeResult(revoked, int(reply["closed"]), True)
+            asked = [*ids, *tokens, *uuids]  # the server does not echo tokens
+            results = tuple(Revocation(r["kind"], value, r["found"],
+                                       tuple((link["id"], link["name"]) for link in r["revoked"]))
+                            for r, value in zip(reply["results"], asked, strict=True))
+            result = RevokeResult(results, int(reply["closed"]), True)
         else:
-            result = RevokeResult(await asyncio.to_thread(self._revoke_in_store, uuids), 0, False)
+            result = RevokeResult(tuple(await asyncio.to_thread(self._revoke_in_store, ids, tokens, uuids)),
+                                  0, False)
         self._record([Item("revoke", name, "", "ok", f"link {link_id}") for link_id, name in result.revoked])
         return result
 
-    def _revoke_in_store(self, uuids: list[str]) -> tuple[tuple[str, str], ...]:
-        store = TokenStore(self.settings.database_path, "")  # revoking by VM needs no key
+    def _revoke_in_store(self, ids: Sequence[str], tokens: Sequence[str],
+                         uuids: Sequence[str]) -> list[Revocation]:
+        key = load_secret_key(self.settings) if tokens else ""  # only a token's hash needs the key
+        store = TokenStore(self.settings.database_path, key)
         try:
-            return tuple((link.id, link.vm_name) for link in store.revoke(vm_uuids=uuids))
+            return store.revoke_many(ids=ids, tokens=tokens, vm_uuids=uuids)
         finally:
             store.close()
 
     async def viewers(self) -> dict[str, int] | None:
         """Open consoles per VM UUID, or None when no server answers."""
         try:
-            reply = await self._call("GET", "/viewers")
+            reply = await call(self.settings, "GET", "/viewers")
         except Exception:  # a count is best effort: a server answering nonsense counts as none
             log.debug("counting the viewers failed", exc_info=True)
             return None

@@ -6,34 +6,26 @@ VM's UUID (a VM made again under the same name has a new UUID, and the old link 
 expiry, can be revoked, and has a short public id for listing and revoking. Opening a link makes
 a console session: another random secret, stored hashed the same way, carried by a cookie.
 
-One connection per store, used from one thread (the server's loop, or the CLI), on the shared
-database file (:mod:`core.records.database`); schema changes go through ``_MIGRATIONS``.
+The HMAC key is SECRET_KEY (:mod:`core.links.secret`). One connection per store, used from one
+thread (the server's loop, or the CLI), on the shared database file (:mod:`core.records.database`);
+schema changes go through ``_MIGRATIONS``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import hmac
-import os
 import re
 import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
-from core.errors import ConfigError, InvalidInput
+from core.errors import InvalidInput
+from core.links.secret import keyed_hash
 from core.records import database
-from core.settings import Settings
+from core.text import format_time
 
-OLD_DEFAULT_KEY = "dev-secret-change-me"  # what the older web version shipped: never a key
-MIN_KEY_LENGTH = 32
-MIN_KEY_SYMBOLS = 8  # different characters a key must hold
-MAX_KEY_REPEAT = 2  # no one character may be half the key or more
-KEY_FILE = "secret_key"
 MAX_TTL = 30 * 86400.0
 TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # token_urlsafe(32)
 LINK_ID = re.compile(r"[0-9a-f]{8}")
@@ -81,17 +73,6 @@ def parse_ttl(text: str) -> float:
     return seconds
 
 
-def format_time(epoch: float) -> str:
-    """Local time to the minute, with its offset (``2026-11-24T11:00+01:00``)."""
-    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="minutes")
-
-
-def keyed_hash(key: bytes, purpose: str, secret: str) -> bytes:
-    """HMAC-SHA256 of ``secret`` under ``key`` (SECRET_KEY), told apart by ``purpose``: what the
-    database keeps of every token, session secret and cookie."""
-    return hmac.new(key, f"{purpose}:{secret}".encode(), hashlib.sha256).digest()
-
-
 @dataclass(frozen=True, slots=True)
 class Link:
     id: str
@@ -114,6 +95,28 @@ class Link:
     def as_json(self) -> dict[str, object]:
         return {"id": self.id, "vm": self.vm_uuid, "name": self.vm_name, "created": format_time(self.created),
                 "expires": format_time(self.expires), "revoked": self.revoked is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """What revoking by one id, token or VM did: whether it named any link (``found``) and the
+    links it revoked, ``(id, VM name)`` (none when they had expired or were revoked already)."""
+
+    kind: str  # "id" | "token" | "vm"
+    value: str
+    found: bool
+    revoked: tuple[tuple[str, str], ...]
+
+
+def revoke_target(arg: str) -> tuple[str, str]:
+    """What a ``vm-manager revoke`` argument names: ``("token", t)`` for a token or a share URL,
+    ``("id", i)`` for a link id, else ``("vm", arg)``: a VM's name or glob."""
+    token = arg.rstrip("/").rpartition("/c/")[2] if "/c/" in arg else arg
+    if TOKEN.fullmatch(token):
+        return "token", token
+    if LINK_ID.fullmatch(arg):
+        return "id", arg
+    return "vm", arg
 
 
 class TokenStore:
@@ -210,6 +213,17 @@ class TokenStore:
             return bool(self.links(vm_uuid=value, active_only=False)), self.revoke(vm_uuids=[value])
         raise ValueError(f"cannot revoke by {kind!r}")
 
+    def revoke_many(self, *, ids: Sequence[str] = (), tokens: Sequence[str] = (),
+                    vm_uuids: Sequence[str] = ()) -> list[Revocation]:
+        """:meth:`revoke_one` for each id, token and VM UUID, in that order."""
+        results = []
+        for kind, values in (("id", ids), ("token", tokens), ("vm", vm_uuids)):
+            for value in values:
+                found, revoked = self.revoke_one(kind, value)
+                links = tuple((link.id, link.vm_name) for link in revoked)
+                results.append(Revocation(kind, value, found, links))
+        return results
+
     # -- console sessions --
     def open_session(self, link: Link) -> str:
         """A new session secret for a browser that opened ``link``; it lasts as long as the link."""
@@ -258,82 +272,3 @@ def _link(row: tuple[object, ...] | None) -> Link | None:
     return Link(str(link_id), str(uuid), str(name), float(created),  # type: ignore[arg-type]
                 float(expires), None if revoked is None else float(revoked),  # type: ignore[arg-type]
                 None if owner is None else str(owner))
-
-
-# -- SECRET_KEY --
-def key_problem(key: str) -> str:
-    """Why ``key`` cannot sign links, or ""."""
-    if key == OLD_DEFAULT_KEY:
-        return f"SECRET_KEY is the old default {OLD_DEFAULT_KEY!r}"
-    if len(key) < MIN_KEY_LENGTH:
-        return f"SECRET_KEY is shorter than {MIN_KEY_LENGTH} characters"
-    return _not_random(key)
-
-
-def _not_random(key: str) -> str:
-    """A simple diversity rule: a key of a few characters repeated (40 spaces, ``k`` * 40) is no
-    key. The hex of ``openssl rand -hex 32`` (16 symbols over 64 characters) passes by far."""
-    if not key.strip():
-        return "SECRET_KEY is only blanks"
-    distinct = len(set(key))
-    if distinct < MIN_KEY_SYMBOLS:
-        return (f"SECRET_KEY has only {distinct} different character{'s' if distinct > 1 else ''} "
-                f"(a random key has at least {MIN_KEY_SYMBOLS})")
-    top = max(key.count(c) for c in set(key))
-    if top * MAX_KEY_REPEAT >= len(key):
-        return f"SECRET_KEY is mostly one character repeated ({top} of its {len(key)})"
-    return ""
-
-
-def key_file(settings: Settings) -> Path:
-    return settings.config_dir / KEY_FILE
-
-
-def load_secret_key(settings: Settings, *, demo: bool = False) -> str:
-    """SECRET_KEY, else ``<config dir>/secret_key``; on the demo lab a random one will do.
-
-    Raises ConfigError naming SECRET_KEY when there is none fit for use.
-    """
-    hint = f"set SECRET_KEY (at least {MIN_KEY_LENGTH} random characters) or run " \
-           "`vm-manager serve --generate-secret`"
-    problem = ""
-    if settings.secret_key:
-        problem = key_problem(settings.secret_key)
-        if not problem:
-            return settings.secret_key
-    else:
-        path = key_file(settings)
-        try:
-            key = path.read_text().strip()
-        except FileNotFoundError:
-            problem = f"SECRET_KEY is unset and there is no {path}"
-        else:
-            if path.stat().st_mode & 0o077:
-                problem = f"{path} (the SECRET_KEY file) is readable by others: chmod 600 it"
-            else:
-                problem = key_problem(key).replace("SECRET_KEY", f"the SECRET_KEY in {path}")
-                if not problem:
-                    return key
-    if demo:
-        return secrets.token_urlsafe(48)
-    raise ConfigError(f"{problem}: {hint}")
-
-
-def generate_secret_key(settings: Settings) -> tuple[str, bool]:
-    """Write a random key to ``<config dir>/secret_key`` (0600) unless a good one is there.
-
-    Returns the key and whether it was made now. Raises ConfigError when SECRET_KEY is set.
-    """
-    if settings.secret_key:
-        raise ConfigError("SECRET_KEY is set: --generate-secret writes a key file only when it is unset")
-    path = key_file(settings)
-    with contextlib.suppress(ConfigError):
-        return load_secret_key(settings), False
-    key = secrets.token_urlsafe(48)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{KEY_FILE}.{os.getpid()}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(key + "\n")
-    os.replace(temp, path)
-    return key, True

@@ -43,6 +43,7 @@ import libvirt
 from core import failpoints
 from core.errors import InvalidInput, VMManagerError, from_libvirt
 from core.metadata import LabMeta
+from core.model import Student
 from core.names import check_class_name, check_username, check_vm_name
 from core.provision import kvmprobe
 from core.provision.domainbuild import VMFiles, provisioned_domain
@@ -61,7 +62,6 @@ from core.provision.guests.windows import (
     write_windows_seed_iso,
 )
 from core.provision.passwords import generate_password, windows_password_problem
-from core.provision.roster import Student
 from core.provision.templates import Template
 from core.settings import Settings
 from core.storage import folders, images

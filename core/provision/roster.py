@@ -19,14 +19,15 @@ import codecs
 import csv
 import io
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import InvalidInput
+from core.model import Student
 from core.names import check_username
 from core.provision.guests.linux import gecos_problem, linux_username_problem
 from core.provision.guests.windows import windows_full_name_problem, windows_username_problem
 from core.provision.passwords import windows_password_problem
+from core.text import CONTROL
 
 COLUMNS = ("username", "full_name", "password", "ssh_key")
 MAX_BYTES = 1024 * 1024
@@ -34,19 +35,9 @@ MAX_BYTES = 1024 * 1024
 _SHOWN = 50
 """Problems spelled out in the message; ``RosterError.problems`` always has them all."""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
               "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
 _SSH_KEY = re.compile(r"(?P<type>[a-z0-9@.-]+) (?P<body>AAAA[A-Za-z0-9+/]+={0,2})(?: [^\x00-\x1f\x7f]*)?")
-
-
-@dataclass(frozen=True)
-class Student:
-    username: str
-    full_name: str = ""
-    password: str | None = None
-    """None: a password is generated when the student's VMs are made."""
-    ssh_keys: tuple[str, ...] = ()
 
 
 class RosterError(InvalidInput):
@@ -192,7 +183,7 @@ def _student(fields: dict[str, str], line: int, os_family: str,
     password: str | None = fields["password"]
     if not password.strip():
         password = None
-    elif _CONTROL.search(password):
+    elif CONTROL.search(password):
         found.append("the password contains a line break or another control character")
     elif password != password.strip():
         found.append("the password starts or ends with a space")

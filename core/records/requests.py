@@ -15,7 +15,7 @@ from pathlib import Path
 
 from core.errors import InvalidInput, NotFound, TranslatableError
 from core.records import database
-from core.web import N_
+from core.text import N_
 
 
 class Kind(enum.StrEnum):

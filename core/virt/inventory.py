@@ -12,18 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from core.model import VM, Change, HostStatus
-
-Key = tuple[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class Update:
-    """One batch handed to subscribers: VM changes and/or a host's new status."""
-
-    changes: tuple[Change, ...] = ()
-    hosts: tuple[HostStatus, ...] = ()
-
+from core.model import VM, Change, HostStatus, Key, Update
 
 Subscriber = Callable[[Update], None]
 

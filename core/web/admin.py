@@ -6,10 +6,11 @@
 - ``POST /links`` ``{"vms": [uuid, ...], "ttl": "2h"}`` (ttl optional: VMM_SHARE_TTL):
   ``{"links": [{"vm", "name", "id", "url", "expires"}], "errors": [{"vm", "error"}]}``
 - ``POST /revoke`` ``{"ids": [...], "tokens": [...], "vms": [uuid, ...]}``: ``{"results":
-  [{"kind", "value", "found", "revoked": [link, ...]}], "closed": n}`` (tokens are not echoed);
+  [{"kind", "value", "found", "revoked": [{"id", "name"}, ...]}], "closed": n}`` (tokens are not
+  echoed);
   the viewers of every revoked link are closed at once.
 
-Errors answer ``{"error": message}`` with a 4xx status. :func:`call` is the client the CLI uses.
+Errors answer ``{"error": message}`` with a 4xx status. Its client is :mod:`core.links.client`.
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from core.errors import VMManagerError
-from core.links.shares import format_time, parse_ttl
-from core.settings import Settings
-from core.web import share_url
+from core.links.shares import parse_ttl
+from core.links.urls import share_url
+from core.text import format_time
 from core.web.app import CONFIG, ENDPOINTS, LAB, STORE, VIEWERS, find_vm
 
 log = logging.getLogger(__name__)
@@ -105,14 +105,15 @@ async def create_links(request: web.Request) -> web.Response:
 async def revoke(request: web.Request) -> web.Response:
     main = request.app[MAIN]
     body = await _body(request)
+    done = main[STORE].revoke_many(ids=_strings(body, "ids"), tokens=_strings(body, "tokens"),
+                                   vm_uuids=_strings(body, "vms"))
     results = []
-    for kind, key in (("id", "ids"), ("token", "tokens"), ("vm", "vms")):
-        for value in _strings(body, key):
-            found, revoked = main[STORE].revoke_one(kind, value)
-            results.append({"kind": kind, "value": "***" if kind == "token" else value, "found": found,
-                            "revoked": [link.as_json() for link in revoked]})
-            for link in revoked:
-                log.info("share link %s of %s revoked (admin API)", link.id, link.vm_name)
+    for result in done:
+        results.append({"kind": result.kind, "value": "***" if result.kind == "token" else result.value,
+                        "found": result.found, "revoked": [{"id": link_id, "name": name}
+                                                           for link_id, name in result.revoked]})
+        for link_id, name in result.revoked:
+            log.info("share link %s of %s revoked (admin API)", link_id, name)
     gone = main[STORE].inactive(main[VIEWERS].link_ids())
     closed = await main[VIEWERS].close_links(gone) if gone else 0
     return web.json_response({"results": results, "closed": closed})
@@ -139,27 +140,3 @@ def _private_dir(path: Path) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.parent.chmod(0o700)
     path.unlink(missing_ok=True)
-
-
-async def call(settings: Settings, method: str, path: str, payload: dict[str, Any] | None = None
-               ) -> dict[str, Any] | None:
-    """Ask the running server; None when none answers (the caller then uses the database)."""
-    socket_path = settings.admin_socket
-    if not socket_path.exists():
-        return None
-    try:
-        async with (aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=os.fspath(socket_path)),
-                                          timeout=aiohttp.ClientTimeout(total=30)) as session,
-                    session.request(method, f"http://admin{path}", json=payload) as response):
-            data = await response.json()
-    except (aiohttp.ClientConnectionError, OSError):
-        return None
-    if response.status >= 400:
-        raise VMManagerError(f"the server refused: {data.get('error', response.reason)}")
-    return data
-
-
-async def server_answers(settings: Settings) -> bool:
-    with contextlib.suppress(VMManagerError):
-        return await call(settings, "GET", "/viewers") is not None
-    return True

@@ -37,10 +37,11 @@ from aiohttp.abc import AbstractAccessLogger
 from core.errors import ConfigError
 from core.lab import Lab
 from core.links.shares import Link, TokenStore
-from core.model import VM
+from core.links.urls import DEFAULT_HOST, DEFAULT_PORT, base_url, origin_of
+from core.model import VM, Update
 from core.settings import PROJECT_DIR, Settings
-from core.virt.inventory import Update
-from core.web import DEFAULT_HOST, DEFAULT_PORT, N_, base_url, i18n, origin_of, pages
+from core.text import N_
+from core.web import i18n, pages
 from core.web.console.endpoints import MAX_MESSAGE, EndpointError, Endpoints
 from core.web.console.proxy import CLOSE_REVOKED, Viewers, relay
 
@@ -463,9 +464,10 @@ def runner_options() -> dict[str, object]:
 async def serve(settings: Settings, lab: Lab, *, secret_key: str, host: str, port: int,
                 stop: asyncio.Event, started: Callable[[str], None] | None = None) -> None:
     """Run the server (and the admin API on its Unix socket) until ``stop`` is set."""
+    from core.links.client import server_answers
     from core.web import admin
 
-    if await admin.server_answers(settings):
+    if await server_answers(settings):
         raise ConfigError(f"a server already runs (its admin API answers on {settings.admin_socket})")
     app = make_app(settings, lab, secret_key=secret_key, host=host, port=port)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0, **runner_options())  # type: ignore[arg-type]

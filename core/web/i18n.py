@@ -20,7 +20,7 @@ from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
 from core.model import VMState
-from core.web import N_
+from core.text import N_
 
 if TYPE_CHECKING:
     from aiohttp import web

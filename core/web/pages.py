@@ -11,7 +11,8 @@ import html
 
 from aiohttp import web
 
-from core.web import N_, i18n
+from core.text import N_
+from core.web import i18n
 
 NO_STORE = {"Cache-Control": "no-store"}
 

@@ -45,7 +45,8 @@ from core.records import mail
 from core.records.audit import Actor, Item
 from core.records.requests import LIMITS, Kind, RequestRefused, RequestStore
 from core.settings import Settings
-from core.web import N_, i18n, pages
+from core.text import N_
+from core.web import i18n, pages
 from core.web.app import CLIENT, UUID, open_console_session, secure_cookies  # app imports us inside make_app
 from core.web.i18n import STATE_LABELS
 

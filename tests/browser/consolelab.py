@@ -355,9 +355,9 @@ class Serve:
 
     async def viewers(self, dom: libvirt.virDomain) -> int:
         """The server's open consoles of ``dom`` (its admin API)."""
-        from core.web import admin
+        from core.links import client as admin_client
 
-        reply = await admin.call(self.settings, "GET", "/viewers")
+        reply = await admin_client.call(self.settings, "GET", "/viewers")
         assert reply is not None, "the admin API does not answer"
         return int(reply["by_vm"].get(dom.UUIDString(), 0))
 

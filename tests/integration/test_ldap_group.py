@@ -32,7 +32,7 @@ from slapd import (
 from core.auth import ldapgroups as directory
 from core.auth.ldapgroups import DirectoryError, check_dn, group_members
 from core.errors import ConfigError, InvalidInput, NotFound
-from core.provision.roster import Student
+from core.model import Student
 from core.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -26,10 +26,11 @@ from textual.widgets import DataTable, Input
 from tuitest import SIZE, log_text, notifications, vm_named, wait_until
 
 from core.lab import Lab
-from core.links.shares import TokenStore, format_time
+from core.links import client as admin_client
+from core.links.shares import TokenStore
 from core.records.audit import AuditLog
 from core.settings import Settings
-from core.web import admin
+from core.text import format_time
 from core.web import app as web_app
 from core.web.app import VIEWERS
 from core.web.console.proxy import Viewer, Viewers
@@ -388,7 +389,7 @@ async def test_the_tui_runs_the_console_server_itself(lab: Lab, settings: Settin
     assert app.server_url is None
     assert len(made_apps[-1][VIEWERS]) == 0
     assert not settings.admin_socket.exists()
-    assert await admin.call(settings, "GET", "/viewers") is None
+    assert await admin_client.call(settings, "GET", "/viewers") is None
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection("127.0.0.1", port)
 

@@ -19,10 +19,9 @@ from tuitest import wait_until
 
 from core.lab import Lab
 from core.metadata import LabMeta
-from core.model import Change, Figures, VMState
+from core.model import Change, Figures, Update, VMState
 from core.settings import Settings
 from core.testing import testdriver
-from core.virt.inventory import Update
 from tui.app import VMManagerApp
 from tui.coalesce import Coalescer, Throttle
 from tui.widgets.vmtable import VMTable

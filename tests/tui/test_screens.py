@@ -12,9 +12,8 @@ from textual.widgets import Sparkline
 from tuitest import FIXED_TIME, SIZE, notifications, vm_named, wait_until
 
 from core.lab import Lab
-from core.model import Change, ConnState, Figures
+from core.model import Change, ConnState, Figures, Update
 from core.settings import Settings
-from core.virt.inventory import Update
 from tui.app import VMManagerApp
 from tui.screens.detail import DetailScreen
 from tui.screens.error import ConnectErrorScreen

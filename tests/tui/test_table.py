@@ -18,8 +18,7 @@ from tuitest import (
     wait_until,
 )
 
-from core.model import Change, ConnState, Figures, HostFigures, HostStatus, VMState
-from core.virt.inventory import Update
+from core.model import Change, ConnState, Figures, HostFigures, HostStatus, Update, VMState
 from tui.widgets.header import LabHeader
 from tui.widgets.vmtable import VMTable
 

@@ -7,10 +7,9 @@ import pytest
 
 from core.lab import Lab
 from core.metadata import LabMeta
-from core.model import VMState
+from core.model import Update, VMState
 from core.testing import testdriver
 from core.testing.testdriver import Spec
-from core.virt.inventory import Update
 
 
 class Recorder:

@@ -26,9 +26,9 @@ import pytest
 from core import failpoints
 from core.errors import InvalidInput
 from core.lab import Lab
+from core.model import Student
 from core.provision import kvmprobe
 from core.provision.planning import Plan
-from core.provision.roster import Student
 from core.provision.templates import load_templates
 from core.records.audit import AuditLog
 from core.settings import Settings

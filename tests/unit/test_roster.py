@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import InvalidInput
-from core.provision.roster import RosterError, Student, parse_roster, read_roster, ssh_key_problem
+from core.model import Student
+from core.provision.roster import RosterError, parse_roster, read_roster, ssh_key_problem
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDgs7h3ctcKVWqQqKBGvX+UxCbDsN/+Rtc2ot+voUYgt alice@lab"
 ECDSA = ("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBAjq7+w38oAe7dyyaKDD"

@@ -277,9 +277,9 @@ async def test_shutdown_closes_the_admin_socket(console: StartConsole, test_lab:
     server: Console = await console(test_lab)
     await server.close()
     server.sessions.clear()
-    from core.web import admin
+    from core.links import client as admin_client
 
-    assert await admin.call(server.settings, "GET", "/viewers") is None
+    assert await admin_client.call(server.settings, "GET", "/viewers") is None
 
 
 class FakeEndpoint:

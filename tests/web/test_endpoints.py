@@ -21,12 +21,13 @@ from webtest import eventually, websockify_pids
 
 from core.errors import ConfigError
 from core.lab import Lab
+from core.links.urls import base_url, origin_of
 from core.metadata import LabMeta
 from core.model import VM
 from core.settings import Settings
 from core.virt.domainxml import DomainInfo, Graphics
-from core.web import ENDPOINT_SECRET_ENV, ENDPOINT_SECRET_HEADER, EndpointSecret, base_url, origin_of
 from core.web.console.endpoints import EndpointError, Endpoints, group_members, parse_ports, vnc_target
+from core.web.console.secret import ENDPOINT_SECRET_ENV, ENDPOINT_SECRET_HEADER, EndpointSecret
 
 
 def info(*graphics: Graphics) -> DomainInfo:
@@ -67,7 +68,7 @@ def test_long_run_dirs_fall_back_to_loopback_ports(test_lab: Lab, web_settings: 
 
 def test_endpoint_auth_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENDPOINT_SECRET_ENV, "s3cret")
-    plugin = EndpointSecret("ignored")
+    plugin = EndpointSecret()
     plugin.authenticate({ENDPOINT_SECRET_HEADER: "s3cret"}, None, None)
     for headers in ({}, {ENDPOINT_SECRET_HEADER: "s3cre"}, {ENDPOINT_SECRET_HEADER: "s3cret "}):
         with pytest.raises(AuthenticationError):

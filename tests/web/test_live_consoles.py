@@ -254,7 +254,7 @@ async def test_a_browser_gone_before_its_console_opened_leaves_no_vnc_connection
 
     The server runs as ``vm-manager serve`` runs it (``core.web.app.serve``: a handler goes on when
     its client leaves, where aiohttp's test server would cancel it)."""
-    from core.web import admin
+    from core.links import client as admin_client
     from core.web.app import serve
 
     uuid = await running_vm(live_lab, outside, "web-gone")
@@ -268,7 +268,7 @@ async def test_a_browser_gone_before_its_console_opened_leaves_no_vnc_connection
         await asyncio.wait_for(up.wait(), 30)
 
         async def opened(browser: aiohttp.ClientSession) -> str:
-            made = await admin.call(web_settings, "POST", "/links", {"vms": [uuid]})
+            made = await admin_client.call(web_settings, "POST", "/links", {"vms": [uuid]})
             assert made is not None
             async with browser.get(made["links"][0]["url"], allow_redirects=False) as response:
                 assert response.status == 303
@@ -303,7 +303,7 @@ async def test_a_browser_gone_before_its_console_opened_leaves_no_vnc_connection
                              what="the endpoint to hold the staying viewer's connection alone")
 
         async def users() -> int:
-            viewers = await admin.call(web_settings, "GET", "/viewers")
+            viewers = await admin_client.call(web_settings, "GET", "/viewers")
             assert viewers is not None
             return int(viewers["endpoints"][uuid]["users"])
 

@@ -12,16 +12,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError, InvalidInput
-from core.links.shares import (
-    OLD_DEFAULT_KEY,
-    TOKEN,
-    TokenStore,
-    generate_secret_key,
-    key_file,
-    key_problem,
-    load_secret_key,
-    parse_ttl,
-)
+from core.links.secret import OLD_DEFAULT_KEY, generate_secret_key, key_file, key_problem, load_secret_key
+from core.links.shares import TOKEN, TokenStore, parse_ttl
 from core.settings import Settings
 
 KEY = "s" * 40  # the store takes any key; only load_secret_key judges them

@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer, unused_port
 
 from core.lab import Lab
+from core.links import client as admin_client
 from core.links.shares import Link, TokenStore
 from core.settings import Settings
 from core.web import admin
@@ -91,7 +92,7 @@ class Console:
         return 101, ""
 
     async def admin(self, method: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        reply = await admin.call(self.settings, method, path, payload)
+        reply = await admin_client.call(self.settings, method, path, payload)
         assert reply is not None, "the admin API did not answer"
         return reply
 

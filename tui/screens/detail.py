@@ -16,9 +16,8 @@ from textual.signal import Signal
 from textual.widgets import Footer, Sparkline, Static
 
 from core.errors import VMManagerError
-from core.model import VM
+from core.model import VM, Key
 from core.virt.domainxml import DomainInfo
-from core.virt.inventory import Key
 from tui import format as fmt
 from tui.history import SERIES, Series, StatsHistory
 

@@ -407,7 +407,7 @@ class MainScreen(Screen[None]):
     async def _revoke_links(self, vms: list[VM]) -> None:
         assert self.consoles is not None
         try:
-            result = await self.consoles.revoke(vms)
+            result = await self.consoles.revoke(vms=vms)
         except Exception as exc:  # anything: say so, never fail silently in a worker
             self._console_failure("Revoke links", exc)
             return

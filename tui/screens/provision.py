@@ -34,7 +34,8 @@ from textual.widgets import (
 )
 
 from core.errors import VMManagerError
-from core.provision.roster import Student, read_roster
+from core.model import Student
+from core.provision.roster import read_roster
 from core.storage.permissions import QEMU_USER, grant_command
 from core.text import count
 from tui import format as fmt

@@ -28,9 +28,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from core.model import VM, Change, VMState
+from core.model import VM, Change, Key, VMState
 from core.query import Fields, Query, fields_of, parse
-from core.virt.inventory import Key
 from tui import format as fmt
 
 

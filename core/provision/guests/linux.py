@@ -9,16 +9,15 @@ fed on standard input so they never appear in a process list.
 from __future__ import annotations
 
 import io
-import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import InvalidInput
 from core.names import check_username, check_vm_name
+from core.text import CONTROL
 
 VOLUME_ID = "cidata"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def gecos_problem(full_name: str) -> str | None:
     (the field separator of /etc/passwd: exit 3, "invalid comment") and fails on control characters
     (exit 1); commas, '=', quotes, a leading '-' and any other printable text go through.
     """
-    if _CONTROL.search(full_name):
+    if CONTROL.search(full_name):
         return "the full name contains a line break or another control character"
     if ":" in full_name:
         return "the full name contains ':', which Linux account records cannot hold (useradd refuses it)"

@@ -39,8 +39,9 @@ from core.errors import ConfigError, TranslatableError, VMManagerError
 from core.lab import Lab
 from core.model import VM
 from core.settings import PROJECT_DIR, Settings
+from core.text import N_
 from core.virt.domainxml import DomainInfo
-from core.web import ENDPOINT_SECRET_ENV, ENDPOINT_SECRET_HEADER, N_
+from core.web.console.secret import ENDPOINT_SECRET_ENV, ENDPOINT_SECRET_HEADER
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from websockify.websocketproxy import ProxyRequestHandler
 
-from core.web import EndpointSecret  # noqa: E402 (after the numpy block above)
+from core.web.console.secret import EndpointSecret  # noqa: E402 (after the numpy block above)
 
 # A viewer's thread only relays (select, recv, send): websockify's 64 KiB buffers live on the heap.
 THREAD_STACK = 512 * 1024
