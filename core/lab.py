@@ -18,10 +18,13 @@ from typing import TYPE_CHECKING
 import libvirt
 
 from core.errors import ActionFailed, ConfigError, InvalidInput, NotFound, VMManagerError, from_libvirt
-from core.lifecycle.actions import Action, ActionResult, Protected, run_bulk
+from core.lifecycle.actions import Action, ActionResult
+from core.lifecycle.ownership import Protected
+from core.lifecycle.runner import run_bulk
 from core.metadata import NAMESPACE, PREFIX
 from core.model import VM, HostStatus, Student, Update
 from core.names import check_class_name, check_username
+from core.provision.guests.answer_cd import AnswerCDEjector
 from core.provision.templates import Template, load_templates
 from core.records.audit import Actor, AuditLog, Item
 from core.records.requests import Kind, Request, RequestStore, Status
@@ -77,6 +80,7 @@ class Lab:
         self.hosts = {host.name: host for host in hosts}
         self.actor = Actor.local("cli")
         """Who acts when a call names nobody: the TUI sets its own; the web names each user."""
+        self._ejectors: list[AnswerCDEjector] = []
 
     @functools.cached_property
     def audit(self) -> AuditLog:
@@ -107,16 +111,21 @@ class Lab:
                       keepalive=(settings.keepalive_interval, settings.keepalive_count),
                       reconnect_max_delay=settings.reconnect_max_delay, demo=demo)
                  for uri in uris]
+        ejectors = [AnswerCDEjector(host) for host in hosts]  # before the first sync: it sees every VM
         connected: list[Host] = []
         try:
             for host in hosts:
                 await host.connect()
                 connected.append(host)
         except BaseException:
+            for ejector in ejectors:
+                await ejector.close()
             for host in connected:  # no half-open lab: close what did connect
                 await host.close()
             raise
-        return cls(settings, hosts, inventory)
+        lab = cls(settings, hosts, inventory)
+        lab._ejectors = ejectors
+        return lab
 
     # -- reading --
     @property
@@ -349,6 +358,8 @@ class Lab:
 
     async def close(self) -> None:
         async def close_all() -> None:
+            for ejector in self._ejectors:
+                await ejector.close()
             for host in self.hosts.values():
                 await host.close()
             await eventloop.drain()

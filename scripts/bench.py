@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 from core.lab import SYSTEM_URI as SYSTEM  # noqa: E402
 from core.lab import Lab  # noqa: E402
 from core.model import VMState  # noqa: E402
-from core.provision.domainbuild import tiny_domain  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.testing import testdriver  # noqa: E402
+from core.testing.domains import tiny_domain  # noqa: E402
 from core.testing.testdriver import Spec  # noqa: E402
 from core.virt import eventloop  # noqa: E402
 

@@ -58,8 +58,8 @@ sys.path.insert(0, str(ROOT))
 
 from core.lab import SYSTEM_URI  # noqa: E402
 from core.links import client as admin_client  # noqa: E402
-from core.provision.domainbuild import DiskSpec, tiny_domain  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from core.testing.domains import DiskSpec, tiny_domain  # noqa: E402
 
 BIN = Path(sys.executable).parent
 VM_MANAGER = BIN / "vm-manager"

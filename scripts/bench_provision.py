@@ -72,7 +72,7 @@ def libvirt_alone(count: int, workers: int) -> float:
     the floor under any "made and started" figure on this host."""
     import libvirt
 
-    from core.provision.domainbuild import tiny_domain
+    from core.testing.domains import tiny_domain
 
     conn = libvirt.open(SYSTEM_URI)
     prefix = f"vmm-bench-floor-{secrets.token_hex(2)}"

@@ -25,10 +25,10 @@ from core.lab import DEMO_URI, Lab  # noqa: E402
 from core.lab import SYSTEM_URI as SYSTEM  # noqa: E402
 from core.metadata import LabMeta  # noqa: E402
 from core.model import VM  # noqa: E402
-from core.provision.domainbuild import tiny_domain  # noqa: E402
 from core.records.audit import Actor, AuditLog  # noqa: E402
 from core.records.requests import Kind, RequestStore  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from core.testing.domains import tiny_domain  # noqa: E402
 from tui.app import VMManagerApp  # noqa: E402
 
 OUT = ROOT / "screenshots"

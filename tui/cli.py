@@ -24,8 +24,9 @@ from core.lifecycle.targets import resolve
 from core.log import setup_logging
 from core.model import VM, Student
 from core.names import check_class_name, check_username
+from core.provision.execution import Outcome
 from core.provision.kvmprobe import DEADLINE as KVM_PROBE_DEADLINE
-from core.provision.planning import AUTO, Outcome, Unreachable
+from core.provision.planning import AUTO, Unreachable
 from core.provision.roster import read_roster
 from core.provision.templates import Template, check_files, load_templates
 from core.settings import Settings, load_settings, positive_number

@@ -1,15 +1,14 @@
-"""Provisioning a class from a template (placeholder face, filled in below)."""
+"""Provisioning a class from a template: plan (every check, nothing made), then make it.
 
-from core.provision.planning import (
-    AUTO,
-    QEMU_USER,
-    Outcome,
-    Plan,
-    Progress,
-    Report,
-    Unreachable,
-    execute,
-    plan,
-)
+:mod:`planning` checks a request and fixes every name and path; :mod:`execution` makes the VMs,
+each all-or-nothing; :mod:`templates` reads templates.toml; :mod:`roster` reads CSV rosters;
+:mod:`domainbuild` writes the domain XML; :mod:`kvmprobe` decides domain type ``auto``;
+:mod:`doctor` finds what killed runs left; :mod:`passwords` makes and files passwords;
+``guests/`` holds what the guest reads at first boot (cloud-init seeds, Windows answer files and
+their CD).
+"""
+
+from core.provision.execution import Outcome, Progress, Report, execute
+from core.provision.planning import AUTO, QEMU_USER, Plan, Unreachable, plan
 
 __all__ = ["AUTO", "QEMU_USER", "Outcome", "Plan", "Progress", "Report", "Unreachable", "execute", "plan"]

@@ -46,8 +46,10 @@ from core.storage.folders import (
     vnc_sockets,
     work_folders,
 )
+from core.storage.paths import inside
 from core.virt import domainxml
 from core.virt.connection import Host
+from core.virt.domains import undefine
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +131,7 @@ def _look_at_readable(dom: libvirt.virDomain, info: domainxml.DomainInfo, active
     """Only a domain whose files are under this student root is doctor's to act on: the root's
     lock keeps provisioning runs there away, not runs under another root."""
     files = [d for d in info.disks if d.source and d.source_type == "file"]
-    base = os.path.normpath(os.path.abspath(root))
-    ours = [d for d in files if Path(os.path.normpath(os.path.abspath(d.source))).is_relative_to(base)]
+    ours = [d for d in files if inside(d.source, [root])]
     findings: list[Finding] = []
     if info.meta.created and active:
         findings += _left_paused(dom, info.name, {Path(d.source).parent for d in ours}, fix)
@@ -151,8 +152,7 @@ def _folders(root: Path, domains: _Domains, fix: bool) -> list[Finding]:
     findings = []
     work = work_folders(root)
     for folder in [*vm_folders(root), *work]:
-        inside = os.path.normpath(os.path.abspath(folder))
-        used = any(Path(path).is_relative_to(inside) for path in domains.files)
+        used = any(inside(path, [folder]) for path in domains.files)
         owner = folder_domain(folder)
         if owner is None and folder in work and not used and _holds_nothing(folder):
             finding = Finding("folder", str(folder), "a folder a killed run was making or removing, "
@@ -240,7 +240,7 @@ def _left_paused(dom: libvirt.virDomain, name: str, folders: set[Path], fix: boo
 
 def _undefine(dom: libvirt.virDomain, finding: Finding) -> Finding:
     try:
-        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+        undefine(dom)
     except libvirt.libvirtError as exc:
         return Finding(finding.what, finding.where, f"{finding.problem}; undefine failed: "
                        f"{exc.get_error_message()}")

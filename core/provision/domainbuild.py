@@ -1,50 +1,21 @@
 """Domain XML documents built with ElementTree (never by string formatting).
 
 ``provisioned_domain`` is what provisioning defines: a template's settings, the VM's overlay and
-seed, a serial log, and VNC on a Unix socket (no TCP port at all). ``tiny_domain`` and
-``kernel_domain`` are small i440fx domains with VNC on loopback, for tests, benchmarks and
-screenshots.
+seed, a serial log, and VNC on a Unix socket (no TCP port at all). ``kernel_domain`` is a small
+i440fx domain booting a kernel directly, with VNC on loopback: the KVM probe's (and the tests').
 """
 
 from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from core.metadata import LabMeta
 from core.provision.templates import Template
 
 StrPath = str | os.PathLike[str]
-
-
-@dataclass(frozen=True)
-class DiskSpec:
-    path: str
-    fmt: str = "qcow2"
-    readonly: bool = False
-
-
-def tiny_domain(name: str, *, domain_type: str = "qemu", memory_mib: int = 64, vcpus: int = 1,
-                meta: LabMeta | None = None, disks: Iterable[DiskSpec] = ()) -> str:
-    """A small BIOS domain: SeaBIOS, VGA, VNC on loopback only, no network interface.
-
-    Without a disk SeaBIOS prints its banner and waits: enough for screens and consoles, and a
-    guest that ignores the ACPI shutdown button (what a halt's destroy fallback is for).
-    """
-    domain, os_ = _skeleton(name, domain_type, memory_mib, vcpus, meta)
-    ET.SubElement(os_, "boot", dev="hd")
-    devices = ET.SubElement(domain, "devices")
-    for index, disk in enumerate(disks):
-        element = ET.SubElement(devices, "disk", type="file", device="disk")
-        ET.SubElement(element, "driver", name="qemu", type=disk.fmt)
-        ET.SubElement(element, "source", file=os.fspath(disk.path))
-        ET.SubElement(element, "target", dev=f"vd{chr(ord('a') + index)}", bus="virtio")
-        if disk.readonly:
-            ET.SubElement(element, "readonly")
-    _loopback_vnc(devices)
-    return ET.tostring(domain, encoding="unicode")
 
 
 def kernel_domain(name: str, kernel: StrPath, initrd: StrPath, cmdline: str = "console=tty0 console=ttyS0",
@@ -56,7 +27,7 @@ def kernel_domain(name: str, kernel: StrPath, initrd: StrPath, cmdline: str = "c
     ``serial_log``: the file the first serial port (and so the console) is written to; without
     it the serial port is a pty (``virsh console``).
     """
-    domain, os_ = _skeleton(name, domain_type, memory_mib, vcpus, meta)
+    domain, os_ = skeleton(name, domain_type, memory_mib, vcpus, meta)
     ET.SubElement(os_, "kernel").text = os.fspath(kernel)
     ET.SubElement(os_, "initrd").text = os.fspath(initrd)
     ET.SubElement(os_, "cmdline").text = cmdline
@@ -72,7 +43,7 @@ def kernel_domain(name: str, kernel: StrPath, initrd: StrPath, cmdline: str = "c
     else:
         ET.SubElement(ET.SubElement(devices, "serial", type="pty"), "target", port="0")
         ET.SubElement(ET.SubElement(devices, "console", type="pty"), "target", type="serial", port="0")
-    _loopback_vnc(devices)
+    loopback_vnc(devices)
     return ET.tostring(domain, encoding="unicode")
 
 
@@ -98,7 +69,7 @@ def provisioned_domain(name: str, uuid: str, template: Template, files: VMFiles,
     student can watch the same screen. Linux guests get a guest-agent channel (IP addresses and
     checks from outside); Windows guests a local-time clock.
     """
-    domain, os_ = _skeleton(name, domain_type, template.memory_mib, template.vcpus, meta,
+    domain, os_ = skeleton(name, domain_type, template.memory_mib, template.vcpus, meta,
                             machine=template.machine, uuid=uuid)
     if template.firmware == "uefi":
         os_.set("firmware", "efi")
@@ -158,7 +129,7 @@ def _serial_log(devices: ET.Element, path: StrPath) -> None:
         ET.SubElement(element, "target", target)
 
 
-def _skeleton(name: str, domain_type: str, memory_mib: int, vcpus: int, meta: LabMeta | None, *,
+def skeleton(name: str, domain_type: str, memory_mib: int, vcpus: int, meta: LabMeta | None, *,
               machine: str = "pc", uuid: str | None = None) -> tuple[ET.Element, ET.Element]:
     """``<domain>`` with name, size, our metadata, ACPI and an ``<os>`` (i440fx by default) to fill in."""
     domain = ET.Element("domain", type=domain_type)
@@ -175,7 +146,7 @@ def _skeleton(name: str, domain_type: str, memory_mib: int, vcpus: int, meta: La
     return domain, os_
 
 
-def _loopback_vnc(devices: ET.Element) -> None:
+def loopback_vnc(devices: ET.Element) -> None:
     graphics = ET.SubElement(devices, "graphics", type="vnc", autoport="yes", listen="127.0.0.1")
     ET.SubElement(graphics, "listen", type="address", address="127.0.0.1")
     ET.SubElement(ET.SubElement(devices, "video"), "model", type="vga")

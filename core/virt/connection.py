@@ -1,4 +1,4 @@
-"""One libvirt connection feeding the inventory: events, bulk stats, reconnection.
+"""One libvirt connection feeding the inventory: events, reconnection (its figures: ``sampler``).
 
 Everything here runs on the core loop (:mod:`core.virt.eventloop`). Event callbacks only record and
 schedule; every blocking libvirt call goes through :meth:`Host.call`, which runs it in a thread.
@@ -23,9 +23,9 @@ import libvirt
 from core import failpoints
 from core.errors import HypervisorUnavailable, VMManagerError, from_libvirt
 from core.model import VM, ConnState, Figures, HostFigures, HostStatus, VMState
-from core.provision.guests.windows import eject_spent_answer_file
-from core.virt import domainxml, stats
+from core.virt import domainxml
 from core.virt.inventory import Inventory
+from core.virt.sampler import StatsSampler
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,9 +52,6 @@ _EVENT_NAMES = {
     libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED: "suspended by guest",
     libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
 }
-_STATS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
-          | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_VCPU
-          | libvirt.VIR_DOMAIN_STATS_INTERFACE | libvirt.VIR_DOMAIN_STATS_BLOCK)
 _IP_RETRY_DELAYS = (3.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -88,8 +85,7 @@ class Host:
         self._refresh_task: asyncio.Task[None] | None = None
         self._stats_task: asyncio.Task[None] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
-        self._samples: dict[str, stats.Sample] = {}
-        self._host_cpu: dict[str, int] | None = None
+        self.sampler = StatsSampler(self)
         self._started_at: dict[str, float] = {}
         self._closing = False
         self._status = HostStatus(self.name, uri, ConnState.DISCONNECTED, demo=demo)
@@ -202,7 +198,7 @@ class Host:
         self._set_status(ConnState.ACTIVE, "connected")
         log.info("connected to %s (%d VMs)", self.uri,
                  sum(1 for vm in self.inventory.vms() if vm.host == self.name))
-        self._stats_task = asyncio.create_task(self._stats_loop(), name=f"stats-{self.name}")
+        self._stats_task = asyncio.create_task(self.sampler.run(), name=f"stats-{self.name}")
 
     def _register(self, conn: libvirt.virConnect) -> list[int]:
         """Keepalive, close callback and domain event callbacks (runs in a worker thread)."""
@@ -269,6 +265,10 @@ class Host:
             except HypervisorUnavailable as exc:
                 self._set_status(ConnState.DISCONNECTED, f"{exc.message}; retrying in {delay:.0f} s")
                 delay = min(delay * 2, self.reconnect_max_delay)
+
+    def set_figures(self, figures: HostFigures) -> None:
+        """The host's CPU and memory, from the latest sample (:class:`core.virt.sampler.StatsSampler`)."""
+        self._set_status(self._status.state, self._status.message, figures)
 
     def _set_status(self, state: ConnState, message: str,
                     figures: HostFigures | None = None) -> None:
@@ -360,9 +360,6 @@ class Host:
         for uuid in stale:
             self._mark_dirty(uuid)
         self._addresses = self._spawn(self._look_up_ips([vm.uuid for vm in current if vm.state.is_active]))
-        # Halts no VM Manager saw (none was running): their answer files go now.
-        self._spawn(self._eject_spent_answer_files(
-            [vm.uuid for vm in current if vm.meta.created and vm.state == VMState.SHUTOFF]))
 
     async def addresses_looked_up(self) -> None:
         """Wait for the address look-up of the last (re)sync: a one-shot reader (``list``) wants
@@ -413,9 +410,7 @@ class Host:
             self._spawn(self._look_for_ips(uuid))
         elif event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
             self._started_at.pop(uuid, None)
-            self._samples.pop(uuid, None)
-            if vm is not None and vm.meta.created:  # made by provisioning: maybe a Windows first halt
-                self._spawn(self._eject_spent_answer_files([uuid]))
+            self.sampler.forget(uuid)
         if vm is not None and state is not None:
             active = state.is_active
             self.inventory.put(replace(
@@ -485,32 +480,6 @@ class Host:
             except (libvirt.libvirtError, VMManagerError):
                 return
 
-    async def _eject_spent_answer_files(self, uuids: list[str]) -> None:
-        """Eject the answer-file CDs (Windows passwords in clear) of the shut-off VMs that have run
-        since it went in -- at a halt, and at connect for halts none saw; a start that failed also
-        stops a VM. One worker job for all (:func:`core.provision.guests.windows.eject_spent_answer_file` decides)."""
-        if not uuids:
-            return
-        try:
-            ejected = await self._run(self._eject_spent, uuids)
-        except (libvirt.libvirtError, VMManagerError) as exc:
-            log.warning("could not eject answer file CDs on %s: %s", self.uri, from_libvirt(exc).message)
-            return
-        for uuid in ejected:
-            log.info("ejected the answer file CD of %s: it has run since the CD went in", uuid)
-
-    def _eject_spent(self, uuids: list[str]) -> list[str]:
-        ejected = []
-        for uuid in uuids:
-            try:
-                if eject_spent_answer_file(self.domain(uuid), local=self.files_local):
-                    ejected.append(uuid)
-            except libvirt.libvirtError as exc:
-                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:  # gone meanwhile: nothing to do
-                    log.warning("could not eject the answer file CD of %s: %s", uuid,
-                                from_libvirt(exc).message)
-        return ejected
-
     def _spawn(self, coro: Any) -> asyncio.Task[Any] | None:
         if self._closing:
             coro.close()
@@ -519,47 +488,3 @@ class Host:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    # -- figures: one bulk call per interval --
-    async def _stats_loop(self) -> None:
-        if not self.has_figures:
-            return
-        while self.conn is not None:
-            try:
-                await self.sample_stats()
-            except (libvirt.libvirtError, VMManagerError) as exc:
-                log.warning("stats failed on %s: %s", self.uri, from_libvirt(exc).message)
-            await asyncio.sleep(self.stats_interval)
-
-    async def sample_stats(self) -> None:
-        """One ``getAllDomainStats`` for all running domains, plus the host's CPU and memory."""
-        conn = self.connection()
-        records, node_cpu, node_mem = await self._run(self._bulk_stats, conn)
-        now = time.monotonic()
-        for dom, raw in records:
-            uuid = dom.UUIDString()
-            vm = self.inventory.get((self.name, uuid))
-            if vm is None or not vm.state.is_active:
-                continue
-            new = stats.sample(raw, now, vm.vcpus)
-            self.inventory.put(replace(vm, figures=stats.figures(new, self._samples.get(uuid))),
-                               what="stats")
-            self._samples[uuid] = new
-        cpu = stats.host_cpu_percent(node_cpu, self._host_cpu) if node_cpu else None
-        self._host_cpu = node_cpu
-        total = node_mem.get("total")
-        free = sum(node_mem.get(k, 0) for k in ("free", "buffers", "cached"))
-        self._set_status(self._status.state, self._status.message, HostFigures(
-            cpu_percent=cpu, mem_total_mib=total / 1024 if total else None,
-            mem_used_mib=(total - free) / 1024 if total else None))
-
-    def _bulk_stats(self, conn: libvirt.virConnect) -> tuple[list[Any], dict[str, int],
-                                                           dict[str, int]]:
-        records = conn.getAllDomainStats(_STATS, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE)
-        node_cpu: dict[str, int] = {}
-        node_mem: dict[str, int] = {}
-        with contextlib.suppress(libvirt.libvirtError):
-            node_cpu = conn.getCPUStats(libvirt.VIR_NODE_CPU_STATS_ALL_CPUS)
-        with contextlib.suppress(libvirt.libvirtError):
-            node_mem = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
-        return records, node_cpu, node_mem

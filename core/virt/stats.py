@@ -89,3 +89,11 @@ def host_cpu_percent(new: Mapping[str, int], old: Mapping[str, int] | None) -> f
     if total <= 0:
         return None
     return max(0.0, min(100.0, (total - idle) / total * 100))
+
+
+def free_memory_kib(node_mem: Mapping[str, int]) -> int | None:
+    """Free memory of a host from ``getMemoryStats``, page cache and buffers counted as free;
+    None when the driver does not report it."""
+    if "free" not in node_mem:
+        return None
+    return sum(node_mem.get(k, 0) for k in ("free", "buffers", "cached"))

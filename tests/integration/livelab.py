@@ -26,10 +26,10 @@ import pytest
 from core.lab import Lab
 from core.metadata import LabMeta
 from core.model import VM, Change, ConnState, Update, VMState
-from core.provision.domainbuild import DiskSpec as Disk
-from core.provision.domainbuild import tiny_domain
 from core.settings import load_settings
 from core.storage.permissions import group_id
+from core.testing.domains import DiskSpec as Disk
+from core.testing.domains import tiny_domain
 
 URI = "qemu:///system"
 RUN_PREFIX = f"vmm-it-{secrets.token_hex(3)}-"

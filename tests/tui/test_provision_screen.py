@@ -26,8 +26,8 @@ from textual.widgets import (
 )
 from tuitest import SIZE, log_text, notifications, vm_named, wait_until
 
+from core.provision.execution import Outcome, Report
 from core.provision.kvmprobe import DEADLINE
-from core.provision.planning import Outcome, Report
 from core.provision.roster import read_roster
 from core.settings import Settings
 from tui.screens.confirm import ConfirmScreen

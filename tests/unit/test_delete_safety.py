@@ -13,7 +13,7 @@ import pytest
 from unixsock import leave_socket
 
 from core.lab import Lab
-from core.lifecycle.actions import Protected
+from core.lifecycle.ownership import Protected
 from core.metadata import LabMeta
 from core.settings import Settings
 from core.storage.folders import (

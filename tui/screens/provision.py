@@ -44,7 +44,8 @@ from tui.screens.templates import TemplateInfo, read_templates, template_summary
 
 if TYPE_CHECKING:
     from core.lab import Lab
-    from core.provision.planning import Outcome, Plan, Report
+    from core.provision.execution import Outcome, Report
+    from core.provision.planning import Plan
     from core.provision.templates import Template
 
 CSV, LDAP = "csv", "ldap"

@@ -31,13 +31,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-import libvirt
-
 from core.errors import InvalidInput
 from core.names import check_username, check_vm_name
 from core.provision.passwords import check_windows_password
-from core.storage import images
-from core.storage.folders import WINDOWS_SEED
 
 UNATTEND_NS = "urn:schemas-microsoft-com:unattend"
 WCM_NS = "http://schemas.microsoft.com/WMIConfig/2002/State"
@@ -359,76 +355,3 @@ def _disk_configuration(setup: ET.Element, firmware: str) -> int:
         if active:
             _sub(partition, "Active", "true")
     return len(layout)
-
-
-
-# libvirt's shut-off reasons that say the VM ran, and stopped, since libvirtd started. A VM never
-# started has UNKNOWN -- and so has every shut-off VM after a restart of libvirtd.
-_RAN = frozenset({libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN, libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED,
-                  libvirt.VIR_DOMAIN_SHUTOFF_CRASHED, libvirt.VIR_DOMAIN_SHUTOFF_DAEMON})
-
-
-def eject_spent_answer_file(dom: libvirt.virDomain, *, local: bool = True) -> bool:
-    """Eject the answer file of a shut-off VM that has run since the CD went in (blocking).
-
-    Called at every halt a VM Manager sees, and when one connects for the halts none saw. The
-    drive is emptied in the VM's definition; the file stays in the VM's folder, readable only by
-    the service, for a reset (:func:`insert_answer_file`). Whether the VM ran is read from its
-    overlay when it has one (``local``: its files are on this machine): Windows Setup partitions
-    the disk in its first minutes, so data of the overlay's own means the answer file was used,
-    and a fresh overlay (never started, or reset since: the reset put the CD back) means it was
-    not -- a record that survives libvirtd restarts, and that a start that failed (it stops the VM
-    too) does not fake. A VM without an overlay falls back on libvirt's shut-off reason.
-    Returns whether it ejected.
-    """
-    state, reason = dom.state()
-    if state != libvirt.VIR_DOMAIN_SHUTOFF or reason == libvirt.VIR_DOMAIN_SHUTOFF_SAVED:
-        return False  # running, or saved mid-run (its CD goes at its halt)
-    root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-    disk = _answer_cd(root)
-    if disk is None or not _has_run(root, reason, local):
-        return False
-    _empty_drive(dom, disk)
-    return True
-
-
-def _has_run(root: ET.Element, reason: int, local: bool) -> bool:
-    written: list[bool | None] = []
-    if local:
-        for source in root.findall("devices/disk[@device='disk']/source[@file]"):
-            path = source.get("file", "")
-            try:
-                if images.backing_file(path) is not None:  # an overlay, as provisioning makes them
-                    written.append(images.has_own_data(path))
-            except OSError:
-                written.append(None)
-    if written and None not in written:
-        return any(written)
-    return reason in _RAN
-
-
-def _answer_cd(root: ET.Element) -> ET.Element | None:
-    """The CD drive of a domain's XML that holds the answer file, if any."""
-    for disk in root.findall("devices/disk[@device='cdrom']"):
-        source = disk.find("source")
-        if source is not None and Path(source.get("file", "")).name == WINDOWS_SEED:
-            return disk
-    return None
-
-
-def _empty_drive(dom: libvirt.virDomain, disk: ET.Element) -> None:
-    source = disk.find("source")
-    if source is not None:
-        disk.remove(source)
-    dom.updateDeviceFlags(ET.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_CONFIG)
-
-
-def insert_answer_file(dom: libvirt.virDomain, iso: Path) -> bool:
-    """Put the answer file back in the empty CD drive (a reset: the fresh disk needs it again)."""
-    root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-    for disk in root.findall("devices/disk[@device='cdrom']"):
-        if disk.find("source") is None:
-            ET.SubElement(disk, "source", file=str(iso))
-            dom.updateDeviceFlags(ET.tostring(disk, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_CONFIG)
-            return True
-    return False

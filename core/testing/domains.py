@@ -1,0 +1,39 @@
+"""Small domains for tests, benchmarks, screenshots and the demo: SeaBIOS, VGA, VNC on loopback."""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from core.metadata import LabMeta
+from core.provision.domainbuild import loopback_vnc, skeleton
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    path: str
+    fmt: str = "qcow2"
+    readonly: bool = False
+
+
+def tiny_domain(name: str, *, domain_type: str = "qemu", memory_mib: int = 64, vcpus: int = 1,
+                meta: LabMeta | None = None, disks: Iterable[DiskSpec] = ()) -> str:
+    """A small BIOS domain: SeaBIOS, VGA, VNC on loopback only, no network interface.
+
+    Without a disk SeaBIOS prints its banner and waits: enough for screens and consoles, and a
+    guest that ignores the ACPI shutdown button (what a halt's destroy fallback is for).
+    """
+    domain, os_ = skeleton(name, domain_type, memory_mib, vcpus, meta)
+    ET.SubElement(os_, "boot", dev="hd")
+    devices = ET.SubElement(domain, "devices")
+    for index, disk in enumerate(disks):
+        element = ET.SubElement(devices, "disk", type="file", device="disk")
+        ET.SubElement(element, "driver", name="qemu", type=disk.fmt)
+        ET.SubElement(element, "source", file=os.fspath(disk.path))
+        ET.SubElement(element, "target", dev=f"vd{chr(ord('a') + index)}", bus="virtio")
+        if disk.readonly:
+            ET.SubElement(element, "readonly")
+    loopback_vnc(devices)
+    return ET.tostring(domain, encoding="unicode")
