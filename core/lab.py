@@ -107,9 +107,9 @@ class Lab:
     @classmethod
     async def _open(cls, settings: Settings, uris: list[str], demo: bool) -> Lab:
         inventory = Inventory()
-        hosts = [Host(uri, inventory, stats_interval=settings.stats_interval,
-                      keepalive=(settings.keepalive_interval, settings.keepalive_count),
-                      reconnect_max_delay=settings.reconnect_max_delay, demo=demo)
+        hosts = [Host(uri, inventory, stats_interval=settings.hosts.stats_interval,
+                      keepalive=(settings.hosts.keepalive_interval, settings.hosts.keepalive_count),
+                      reconnect_max_delay=settings.hosts.reconnect_max_delay, demo=demo)
                  for uri in uris]
         ejectors = [AnswerCDEjector(host) for host in hosts]  # before the first sync: it sees every VM
         connected: list[Host] = []
@@ -159,13 +159,13 @@ class Lab:
                   snapshot: str = "", actor: Actor | None = None) -> list[ActionResult]:
         """Run an action on many VMs (``snapshot``: the name for snapshot/revert); a result per VM,
         each recorded in the audit log as ``actor``'s."""
-        timeout = self.settings.halt_timeout if halt_timeout is None else halt_timeout
+        timeout = self.settings.actions.halt_timeout if halt_timeout is None else halt_timeout
         deleting = Action(action) == Action.DELETE
         protected = await asyncio.to_thread(self.protected) if deleting else Protected()
         results = await eventloop.run_on_core(run_bulk(
-            self.hosts, action, list(vms), concurrency=self.settings.bulk_concurrency,
-            halt_timeout=timeout, protected=protected, vm_root=self.settings.student_vms_dir,
-            socket_dir=self.settings.console_socket_dir, snapshot=snapshot))
+            self.hosts, action, list(vms), concurrency=self.settings.actions.bulk_concurrency,
+            halt_timeout=timeout, protected=protected, vm_root=self.settings.provision.student_vms_dir,
+            socket_dir=self.settings.consoles.socket_dir, snapshot=snapshot))
         self._record_results(actor, results)
         return results
 

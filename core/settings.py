@@ -1,7 +1,8 @@
-"""One settings object, loaded once from the environment and a ``.env`` file.
+"""One settings object, loaded once from the environment and a settings file.
 
-Every field names its variable; ``.env.example`` documents each one (a test keeps the two in step).
-The environment wins over ``.env``; ``.env`` wins over the defaults.
+Settings are grouped by subject (``settings.ldap.host``, ``settings.web.public_url``…); every
+field names its variable, whose name never changes; ``.env.example`` documents each one (a test
+keeps the two in step). The environment wins over the file; the file wins over the defaults.
 """
 
 from __future__ import annotations
@@ -36,81 +37,144 @@ def _setting(env: str, default: Any = None, *, secret: bool = False, factory: An
 
 
 @dataclass(frozen=True)
+class HostSettings:
+    """How the connection to a hypervisor is kept and read."""
+
+    stats_interval: float = _setting("VMM_STATS_INTERVAL", 2.0)
+    """Seconds between two bulk statistics samples."""
+    keepalive_interval: int = _setting("VMM_KEEPALIVE_INTERVAL", 5)
+    """Seconds between libvirt keepalive probes; a dead daemon shows after interval x count."""
+    keepalive_count: int = _setting("VMM_KEEPALIVE_COUNT", 3)
+    """Keepalive probes unanswered before the connection counts as lost."""
+    reconnect_max_delay: float = _setting("VMM_RECONNECT_MAX_DELAY", 30.0)
+    """Upper bound of the reconnection back-off, in seconds."""
+
+
+@dataclass(frozen=True)
+class ActionSettings:
+    """Lifecycle actions on many VMs."""
+
+    halt_timeout: float = _setting("VMM_HALT_TIMEOUT", 60.0)
+    """Seconds a graceful halt waits for the guest before it destroys the VM."""
+    bulk_concurrency: int = _setting("VMM_BULK_CONCURRENCY", 8)
+    """libvirt calls a bulk action makes at once."""
+
+
+@dataclass(frozen=True)
+class ProvisionSettings:
+    """Making a class's VMs."""
+
+    domain_type: str = _setting("VMM_DOMAIN_TYPE", "auto")
+    """Domain type for new VMs: auto, kvm or qemu (TCG)."""
+    student_vms_dir: Path = _setting("VMM_STUDENT_VMS_DIR", factory=lambda: PROJECT_DIR / "student_vms")
+    """Root of the per-student folders ``<username>/<vm>/`` (overlay, seed, console log)."""
+    vm_name_scheme: str = _setting("VMM_VM_NAME_SCHEME", "{class}-{username}")
+    """How provisioning names a VM: ``{class}``, ``{username}`` and ``{template}`` are replaced."""
+    concurrency: int = _setting("VMM_PROVISION_CONCURRENCY", 4)
+    """VMs provisioning makes at once."""
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """Browser consoles and their share links."""
+
+    socket_dir: Path = _setting("VMM_CONSOLE_SOCKET_DIR",
+                                factory=lambda: Path("/var/lib/vm-manager/consoles"))
+    """VMs' VNC sockets: a directory only QEMU and this service can enter."""
+    share_ttl: str = _setting("VMM_SHARE_TTL", "4h")
+    """How long a console share link lasts unless told otherwise (30m, 4h, 2d)."""
+    ports: str = _setting("VMM_CONSOLE_PORTS", "6900-6999")
+    """Loopback ports for console endpoints where a Unix socket cannot serve."""
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The web server (``vm-manager serve``): its address, its proxies, its key, sign-ins."""
+
+    public_url: str | None = _setting("PUBLIC_URL")
+    """The address users reach the web server at (e.g. https://vm.example.org): links and Origin checks."""
+    trusted_proxies: str = _setting("VMM_TRUSTED_PROXIES", "")
+    """Comma-separated addresses whose X-Forwarded-* headers are believed (e.g. 127.0.0.1 for nginx)."""
+    secret_key: str | None = _setting("SECRET_KEY", secret=True)
+    """Keys every stored token and session hash (a name kept from the older web version)."""
+    session_ttl: str = _setting("VMM_SESSION_TTL", "8h")
+    """How long a web sign-in lasts (30m, 8h, 2d)."""
+
+
+@dataclass(frozen=True)
+class LdapSettings:
+    """The directory: LDAP sign-in and LDAP groups as rosters (the first four names are kept from
+    the older web version)."""
+
+    host: str | None = _setting("LDAP_HOST")
+    """``ldap://`` or ``ldaps://`` URL of the server; unset: no LDAP."""
+    base_dn: str | None = _setting("LDAP_BASE_DN")
+    """Where sign-in looks for users."""
+    bind_user_dn: str | None = _setting("LDAP_BIND_USER_DN")
+    """The service account that searches the directory."""
+    bind_user_password: str | None = _setting("LDAP_BIND_USER_PASSWORD", secret=True)
+    """Its password."""
+    user_filter: str = _setting("LDAP_USER_FILTER", "(uid={username})")
+    """How sign-in finds a user under LDAP_BASE_DN; ``{username}`` becomes the typed name, escaped."""
+    uid_attribute: str = _setting("LDAP_UID_ATTRIBUTE", "uid")
+    """The attribute holding a user's name: the identity is the entry's value, not what was typed."""
+    operator_group: str | None = _setting("LDAP_OPERATOR_GROUP")
+    """DN of the group whose members sign in as operators (see every VM and request)."""
+    ca_file: Path | None = _setting("LDAP_CA_FILE")
+    """CA certificates (PEM) the LDAP server's certificate must chain to; default: the system's."""
+    starttls: bool = _setting("LDAP_STARTTLS", False)
+    """Upgrade an ldap:// connection with StartTLS (ldaps:// is TLS from the start)."""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Mail about students' requests."""
+
+    host: str | None = _setting("SMTP_HOST")
+    """Mail server for request notices; unset: no mail is sent."""
+    port: int = _setting("SMTP_PORT", 587)
+    """Its port."""
+    starttls: bool = _setting("SMTP_STARTTLS", True)
+    """Upgrade the SMTP connection with STARTTLS (verifying the server's certificate)."""
+    user: str | None = _setting("SMTP_USER")
+    """Account to authenticate as; unset: no authentication."""
+    password: str | None = _setting("SMTP_PASSWORD", secret=True)
+    """Its password."""
+    sender: str | None = _setting("SMTP_FROM")
+    """Sender address of request notices, e.g. vm-manager@example.org."""
+    operator_email: str | None = _setting("VMM_OPERATOR_EMAIL")
+    """Where new resource requests are mailed (comma-separated addresses)."""
+
+
+_GROUPS = {"hosts": HostSettings, "actions": ActionSettings, "provision": ProvisionSettings,
+           "consoles": ConsoleSettings, "web": WebSettings, "ldap": LdapSettings, "smtp": SmtpSettings}
+
+
+@dataclass(frozen=True)
 class Settings:
-    """Typed settings. Secrets are kept out of ``repr`` so they never reach a log line."""
+    """Typed settings, grouped by subject. Secrets are kept out of ``repr`` so they never reach a log line."""
 
     connect_uri: str | None = _setting("LIBVIRT_DEFAULT_URI")
     """libvirt URI; unset: qemu:///system when its socket answers, else the demo lab."""
     data_dir: Path = _setting("VMM_DATA_DIR", factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
-    """Runtime data: the log file and, later, the token and audit databases."""
+    """Runtime data: the database, the log file, the passwords files, the KVM probe's answer."""
     config_dir: Path = _setting("VMM_CONFIG_DIR", factory=lambda: _xdg("XDG_CONFIG_HOME", ".config"))
     """Configuration files: ``templates.toml`` and ``keymap.toml`` (TUI key remapping)."""
     log_file: Path | None = _setting("VMM_LOG_FILE")
     """Log file (rotated); default ``<data dir>/vm-manager.log``."""
     log_level: str = _setting("VMM_LOG_LEVEL", "INFO")
+    """DEBUG, INFO, WARNING or ERROR."""
     template_dir: Path | None = _setting("VMM_TEMPLATE_DIR")
     """Template images; never deleted with a VM. Default ``<data dir>/templates``."""
-    halt_timeout: float = _setting("VMM_HALT_TIMEOUT", 60.0)
-    """Seconds a graceful halt waits for the guest before it destroys the VM."""
-    stats_interval: float = _setting("VMM_STATS_INTERVAL", 2.0)
-    """Seconds between two bulk statistics samples."""
-    bulk_concurrency: int = _setting("VMM_BULK_CONCURRENCY", 8)
-    """libvirt calls a bulk action makes at once."""
-    keepalive_interval: int = _setting("VMM_KEEPALIVE_INTERVAL", 5)
-    """Seconds between libvirt keepalive probes; a dead daemon shows after interval x count."""
-    keepalive_count: int = _setting("VMM_KEEPALIVE_COUNT", 3)
-    reconnect_max_delay: float = _setting("VMM_RECONNECT_MAX_DELAY", 30.0)
-    """Upper bound of the reconnection back-off, in seconds."""
-    domain_type: str = _setting("VMM_DOMAIN_TYPE", "auto")
-    """Domain type for new VMs: auto, kvm or qemu (TCG)."""
-    student_vms_dir: Path = _setting("VMM_STUDENT_VMS_DIR", factory=lambda: PROJECT_DIR / "student_vms")
-    """Root of the per-student folders ``<username>/<vm>/`` (overlay, seed, console log)."""
-    console_socket_dir: Path = _setting("VMM_CONSOLE_SOCKET_DIR",
-                                        factory=lambda: Path("/var/lib/vm-manager/consoles"))
-    """VMs' VNC sockets: a directory only QEMU and this service can enter."""
-    vm_name_scheme: str = _setting("VMM_VM_NAME_SCHEME", "{class}-{username}")
-    """How provisioning names a VM: ``{class}``, ``{username}`` and ``{template}`` are replaced."""
-    provision_concurrency: int = _setting("VMM_PROVISION_CONCURRENCY", 4)
-    """VMs provisioning makes at once."""
-    public_url: str | None = _setting("PUBLIC_URL")
-    """The address users reach the web server at (e.g. https://vm.example.org): links and Origin checks."""
-    trusted_proxies: str = _setting("VMM_TRUSTED_PROXIES", "")
-    """Comma-separated addresses whose X-Forwarded-* headers are believed (e.g. 127.0.0.1 for nginx)."""
-    share_ttl: str = _setting("VMM_SHARE_TTL", "4h")
-    """How long a console share link lasts unless told otherwise (30m, 4h, 2d)."""
-    console_ports: str = _setting("VMM_CONSOLE_PORTS", "6900-6999")
-    """Loopback ports for console endpoints where a Unix socket cannot serve."""
     runtime_dir: Path | None = _setting("VMM_RUNTIME_DIR")
     """The server's private sockets (console endpoints, admin API); default ``<data dir>/run``."""
-    # Names kept from the older web version of this tool (used by the web server and LDAP sign-in).
-    secret_key: str | None = _setting("SECRET_KEY", secret=True)
-    ldap_host: str | None = _setting("LDAP_HOST")
-    ldap_base_dn: str | None = _setting("LDAP_BASE_DN")
-    ldap_bind_user_dn: str | None = _setting("LDAP_BIND_USER_DN")
-    ldap_bind_user_password: str | None = _setting("LDAP_BIND_USER_PASSWORD", secret=True)
-    ldap_user_filter: str = _setting("LDAP_USER_FILTER", "(uid={username})")
-    """How sign-in finds a user under LDAP_BASE_DN; ``{username}`` becomes the typed name, escaped."""
-    ldap_uid_attribute: str = _setting("LDAP_UID_ATTRIBUTE", "uid")
-    """The attribute holding a user's name: the identity is the entry's value, not what was typed."""
-    ldap_operator_group: str | None = _setting("LDAP_OPERATOR_GROUP")
-    """DN of the group whose members sign in as operators (see every VM and request)."""
-    ldap_ca_file: Path | None = _setting("LDAP_CA_FILE")
-    """CA certificates (PEM) the LDAP server's certificate must chain to; default: the system's."""
-    ldap_starttls: bool = _setting("LDAP_STARTTLS", False)
-    """Upgrade an ldap:// connection with StartTLS (ldaps:// is TLS from the start)."""
-    session_ttl: str = _setting("VMM_SESSION_TTL", "8h")
-    """How long a web sign-in lasts (30m, 8h, 2d)."""
-    smtp_host: str | None = _setting("SMTP_HOST")
-    """Mail server for request notices; unset: no mail is sent."""
-    smtp_port: int = _setting("SMTP_PORT", 587)
-    smtp_starttls: bool = _setting("SMTP_STARTTLS", True)
-    """Upgrade the SMTP connection with STARTTLS (verifying the server's certificate)."""
-    smtp_user: str | None = _setting("SMTP_USER")
-    smtp_password: str | None = _setting("SMTP_PASSWORD", secret=True)
-    smtp_from: str | None = _setting("SMTP_FROM")
-    """Sender address of request notices, e.g. vm-manager@example.org."""
-    operator_email: str | None = _setting("VMM_OPERATOR_EMAIL")
-    """Where new resource requests are mailed (comma-separated addresses)."""
+    hosts: HostSettings = field(default_factory=HostSettings)
+    actions: ActionSettings = field(default_factory=ActionSettings)
+    provision: ProvisionSettings = field(default_factory=ProvisionSettings)
+    consoles: ConsoleSettings = field(default_factory=ConsoleSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    ldap: LdapSettings = field(default_factory=LdapSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
 
     @property
     def log_path(self) -> Path:
@@ -126,7 +190,7 @@ class Settings:
 
     @property
     def database_path(self) -> Path:
-        """SQLite: share links and console sessions (later sign-in sessions, requests, audit)."""
+        """SQLite: share links, console and sign-in sessions, local accounts, requests, the audit log."""
         return self.data_dir / "vm-manager.sqlite3"
 
     @property
@@ -151,9 +215,13 @@ class Settings:
         return self if uri is None else dataclasses.replace(self, connect_uri=uri)
 
 
+def _fields(kind: type) -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(kind) if "env" in f.metadata]
+
+
 def env_names() -> list[str]:
     """Every variable a setting reads, in declaration order."""
-    return [f.metadata["env"] for f in dataclasses.fields(Settings)]
+    return [f.metadata["env"] for kind in (Settings, *_GROUPS.values()) for f in _fields(kind)]
 
 
 SYSTEM_ENV_FILE = Path("/etc/vm-manager/env")
@@ -183,16 +251,15 @@ def load_settings(env_file: str | os.PathLike[str] | None = None,
                     "`sudo -u vm-manager vm-manager`, or point VMM_ENV_FILE elsewhere)")
         raise ConfigError(f"cannot read the settings file {path}: {exc.strerror or exc}{hint}") from None
     values.update(environ)
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(Settings):
-        raw = values.get(f.metadata["env"])
-        if raw is None or raw == "":
-            continue
-        kwargs[f.name] = _convert(f, raw)
-    settings = Settings(**kwargs)
-    if settings.domain_type not in DOMAIN_TYPES:
+
+    def read(kind: type) -> dict[str, Any]:
+        return {f.name: _convert(f, raw) for f in _fields(kind)
+                if (raw := values.get(f.metadata["env"])) is not None and raw != ""}
+
+    settings = Settings(**read(Settings), **{name: kind(**read(kind)) for name, kind in _GROUPS.items()})
+    if settings.provision.domain_type not in DOMAIN_TYPES:
         raise ConfigError(f"VMM_DOMAIN_TYPE must be one of {', '.join(DOMAIN_TYPES)}, "
-                          f"not {settings.domain_type!r}")
+                          f"not {settings.provision.domain_type!r}")
     return settings
 
 

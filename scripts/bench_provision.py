@@ -28,7 +28,7 @@ from core.lab import SYSTEM_URI, Lab  # noqa: E402
 from core.lifecycle.actions import Action  # noqa: E402
 from core.model import Student  # noqa: E402
 from core.provision.templates import Template  # noqa: E402
-from core.settings import Settings  # noqa: E402
+from core.settings import ConsoleSettings, ProvisionSettings, Settings  # noqa: E402
 from core.virt import eventloop  # noqa: E402
 
 
@@ -54,7 +54,7 @@ async def one_run(settings: Settings, template: Template, count: int, start: boo
         if report.failed:
             raise SystemExit(f"provisioning failed: {report.failed[0].message}")
         if not start:
-            figures["disk_per_vm"] = disk_used(settings.student_vms_dir) / count / 1e6
+            figures["disk_per_vm"] = disk_used(settings.provision.student_vms_dir) / count / 1e6
             vm = next(v for v in lab.vms() if v.name == plan.vms[0].name)
             began = time.perf_counter()
             [result] = await lab.act(Action.RESET, [vm])
@@ -126,8 +126,12 @@ def main() -> None:
     template = Template(name="bench", image=folder / "base.qcow2", kernel=folder / "vmlinuz",
                         initrd=folder / "initrd.img", cmdline=args.cmdline, domain_type="qemu",
                         memory_mib=args.memory, disk_size_gib=1)
-    settings = Settings(data_dir=work / "data", config_dir=work / "config",
-                        student_vms_dir=work / "student_vms", console_socket_dir=work / "consoles")
+    settings = Settings(
+        data_dir=work / "data",
+        config_dir=work / "config",
+        provision=ProvisionSettings(student_vms_dir=work / "student_vms"),
+        consoles=ConsoleSettings(socket_dir=work / "consoles"),
+    )
     runs: dict[str, list[float]] = {}
     try:
         for _ in range(args.runs):
@@ -135,7 +139,7 @@ def main() -> None:
                 got = eventloop.submit(one_run(settings, template, args.vms, start)).result(600)
                 for key, value in got.items():
                     runs.setdefault(f"{key}{'_started' if start else ''}", []).append(value)
-            runs.setdefault("floor", []).append(libvirt_alone(args.vms, settings.provision_concurrency))
+            runs.setdefault("floor", []).append(libvirt_alone(args.vms, settings.provision.concurrency))
             seconds, used = full_copies(template, args.vms, work)
             runs.setdefault("copy_wall", []).append(seconds)
             runs.setdefault("copy_disk_per_vm", []).append(used)

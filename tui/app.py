@@ -200,7 +200,7 @@ class VMManagerApp(App[None]):
         self.server_url = url
         self.main.event_log.add(f"serving consoles at {url} (admin API on {self.settings.admin_socket})",
                                 "bold")
-        if not self.settings.public_url and self.serve_at and self.serve_at[0] in ("0.0.0.0", "::", ""):
+        if not self.settings.web.public_url and self.serve_at and self.serve_at[0] in ("0.0.0.0", "::", ""):
             self.notify(f"PUBLIC_URL is unset: links point at and accept only {url}; set PUBLIC_URL to "
                         "the address browsers use.", title="Console server", severity="warning",
                         timeout=20, markup=False)

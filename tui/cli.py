@@ -431,9 +431,9 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("qemu:///system does not answer and no libvirt URI is set (-c, "
                           "LIBVIRT_DEFAULT_URI): serve does not fall back to the demo lab. Start libvirtd, "
                           f"or name the hypervisor with -c URI; to serve the demo lab, pass -c {DEMO_URI}")
-    if args.generate_secret and settings.secret_key:
+    if args.generate_secret and settings.web.secret_key:
         raise UsageError("SECRET_KEY is set: --generate-secret writes a key file only when it is unset")
-    if not settings.public_url and args.host in ("0.0.0.0", "::", ""):
+    if not settings.web.public_url and args.host in ("0.0.0.0", "::", ""):
         print("vm-manager: PUBLIC_URL is unset: links will point at and accept only "
               f"http://{args.host}:{args.port}; set PUBLIC_URL to the address browsers use", file=sys.stderr)
     lab = await Lab.open(settings, uri)
@@ -444,7 +444,7 @@ async def _serve(args: argparse.Namespace, settings: Settings) -> int:
                   file=sys.stderr)
         else:
             key = load_secret_key(settings, demo=lab.demo)
-            if lab.demo and key not in (settings.secret_key, None) and not key_file(settings).exists():
+            if lab.demo and key not in (settings.web.secret_key, None) and not key_file(settings).exists():
                 print("demo lab: a random secret key for this run (its links end with it)", file=sys.stderr)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -469,7 +469,7 @@ async def _share(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.targets and not args.classes:
         raise UsageError("share needs at least one TARGET or --class")
-    ttl = args.ttl or settings.share_ttl
+    ttl = args.ttl or settings.consoles.share_ttl
     parse_ttl(ttl)  # a bad duration is refused before the hypervisor is asked anything
     lab = await Lab.open(settings, args.connect)
     try:
@@ -481,7 +481,7 @@ async def _share(args: argparse.Namespace, settings: Settings) -> int:
     if not found.vms:
         return EXIT_FAILED
     result = await Consoles(settings, source="cli").share(found.vms, ttl)
-    if not result.via_server and not settings.public_url:  # the database directly: no server runs
+    if not result.via_server and not settings.web.public_url:  # the database directly: no server runs
         print(f"vm-manager: PUBLIC_URL is unset: the links point at {base_url(settings)}", file=sys.stderr)
     for name, why in result.errors:
         print(f"{name}: {why}", file=sys.stderr)

@@ -16,13 +16,16 @@ import re
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 from urllib.parse import urlsplit
 
 import ldap3
 from ldap3.core.exceptions import LDAPException, LDAPOperationResult, LDAPStartTLSError
+from ldap3.utils.dn import parse_dn
 
-from core.errors import ConfigError, VMManagerError
-from core.settings import Settings
+from core.errors import ConfigError, InvalidInput, VMManagerError
+from core.settings import LdapSettings
+from core.text import CONTROL
 
 CONNECT_TIMEOUT = 5.0
 RECEIVE_TIMEOUT = 10  # an int: ldap3 packs it into SO_RCVTIMEO with struct
@@ -39,24 +42,44 @@ class DirectoryError(VMManagerError):
     title = "Directory error"
 
 
-def required(settings: Settings, *names: str) -> list[str]:
-    """The values of these settings; ConfigError names every variable that is not set."""
-    env = {f.name: f.metadata["env"] for f in dataclasses.fields(settings)}
-    missing = [env[name] for name in names if not getattr(settings, name)]
+def required(ldap: LdapSettings, *names: str) -> list[str]:
+    """The values of these LDAP settings; ConfigError names every variable that is not set."""
+    env = {f.name: f.metadata["env"] for f in dataclasses.fields(ldap)}
+    missing = [env[name] for name in names if not getattr(ldap, name)]
     if missing:
         raise ConfigError(f"LDAP is not configured: set {', '.join(missing)} (in the environment or .env)")
-    return [str(getattr(settings, name)) for name in names]
+    return [str(getattr(ldap, name)) for name in names]
 
 
-def make_server(settings: Settings) -> ldap3.Server:
+def values(entry: dict[str, Any], name: str) -> list[str]:
+    """An attribute's values in an ldap3 search result entry (none, one or many), as strings."""
+    value = entry["attributes"].get(name) or []
+    return [str(v) for v in (value if isinstance(value, list) else [value])]
+
+
+def check_dn(dn: str, what: str = "DN") -> str:
+    """``dn`` stripped, if it is a valid LDAP DN (RFC 4514) without control characters."""
+    dn = dn.strip()
+    if CONTROL.search(dn):
+        raise InvalidInput(f"invalid {what} {dn!r}: it contains a control character")
+    try:
+        parse_dn(dn, escape=False)
+    except LDAPException as exc:
+        reason = CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", str(exc))
+        raise InvalidInput(f"invalid {what} {dn!r} ({reason}); "
+                           "write it as cn=info1,ou=groups,dc=example,dc=org") from None
+    return dn
+
+
+def make_server(ldap: LdapSettings) -> ldap3.Server:
     """The ldap3 Server of LDAP_HOST, with certificate and host name checks; ConfigError when the
     address, LDAP_CA_FILE or LDAP_STARTTLS can't be used."""
-    (host,) = required(settings, "ldap_host")
+    (host,) = required(ldap, "host")
     scheme = urlsplit(host).scheme.lower() if "://" in host else ""
-    if scheme == "ldaps" and settings.ldap_starttls:
+    if scheme == "ldaps" and ldap.starttls:
         raise ConfigError(f"LDAP_STARTTLS is for ldap:// addresses: {host} is TLS from the start; "
                           "unset LDAP_STARTTLS or use ldap://")
-    ca_file = settings.ldap_ca_file
+    ca_file = ldap.ca_file
     if ca_file is not None:
         try:
             ssl.create_default_context(cafile=str(ca_file))
@@ -71,7 +94,7 @@ def make_server(settings: Settings) -> ldap3.Server:
     except (LDAPException, ValueError) as exc:
         raise ConfigError(f"LDAP_HOST {host!r} is not a valid LDAP server address ({exc}); "
                           "write it as ldaps://host:636 or ldap://host:389") from None
-    if not server.ssl and not settings.ldap_starttls and hostname not in _LOOPBACK \
+    if not server.ssl and not ldap.starttls and hostname not in _LOOPBACK \
             and host not in _warned_plain:
         _warned_plain.add(host)
         log.warning("LDAP_HOST %s is plain ldap:// without LDAP_STARTTLS: passwords cross the network "
@@ -79,39 +102,39 @@ def make_server(settings: Settings) -> ldap3.Server:
     return server
 
 
-def open_connection(settings: Settings, user_dn: str | None, password: str | None, *,
+def open_connection(ldap: LdapSettings, user_dn: str | None, password: str | None, *,
                     receive_timeout: int | None = None) -> ldap3.Connection:
     """A connection to LDAP_HOST, open (TCP, TLS, StartTLS when asked) but not yet bound.
 
     DirectoryError when the server can't be reached or its certificate is refused."""
-    server = make_server(settings)
-    host = str(settings.ldap_host)
+    server = make_server(ldap)
+    host = str(ldap.host)
     conn = ldap3.Connection(server, user=user_dn, password=password, read_only=True,
                             auto_bind=ldap3.AUTO_BIND_NONE, raise_exceptions=True, auto_referrals=False,
                             receive_timeout=receive_timeout or RECEIVE_TIMEOUT)
     step = "connect"
     try:
         conn.open()
-        if settings.ldap_starttls:
+        if ldap.starttls:
             step = "starttls"
             conn.start_tls()
     except LDAPException as exc:
         with suppress(LDAPException):
             conn.unbind()
-        raise _open_error(exc, host, settings, password or "", starttls=step == "starttls") from None
+        raise _open_error(exc, host, ldap, password or "", starttls=step == "starttls") from None
     return conn
 
 
 @contextmanager
-def connect(settings: Settings, user_dn: str | None = None, password: str | None = None, *,
+def connect(ldap: LdapSettings, user_dn: str | None = None, password: str | None = None, *,
             receive_timeout: int | None = None) -> Iterator[ldap3.Connection]:
     """A bound connection to LDAP_HOST, as the bind account unless ``user_dn``/``password`` say
     otherwise; every LDAP failure inside the block becomes a DirectoryError (without the password)."""
-    (host,) = required(settings, "ldap_host")
+    (host,) = required(ldap, "host")
     if user_dn is None:
-        user_dn, password = required(settings, "ldap_bind_user_dn", "ldap_bind_user_password")
+        user_dn, password = required(ldap, "bind_user_dn", "bind_user_password")
     secret = password or ""
-    conn = open_connection(settings, user_dn, password, receive_timeout=receive_timeout)
+    conn = open_connection(ldap, user_dn, password, receive_timeout=receive_timeout)
     try:
         try:
             conn.bind()
@@ -131,11 +154,11 @@ def connect(settings: Settings, user_dn: str | None = None, password: str | None
             conn.unbind()
 
 
-def _open_error(exc: LDAPException, host: str, settings: Settings, secret: str, *,
+def _open_error(exc: LDAPException, host: str, ldap: LdapSettings, secret: str, *,
                 starttls: bool) -> DirectoryError:
     """The DirectoryError of a failed connect or StartTLS, naming a certificate problem plainly."""
     text = scrub(exc, secret)
-    where = f"LDAP_CA_FILE {settings.ldap_ca_file}" if settings.ldap_ca_file else "the system's CAs"
+    where = f"LDAP_CA_FILE {ldap.ca_file}" if ldap.ca_file else "the system's CAs"
     verify = _VERIFY_FAILED.search(text)
     if isinstance(exc, ssl.SSLCertVerificationError) or verify:
         reason = verify[1].strip() if verify else "certificate verify failed"

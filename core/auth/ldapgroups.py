@@ -9,27 +9,20 @@ trimmed silently. Connections (TLS checked against LDAP_CA_FILE) are made in :mo
 from __future__ import annotations
 
 import re
-from contextlib import AbstractContextManager
 from typing import Any
 
 import ldap3
-from ldap3.core.exceptions import LDAPException, LDAPNoSuchObjectResult
+from ldap3.core.exceptions import LDAPNoSuchObjectResult
 from ldap3.utils.conv import escape_filter_chars
-from ldap3.utils.dn import parse_dn
 
 from core.auth import ldap as ldapconn
-from core.auth.ldap import DirectoryError
-from core.auth.ldap import required as _required
+from core.auth.ldap import check_dn, required, values
 from core.errors import InvalidInput, NotFound
 from core.model import Student
 from core.names import check_username
 from core.settings import Settings
 from core.text import CONTROL
 
-__all__ = ["DirectoryError", "check_dn", "group_members"]
-
-CONNECT_TIMEOUT = ldapconn.CONNECT_TIMEOUT
-RECEIVE_TIMEOUT = ldapconn.RECEIVE_TIMEOUT  # an int: ldap3 packs it into SO_RCVTIMEO with struct
 _GROUP_CLASSES = {"groupofnames", "groupofuniquenames", "posixgroup"}
 _UNIQUE_MEMBER_UID = re.compile(r"#'[01]*'B$")  # uniqueMember's optional "#'0101'B" suffix
 
@@ -37,25 +30,24 @@ _UNIQUE_MEMBER_UID = re.compile(r"#'[01]*'B$")  # uniqueMember's optional "#'010
 def group_members(settings: Settings, group_dn: str) -> list[Student]:
     """The members of the group ``group_dn``, by username (passwords None: generated later)."""
     dn = check_dn(group_dn, "group DN")
-    _, _, _, base = _required(settings, "ldap_host", "ldap_bind_user_dn", "ldap_bind_user_password",
-                              "ldap_base_dn")
-    with _connect(settings) as conn:
+    _, _, _, base = required(settings.ldap, "host", "bind_user_dn", "bind_user_password", "base_dn")
+    with ldapconn.connect(settings.ldap) as conn:
         group = _read(conn, dn, ["objectClass", "member", "uniqueMember", "memberUid"])
         if group is None:
             raise NotFound(f"no LDAP group {dn!r} (or the bind account may not read it)")
-        classes = {c.lower() for c in _values(group, "objectClass")}
+        classes = {c.lower() for c in values(group, "objectClass")}
         if not classes & _GROUP_CLASSES:
             raise InvalidInput(f"{dn!r} is not a group (groupOfNames, groupOfUniqueNames or posixGroup)")
         problems: list[str] = []
         found: list[Student] = []
-        for member in _values(group, "member") + _values(group, "uniqueMember"):
+        for member in values(group, "member") + values(group, "uniqueMember"):
             member = _UNIQUE_MEMBER_UID.sub("", member)
             entry = _read(conn, member, ["uid", "cn"])
             if entry is None:
                 problems.append(f"member {member!r} does not exist (or may not be read)")
             else:
                 found += _student(entry, f"member {member!r}", problems)
-        for uid in _values(group, "memberUid"):
+        for uid in values(group, "memberUid"):
             try:
                 check_username(uid)
             except InvalidInput as exc:
@@ -74,25 +66,6 @@ def group_members(settings: Settings, group_dn: str) -> list[Student]:
     return sorted({s.username: s for s in reversed(found)}.values(), key=lambda s: s.username)
 
 
-def check_dn(dn: str, what: str = "DN") -> str:
-    """``dn`` stripped, if it is a valid LDAP DN (RFC 4514) without control characters."""
-    dn = dn.strip()
-    if CONTROL.search(dn):
-        raise InvalidInput(f"invalid {what} {dn!r}: it contains a control character")
-    try:
-        parse_dn(dn, escape=False)
-    except LDAPException as exc:
-        reason = CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", str(exc))
-        raise InvalidInput(f"invalid {what} {dn!r} ({reason}); "
-                           "write it as cn=info1,ou=groups,dc=example,dc=org") from None
-    return dn
-
-
-def _connect(settings: Settings) -> AbstractContextManager[ldap3.Connection]:
-    """A connection bound as the bind account (:func:`core.auth.ldap.connect`)."""
-    return ldapconn.connect(settings, receive_timeout=RECEIVE_TIMEOUT)
-
-
 def _read(conn: ldap3.Connection, dn: str, attributes: list[str]) -> dict[str, Any] | None:
     """The entry ``dn`` (its ``attributes``), or None when there is none."""
     try:
@@ -107,14 +80,9 @@ def _entries(conn: ldap3.Connection) -> list[dict[str, Any]]:
     return [r for r in conn.response or [] if r.get("type") == "searchResEntry"]
 
 
-def _values(entry: dict[str, Any], name: str) -> list[str]:
-    value = entry["attributes"].get(name) or []
-    return [str(v) for v in (value if isinstance(value, list) else [value])]
-
-
 def _student(entry: dict[str, Any], what: str, problems: list[str]) -> list[Student]:
     """The Student of a person entry (a list of 0 or 1), or its problem appended to ``problems``."""
-    uids = _values(entry, "uid")
+    uids = values(entry, "uid")
     if len(uids) != 1:
         problems.append(f"{what} has {len(uids) or 'no'} uid values, not one")
         return []
@@ -123,7 +91,7 @@ def _student(entry: dict[str, Any], what: str, problems: list[str]) -> list[Stud
     except InvalidInput as exc:
         problems.append(f"{what}: {exc.message}")
         return []
-    names = _values(entry, "cn")
+    names = values(entry, "cn")
     full_name = names[0].strip() if names else ""
     if CONTROL.search(full_name):
         problems.append(f"{what}: the cn contains a control character")

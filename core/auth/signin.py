@@ -28,7 +28,7 @@ from ldap3.utils.conv import escape_filter_chars
 
 from core.auth import ldap as ldapconn
 from core.auth.accounts import Accounts, Role
-from core.auth.ldap import DirectoryError
+from core.auth.ldap import DirectoryError, check_dn, values
 from core.errors import ConfigError, InvalidInput, VMManagerError
 from core.names import check_username
 from core.settings import Settings
@@ -78,7 +78,7 @@ def authenticate(settings: Settings, username: str, password: str) -> Identity:
     if len(password) > MAX_PASSWORD:
         _refuse(name, "password longer than any we accept")
     identity = _local(settings, name.lower(), password)
-    if identity is None and settings.ldap_host:
+    if identity is None and settings.ldap.host:
         identity = _ldap(settings, name, password)
     if identity is None:
         _refuse(name, "no such local account and no LDAP_HOST")
@@ -119,13 +119,13 @@ def _local(settings: Settings, name: str, password: str) -> Identity | None:
 
 
 def _ldap(settings: Settings, name: str, password: str) -> Identity:
-    base, template = ldapconn.required(settings, "ldap_base_dn", "ldap_user_filter")
+    base, template = ldapconn.required(settings.ldap, "base_dn", "user_filter")
     if "{username}" not in template:
         raise ConfigError(f"LDAP_USER_FILTER {template!r} has no {{username}} to put the typed name in")
     group = _operator_group(settings)
-    uid_attr = settings.ldap_uid_attribute
+    uid_attr = settings.ldap.uid_attribute
     query = template.replace("{username}", escape_filter_chars(name))
-    with ldapconn.connect(settings) as conn:
+    with ldapconn.connect(settings.ldap) as conn:
         try:
             conn.search(base, query, ldap3.SUBTREE, attributes=[uid_attr, "cn", "mail"], size_limit=2)
         except LDAPInvalidFilterError as exc:
@@ -133,7 +133,7 @@ def _ldap(settings: Settings, name: str, password: str) -> Identity:
         except LDAPSizeLimitExceededResult:
             _refuse(name, f"LDAP_USER_FILTER matches more than one entry under {base!r}")
         except LDAPNoSuchObjectResult:
-            raise ConfigError(f"LDAP_BASE_DN {base!r} does not exist on {settings.ldap_host}") from None
+            raise ConfigError(f"LDAP_BASE_DN {base!r} does not exist on {settings.ldap.host}") from None
         entries = [r for r in conn.response or [] if r.get("type") == "searchResEntry"]
         if len(entries) != 1:
             _refuse(name, f"{len(entries) or 'no'} LDAP entries match under {base!r}")
@@ -142,27 +142,25 @@ def _ldap(settings: Settings, name: str, password: str) -> Identity:
         uid = _uid(entry, uid_attr, name)
         _bind_as(settings, dn, password, name)
         operator = group is not None and _is_member(conn, group, dn, uid)
-    names = _values(entry, "cn")
-    mails = _values(entry, "mail")
+    names = values(entry, "cn")
+    mails = values(entry, "mail")
     return Identity(uid, Role.OPERATOR if operator else Role.STUDENT,
                     CONTROL.sub("", names[0]).strip() if names else "",
                     mails[0].strip() if mails and not CONTROL.search(mails[0]) else None, "ldap")
 
 
 def _operator_group(settings: Settings) -> str | None:
-    if not settings.ldap_operator_group:
+    if not settings.ldap.operator_group:
         return None
-    from core.auth.ldapgroups import check_dn
-
     try:
-        return check_dn(settings.ldap_operator_group, "LDAP_OPERATOR_GROUP")
+        return check_dn(settings.ldap.operator_group, "LDAP_OPERATOR_GROUP")
     except InvalidInput as exc:
         raise ConfigError(exc.message) from None
 
 
 def _uid(entry: dict[str, Any], attribute: str, typed: str) -> str:
     """The entry's one valid username in ``attribute``, or the sign-in is refused."""
-    uids = _values(entry, attribute)
+    uids = values(entry, attribute)
     if len(uids) != 1:
         log.warning("LDAP entry %r has %s %s values, not one: it can't sign in", entry["dn"],
                     len(uids) or "no", attribute)
@@ -176,16 +174,16 @@ def _uid(entry: dict[str, Any], attribute: str, typed: str) -> str:
 
 def _bind_as(settings: Settings, dn: str, password: str, typed: str) -> None:
     """Bind as ``dn`` with ``password`` on a connection of its own; SigninRefused when refused."""
-    conn = ldapconn.open_connection(settings, dn, password)
+    conn = ldapconn.open_connection(settings.ldap, dn, password)
     try:
         conn.bind()
     except LDAPOperationResult as exc:
         _refuse(typed, f"the LDAP server refused the bind as {dn!r} ({exc.description})")
     except LDAPException as exc:
-        raise DirectoryError(f"LDAP bind to {settings.ldap_host} failed "
+        raise DirectoryError(f"LDAP bind to {settings.ldap.host} failed "
                              f"({ldapconn.scrub(exc, password)})") from None
     except Exception as exc:  # ldap3's decoder on a server that is not LDAP
-        raise DirectoryError(f"{settings.ldap_host} does not answer as an LDAP server "
+        raise DirectoryError(f"{settings.ldap.host} does not answer as an LDAP server "
                              f"({type(exc).__name__})") from None
     finally:
         with contextlib.suppress(LDAPException):
@@ -204,8 +202,3 @@ def _is_member(conn: ldap3.Connection, group: str, dn: str, uid: str) -> bool:
                     "%s signs in as a student", group, uid)
         return False
     return any(r.get("type") == "searchResEntry" for r in conn.response or [])
-
-
-def _values(entry: dict[str, Any], name: str) -> list[str]:
-    value = entry["attributes"].get(name) or []
-    return [str(v) for v in (value if isinstance(value, list) else [value])]

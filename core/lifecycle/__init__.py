@@ -11,5 +11,5 @@ from core.lifecycle.runner import run_bulk
 from core.lifecycle.snapshots import check_snapshot_name
 from core.lifecycle.targets import Resolved, check_classes, resolve
 
-__all__ = ["Action", "ActionResult", "Protected", "Resolved", "check_classes", "check_snapshot_name", "resolve",
-           "run_bulk"]
+__all__ = ["Action", "ActionResult", "Protected", "Resolved", "check_classes", "check_snapshot_name",
+           "resolve", "run_bulk"]

@@ -174,6 +174,6 @@ class Consoles:
         """What an operator should know about links made without a server."""
         where = base_url(self.settings)
         note = "No console server answers: the links are saved and work once `vm-manager serve` runs"
-        if not self.settings.public_url:
+        if not self.settings.web.public_url:
             note += f"; PUBLIC_URL is unset, so they point at {where}"
         return note + "."

@@ -66,10 +66,10 @@ def load_secret_key(settings: Settings, *, demo: bool = False) -> str:
     hint = f"set SECRET_KEY (at least {MIN_KEY_LENGTH} random characters) or run " \
            "`vm-manager serve --generate-secret`"
     problem = ""
-    if settings.secret_key:
-        problem = key_problem(settings.secret_key)
+    if settings.web.secret_key:
+        problem = key_problem(settings.web.secret_key)
         if not problem:
-            return settings.secret_key
+            return settings.web.secret_key
     else:
         path = key_file(settings)
         try:
@@ -93,7 +93,7 @@ def generate_secret_key(settings: Settings) -> tuple[str, bool]:
 
     Returns the key and whether it was made now. Raises ConfigError when SECRET_KEY is set.
     """
-    if settings.secret_key:
+    if settings.web.secret_key:
         raise ConfigError("SECRET_KEY is set: --generate-secret writes a key file only when it is unset")
     path = key_file(settings)
     with contextlib.suppress(ConfigError):

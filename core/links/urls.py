@@ -26,11 +26,11 @@ def origin_of(url: str) -> str:
 
 def base_url(settings: Settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> str:
     """Where links point: PUBLIC_URL (without a trailing slash), else ``http://<host>:<port>``."""
-    if settings.public_url:
-        origin_of(settings.public_url)  # refuse a bad one early
-        if urlsplit(settings.public_url.strip()).path.strip("/"):
+    if settings.web.public_url:
+        origin_of(settings.web.public_url)  # refuse a bad one early
+        if urlsplit(settings.web.public_url.strip()).path.strip("/"):
             raise ConfigError("PUBLIC_URL must have no path (the server answers at the root of its site)")
-        return settings.public_url.strip().rstrip("/")
+        return settings.web.public_url.strip().rstrip("/")
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
 

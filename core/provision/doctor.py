@@ -84,7 +84,7 @@ class _Domains:
 
 def checkup(settings: Settings, host: Host, fix: bool = False) -> Checkup:
     """Look (blocking: libvirt calls and file-system walks); with ``fix``, remove what is found."""
-    root = settings.student_vms_dir
+    root = settings.provision.student_vms_dir
     with exclusive_lock(root) as free:
         result = Checkup(busy=not free)
         fix = fix and free
@@ -93,7 +93,7 @@ def checkup(settings: Settings, host: Host, fix: bool = False) -> Checkup:
             for dom in host.connection().listAllDomains(0):
                 result.findings += _look_at(dom, domains, root, fix)
             result.findings += _folders(root, domains, fix)
-            result.findings += _sockets(settings.console_socket_dir, domains, fix)
+            result.findings += _sockets(settings.consoles.socket_dir, domains, fix)
     for finding in result.findings:
         log.info("doctor: %s %s: %s%s", finding.what, finding.where, finding.problem,
                  f" ({finding.fixed})" if finding.fixed else "")

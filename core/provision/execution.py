@@ -83,9 +83,10 @@ async def execute(plan: Plan, settings: Settings, host: Host, progress: Progress
         log.info("provision %s: domain type %s", plan.lab_class, decided)
         plan = dataclasses.replace(plan, domain_type=decided)
     await asyncio.to_thread(folders.prepare, settings)
-    slots = asyncio.Semaphore(settings.provision_concurrency)
+    slots = asyncio.Semaphore(settings.provision.concurrency)
     done = 0
-    with folders.run_lock(settings.student_vms_dir), PasswordFile(settings, plan.lab_class) as passwords:
+    with (folders.run_lock(settings.provision.student_vms_dir),
+          PasswordFile(settings, plan.lab_class) as passwords):
         async def one(vm: VMPlan) -> Outcome:
             nonlocal done
             async with slots:

@@ -145,7 +145,7 @@ def plan(settings: Settings, host: Host, template: Template, lab_class: str,
         raise InvalidInput("no students: the roster is empty")
     if host.remote:
         raise InvalidInput(f"provisioning makes files on this machine: run it on {host.name} itself")
-    root = settings.student_vms_dir.absolute()
+    root = settings.provision.student_vms_dir.absolute()
     problems, blocked = _reach(settings, template, root)
     conn = host.connection()
     taken = existing if existing is not None else {dom.name() for dom in conn.listAllDomains(0)}
@@ -154,7 +154,7 @@ def plan(settings: Settings, host: Host, template: Template, lab_class: str,
     for student in students:
         check_username(student.username)
         try:
-            name = vm_name(settings.vm_name_scheme, lab_class, student.username, template.name)
+            name = vm_name(settings.provision.vm_name_scheme, lab_class, student.username, template.name)
         except InvalidInput as exc:
             problems.append(f"{student.username}: {exc.message}")
             continue
@@ -193,7 +193,7 @@ def _reach(settings: Settings, template: Template, root: Path) -> tuple[list[str
     problems = []
     blocked: dict[Path, None] = {}
     try:
-        for folder in (root, settings.console_socket_dir):
+        for folder in (root, settings.consoles.socket_dir):
             blocked.update(dict.fromkeys(access.blocked_folders(folder)))
         for role, path in template.files().items():
             blocked.update(dict.fromkeys(access.blocked_folders(path.absolute().parent)))
@@ -232,7 +232,7 @@ def _vm_plan(settings: Settings, template: Template, student: Student, name: str
     seed = folder / (WINDOWS_SEED if template.os == "windows" else LINUX_SEED)
     files = VMFiles(disk=folder / DISK if template.image is not None else None, seed=seed,
                     serial_log=folder / CONSOLE_LOG,
-                    vnc_socket=settings.console_socket_dir / f"{uuid}.vnc")
+                    vnc_socket=settings.consoles.socket_dir / f"{uuid}.vnc")
     return VMPlan(name, uuid, student, password, generated, folder, files, admin_password)
 
 
@@ -250,7 +250,7 @@ def _capacity(conn: libvirt.virConnect, template: Template, count: int, root: Pa
 def _domain_type(settings: Settings, template: Template) -> str:
     """The template's choice, else the setting's, else the cached probe's answer, else AUTO
     (planning boots nothing: the probe runs when the VMs are made)."""
-    for choice in (template.domain_type, settings.domain_type):
+    for choice in (template.domain_type, settings.provision.domain_type):
         if choice != AUTO:
             return choice
     return kvmprobe.cached(settings) or AUTO

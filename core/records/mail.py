@@ -26,20 +26,20 @@ def _addresses(text: str | None) -> list[str]:
 
 def send(settings: Settings, to: list[str], subject: str, body: str) -> bool:
     """Blocking. True when the server took the message; False when SMTP is not set up or it failed."""
-    if not settings.smtp_host or not to:
+    if not settings.smtp.host or not to:
         return False
     message = EmailMessage()
-    message["From"] = settings.smtp_from or f"vm-manager@{settings.smtp_host}"
+    message["From"] = settings.smtp.sender or f"vm-manager@{settings.smtp.host}"
     message["To"] = ", ".join(to)
     message["Subject"] = subject
     message["Message-ID"] = make_msgid(domain="vm-manager")
     message.set_content(body)
     try:
-        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=TIMEOUT) as smtp:
-            if settings.smtp_starttls:
+        with smtplib.SMTP(settings.smtp.host, settings.smtp.port, timeout=TIMEOUT) as smtp:
+            if settings.smtp.starttls:
                 smtp.starttls(context=ssl.create_default_context())
-            if settings.smtp_user:
-                smtp.login(settings.smtp_user, settings.smtp_password or "")
+            if settings.smtp.user:
+                smtp.login(settings.smtp.user, settings.smtp.password or "")
             smtp.send_message(message)
     except (OSError, smtplib.SMTPException) as exc:
         log.warning("mail %r to %s not sent: %s", subject, ", ".join(to), exc)
@@ -69,7 +69,7 @@ def answer_message(request: Request) -> tuple[str, str]:
 async def notify_new_request(settings: Settings, request: Request) -> None:
     """Tell the operators (VMM_OPERATOR_EMAIL); a no-op without SMTP_HOST."""
     subject, body = new_request_message(request)
-    await asyncio.to_thread(send, settings, _addresses(settings.operator_email), subject, body)
+    await asyncio.to_thread(send, settings, _addresses(settings.smtp.operator_email), subject, body)
 
 
 async def notify_answer(settings: Settings, request: Request) -> None:

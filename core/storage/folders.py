@@ -237,9 +237,9 @@ def prepare(settings: Settings) -> None:
     (``libvirt-qemu``, not ``kvm``), mode 0770: QEMU makes the sockets in it, the service
     connects to them, nobody else can even look in.
     """
-    root = settings.student_vms_dir
+    root = settings.provision.student_vms_dir
     root.mkdir(mode=0o755, parents=True, exist_ok=True)
-    sockets = settings.console_socket_dir
+    sockets = settings.consoles.socket_dir
     sockets.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     sockets.mkdir(mode=0o770, exist_ok=True)
     gid = group_id(QEMU_GROUP)

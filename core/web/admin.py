@@ -88,7 +88,7 @@ async def list_links(request: web.Request) -> web.Response:
 async def create_links(request: web.Request) -> web.Response:
     main = request.app[MAIN]
     body = await _body(request)
-    ttl = parse_ttl(str(body.get("ttl") or main[LAB].settings.share_ttl))
+    ttl = parse_ttl(str(body.get("ttl") or main[LAB].settings.consoles.share_ttl))
     made, errors = [], []
     for uuid in _strings(body, "vms"):
         vm = find_vm(main[LAB], uuid.lower())

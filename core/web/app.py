@@ -82,7 +82,7 @@ def make_app(settings: Settings, lab: Lab, *, secret_key: str, host: str = DEFAU
              expiry_interval: float = 5.0, clock: Callable[[], float] = time.time) -> web.Application:
     """The console server for ``lab``; ``host``/``port`` make the links when PUBLIC_URL is unset."""
     base = base_url(settings, host, port)
-    config = WebConfig(base, origin_of(base), parse_proxies(settings.trusted_proxies), novnc_dir,
+    config = WebConfig(base, origin_of(base), parse_proxies(settings.web.trusted_proxies), novnc_dir,
                        expiry_interval)
     app = web.Application(middlewares=[forwarded_for, own_error_pages])
     app[CONFIG] = config

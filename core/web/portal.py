@@ -33,7 +33,7 @@ from aiohttp import web
 from babel.support import NullTranslations
 
 from core.auth import signin
-from core.auth.ldapgroups import DirectoryError
+from core.auth.ldap import DirectoryError
 from core.auth.sessions import Session, SessionStore
 from core.errors import ConfigError
 from core.lab import Lab
@@ -99,7 +99,7 @@ PORTAL = web.AppKey("portal", Portal)
 def setup(app: web.Application, settings: Settings, lab: Lab, tokens: TokenStore, *, secret_key: str,
           clock: Callable[[], float] = time.time) -> None:
     """Add the portal's routes and resources to the console server ``app``."""
-    session_ttl = parse_ttl(settings.session_ttl)
+    session_ttl = parse_ttl(settings.web.session_ttl)
     translations = i18n.translations()
     templates = {lang: _environment(t) for lang, t in translations.items()}
     sessions = SessionStore(settings.database_path, secret_key, clock)

@@ -30,7 +30,7 @@ from livelab import URI, Outside, domain_xml
 
 from core.lab import Lab
 from core.links.shares import TokenStore
-from core.settings import Settings
+from core.settings import ConsoleSettings, Settings
 from core.web.app import LAB, STORE, VIEWERS, find_vm, make_app, runner_options
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,7 @@ async def reason(page: Any) -> str:
 @contextlib.asynccontextmanager
 async def tcp_console_server(settings: Settings) -> AsyncIterator[tuple[str, web.Application]]:
     """The real server (as ``vm-manager serve`` makes it) with its endpoints on loopback ports of
-    ``settings.console_ports`` (where Unix sockets cannot serve)."""
+    ``settings.consoles.ports`` (where Unix sockets cannot serve)."""
     lab = await asyncio.wait_for(Lab.open(settings, URI), 30)
     port = unused_port()
     app = make_app(settings, lab, secret_key=secrets.token_hex(32), port=port, transport="tcp",
@@ -118,8 +118,12 @@ async def test_no_free_console_port_says_so_then_connects_once_one_is(outside: O
     run = Path(tempfile.mkdtemp(prefix="vmm-run-"))
     taken = socket.create_server(("127.0.0.1", 0))  # the one console port, taken by someone else
     port = taken.getsockname()[1]
-    settings = Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config", runtime_dir=run,
-                        console_ports=f"{port}-{port}")
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        config_dir=tmp_path / "config",
+        runtime_dir=run,
+        consoles=ConsoleSettings(ports=f"{port}-{port}"),
+    )
     try:
         async with tcp_console_server(settings) as (base, app):
             page, errors, sockets = await open_page(browser, await share(app[LAB], app[STORE], base, dom))

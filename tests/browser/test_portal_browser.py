@@ -18,7 +18,7 @@ from livelab import RUN_PREFIX, URI, Outside
 
 from core.auth.accounts import Accounts
 from core.metadata import LabMeta
-from core.settings import Settings
+from core.settings import LdapSettings, Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: slapd.py
 
@@ -51,9 +51,17 @@ async def test_alice_signs_in_from_ldap_and_opens_her_console(outside: Outside, 
 
     run = Path(tempfile.mkdtemp(prefix="vmm-run-"))  # short: the endpoints' sockets must fit in sun_path
     with Slapd(tmp_path / "slapd") as directory:
-        settings = Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config", runtime_dir=run,
-                            ldap_host=directory.url, ldap_base_dn=SUFFIX, ldap_bind_user_dn=SERVICE_DN,
-                            ldap_bind_user_password=SERVICE_PASSWORD)
+        settings = Settings(
+            data_dir=tmp_path / "data",
+            config_dir=tmp_path / "config",
+            runtime_dir=run,
+            ldap=LdapSettings(
+                host=directory.url,
+                base_dn=SUFFIX,
+                bind_user_dn=SERVICE_DN,
+                bind_user_password=SERVICE_PASSWORD,
+            ),
+        )
         server = ConsoleServer(settings, URI)
         try:
             await server.start()

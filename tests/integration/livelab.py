@@ -52,7 +52,7 @@ def unavailable(reason: str) -> None:
 def domain_type() -> str:
     """The setting (``VMM_DOMAIN_TYPE``, environment or .env), ``auto`` meaning TCG here: /dev/kvm is
     nested on these machines and a guest kernel hangs under it (the probe test covers ``auto``)."""
-    return "kvm" if load_settings().domain_type == "kvm" else "qemu"
+    return "kvm" if load_settings().provision.domain_type == "kvm" else "qemu"
 
 
 def domain_xml(name: str, *, disks: Iterable[Disk] = (), meta: LabMeta | None = None) -> str:

@@ -6,11 +6,11 @@ slapd not starting is a failure, never a skip: the packages are part of the setu
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import unused_port
@@ -30,10 +30,11 @@ from slapd import (
 )
 
 from core.auth import ldapgroups as directory
-from core.auth.ldapgroups import DirectoryError, check_dn, group_members
+from core.auth.ldap import DirectoryError, check_dn
+from core.auth.ldapgroups import group_members
 from core.errors import ConfigError, InvalidInput, NotFound
 from core.model import Student
-from core.settings import Settings
+from core.settings import LdapSettings, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +61,11 @@ def entries() -> list[Entry]:
     ]
 
 
+
+def with_ldap(settings: Settings, **changes: Any) -> Settings:
+    """``settings`` with other LDAP settings."""
+    return with_ldap(settings, **changes)
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     with Slapd(tmp_path_factory.mktemp("slapd"), entries()) as running:
@@ -68,8 +74,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
 
 @pytest.fixture
 def settings(server: Slapd) -> Settings:
-    return Settings(ldap_host=server.url, ldap_base_dn=SUFFIX, ldap_bind_user_dn=SERVICE_DN,
-                    ldap_bind_user_password=SERVICE_PASSWORD)
+    return Settings(
+        ldap=LdapSettings(
+            host=server.url, base_dn=SUFFIX, bind_user_dn=SERVICE_DN, bind_user_password=SERVICE_PASSWORD
+        )
+    )
 
 
 def test_members_of_a_group_of_names(settings: Settings) -> None:
@@ -117,8 +126,14 @@ def test_dns_with_special_characters_find_nothing(settings: Settings, dn: str) -
 ])
 def test_invalid_dns_are_refused_before_any_request(dn: str) -> None:
     # No server at all: an invalid DN is refused before anything connects.
-    settings = Settings(ldap_host=f"ldap://127.0.0.1:{unused_port()}", ldap_base_dn=SUFFIX,
-                        ldap_bind_user_dn=SERVICE_DN, ldap_bind_user_password=SERVICE_PASSWORD)
+    settings = Settings(
+        ldap=LdapSettings(
+            host=f"ldap://127.0.0.1:{unused_port()}",
+            base_dn=SUFFIX,
+            bind_user_dn=SERVICE_DN,
+            bind_user_password=SERVICE_PASSWORD,
+        )
+    )
     with pytest.raises(InvalidInput, match="invalid group DN") as info:
         group_members(settings, dn)
     assert "\0" not in info.value.message
@@ -158,7 +173,10 @@ def test_bad_member_uids_are_refused_before_any_search(settings: Settings) -> No
 def test_a_wrong_bind_password_is_a_clear_error_without_the_password(settings: Settings) -> None:
     wrong = "Wr0ng-S3cret-xyzzy"
     with pytest.raises(DirectoryError) as info:
-        group_members(dataclasses.replace(settings, ldap_bind_user_password=wrong), f"cn=info1,{GROUPS}")
+        group_members(
+            with_ldap(settings, bind_user_password=wrong),
+            f"cn=info1,{GROUPS}",
+        )
     message = info.value.message
     assert "refused the bind" in message
     assert SERVICE_DN in message
@@ -169,8 +187,7 @@ def test_a_wrong_bind_password_is_a_clear_error_without_the_password(settings: S
 
 
 def test_an_account_that_may_not_read_finds_nothing(settings: Settings) -> None:
-    alice = dataclasses.replace(settings, ldap_bind_user_dn=f"uid=alice,{PEOPLE}",
-                                ldap_bind_user_password=PASSWORDS["alice"])
+    alice = with_ldap(settings, bind_user_dn=f"uid=alice,{PEOPLE}", bind_user_password=PASSWORDS["alice"])
     with pytest.raises(NotFound, match="may not read"):
         group_members(alice, f"cn=info1,{GROUPS}")
 
@@ -178,7 +195,10 @@ def test_an_account_that_may_not_read_finds_nothing(settings: Settings) -> None:
 def test_an_unreachable_server_is_a_clear_error(settings: Settings) -> None:
     url = f"ldap://127.0.0.1:{unused_port()}"
     with pytest.raises(DirectoryError, match="cannot reach the LDAP server") as info:
-        group_members(dataclasses.replace(settings, ldap_host=url), f"cn=info1,{GROUPS}")
+        group_members(
+            with_ldap(settings, host=url),
+            f"cn=info1,{GROUPS}",
+        )
     assert url in info.value.message
     assert SERVICE_PASSWORD not in info.value.message
 
@@ -214,21 +234,27 @@ def test_a_server_that_is_not_ldap_is_a_clear_error(settings: Settings) -> None:
     http = b"HTTP/1.0 426 Upgrade Required\r\nserver: web\r\ncontent-length: 0\r\n" + b"x-pad: 0\r\n" * 10
     with not_ldap(http + b"\r\n") as url, \
             pytest.raises(DirectoryError, match="does not answer as an LDAP server") as info:
-        group_members(dataclasses.replace(settings, ldap_host=url), f"cn=info1,{GROUPS}")
+        group_members(
+            with_ldap(settings, host=url),
+            f"cn=info1,{GROUPS}",
+        )
     assert SERVICE_PASSWORD not in info.value.message
 
 
 def test_a_server_that_never_answers_times_out(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(directory, "RECEIVE_TIMEOUT", 1)
     with not_ldap(None) as url, pytest.raises(DirectoryError) as info:
-        group_members(dataclasses.replace(settings, ldap_host=url), f"cn=info1,{GROUPS}")
+        group_members(
+            with_ldap(settings, host=url),
+            f"cn=info1,{GROUPS}",
+        )
     assert url in info.value.message
     assert SERVICE_PASSWORD not in info.value.message
 
 
 def test_missing_settings_name_their_variables() -> None:
     with pytest.raises(ConfigError) as info:
-        group_members(Settings(ldap_bind_user_dn=SERVICE_DN), f"cn=info1,{GROUPS}")
+        group_members(Settings(ldap=LdapSettings(bind_user_dn=SERVICE_DN)), f"cn=info1,{GROUPS}")
     message = info.value.message
     assert "LDAP_HOST" in message
     assert "LDAP_BIND_USER_PASSWORD" in message
@@ -237,7 +263,7 @@ def test_missing_settings_name_their_variables() -> None:
 
 
 def test_a_bad_ldap_host_is_a_config_error(settings: Settings) -> None:
-    bad = dataclasses.replace(settings, ldap_host="ldap://127.0.0.1:notaport")
+    bad = with_ldap(settings, host="ldap://127.0.0.1:notaport")
     with pytest.raises(ConfigError, match="LDAP_HOST"):
         group_members(bad, f"cn=info1,{GROUPS}")
 

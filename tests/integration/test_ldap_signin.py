@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import unused_port
@@ -34,10 +35,11 @@ from slapd import (
 from tlsca import TestCA
 
 from core.auth import ldap as ldapconn
-from core.auth.ldapgroups import DirectoryError, group_members
+from core.auth.ldap import DirectoryError
+from core.auth.ldapgroups import group_members
 from core.auth.signin import REFUSED, Identity, Role, SigninRefused, authenticate
 from core.errors import ConfigError
-from core.settings import Settings
+from core.settings import LdapSettings, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +66,11 @@ def entries() -> list[Entry]:
     ]
 
 
+
+def with_ldap(settings: Settings, **changes: Any) -> Settings:
+    """``settings`` with other LDAP settings."""
+    return dataclasses.replace(settings, ldap=dataclasses.replace(settings.ldap, **changes))
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     # stats: every connection and operation in the log, to prove what never reached the server;
@@ -75,8 +82,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
 
 @pytest.fixture
 def settings(server: Slapd, tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", ldap_host=server.url, ldap_base_dn=SUFFIX,
-                    ldap_bind_user_dn=SERVICE_DN, ldap_bind_user_password=SERVICE_PASSWORD)
+    return Settings(
+        data_dir=tmp_path / "data",
+        ldap=LdapSettings(
+            host=server.url, base_dn=SUFFIX, bind_user_dn=SERVICE_DN, bind_user_password=SERVICE_PASSWORD
+        ),
+    )
 
 
 def test_alice_signs_in(settings: Settings) -> None:
@@ -131,7 +142,7 @@ def test_names_with_filter_characters_never_reach_the_server(server: Slapd, sett
 
 
 def test_a_filter_matching_two_entries_is_refused(settings: Settings) -> None:
-    by_sn = dataclasses.replace(settings, ldap_user_filter="(&(objectClass=inetOrgPerson)(sn={username}))")
+    by_sn = with_ldap(settings, user_filter="(&(objectClass=inetOrgPerson)(sn={username}))")
     for typed in ("Twin", "Trip"):  # two entries; three (over the size limit of the search)
         with pytest.raises(SigninRefused):
             authenticate(by_sn, typed, "dan-Pa55")
@@ -153,7 +164,7 @@ def test_an_entry_whose_uid_is_not_a_valid_username_is_refused(settings: Setting
 ])
 def test_operators_are_the_members_of_the_operator_group(settings: Settings, group: str,
                                                          operators: set[str]) -> None:
-    with_group = dataclasses.replace(settings, ldap_operator_group=group)
+    with_group = with_ldap(settings, operator_group=group)
     roles = {name: authenticate(with_group, name, PASSWORDS[name]).role for name in PASSWORDS}
     assert {name for name, role in roles.items() if role is Role.OPERATOR} == operators
     assert all(role is Role.STUDENT for name, role in roles.items() if name not in operators)
@@ -165,7 +176,7 @@ def test_without_an_operator_group_everyone_is_a_student(settings: Settings) -> 
 
 def test_a_missing_operator_group_makes_students_and_says_so(settings: Settings,
                                                              caplog: pytest.LogCaptureFixture) -> None:
-    missing = dataclasses.replace(settings, ldap_operator_group=f"cn=nobody,{GROUPS}")
+    missing = with_ldap(settings, operator_group=f"cn=nobody,{GROUPS}")
     assert authenticate(missing, "carol", PASSWORDS["carol"]).role is Role.STUDENT
     assert "does not exist" in caplog.text
 
@@ -199,7 +210,11 @@ def test_unusable_settings_are_config_errors(settings: Settings, change: dict[st
 def test_an_unreachable_server_is_a_directory_error(settings: Settings) -> None:
     url = f"ldap://127.0.0.1:{unused_port()}"
     with pytest.raises(DirectoryError, match="cannot reach the LDAP server") as info:
-        authenticate(dataclasses.replace(settings, ldap_host=url), "alice", PASSWORDS["alice"])
+        authenticate(
+            with_ldap(settings, host=url),
+            "alice",
+            PASSWORDS["alice"],
+        )
     assert url in info.value.message
 
 
@@ -212,7 +227,7 @@ def test_a_server_that_never_answers_times_out(settings: Settings, monkeypatch: 
     began = time.monotonic()
     try:
         with pytest.raises(DirectoryError):
-            authenticate(dataclasses.replace(settings, ldap_host=f"ldap://127.0.0.1:{listener.getsockname()[1]}"),
+            authenticate(with_ldap(settings, host=f"ldap://127.0.0.1:{listener.getsockname()[1]}"),
                          "alice", PASSWORDS["alice"])
     finally:
         listener.close()
@@ -223,7 +238,7 @@ def test_a_server_that_never_answers_times_out(settings: Settings, monkeypatch: 
 
 
 def test_a_refused_service_account_is_a_directory_error(settings: Settings) -> None:
-    wrong = dataclasses.replace(settings, ldap_bind_user_password="not-the-service-S3cret")
+    wrong = with_ldap(settings, bind_user_password="not-the-service-S3cret")
     with pytest.raises(DirectoryError, match="refused the bind") as info:
         authenticate(wrong, "alice", PASSWORDS["alice"])
     assert "not-the-service-S3cret" not in info.value.message
@@ -238,8 +253,8 @@ def test_secrets_stay_out_of_logs_reprs_and_errors(settings: Settings, server: S
         with pytest.raises(SigninRefused) as refused:
             authenticate(settings, user, password)
         seen += [repr(refused.value), str(refused.value)]
-    for broken in (dataclasses.replace(settings, ldap_bind_user_dn=f"uid=alice,{PEOPLE}"),
-                   dataclasses.replace(settings, ldap_host=f"ldap://127.0.0.1:{unused_port()}")):
+    for broken in (with_ldap(settings, bind_user_dn=f"uid=alice,{PEOPLE}"),
+                   with_ldap(settings, host=f"ldap://127.0.0.1:{unused_port()}")):
         with pytest.raises(DirectoryError) as failed:
             authenticate(broken, "bob", PASSWORDS["bob"])
         seen += [repr(failed.value), str(failed.value), repr(failed.value.__cause__)]
@@ -292,9 +307,18 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsLab]:
 
 
 def tls_settings(host: str, ca_file: Path | None, *, starttls: bool = False) -> Settings:
-    return Settings(ldap_host=host, ldap_base_dn=SUFFIX, ldap_bind_user_dn=SERVICE_DN,
-                    ldap_bind_user_password=SERVICE_PASSWORD, ldap_ca_file=ca_file, ldap_starttls=starttls,
-                    ldap_operator_group=TEACHERS, data_dir=Path("/nonexistent/vmm-data"))
+    return Settings(
+        data_dir=Path("/nonexistent/vmm-data"),
+        ldap=LdapSettings(
+            host=host,
+            base_dn=SUFFIX,
+            bind_user_dn=SERVICE_DN,
+            bind_user_password=SERVICE_PASSWORD,
+            ca_file=ca_file,
+            starttls=starttls,
+            operator_group=TEACHERS,
+        ),
+    )
 
 
 def test_ldaps_with_the_servers_ca(tls: TlsLab) -> None:

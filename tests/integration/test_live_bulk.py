@@ -6,12 +6,13 @@ import pytest
 from livelab import Disk, Outside
 
 from core.model import VMState
+from core.settings import ActionSettings
 
 pytestmark = pytest.mark.integration
 
 
 async def test_bulk_reboot_reports_each_vm(outside: Outside, open_lab) -> None:
-    lab, watch = await open_lab(bulk_concurrency=2)
+    lab, watch = await open_lab(actions=ActionSettings(bulk_concurrency=2))
     first = outside.define("up1", start=True).UUIDString()
     off = outside.define("off").UUIDString()
     vanished = outside.define("vanish", start=True).UUIDString()

@@ -14,6 +14,7 @@ from unixsock import leave_socket
 
 from core.metadata import LabMeta
 from core.model import VMState
+from core.settings import ConsoleSettings, ProvisionSettings
 from core.storage.folders import make_vm_folder
 
 pytestmark = pytest.mark.integration
@@ -93,7 +94,9 @@ async def test_delete_removes_a_student_folder_only_when_marked_as_that_vms(outs
     root, sockets = disk_dir / "students", disk_dir / "consoles"
     root.mkdir()
     sockets.mkdir()
-    lab, watch = await open_lab(student_vms_dir=root, console_socket_dir=sockets)
+    lab, watch = await open_lab(
+        provision=ProvisionSettings(student_vms_dir=root), consoles=ConsoleSettings(socket_dir=sockets)
+    )
     # alice: a VM as provisioning makes it (its disk in its folder, marked with its UUID), a socket
     mine_folder = root / "alice" / "net-a"
     mine = outside.define("alice", disks=[Disk(mine_folder / "disk.qcow2")], meta=LabMeta(owner="alice"))

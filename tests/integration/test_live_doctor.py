@@ -12,6 +12,7 @@ from livelab import Outside
 from unixsock import leave_socket
 
 from core.provision.doctor import Checkup
+from core.settings import ConsoleSettings, ProvisionSettings
 from core.storage.folders import make_vm_folder
 
 pytestmark = pytest.mark.integration
@@ -55,7 +56,9 @@ async def test_doctor_removes_marked_leftovers_and_stale_sockets_only(outside: O
     stale, kept = leave_socket(sockets / f"{gone}.vnc"), leave_socket(sockets / f"{live}.vnc")
     not_a_socket = sockets / f"{uuidlib.uuid4()}.vnc"
     not_a_socket.write_text("a file")
-    lab, _ = await open_lab(student_vms_dir=root, console_socket_dir=sockets)
+    lab, _ = await open_lab(
+        provision=ProvisionSettings(student_vms_dir=root), consoles=ConsoleSettings(socket_dir=sockets)
+    )
 
     looked = await lab.doctor()
 
@@ -100,7 +103,9 @@ async def test_a_domain_doctor_cannot_read_keeps_every_file_that_might_be_its(
     leftover = root / "bob" / "net-gone"
     make_vm_folder(leftover, gone)
     stale = leave_socket(sockets / f"{gone}.vnc")
-    lab, _ = await open_lab(student_vms_dir=root, console_socket_dir=sockets)
+    lab, _ = await open_lab(
+        provision=ProvisionSettings(student_vms_dir=root), consoles=ConsoleSettings(socket_dir=sockets)
+    )
     monkeypatch.setenv("VMM_FAILPOINT", f"fail:doctor-read:{unreadable.name()}")
 
     fixed = await lab.doctor(fix=True)

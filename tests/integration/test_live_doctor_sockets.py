@@ -18,7 +18,7 @@ from core.metadata import LabMeta
 from core.model import VMState
 from core.provision.domainbuild import VMFiles, provisioned_domain
 from core.provision.templates import Template
-from core.settings import Settings
+from core.settings import ConsoleSettings, ProvisionSettings, Settings
 from core.storage.folders import prepare
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,11 @@ def _answers_vnc(path: Path, within: float = 15.0) -> bytes:
 async def test_the_socket_folder_is_qemus_and_delete_takes_the_vms_socket(
         outside: Outside, open_lab, disk_dir: Path, tmp_path: Path) -> None:
     root, sockets = disk_dir / "students", disk_dir / "consoles"
-    settings = Settings(student_vms_dir=root, console_socket_dir=sockets, data_dir=tmp_path / "data")
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        provision=ProvisionSettings(student_vms_dir=root),
+        consoles=ConsoleSettings(socket_dir=sockets),
+    )
     prepare(settings)
 
     made = sockets.stat()
@@ -64,7 +68,9 @@ async def test_the_socket_folder_is_qemus_and_delete_takes_the_vms_socket(
                              domain_type=domain_type(), meta=LabMeta(owner="alice"))
     outside.uuids.append(uuid)
     outside.conn.defineXML(xml).create()
-    lab, watch = await open_lab(student_vms_dir=root, console_socket_dir=sockets)
+    lab, watch = await open_lab(
+        provision=ProvisionSettings(student_vms_dir=root), consoles=ConsoleSettings(socket_dir=sockets)
+    )
     target = await watch.vm_in(uuid, VMState.RUNNING)
     greeting = await asyncio.to_thread(_answers_vnc, vnc)
     assert greeting == b"RFB 003.008\n", "QEMU made its socket in the folder and serves on it"

@@ -9,12 +9,13 @@ import pytest
 from livelab import Outside
 
 from core.model import VMState
+from core.settings import HostSettings
 
 pytestmark = pytest.mark.integration
 
 
 async def test_running_vm_gets_cpu_and_memory_figures(outside: Outside, open_lab) -> None:
-    lab, watch = await open_lab(stats_interval=0.5)
+    lab, watch = await open_lab(hosts=HostSettings(stats_interval=0.5))
     idle = outside.define("nostats").UUIDString()
     uuid = outside.define("stats", start=True).UUIDString()
     vm = await watch.vm_in(uuid, VMState.RUNNING)

@@ -11,7 +11,7 @@ import pytest
 from livelab import Outside
 
 from core.model import VMState
-from core.settings import load_settings
+from core.settings import ActionSettings, load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ BULK_TIMEOUT = 20.0  # long next to a destroy (1.5-4 s here, slower on a loaded 
 
 
 async def test_halt_ends_in_destroy_after_the_timeout(outside: Outside, open_lab) -> None:
-    lab, watch = await open_lab(halt_timeout=TIMEOUT)
+    lab, watch = await open_lab(actions=ActionSettings(halt_timeout=TIMEOUT))
     uuid = outside.define("deaf", start=True).UUIDString()
     vm = await watch.vm_in(uuid, VMState.RUNNING)
 
@@ -42,9 +42,12 @@ async def test_bulk_halt_takes_one_timeout_not_n(outside: Outside, open_lab) -> 
     # between: two timeouts, far enough from both that a loaded machine does not cross it.
     settings = load_settings(environ={"VMM_ENV_FILE": "/nonexistent",
                                       "VMM_HALT_TIMEOUT": str(BULK_TIMEOUT), "VMM_BULK_CONCURRENCY": "2"})
-    assert (settings.halt_timeout, settings.bulk_concurrency) == (BULK_TIMEOUT, 2)
-    lab, watch = await open_lab(halt_timeout=settings.halt_timeout,
-                                bulk_concurrency=settings.bulk_concurrency)
+    assert (settings.actions.halt_timeout, settings.actions.bulk_concurrency) == (BULK_TIMEOUT, 2)
+    lab, watch = await open_lab(
+        actions=ActionSettings(
+            halt_timeout=settings.actions.halt_timeout, bulk_concurrency=settings.actions.bulk_concurrency
+        )
+    )
     uuids = [outside.define(f"deaf{i}", start=True).UUIDString() for i in range(4)]
     vms = [await watch.vm_in(uuid, VMState.RUNNING) for uuid in uuids]
 
@@ -60,7 +63,7 @@ async def test_bulk_halt_takes_one_timeout_not_n(outside: Outside, open_lab) -> 
 
 
 async def test_halt_of_a_paused_vm_resumes_it_first(outside: Outside, open_lab) -> None:
-    lab, watch = await open_lab(halt_timeout=1.0)
+    lab, watch = await open_lab(actions=ActionSettings(halt_timeout=1.0))
     dom = outside.define("paused", start=True)
     uuid = dom.UUIDString()
     dom.suspend()

@@ -21,6 +21,7 @@ from livelab import RUN_PREFIX, Outside, system_answers, unavailable
 
 from core.errors import HypervisorUnavailable
 from core.model import ConnState, VMState
+from core.settings import HostSettings
 
 pytestmark = pytest.mark.integration
 
@@ -98,8 +99,11 @@ async def test_libvirtd_restart_mid_session(restartable_libvirtd, outside: Outsi
     crashed = crashed_dom.UUIDString()
     victim = outside.define("victim").UUIDString()
     # Stats every half second: calls are often in flight when the daemon goes.
-    lab, watch = await open_lab(keepalive_interval=1, keepalive_count=3, reconnect_max_delay=2.0,
-                                stats_interval=0.5)
+    lab, watch = await open_lab(
+        hosts=HostSettings(
+            keepalive_interval=1, keepalive_count=3, reconnect_max_delay=2.0, stats_interval=0.5
+        )
+    )
     for uuid, state in ((keep, VMState.SHUTOFF), (running, VMState.RUNNING),
                         (crashed, VMState.RUNNING), (victim, VMState.SHUTOFF)):
         await watch.vm_in(uuid, state)
@@ -157,7 +161,7 @@ async def test_connection_lost_during_a_call(restartable_libvirtd, outside: Outs
     """libvirt runs the close callback in the thread that saw the loss: here a worker blocked in
     a call. The Lab must still show the loss, and reconnect (it once never did)."""
     uuid = outside.define("inflight").UUIDString()
-    lab, watch = await open_lab(stats_interval=3600, reconnect_max_delay=2.0)
+    lab, watch = await open_lab(hosts=HostSettings(stats_interval=3600, reconnect_max_delay=2.0))
     vm = await watch.vm_in(uuid, VMState.SHUTOFF)
     pid = _libvirtd_pid()
     assert pid is not None

@@ -32,20 +32,28 @@ CHILD = """
 import asyncio, json, sys, time
 from pathlib import Path
 from core.lab import Lab
-from core.settings import Settings
+from core.settings import HostSettings, Settings
 
 async def main():
     data = Path(sys.argv[2])
-    settings = Settings(data_dir=data, config_dir=data, stats_interval=float(sys.argv[3]))
+    settings = Settings(data_dir=data, config_dir=data, hosts=HostSettings(stats_interval=float(sys.argv[3])))
     lab = await Lab.open(settings, sys.argv[1])
     await asyncio.sleep(2.0)  # the first sync and the address look-ups are over
-    samples = []  # a host status with new figures: one per sample
+    samples = []  # a host status with new figures: one per sample, once all its calls are answered
     unsubscribe = lab.subscribe(
         lambda update: samples.extend(h for h in update.hosts if h.figures.cpu_percent is not None))
-    began = time.time()
+
+    async def samples_reach(count, within=20.0):
+        deadline = time.time() + within
+        while len(samples) < count and time.time() < deadline:
+            await asyncio.sleep(0.01)
+
+    # The window opens just after a sample and closes just after another: whole ticks only. It
+    # lasts at least WINDOW seconds and three samples (a loaded machine stretches the ticks).
+    await samples_reach(len(samples) + 1)
+    began, first = time.time(), len(samples)
     await asyncio.sleep(float(sys.argv[4]))
-    while len(samples) < 3 and time.time() - began < 20:  # a loaded machine stretches the ticks
-        await asyncio.sleep(0.1)
+    await samples_reach(max(first + 3, len(samples) + 1))
     ended = time.time()
     unsubscribe()
     running = sum(vm.state.is_active for vm in lab.vms())

@@ -9,14 +9,16 @@ import pytest
 from tuitest import FIXED_TIME, lab_specs
 
 from core.lab import Lab
-from core.settings import Settings
+from core.settings import ActionSettings, Settings
 from core.testing import testdriver
 from tui.app import VMManagerApp
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(config_dir=tmp_path / "config", data_dir=tmp_path / "data", halt_timeout=5.0)
+    return Settings(
+        config_dir=tmp_path / "config", data_dir=tmp_path / "data", actions=ActionSettings(halt_timeout=5.0)
+    )
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from core.lab import Lab
 from core.links import client as admin_client
 from core.links.shares import TokenStore
 from core.records.audit import AuditLog
-from core.settings import Settings
+from core.settings import ActionSettings, Settings, WebSettings
 from core.text import format_time
 from core.web import app as web_app
 from core.web.app import VIEWERS
@@ -54,8 +54,13 @@ def run_dir() -> Iterator[Path]:
 @pytest.fixture
 def settings(tmp_path: Path, run_dir: Path) -> Settings:
     """Overrides conftest's: a SECRET_KEY and a run dir for the admin socket."""
-    return Settings(config_dir=tmp_path / "config", data_dir=tmp_path / "data", halt_timeout=5.0,
-                    runtime_dir=run_dir, secret_key=KEY)
+    return Settings(
+        config_dir=tmp_path / "config",
+        data_dir=tmp_path / "data",
+        runtime_dir=run_dir,
+        actions=ActionSettings(halt_timeout=5.0),
+        web=WebSettings(secret_key=KEY),
+    )
 
 
 def store_of(settings: Settings) -> TokenStore:
@@ -105,7 +110,7 @@ async def test_c_shares_the_marked_vms_one_hashed_link_each(make_app, settings: 
         await pilot.press("c")
         prompt = app.screen
         assert isinstance(prompt, PromptScreen)
-        assert prompt.query_one(Input).value == settings.share_ttl  # VMM_SHARE_TTL by default
+        assert prompt.query_one(Input).value == settings.consoles.share_ttl  # VMM_SHARE_TTL by default
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
 

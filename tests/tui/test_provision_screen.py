@@ -29,7 +29,7 @@ from tuitest import SIZE, log_text, notifications, vm_named, wait_until
 from core.provision.execution import Outcome, Report
 from core.provision.kvmprobe import DEADLINE
 from core.provision.roster import read_roster
-from core.settings import Settings
+from core.settings import ActionSettings, ConsoleSettings, ProvisionSettings, Settings
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.main import MainScreen
 from tui.screens.prompt import PromptScreen
@@ -54,8 +54,13 @@ def settings(tmp_path: Path, world_dir: Path) -> Settings:
         f'[templates.winmini]\nos = "windows"\nimage = "{image}"\ndomain_type = "qemu"\n'
         'memory_mib = 64\ndisk_size_gib = 1\n'
         '[templates.broken]\nkernel = "/nonexistent/vmm/vmlinuz"\ndomain_type = "qemu"\n')
-    return Settings(config_dir=config, data_dir=tmp_path / "data", halt_timeout=5.0,
-                    student_vms_dir=world_dir / "students", console_socket_dir=world_dir / "consoles")
+    return Settings(
+        config_dir=config,
+        data_dir=tmp_path / "data",
+        actions=ActionSettings(halt_timeout=5.0),
+        provision=ProvisionSettings(student_vms_dir=world_dir / "students"),
+        consoles=ConsoleSettings(socket_dir=world_dir / "consoles"),
+    )
 
 
 def roster(tmp_path: Path, rows: str, name: str = "users.csv") -> Path:
@@ -110,7 +115,7 @@ async def test_preview_lists_each_student_then_provision_makes_the_vms(make_app,
         assert [line.split(":")[0] for line in vm_lines] == ["cls1-zoe", "cls1-yann", "cls1-xavier"]
         assert "owner yann" in vm_lines[1] and "password from the roster" in vm_lines[1]  # noqa: PT018
         assert not any(vm.name.startswith("cls1-") for vm in lab.vms())  # a preview makes nothing
-        assert not settings.student_vms_dir.exists()
+        assert not settings.provision.student_vms_dir.exists()
         assert not run_button(screen).disabled
 
         await pilot.press("ctrl+g")
@@ -127,7 +132,7 @@ async def test_preview_lists_each_student_then_provision_makes_the_vms(make_app,
         bar = screen.query_one(ProgressBar)
         assert (bar.progress, bar.total) == (3, 3)
         assert run_button(screen).disabled  # a plan is made once: preview again for more
-        assert (settings.student_vms_dir / "zoe" / "cls1-zoe" / "disk.qcow2").is_file()
+        assert (settings.provision.student_vms_dir / "zoe" / "cls1-zoe" / "disk.qcow2").is_file()
 
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
@@ -158,7 +163,7 @@ async def test_a_bad_roster_shows_its_line_numbers_and_makes_nothing(make_app, l
         assert screen.report is None
         assert any("Preview first" in n for n in notifications(app))
     assert {vm.name for vm in lab.vms()} == before
-    assert not settings.student_vms_dir.exists()
+    assert not settings.provision.student_vms_dir.exists()
 
 
 async def test_a_student_root_qemu_cannot_pass_is_asked_about_then_let_through(
@@ -168,7 +173,10 @@ async def test_a_student_root_qemu_cannot_pass_is_asked_about_then_let_through(
     home = world_dir / "home"
     home.mkdir(mode=0o700)
     home.chmod(0o700)
-    lab.settings = dataclasses.replace(settings, student_vms_dir=home / "checkout" / "student_vms")
+    lab.settings = dataclasses.replace(
+        settings,
+        provision=dataclasses.replace(settings.provision, student_vms_dir=home / "checkout" / "student_vms"),
+    )
     users = roster(tmp_path, "zoe,Zoé,Secret123,\n")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -411,7 +419,7 @@ async def test_reset_asks_first_then_gives_a_fresh_disk(make_app, lab, tmp_path:
     template = load_templates(settings.templates_file, settings.templates_path)["mini"]
     students = read_roster(roster(tmp_path, "zoe,,,\n"))
     await lab.provision(await lab.plan_provision(template, "cls7", students))
-    disk = settings.student_vms_dir / "zoe" / "cls7-zoe" / "disk.qcow2"
+    disk = settings.provision.student_vms_dir / "zoe" / "cls7-zoe" / "disk.qcow2"
     disk.write_bytes(disk.read_bytes() + b"written by the student")
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:

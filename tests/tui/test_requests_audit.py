@@ -38,8 +38,12 @@ def inbox() -> Iterator[Inbox]:
 
 @pytest.fixture
 async def mailing_lab(settings: Settings, lab_uri: str, inbox: Inbox) -> AsyncIterator[Lab]:
-    configured = dataclasses.replace(settings, smtp_host="127.0.0.1", smtp_port=inbox.port,
-                                     smtp_starttls=False, smtp_from="vmm@lab.test")
+    configured = dataclasses.replace(
+        settings,
+        smtp=dataclasses.replace(
+            settings.smtp, host="127.0.0.1", port=inbox.port, starttls=False, sender="vmm@lab.test"
+        ),
+    )
     opened = await Lab.open(configured, lab_uri)
     yield opened
     await opened.close()

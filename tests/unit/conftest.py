@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 
 from core.lab import Lab
-from core.settings import Settings
+from core.settings import ActionSettings, Settings
 from core.testing import testdriver
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config", halt_timeout=2.0)
+    return Settings(
+        data_dir=tmp_path / "data", config_dir=tmp_path / "config", actions=ActionSettings(halt_timeout=2.0)
+    )
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from core.errors import InvalidInput
 from core.lab import Lab
 from core.metadata import LabMeta
 from core.model import VMState
-from core.settings import Settings
+from core.settings import ProvisionSettings, Settings
 from core.testing.testdriver import Spec
 
 
@@ -68,10 +68,15 @@ async def test_delete_on_the_test_driver_removes_no_file_of_this_machine(tmp_pat
     remove, and which it keeps, is tested on a real libvirtd: tests/integration/test_live_delete.py)."""
     own = tmp_path / "alice.qcow2"
     own.write_bytes(b"disk")
-    lab = await Lab.open(Settings(data_dir=tmp_path / "data", student_vms_dir=tmp_path / "sv"), lab_file([
-        Spec("alice", VMState.RUNNING, disks=(str(own),), meta=LabMeta(owner="alice")),
-        Spec("bob", VMState.SHUTOFF),
-    ]))
+    lab = await Lab.open(
+        Settings(data_dir=tmp_path / "data", provision=ProvisionSettings(student_vms_dir=tmp_path / "sv")),
+        lab_file(
+            [
+                Spec("alice", VMState.RUNNING, disks=(str(own),), meta=LabMeta(owner="alice")),
+                Spec("bob", VMState.SHUTOFF),
+            ]
+        ),
+    )
     try:
         (result,) = await lab.act("delete", [by_name(lab)["alice"]])
         assert (result.ok, result.message) == (True, "deleted, 0 disks removed")

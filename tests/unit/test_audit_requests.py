@@ -19,7 +19,7 @@ from core.model import LabMeta, VMState
 from core.records import mail
 from core.records.audit import Actor, AuditLog
 from core.records.requests import Kind, NewRequests, RequestStore, Status
-from core.settings import Settings
+from core.settings import Settings, SmtpSettings
 from core.testing.testdriver import Spec
 
 WEB = Actor("alice", "web", "192.0.2.7")
@@ -178,9 +178,16 @@ async def test_approving_changes_the_definition_for_the_next_boot(
 # -- mail --
 async def test_request_mail_reaches_the_operators_and_the_answer_the_student(
         settings: Settings, store: RequestStore, inbox: Inbox) -> None:
-    configured = Settings(data_dir=settings.data_dir, smtp_host="127.0.0.1", smtp_port=inbox.port,
-                          smtp_starttls=False, smtp_from="vmm@lab.test",
-                          operator_email="t1@lab.test, t2@lab.test")
+    configured = Settings(
+        data_dir=settings.data_dir,
+        smtp=SmtpSettings(
+            host="127.0.0.1",
+            port=inbox.port,
+            starttls=False,
+            sender="vmm@lab.test",
+            operator_email="t1@lab.test, t2@lab.test",
+        ),
+    )
     made = store.create("alice", Kind.MEMORY, vm_uuid="u", vm_name="net101-alice", amount=4096,
                         reason="a database", email="alice@lab.test")
     await mail.notify_new_request(configured, made)
@@ -199,8 +206,8 @@ async def test_no_smtp_or_a_dead_server_sends_nothing_and_raises_nothing(
         settings: Settings, store: RequestStore, caplog: pytest.LogCaptureFixture) -> None:
     made = store.create("alice", Kind.NEW_VM, reason="router lab", email="alice@lab.test")
     assert not await asyncio.to_thread(mail.send, settings, ["x@lab.test"], "s", "b")  # no SMTP_HOST
-    dead = Settings(data_dir=settings.data_dir, smtp_host="127.0.0.1", smtp_port=unused_port(),
-                    operator_email="t@lab.test")  # nothing listens there
+    dead = Settings(data_dir=settings.data_dir,  # nothing listens there
+                    smtp=SmtpSettings(host="127.0.0.1", port=unused_port(), operator_email="t@lab.test"))
     await mail.notify_new_request(dead, made)
     assert "not sent" in caplog.text
 

@@ -31,7 +31,7 @@ from core.provision import kvmprobe
 from core.provision.planning import Plan
 from core.provision.templates import load_templates
 from core.records.audit import AuditLog
-from core.settings import Settings
+from core.settings import ConsoleSettings, ProvisionSettings, Settings
 from core.testing import testdriver
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -50,9 +50,13 @@ def settings(tmp_path: Path, world_dir: Path) -> Settings:
         f'[templates.winmini]\nos = "windows"\nimage = "{image}"\ndomain_type = "qemu"\nmemory_mib = 64\n'
         'disk_size_gib = 1\n'
         f'[templates.automini]\nimage = "{image}"\nmemory_mib = 64\ndisk_size_gib = 1\n')
-    return Settings(config_dir=config, data_dir=tmp_path / "data", domain_type="auto",
-                    student_vms_dir=world_dir / "students", console_socket_dir=world_dir / "consoles",
-                    template_dir=tmp_path / "no-templates")
+    return Settings(
+        config_dir=config,
+        data_dir=tmp_path / "data",
+        template_dir=tmp_path / "no-templates",
+        provision=ProvisionSettings(domain_type="auto", student_vms_dir=world_dir / "students"),
+        consoles=ConsoleSettings(socket_dir=world_dir / "consoles"),
+    )
 
 
 @pytest.fixture
@@ -67,7 +71,7 @@ def template(settings: Settings, name: str):  # noqa: ANN201
 
 
 def made_folders(settings: Settings) -> list[str]:
-    return sorted(p.name for p in settings.student_vms_dir.glob("*/*"))
+    return sorted(p.name for p in settings.provision.student_vms_dir.glob("*/*"))
 
 
 def domain_names(lab: Lab) -> list[str]:
@@ -95,7 +99,9 @@ async def test_windows_account_rules_are_checked_when_planning(lab: Lab, setting
     assert "zoe: full name too long for Windows" in message
     assert "ok:" not in message
     # a user named like the computer: the VM name (and so the computer name) is the username
-    lab.settings = dataclasses.replace(settings, vm_name_scheme="{username}")
+    lab.settings = dataclasses.replace(
+        settings, provision=dataclasses.replace(settings.provision, vm_name_scheme="{username}")
+    )
     with pytest.raises(InvalidInput, match="Windows refuses a user named like the computer"):
         await lab.plan_provision(win, "w1", [Student("lab7", password="Secret123")])
     assert made_folders(settings) == []
@@ -145,7 +151,7 @@ async def test_an_unexpected_error_in_a_step_undoes_that_vm_only(lab: Lab, setti
     assert report.outcomes[1].message.startswith("failed at seed: unexpected UnicodeEncodeError")
     assert domain_names(lab) == ["c2-alice", "c2-carol"]
     assert made_folders(settings) == ["c2-alice", "c2-carol"]
-    assert not (settings.student_vms_dir / "bob").exists()
+    assert not (settings.provision.student_vms_dir / "bob").exists()
     logged = [r for r in caplog.records if "c2-bob" in r.getMessage()]
     assert logged and logged[0].exc_info is not None  # noqa: PT018 (the traceback, in the log)
     # the passwords file: the two VMs that exist
@@ -174,8 +180,8 @@ async def test_no_passwords_file_when_no_vm_was_made(lab: Lab, settings: Setting
 def cli(settings: Settings, uri: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "VMM_ENV_FILE": "/nonexistent",
            "VMM_CONFIG_DIR": str(settings.config_dir), "VMM_DATA_DIR": str(settings.data_dir),
-           "VMM_STUDENT_VMS_DIR": str(settings.student_vms_dir),
-           "VMM_CONSOLE_SOCKET_DIR": str(settings.console_socket_dir),
+           "VMM_STUDENT_VMS_DIR": str(settings.provision.student_vms_dir),
+           "VMM_CONSOLE_SOCKET_DIR": str(settings.consoles.socket_dir),
            "VMM_TEMPLATE_DIR": str(settings.templates_path)}
     return subprocess.run([sys.executable, "-m", "tui.cli", "-c", uri, "provision", *map(str, args)],
                           capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60,
@@ -224,7 +230,7 @@ def test_a_dry_run_with_domain_type_auto_makes_nothing(settings: Settings, uri: 
     assert "c7-alice: owner alice" in out.stdout
     assert not kvmprobe.cache_file(settings).exists()
     assert not settings.passwords_dir.exists()
-    assert not settings.student_vms_dir.exists()
+    assert not settings.provision.student_vms_dir.exists()
 
 
 def test_the_test_driver_offers_no_kvm() -> None:
@@ -243,7 +249,7 @@ async def test_a_vm_provisioned_on_the_test_driver_is_deleted_with_its_folder(la
     mini = template(settings, "mini")
     report = await lab.provision(await lab.plan_provision(mini, "c9", [Student("zoe")]))
     assert not report.failed
-    folder = settings.student_vms_dir / "zoe" / "c9-zoe"
+    folder = settings.provision.student_vms_dir / "zoe" / "c9-zoe"
     assert (folder / "disk.qcow2").is_file()
     (vm,) = [vm for vm in lab.vms() if vm.name == "c9-zoe"]
     (result,) = await lab.act("delete", [vm])
@@ -261,7 +267,12 @@ def closed_home(settings: Settings, world_dir: Path) -> tuple[Settings, Path]:
     home = world_dir / "home"
     home.mkdir(mode=0o700)
     home.chmod(0o700)
-    return dataclasses.replace(settings, student_vms_dir=home / "vm-manager" / "student_vms"), home
+    return dataclasses.replace(
+        settings,
+        provision=dataclasses.replace(
+            settings.provision, student_vms_dir=home / "vm-manager" / "student_vms"
+        ),
+    ), home
 
 
 def qemu_entry(folder: Path) -> list[str]:
@@ -302,7 +313,7 @@ def test_fix_permissions_lets_qemu_pass_with_an_acl_then_makes_the_class(
     assert f"libvirt-qemu may now pass {home} (POSIX ACL)" in out.stderr
     assert qemu_entry(home) == ["user:libvirt-qemu:--x"]
     assert (home.stat().st_mode & 0o707) == 0o700  # no chmod: owner and others as they were
-    assert (closed.student_vms_dir / "alice" / "c11-alice" / "disk.qcow2").is_file()
+    assert (closed.provision.student_vms_dir / "alice" / "c11-alice" / "disk.qcow2").is_file()
     audit = AuditLog(closed.database_path)
     try:
         granted = [e for e in audit.entries() if e.action == "grant-passage"]
@@ -317,8 +328,8 @@ def provision_on_a_terminal(settings: Settings, uri: str, answer: bytes,
     master, slave = pty.openpty()
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "VMM_ENV_FILE": "/nonexistent", "TERM": "dumb",
            "VMM_CONFIG_DIR": str(settings.config_dir), "VMM_DATA_DIR": str(settings.data_dir),
-           "VMM_STUDENT_VMS_DIR": str(settings.student_vms_dir),
-           "VMM_CONSOLE_SOCKET_DIR": str(settings.console_socket_dir),
+           "VMM_STUDENT_VMS_DIR": str(settings.provision.student_vms_dir),
+           "VMM_CONSOLE_SOCKET_DIR": str(settings.consoles.socket_dir),
            "VMM_TEMPLATE_DIR": str(settings.templates_path)}
     proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "-c", uri, "provision", *map(str, args)],
                             stdin=slave, stdout=slave, stderr=slave, env=env, cwd=CHECKOUT)
@@ -357,4 +368,4 @@ def test_on_a_terminal_provision_asks_to_let_qemu_pass(closed_home: tuple[Settin
     assert f"as `setfacl -m u:libvirt-qemu:x {home}` would? [y/N]" in seen
     assert code == (0 if made else 2), seen
     assert qemu_entry(home) == (["user:libvirt-qemu:--x"] if made else [])
-    assert (closed.student_vms_dir / "alice" / "c12-alice").is_dir() is made
+    assert (closed.provision.student_vms_dir / "alice" / "c12-alice").is_dir() is made

@@ -15,7 +15,7 @@ def test_environment_wins_over_dotenv(tmp_path: Path) -> None:
     env.write_text("LIBVIRT_DEFAULT_URI=test:///default\nVMM_HALT_TIMEOUT=5\nVMM_DATA_DIR=/srv/x\n")
     settings = load_settings(env, environ={"VMM_HALT_TIMEOUT": "7.5"})
     assert settings.connect_uri == "test:///default"
-    assert settings.halt_timeout == 7.5
+    assert settings.actions.halt_timeout == 7.5
     assert settings.data_dir == Path("/srv/x")
     assert settings.log_path == Path("/srv/x/vm-manager.log")
 
@@ -25,10 +25,10 @@ def test_legacy_web_settings_still_read(tmp_path: Path) -> None:
     env.write_text("SECRET_KEY=s3cr3t-value\nLDAP_HOST=ldap://ldap.lab\nLDAP_BASE_DN=dc=lab\n"
                    "LDAP_BIND_USER_DN=cn=svc,dc=lab\nLDAP_BIND_USER_PASSWORD=hunter2\n")
     settings = load_settings(env, environ={})
-    assert (settings.ldap_host, settings.ldap_base_dn, settings.ldap_bind_user_dn) == (
+    assert (settings.ldap.host, settings.ldap.base_dn, settings.ldap.bind_user_dn) == (
         "ldap://ldap.lab", "dc=lab", "cn=svc,dc=lab")
-    assert settings.secret_key == "s3cr3t-value"
-    assert settings.ldap_bind_user_password == "hunter2"
+    assert settings.web.secret_key == "s3cr3t-value"
+    assert settings.ldap.bind_user_password == "hunter2"
     # Secrets never show in a repr, which is what ends up in logs and tracebacks.
     assert "hunter2" not in repr(settings)
     assert "s3cr3t" not in repr(settings)
@@ -54,7 +54,7 @@ def test_which_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert env_file_path({}) == SYSTEM_ENV_FILE == Path("/etc/vm-manager/env")
     (tmp_path / ".env").write_text("VMM_HALT_TIMEOUT=5\n")
     assert env_file_path({}) == Path(".env")
-    assert load_settings(environ={}).halt_timeout == 5
+    assert load_settings(environ={}).actions.halt_timeout == 5
     assert env_file_path({"VMM_ENV_FILE": "/srv/lab.env"}) == Path("/srv/lab.env")
 
 

@@ -87,7 +87,7 @@ async def test_share_link_opens_a_strict_session(console: StartConsole, test_lab
 
 async def test_https_public_url_makes_secure_cookies_and_is_the_only_origin(
         console: StartConsole, test_lab: Lab, web_settings: Settings) -> None:
-    settings = dataclasses.replace(web_settings, public_url="https://vm.example.org/")
+    settings = dataclasses.replace(web_settings, web=dataclasses.replace(web_settings.web, public_url="https://vm.example.org/"))
     server = await console(test_lab, settings)
     uuid = uuid_of(test_lab, "web-a")
     _, token = server.link(uuid)
@@ -224,10 +224,20 @@ async def test_access_log_never_holds_a_token(console: StartConsole, test_lab: L
 async def test_forwarded_headers_only_from_trusted_proxies(console: StartConsole, test_lab: Lab,
                                                            web_settings: Settings, access_log: Path) -> None:
     forwarded = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9", "X-Forwarded-Proto": "https"}
-    trusted = await console(test_lab, dataclasses.replace(web_settings, trusted_proxies="127.0.0.1"))
+    trusted = await console(
+        test_lab,
+        dataclasses.replace(
+            web_settings, web=dataclasses.replace(web_settings.web, trusted_proxies="127.0.0.1")
+        ),
+    )
     async with trusted.browser().get(f"{trusted.base}/nothing", headers=forwarded):
         pass
-    untrusted = await console(test_lab, dataclasses.replace(web_settings, trusted_proxies="10.0.0.0/8"))
+    untrusted = await console(
+        test_lab,
+        dataclasses.replace(
+            web_settings, web=dataclasses.replace(web_settings.web, trusted_proxies="10.0.0.0/8")
+        ),
+    )
     async with untrusted.browser().get(f"{untrusted.base}/else", headers=forwarded):
         pass
     lines = read_text(access_log).splitlines()

@@ -83,11 +83,19 @@ def test_public_url_and_origin(web_settings: Settings) -> None:
     assert origin_of("http://10.0.0.5:5000") == "http://10.0.0.5:5000"
     assert origin_of("http://[::1]:8080/") == "http://[::1]:8080"
     assert base_url(web_settings, "0.0.0.0", 8000) == "http://0.0.0.0:8000"
-    assert base_url(dataclasses.replace(web_settings, public_url="https://vm.example.org/")) == \
-        "https://vm.example.org"
+    assert (
+        base_url(
+            dataclasses.replace(
+                web_settings, web=dataclasses.replace(web_settings.web, public_url="https://vm.example.org/")
+            )
+        )
+        == "https://vm.example.org"
+    )
     for bad in ("vm.example.org", "ftp://vm.example.org", "https://vm.example.org/consoles"):
         with pytest.raises(ConfigError, match="PUBLIC_URL"):
-            base_url(dataclasses.replace(web_settings, public_url=bad))
+            base_url(
+                dataclasses.replace(web_settings, web=dataclasses.replace(web_settings.web, public_url=bad))
+            )
 
 
 # -- the endpoint process, on VNC servers of the test's own --
@@ -262,7 +270,9 @@ async def test_loopback_ports_take_the_next_free_one(endpoints: Callable[..., On
         low = taken.getsockname()[1]
         if not all(_free(port) for port in (low + 1, low + 2)):
             pytest.skip("the ports after a free one are taken here")
-        settings = dataclasses.replace(web_settings, console_ports=f"{low}-{low + 2}")
+        settings = dataclasses.replace(
+            web_settings, consoles=dataclasses.replace(web_settings.consoles, ports=f"{low}-{low + 2}")
+        )
         server = endpoints(settings, transport="tcp")
         a, b = vm_named(test_lab, "web-a"), vm_named(test_lab, "web-b")
         first, second = await server.acquire(a), await server.acquire(b)

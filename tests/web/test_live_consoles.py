@@ -339,7 +339,9 @@ async def test_loopback_port_fallback(console: StartConsole, live_lab: Lab, outs
     with socket.socket() as probe_socket:  # a free range of two ports
         probe_socket.bind(("127.0.0.1", 0))
         low = probe_socket.getsockname()[1]
-    settings = dataclasses.replace(web_settings, console_ports=f"{low}-{low + 1}")
+    settings = dataclasses.replace(
+        web_settings, consoles=dataclasses.replace(web_settings.consoles, ports=f"{low}-{low + 1}")
+    )
     server = await console(live_lab, settings, transport="tcp")
     ws = await viewer(server, uuid)
     assert await greeting(ws) == GREETING
@@ -362,7 +364,9 @@ async def test_exhausted_port_range_says_so(console: StartConsole, live_lab: Lab
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        settings = dataclasses.replace(web_settings, console_ports=f"{port}-{port}")
+        settings = dataclasses.replace(
+            web_settings, consoles=dataclasses.replace(web_settings.consoles, ports=f"{port}-{port}")
+        )
         server = await console(live_lab, settings, transport="tcp")
         _, token = server.link(uuid)
         browser = server.browser()
@@ -476,7 +480,9 @@ async def test_a_vm_given_to_another_student_closes_the_former_owners_consoles(
     at once and her console session no longer opens it (page, websocket, status); an operator's
     console and a share link's stay open; bob opens his. Checked at opening too: a console session
     alice holds without a websocket open is refused as well."""
-    settings = dataclasses.replace(web_settings, trusted_proxies="127.0.0.1")
+    settings = dataclasses.replace(
+        web_settings, web=dataclasses.replace(web_settings.web, trusted_proxies="127.0.0.1")
+    )
     add_accounts(settings)
     uuid = await running_vm(live_lab, outside, "", domain_xml(outside.name("web-owner"),
                                                               meta=LabMeta("alice", "net101")))

@@ -48,7 +48,9 @@ async def lab(web_settings: Settings, tmp_path: Path) -> AsyncIterator[Lab]:
 @pytest.fixture
 def proxied(web_settings: Settings) -> Settings:
     """Settings trusting the loopback as a proxy, so that tests choose the client's address."""
-    return dataclasses.replace(web_settings, trusted_proxies="127.0.0.1")
+    return dataclasses.replace(
+        web_settings, web=dataclasses.replace(web_settings.web, trusted_proxies="127.0.0.1")
+    )
 
 
 @pytest.fixture
@@ -84,7 +86,7 @@ async def test_alice_signs_in_and_sees_only_her_vms(server: Console, proxied: Se
     assert cookie["samesite"] == "Lax"
     assert cookie["path"] == "/"
     assert not cookie["secure"]  # http here; https gets Secure (see the next test)
-    assert int(cookie["max-age"]) == int(parse_ttl(proxied.session_ttl))
+    assert int(cookie["max-age"]) == int(parse_ttl(proxied.web.session_ttl))
     assert cookie.value not in proxied.database_path.read_bytes().decode("latin-1")  # only its HMAC
 
     page = await alice.get("/")
@@ -103,7 +105,7 @@ async def test_alice_signs_in_and_sees_only_her_vms(server: Console, proxied: Se
 
 async def test_cookies_are_secure_under_https(console: StartConsole, lab: Lab,
                                               web_settings: Settings) -> None:
-    settings = dataclasses.replace(web_settings, public_url="https://lab.example.org")
+    settings = dataclasses.replace(web_settings, web=dataclasses.replace(web_settings.web, public_url="https://lab.example.org"))
     add_accounts(settings)
     server = await console(lab, settings)
     alice = Student(server)
@@ -167,7 +169,9 @@ async def test_cookies_are_secure_behind_a_trusted_https_proxy(server: Console, 
     assert set((await cookies_seen(server, "https")).values()) == {True}
     assert set((await cookies_seen(server, None)).values()) == {False}
     assert set((await cookies_seen(server, "http")).values()) == {False}
-    untrusted_settings = dataclasses.replace(web_settings, trusted_proxies="10.0.0.0/8")
+    untrusted_settings = dataclasses.replace(
+        web_settings, web=dataclasses.replace(web_settings.web, trusted_proxies="10.0.0.0/8")
+    )
     untrusted = await console(lab, untrusted_settings)  # the same database: alice's account is there
     assert set((await cookies_seen(untrusted, "https")).values()) == {False}
 
@@ -233,7 +237,8 @@ async def test_posts_need_the_sessions_csrf_token(server: Console, lab: Lab) -> 
     # The sign-in form too: its token goes with its cookie (signed double-submit).
     stranger = Student(server)
     form = (await stranger.get("/login")).form("/login")
-    for token in ("", "0" * 64, form.fields["csrf"][:-1] + "0"):
+    tampered = form.fields["csrf"][:-1] + ("1" if form.fields["csrf"].endswith("0") else "0")
+    for token in ("", "0" * 64, tampered):
         page = await stranger.post("/login", {"csrf": token, "username": "alice",
                                               "password": PASSWORDS["alice"]})
         assert page.status == 403
@@ -317,8 +322,16 @@ async def test_a_sign_in_that_the_directory_cannot_answer_counts_as_no_failure(
     """LDAP down (503): the attempt counted while it ran is withdrawn, so an outage locks nobody out."""
     from aiohttp.test_utils import unused_port
 
-    down = dataclasses.replace(proxied, ldap_host=f"ldap://127.0.0.1:{unused_port()}", ldap_base_dn="dc=lab",
-                               ldap_bind_user_dn="cn=vmm,dc=lab", ldap_bind_user_password="x")
+    down = dataclasses.replace(
+        proxied,
+        ldap=dataclasses.replace(
+            proxied.ldap,
+            host=f"ldap://127.0.0.1:{unused_port()}",
+            base_dn="dc=lab",
+            bind_user_dn="cn=vmm,dc=lab",
+            bind_user_password="x",
+        ),
+    )
     server = await console(lab, down)
     for n in range(FREE_FAILURES + 2):
         assert (await Student(server, "192.0.2.99").sign_in("zoe", f"pass-{n}")).status == 503
@@ -331,7 +344,7 @@ async def test_an_expired_session_goes_back_to_the_sign_in(server: Console, lab:
                                                            proxied: Settings) -> None:
     alice = await signed_in(server, "alice")
     csrf = await alice.csrf()
-    server.clock.offset += parse_ttl(proxied.session_ttl) + 1
+    server.clock.offset += parse_ttl(proxied.web.session_ttl) + 1
     page = await alice.get("/")
     assert page.location == "/login"
     page = await alice.post(f"/vms/{uuid_of(lab, 'alice-1')}/halt", {"csrf": csrf})
@@ -414,8 +427,8 @@ async def test_console_button_opens_a_console_session(server: Console, lab: Lab,
     assert link.owner == "alice"  # a student's link: it opens only while the VM is hers
     assert server.store.session_link(cookie.value, vm, vm_owner="bob") is None
     # The console lasts as long as the sign-in (not VMM_SHARE_TTL), and ends with it.
-    assert server.clock() + parse_ttl(proxied.session_ttl) - 60 < link.expires
-    assert link.expires <= server.clock() + parse_ttl(proxied.session_ttl)
+    assert server.clock() + parse_ttl(proxied.web.session_ttl) - 60 < link.expires
+    assert link.expires <= server.clock() + parse_ttl(proxied.web.session_ttl)
     [entry] = [e for e in audit_entries(proxied, user="alice") if e.action == "console"]
     assert (entry.vm_name, entry.outcome, entry.address) == ("alice-1", "ok", "192.0.2.10")
     # An off VM has no console: a message, and no link.

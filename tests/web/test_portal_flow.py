@@ -38,9 +38,18 @@ def inbox() -> Iterator[Inbox]:
 
 async def test_a_request_goes_from_the_student_page_to_the_tui_and_back(
         console: StartConsole, web_settings: Settings, tmp_path: Path, inbox: Inbox) -> None:
-    settings = dataclasses.replace(web_settings, trusted_proxies="127.0.0.1", smtp_host="127.0.0.1",
-                                   smtp_port=inbox.port, smtp_starttls=False, smtp_from="vmm@lab.test",
-                                   operator_email="olga@lab.test")
+    settings = dataclasses.replace(
+        web_settings,
+        web=dataclasses.replace(web_settings.web, trusted_proxies="127.0.0.1"),
+        smtp=dataclasses.replace(
+            web_settings.smtp,
+            host="127.0.0.1",
+            port=inbox.port,
+            starttls=False,
+            sender="vmm@lab.test",
+            operator_email="olga@lab.test",
+        ),
+    )
     add_accounts(settings)
     uri = testdriver.write(tmp_path / "lab.xml", [
         testdriver.Spec("alice-1", VMState.RUNNING, vcpus=2, memory_mib=1024,

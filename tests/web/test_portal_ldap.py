@@ -61,9 +61,18 @@ def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
 def ldap_settings(web_settings: Settings, directory: Slapd) -> Settings:
     """The portal signing in against the directory; the loopback trusted as a proxy, so that tests
     choose the client's address."""
-    return dataclasses.replace(web_settings, ldap_host=directory.url, ldap_base_dn=SUFFIX,
-                               ldap_bind_user_dn=SERVICE_DN, ldap_bind_user_password=SERVICE_PASSWORD,
-                               ldap_operator_group=TEACHERS, trusted_proxies="127.0.0.1")
+    return dataclasses.replace(
+        web_settings,
+        ldap=dataclasses.replace(
+            web_settings.ldap,
+            host=directory.url,
+            base_dn=SUFFIX,
+            bind_user_dn=SERVICE_DN,
+            bind_user_password=SERVICE_PASSWORD,
+            operator_group=TEACHERS,
+        ),
+        web=dataclasses.replace(web_settings.web, trusted_proxies="127.0.0.1"),
+    )
 
 
 @pytest.fixture
@@ -205,7 +214,9 @@ async def test_a_member_of_the_operator_group_gets_the_operators_view(
     assert "bob-1" not in page.text
     assert (await alice.submit(f"/vms/{bob_vm}/console")).status == 404
 
-    without_group = dataclasses.replace(ldap_settings, ldap_operator_group=None)
+    without_group = dataclasses.replace(
+        ldap_settings, ldap=dataclasses.replace(ldap_settings.ldap, operator_group=None)
+    )
     other = await console(driver_lab, without_group)
     carol_again = Student(other, "192.0.2.32")
     assert (await carol_again.sign_in("carol", PASSWORDS["carol"])).location == "/"
@@ -216,7 +227,7 @@ async def test_the_directory_down_is_a_503_not_a_refusal(console: StartConsole, 
                                                          ldap_settings: Settings) -> None:
     from aiohttp.test_utils import unused_port
 
-    down = dataclasses.replace(ldap_settings, ldap_host=f"ldap://127.0.0.1:{unused_port()}")
+    down = dataclasses.replace(ldap_settings, ldap=dataclasses.replace(ldap_settings.ldap, host=f"ldap://127.0.0.1:{unused_port()}"))
     server = await console(driver_lab, down)
     page = await Student(server, "192.0.2.40").sign_in("alice", PASSWORDS["alice"])
     assert page.status == 503

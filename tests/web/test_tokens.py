@@ -14,7 +14,7 @@ import pytest
 from core.errors import ConfigError, InvalidInput
 from core.links.secret import OLD_DEFAULT_KEY, generate_secret_key, key_file, key_problem, load_secret_key
 from core.links.shares import TOKEN, TokenStore, parse_ttl
-from core.settings import Settings
+from core.settings import Settings, WebSettings
 
 KEY = "s" * 40  # the store takes any key; only load_secret_key judges them
 KEY_HEX = "9f3b1c0e7a5d4f2e8b6c1a0d3e5f7a9b"  # a key load_secret_key accepts
@@ -204,7 +204,9 @@ def test_parse_ttl_refuses(text: str) -> None:
 
 # -- SECRET_KEY --
 def _settings(tmp_path: Path, key: str | None = None) -> Settings:
-    return Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config", secret_key=key)
+    return Settings(
+        data_dir=tmp_path / "data", config_dir=tmp_path / "config", web=WebSettings(secret_key=key)
+    )
 
 
 @pytest.mark.parametrize(("key", "problem"), [

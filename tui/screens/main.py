@@ -281,7 +281,7 @@ class MainScreen(Screen[None]):
             else:
                 self.event_log.add(Text(f"{action.value} cancelled", "dim"))
 
-        self.app.push_screen(ConfirmScreen.for_action(action, vms, self.lab.settings.halt_timeout,
+        self.app.push_screen(ConfirmScreen.for_action(action, vms, self.lab.settings.actions.halt_timeout,
                                                       snapshot=snapshot), answered)
 
     def perform(self, action: Action, vms: Sequence[VM], snapshot: str = "") -> None:
@@ -343,10 +343,17 @@ class MainScreen(Screen[None]):
 
         count = len(vms)
         what = fmt.printable(vms[0].name) if count == 1 else f"{count} VMs"
-        self.app.push_screen(PromptScreen(
-            f"Share the console of {what}", "how long: 30m, 4h, 2d", value=self.lab.settings.share_ttl,
-            check=parse_ttl, explanation="One link per VM: whoever opens it sees and uses the VM's "
-            "screen in a browser until the link expires or you revoke it (C)."), chosen)
+        self.app.push_screen(
+            PromptScreen(
+                f"Share the console of {what}",
+                "how long: 30m, 4h, 2d",
+                value=self.lab.settings.consoles.share_ttl,
+                check=parse_ttl,
+                explanation="One link per VM: whoever opens it sees and uses the VM's "
+                "screen in a browser until the link expires or you revoke it (C).",
+            ),
+            chosen,
+        )
 
     def share(self, vms: Sequence[VM], ttl: str) -> None:
         if self.table.marked:

@@ -127,6 +127,6 @@ class RequestsScreen(Screen[None]):
         except VMManagerError as exc:
             self.notify(exc.message, title="Not answered", severity="error", markup=False)
         else:
-            told = f" ({done.email} is told by mail)" if done.email and self.lab.settings.smtp_host else ""
+            told = f" ({done.email} is told by mail)" if done.email and self.lab.settings.smtp.host else ""
             self.notify(f"#{done.id} {done.status}{told}", markup=False)
         self.reload(force=True)

@@ -333,7 +333,7 @@ class Endpoints:
             raise ValueError(f"transport must be one of {TRANSPORTS}")
         self.lab = lab
         self.dir = settings.run_path / "consoles"
-        self.ports = parse_ports(settings.console_ports)
+        self.ports = parse_ports(settings.consoles.ports)
         self.transport = transport
         self.start_timeout = start_timeout
         self._by_vm: dict[str, Endpoint] = {}
