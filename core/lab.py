@@ -6,6 +6,7 @@ Methods are awaitable from any asyncio loop; the work itself runs on the core lo
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -103,6 +104,21 @@ class Lab:
         """Connect (to the chosen URI) and fill the inventory; raises HypervisorUnavailable."""
         chosen, demo = choose_uri(settings, uri)
         return await eventloop.run_on_core(cls._open(settings, [chosen], demo))
+
+    @classmethod
+    def open_soon(cls, settings: Settings, uri: str | None = None) -> concurrent.futures.Future[Lab]:
+        """Start :meth:`open` now, from any thread, even before the caller has an event loop (the TUI
+        overlaps it with Textual's start); the future gives the Lab."""
+        return eventloop.submit(cls.open(settings, uri))
+
+    def close_soon(self) -> concurrent.futures.Future[None]:
+        """Start :meth:`close` from any thread (a Lab opened for an app that has gone)."""
+        return eventloop.submit(self.close())
+
+    def is_remote(self, vm: VM) -> bool:
+        """Whether ``vm`` runs on a hypervisor of another machine (its files and sockets are there)."""
+        host = self.hosts.get(vm.host)
+        return host is not None and host.remote
 
     @classmethod
     async def _open(cls, settings: Settings, uris: list[str], demo: bool) -> Lab:

@@ -27,7 +27,6 @@ from core.model import VM, Change, HostStatus, Key, Update
 from core.records.audit import Actor
 from core.records.requests import NewRequests
 from core.settings import Settings
-from core.virt import eventloop
 from tui.coalesce import Coalescer
 from tui.commands import VMCommands
 from tui.history import StatsHistory
@@ -65,7 +64,7 @@ class VMManagerApp(App[None]):
                  clock: Callable[[], datetime] = datetime.now,
                  log_visible: bool | None = None, serve: tuple[str, int] | None = None) -> None:
         """Give ``settings`` (and ``uri``) to have the app open the lab, or an open ``lab``, or
-        an ``opening`` already under way (``eventloop.submit(Lab.open(...))``).
+        an ``opening`` already under way (``Lab.open_soon(...)``).
 
         The app closes the lab on exit either way. ``clock`` stamps the event log (tests fix it);
         ``log_visible`` forces the event log on or off (default: on when the terminal is tall);
@@ -104,7 +103,7 @@ class VMManagerApp(App[None]):
     def start_opening(self) -> None:
         """Start connecting now, on the core's thread, while Textual starts up and draws."""
         if self.lab is None and self._opening is None:
-            self._opening = eventloop.submit(Lab.open(self.settings, self.uri))
+            self._opening = Lab.open_soon(self.settings, self.uri)
 
     def on_mount(self) -> None:
         self.start_opening()
@@ -123,7 +122,7 @@ class VMManagerApp(App[None]):
         self.run_worker(self._open(), group="connect", exclusive=True, exit_on_error=False)
 
     async def _open(self) -> None:
-        opening = self._opening or eventloop.submit(Lab.open(self.settings, self.uri))
+        opening = self._opening or Lab.open_soon(self.settings, self.uri)
         self._opening = None  # a retry opens afresh
         try:
             # shielded: quitting while connecting must not cancel a half-made connection...
@@ -316,7 +315,7 @@ class VMManagerApp(App[None]):
 def _close_unwanted(opening: concurrent.futures.Future[Lab]) -> None:
     """A lab that finished opening after the app gave up on it (runs on the core's thread)."""
     if not opening.cancelled() and opening.exception() is None:
-        eventloop.submit(opening.result().close())
+        opening.result().close_soon()
 
 
 def run_app(settings: Settings, uri: str | None = None,

@@ -31,7 +31,6 @@ from core.provision.roster import read_roster
 from core.provision.templates import Template, check_files, load_templates
 from core.settings import Settings, load_settings, positive_number
 from core.storage.permissions import QEMU_USER, grant_command
-from core.virt import eventloop
 from tui import cli_records, cli_users
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -174,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in (None, "tui"):
             serve = getattr(args, "serve", None)
             # Connect on the core's thread while Textual is still being imported.
-            opening = eventloop.submit(Lab.open(settings, args.connect))
+            opening = Lab.open_soon(settings, args.connect)
             from tui.app import run_app  # the only import of Textual: not needed by commands
 
             return run_app(settings, args.connect, opening, serve=serve)

@@ -1,0 +1,16 @@
+"""Who signs in: local accounts, LDAP sign-in and LDAP groups, and the portal's sign-in sessions.
+
+:mod:`accounts` holds local accounts (argon2id); :mod:`signin` decides who someone is (a local
+account, else LDAP); :mod:`ldap` makes every LDAP connection (TLS checked) and reads its values;
+:mod:`ldapgroups` reads a group's members as a class's students; :mod:`sessions` keeps the
+portal's sign-in sessions and the slowed failures.
+"""
+
+from core.auth.accounts import Account, AccountExists, Accounts, Role, check_password
+from core.auth.ldap import DirectoryError
+from core.auth.ldapgroups import group_members
+from core.auth.sessions import Session, SessionStore
+from core.auth.signin import Identity, SigninRefused, authenticate
+
+__all__ = ["Account", "AccountExists", "Accounts", "DirectoryError", "Identity", "Role", "Session",
+           "SessionStore", "SigninRefused", "authenticate", "check_password", "group_members"]

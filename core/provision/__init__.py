@@ -8,7 +8,13 @@ each all-or-nothing; :mod:`templates` reads templates.toml; :mod:`roster` reads 
 their CD).
 """
 
+from core.provision.doctor import Checkup, Finding
 from core.provision.execution import Outcome, Progress, Report, execute
+from core.provision.kvmprobe import DEADLINE as KVM_PROBE_DEADLINE
 from core.provision.planning import AUTO, QEMU_USER, Plan, Unreachable, plan
+from core.provision.roster import RosterError, read_roster
+from core.provision.templates import FileCheck, Template, check_files, load_templates
 
-__all__ = ["AUTO", "QEMU_USER", "Outcome", "Plan", "Progress", "Report", "Unreachable", "execute", "plan"]
+__all__ = ["AUTO", "KVM_PROBE_DEADLINE", "QEMU_USER", "Checkup", "FileCheck", "Finding", "Outcome", "Plan",
+           "Progress", "Report", "RosterError", "Template", "Unreachable", "check_files", "execute",
+           "load_templates", "plan", "read_roster"]

@@ -483,8 +483,7 @@ class Endpoints:
     async def _target(self, vm: VM) -> list[str]:
         """websockify's target for the VM's VNC, from its live domain XML (read at every start: a VM
         started again may have a new VNC address)."""
-        host = self.lab.hosts.get(vm.host)
-        if host is not None and host.remote:
+        if self.lab.is_remote(vm):
             raise EndpointError(N_("%(name)s runs on another machine (%(host)s): its console can only be "
                                    "reached by a server on that machine"), name=vm.name, host=vm.host,
                                 permanent=True)
