@@ -6,6 +6,7 @@ slapd not starting is a failure, never a skip: the packages are part of the setu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 import threading
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from slapd import (
     posix_group,
 )
 
-from core.auth import ldapgroups as directory
+from core.auth import ldap as ldapconn
 from core.auth.ldap import DirectoryError, check_dn
 from core.auth.ldapgroups import group_members
 from core.errors import ConfigError, InvalidInput, NotFound
@@ -64,7 +65,8 @@ def entries() -> list[Entry]:
 
 def with_ldap(settings: Settings, **changes: Any) -> Settings:
     """``settings`` with other LDAP settings."""
-    return with_ldap(settings, **changes)
+    return dataclasses.replace(settings, ldap=dataclasses.replace(settings.ldap, **changes))
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
@@ -242,7 +244,7 @@ def test_a_server_that_is_not_ldap_is_a_clear_error(settings: Settings) -> None:
 
 
 def test_a_server_that_never_answers_times_out(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(directory, "RECEIVE_TIMEOUT", 1)
+    monkeypatch.setattr(ldapconn, "RECEIVE_TIMEOUT", 1)
     with not_ldap(None) as url, pytest.raises(DirectoryError) as info:
         group_members(
             with_ldap(settings, host=url),

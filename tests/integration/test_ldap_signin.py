@@ -71,6 +71,7 @@ def with_ldap(settings: Settings, **changes: Any) -> Settings:
     """``settings`` with other LDAP settings."""
     return dataclasses.replace(settings, ldap=dataclasses.replace(settings.ldap, **changes))
 
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     # stats: every connection and operation in the log, to prove what never reached the server;
@@ -194,17 +195,17 @@ def test_a_local_account_of_the_same_name_decides(settings: Settings) -> None:
 
 
 @pytest.mark.parametrize(("change", "variable"), [
-    ({"ldap_user_filter": "(uid=alice)"}, "LDAP_USER_FILTER"),
-    ({"ldap_user_filter": "(uid={username}"}, "LDAP_USER_FILTER"),
-    ({"ldap_base_dn": None}, "LDAP_BASE_DN"),
-    ({"ldap_operator_group": "not a dn"}, "LDAP_OPERATOR_GROUP"),
-    ({"ldap_starttls": True, "ldap_host": "ldaps://127.0.0.1:1"}, "LDAP_STARTTLS"),
-    ({"ldap_ca_file": Path("/nonexistent/ca.pem")}, "LDAP_CA_FILE"),
+    ({"user_filter": "(uid=alice)"}, "LDAP_USER_FILTER"),
+    ({"user_filter": "(uid={username}"}, "LDAP_USER_FILTER"),
+    ({"base_dn": None}, "LDAP_BASE_DN"),
+    ({"operator_group": "not a dn"}, "LDAP_OPERATOR_GROUP"),
+    ({"starttls": True, "host": "ldaps://127.0.0.1:1"}, "LDAP_STARTTLS"),
+    ({"ca_file": Path("/nonexistent/ca.pem")}, "LDAP_CA_FILE"),
 ])
 def test_unusable_settings_are_config_errors(settings: Settings, change: dict[str, object],
                                              variable: str) -> None:
     with pytest.raises(ConfigError, match=variable):
-        authenticate(dataclasses.replace(settings, **change), "alice", PASSWORDS["alice"])  # type: ignore[arg-type]
+        authenticate(with_ldap(settings, **change), "alice", PASSWORDS["alice"])
 
 
 def test_an_unreachable_server_is_a_directory_error(settings: Settings) -> None:
