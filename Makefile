@@ -1,7 +1,8 @@
 # VM Manager. Works on a fresh Debian 12 machine, as root, without systemd:
 #   make run            install what is missing, then start the TUI (ARGS="..." for the CLI)
-#   make test           install, start libvirtd if needed, pytest (all of tests/) + ruff, stop it again
-#   make lint           ruff
+#   make test           install, start libvirtd if needed, pytest (all of tests/), ruff, lint-imports
+#                       and mypy, stop it again
+#   make lint           ruff, lint-imports (the import contracts), mypy (core)
 #   make bench          scripts/bench.py (TUI), bench_provision.py, bench_console.py, on real VMs
 #   make screenshots    scripts/screenshots.py, likewise
 #   make template-tiny  scripts/build_template_tiny.sh: the tiny template (kernel + busybox initramfs)
@@ -43,6 +44,8 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 bench: setup
 	$(LIBVIRTD) run --optional $(PY) scripts/bench.py $(ARGS)

@@ -24,6 +24,9 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+_OURS = "vm-manager"  # the name of the handlers this module adds
+
+
 def setup_logging(settings: Settings, *, stderr: bool = False) -> Path:
     """Send the ``core`` and ``tui`` loggers to the rotated log file (and stderr for the CLI)."""
     path = settings.log_path
@@ -37,16 +40,16 @@ def setup_logging(settings: Settings, *, stderr: bool = False) -> Path:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets())
     root = logging.getLogger()
-    for existing in [h for h in root.handlers if getattr(h, "_vm_manager", False)]:
+    for existing in [h for h in root.handlers if h.get_name() == _OURS]:  # set up again: replaced
         root.removeHandler(existing)
         existing.close()
-    handler._vm_manager = True  # type: ignore[attr-defined]
+    handler.set_name(_OURS)
     root.addHandler(handler)
     if stderr:
         console = logging.StreamHandler()
         console.setLevel(logging.WARNING)
         console.addFilter(RedactSecrets())
-        console._vm_manager = True  # type: ignore[attr-defined]
+        console.set_name(_OURS)
         root.addHandler(console)
     root.setLevel(settings.log_level.upper())
     return path

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# pytest over all of tests/ (integration included), then ruff. Both always run.
-# Exit status: pytest's when it failed (5, "no tests ran", counts as a failure), else ruff's.
+# pytest over all of tests/ (integration included), then ruff, lint-imports (the import contracts in
+# pyproject.toml) and mypy (core). All always run. Exit status: pytest's when it failed (5, "no
+# tests ran", counts as a failure), else 1 when a checker found problems.
 # Extra arguments go to pytest. VMM_TEST_TIMEOUT (seconds) bounds a hung run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,11 +15,15 @@ case $status in
     *) echo "test.sh: pytest failed (exit $status)" >&2 ;;
 esac
 
-.venv/bin/ruff check .
-lint=$?
-if ((lint != 0)); then
-    echo "test.sh: ruff found problems (exit $lint)" >&2
-fi
+lint=0
+for check in "ruff check ." "lint-imports" "mypy"; do  # style; the import contracts; types (core)
+    read -r tool args <<<"$check"
+    # shellcheck disable=SC2086 # $args is the checker's arguments, split on purpose
+    if ! ".venv/bin/$tool" $args; then
+        echo "test.sh: $tool found problems" >&2
+        lint=1
+    fi
+done
 
 if ((status != 0)); then
     exit "$status"

@@ -14,8 +14,10 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -198,7 +200,8 @@ def _check_email(email: str | None) -> str | None:
     return email
 
 
-def _account(row: tuple[object, ...]) -> Account:
+def _account(row: Sequence[Any]) -> Account:
+    """A row of ``_COLUMNS`` (SQLite gives untyped values)."""
     username, role, display_name, email, created = row
     return Account(str(username), Role(str(role)), str(display_name or ""),
-                   None if email is None else str(email), float(created))  # type: ignore[arg-type]
+                   None if email is None else str(email), float(created))

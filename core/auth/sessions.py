@@ -185,7 +185,7 @@ class SessionStore:
         count, last = int(row[0]), row[1]
         if count < FREE_FAILURES or last is None:
             return 0.0
-        delay = min(MAX_DELAY, FIRST_DELAY * 2 ** (count - FREE_FAILURES))
+        delay = min(MAX_DELAY, FIRST_DELAY * 2.0 ** (count - FREE_FAILURES))
         return max(0.0, float(last) + delay - now)
 
     def begin_attempt(self, keys: Sequence[tuple[str, str]]) -> Attempt:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.errors import InvalidInput
 from core.links.secret import keyed_hash
@@ -265,10 +266,10 @@ class TokenStore:
 _COLUMNS = "id, vm_uuid, vm_name, created, expires, revoked, owner"
 
 
-def _link(row: tuple[object, ...] | None) -> Link | None:
+def _link(row: Sequence[Any] | None) -> Link | None:
+    """A row of ``_COLUMNS``, or None (SQLite gives untyped values)."""
     if row is None:
         return None
     link_id, uuid, name, created, expires, revoked, owner = row
-    return Link(str(link_id), str(uuid), str(name), float(created),  # type: ignore[arg-type]
-                float(expires), None if revoked is None else float(revoked),  # type: ignore[arg-type]
-                None if owner is None else str(owner))
+    return Link(str(link_id), str(uuid), str(name), float(created), float(expires),
+                None if revoked is None else float(revoked), None if owner is None else str(owner))

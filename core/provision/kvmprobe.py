@@ -48,7 +48,7 @@ def cached(settings: Settings) -> str | None:
     with contextlib.suppress(OSError, ValueError):
         answer = json.loads(cache_file(settings).read_text()).get(host_key())
         if answer in ("kvm", "qemu"):
-            return answer
+            return str(answer)
     return None
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.errors import InvalidInput, NotFound, TranslatableError
 from core.records import database
@@ -92,12 +93,13 @@ class Request:
         return "another VM"
 
 
-def _request(row: tuple[object, ...]) -> Request:
+def _request(row: Sequence[Any]) -> Request:
+    """A row of ``_COLUMNS`` (SQLite gives untyped values: each is converted to its field's type)."""
     (rid, username, email, kind, vm_uuid, vm_name, amount, reason, created, status, by, answer,
      answered) = row
-    return Request(int(rid), str(username), email, Kind(kind), vm_uuid, vm_name,  # type: ignore[arg-type]
-                   None if amount is None else int(amount), str(reason), float(created),  # type: ignore[arg-type]
-                   Status(status), by, str(answer), None if answered is None else float(answered))  # type: ignore[arg-type]
+    return Request(int(rid), str(username), email, Kind(kind), vm_uuid, vm_name,
+                   None if amount is None else int(amount), str(reason), float(created),
+                   Status(status), by, str(answer), None if answered is None else float(answered))
 
 
 def _clean_text(text: str, limit: int, too_long: str, control: str) -> str:

@@ -82,7 +82,8 @@ def virtual_size(path: str | os.PathLike[str]) -> int:
     with open(path, "rb") as image:
         header = image.read(32)
     if len(header) == 32 and header[:4] == QCOW2_MAGIC:
-        return struct.unpack(">Q", header[24:32])[0]
+        size: int = struct.unpack(">Q", header[24:32])[0]
+        return size
     return os.stat(path).st_size
 
 

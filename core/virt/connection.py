@@ -2,6 +2,9 @@
 
 Everything here runs on the core loop (:mod:`core.virt.eventloop`). Event callbacks only record and
 schedule; every blocking libvirt call goes through :meth:`Host.call`, which runs it in a thread.
+It stays one class: connecting, the event callbacks, the re-reads they schedule and the address
+look-ups share one state (the open connection, the events seen per domain, the closing flag),
+which a split would pass around rather than hold.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -480,11 +483,11 @@ class Host:
             except (libvirt.libvirtError, VMManagerError):
                 return
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any] | None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
         if self._closing:
             coro.close()
             return None
-        task = asyncio.ensure_future(coro)
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

@@ -87,7 +87,7 @@ def parse(xml: str) -> DomainInfo:
     disks = tuple(
         Disk(
             device=d.get("device", "disk"),
-            target=d.find("target").get("dev", "") if d.find("target") is not None else "",
+            target=_attr(d, "target", "dev"),
             source=_disk_source(d.find("source")),
             source_type=d.get("type", "file"),
             readonly=d.find("readonly") is not None,

@@ -26,7 +26,7 @@ _loop: asyncio.AbstractEventLoop | None = None
 _impl: ThreadSafeAsyncIOImpl | None = None  # the one registered with libvirt, kept alive here
 
 
-class ThreadSafeAsyncIOImpl(libvirtaio.virEventAsyncIOImpl):
+class ThreadSafeAsyncIOImpl(libvirtaio.virEventAsyncIOImpl):  # type: ignore[misc]  # libvirtaio has no types
     """libvirtaio's event implementation, safe to drive from worker threads.
 
     libvirt calls these hooks from whichever thread makes an API call (the remote driver updates

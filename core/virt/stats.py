@@ -40,6 +40,7 @@ def _int(raw: Raw, key: str) -> int | None:
 def sample(raw: Raw, at: float, vcpus: int) -> Sample:
     """Pick the counters we use out of one domain's stats record."""
     available, unused = _int(raw, "balloon.available"), _int(raw, "balloon.unused")
+    mem_used: int | None
     if available is not None and unused is not None:
         mem_used = available - unused  # what the guest itself reports (virtio balloon stats)
     else:

@@ -243,7 +243,8 @@ def answer_file(seed: WindowsSeed) -> bytes:
     # attributes), so the prefixes are (re)claimed right before each serialization.
     ET.register_namespace("", UNATTEND_NS)
     ET.register_namespace("wcm", WCM_NS)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document + b"\n"
 
 
 def write_windows_seed_iso(path: Path, seed: WindowsSeed) -> None:
