@@ -81,10 +81,7 @@ def readable_by(path: Path, user: str = QEMU_USER) -> str:
         return _no_user(user)
     if not path.exists():
         return "missing"
-    problem = enterable_by(Path(os.path.abspath(path)).parent, user)
-    if problem:
-        return problem
-    return file_problem(path, user)
+    return enterable_by(Path(os.path.abspath(path)).parent, user) or _file_problem(path, user, *found)
 
 
 def file_problem(path: Path, user: str = QEMU_USER) -> str:
@@ -94,9 +91,12 @@ def file_problem(path: Path, user: str = QEMU_USER) -> str:
         return _no_user(user)
     if not path.exists():
         return "missing"
+    return _file_problem(path, user, *found)
+
+
+def _file_problem(path: Path, user: str, uid: int, groups: set[int]) -> str:
     if not path.is_file():
         return "not a file"
-    uid, groups = found
     if not _allowed(path, uid, groups, _R):
         return f"{user} cannot read it (unless libvirt's dynamic_ownership relabels it at start)"
     return ""

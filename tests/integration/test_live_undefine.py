@@ -53,13 +53,17 @@ def gone(outside: Outside, dom_uuid: str, name: str) -> bool:
     return not outside.exists(dom_uuid) and not (SAVE_DIR / f"{name}.save").exists()
 
 
+def lab_settings(outside: Outside, root: Path) -> dict[str, object]:
+    return {"provision": ProvisionSettings(student_vms_dir=root),
+            "consoles": ConsoleSettings(socket_dir=outside.consoles_dir())}
+
+
 async def test_delete_undefines_a_domain_with_snapshots_and_a_managed_save(
         open_lab: OpenLab, outside: Outside) -> None:
     root = outside.shared_dir() / "student_vms"
     dom = burdened(outside, root, "del")
     uuid, name = dom.UUIDString(), dom.name()
-    lab, watch = await open_lab(provision=ProvisionSettings(student_vms_dir=root),
-                                consoles=ConsoleSettings(socket_dir=outside.consoles_dir()))
+    lab, watch = await open_lab(**lab_settings(outside, root))
     vm = await watch.until(lambda: watch.vm(uuid), what="the VM in the inventory")
     (result,) = await lab.act(Action.DELETE, [vm])
     assert result.ok, result.message
@@ -87,8 +91,7 @@ async def test_doctor_undefines_a_domain_with_snapshots_and_a_managed_save(
     dom = burdened(outside, root, "doc")
     uuid, name = dom.UUIDString(), dom.name()
     (root / "alice" / name / "disk.qcow2").unlink()  # a domain of ours whose disk is gone
-    lab, _ = await open_lab(provision=ProvisionSettings(student_vms_dir=root),
-                            consoles=ConsoleSettings(socket_dir=outside.consoles_dir()))
+    lab, _ = await open_lab(**lab_settings(outside, root))
     checkup = await lab.doctor(fix=True)
     fixed = [f for f in checkup.findings if f.what == "domain" and f.where == name]
     assert [f.fixed for f in fixed] == ["undefined"], checkup.findings
