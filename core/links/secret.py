@@ -16,6 +16,7 @@ from pathlib import Path
 
 from core.errors import ConfigError
 from core.settings import Settings
+from core.text import count
 
 OLD_DEFAULT_KEY = "dev-secret-change-me"  # what the older web version shipped: never a key
 MIN_KEY_LENGTH = 32
@@ -46,7 +47,7 @@ def _not_random(key: str) -> str:
         return "SECRET_KEY is only blanks"
     distinct = len(set(key))
     if distinct < MIN_KEY_SYMBOLS:
-        return (f"SECRET_KEY has only {distinct} different character{'s' if distinct > 1 else ''} "
+        return (f"SECRET_KEY has only {count(distinct, 'different character')} "
                 f"(a random key has at least {MIN_KEY_SYMBOLS})")
     top = max(key.count(c) for c in set(key))
     if top * MAX_KEY_REPEAT >= len(key):

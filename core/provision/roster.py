@@ -27,7 +27,7 @@ from core.names import check_username
 from core.provision.guests.linux import gecos_problem, linux_username_problem
 from core.provision.guests.windows import windows_full_name_problem, windows_username_problem
 from core.provision.passwords import windows_password_problem
-from core.text import CONTROL
+from core.text import CONTROL, count
 
 COLUMNS = ("username", "full_name", "password", "ssh_key")
 MAX_BYTES = 1024 * 1024
@@ -49,8 +49,7 @@ class RosterError(InvalidInput):
         lines = [f"line {n}: {p}" if n else p for n, p in problems[:_SHOWN]]
         if len(problems) > _SHOWN:
             lines.append(f"... and {len(problems) - _SHOWN} more")
-        count = "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
-        super().__init__(f"{source}: {count}:\n" + "\n".join(f"  {line}" for line in lines))
+        super().__init__(f"{source}: {count(len(problems), 'problem')}:\n" + "\n".join(f"  {line}" for line in lines))
         self.source = source
         self.problems = problems
 
