@@ -49,7 +49,8 @@ class RosterError(InvalidInput):
         lines = [f"line {n}: {p}" if n else p for n, p in problems[:_SHOWN]]
         if len(problems) > _SHOWN:
             lines.append(f"... and {len(problems) - _SHOWN} more")
-        super().__init__(f"{source}: {count(len(problems), 'problem')}:\n" + "\n".join(f"  {line}" for line in lines))
+        listed = "\n".join(f"  {line}" for line in lines)
+        super().__init__(f"{source}: {count(len(problems), 'problem')}:\n{listed}")
         self.source = source
         self.problems = problems
 
