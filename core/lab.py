@@ -28,6 +28,7 @@ from core.names import check_class_name, check_username
 from core.provision.guests.answer_cd import AnswerCDEjector
 from core.provision.templates import Template, load_templates
 from core.records.audit import Actor, AuditLog, Item
+from core.records.mail import notify_answer
 from core.records.requests import Kind, Request, RequestStore, Status
 from core.settings import Settings
 from core.virt import domainxml, eventloop
@@ -292,9 +293,7 @@ class Lab:
             store.close()
         self.record(actor, [Item(f"request-{'approve' if approve else 'reject'}", done.vm_name or "",
                                  done.vm_uuid or "", "ok", f"#{done.id} {done.summary()}: {word}")])
-        from core.records import mail  # smtplib: only when an answer is given
-
-        await mail.notify_answer(self.settings, done)
+        await notify_answer(self.settings, done)
         return done
 
     async def details(self, vm: VM) -> domainxml.DomainInfo:

@@ -10,7 +10,7 @@ from core.auth.accounts import Account, AccountExists, Accounts, Role, check_pas
 from core.auth.ldap import DirectoryError
 from core.auth.ldapgroups import group_members
 from core.auth.sessions import Session, SessionStore
-from core.auth.signin import Identity, SigninRefused, authenticate
+from core.auth.signin import MAX_PASSWORD, Identity, SigninRefused, authenticate
 
-__all__ = ["Account", "AccountExists", "Accounts", "DirectoryError", "Identity", "Role", "Session",
-           "SessionStore", "SigninRefused", "authenticate", "check_password", "group_members"]
+__all__ = ["MAX_PASSWORD", "Account", "AccountExists", "Accounts", "DirectoryError", "Identity", "Role",
+           "Session", "SessionStore", "SigninRefused", "authenticate", "check_password", "group_members"]

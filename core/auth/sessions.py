@@ -226,16 +226,6 @@ class SessionStore:
             with database.transaction(self._db):
                 self._db.execute(statement.format(_marks(attempt.rows)), (*first, *attempt.rows))
 
-    def record_failure(self, scope: str, key: str) -> None:
-        with database.transaction(self._db):
-            self._db.execute("INSERT INTO signin_failures (scope, key, at) VALUES (?, ?, ?)",
-                             (scope, key[:MAX_KEY], self._clock()))
-
-    def clear_failures(self, scope: str, key: str) -> None:
-        with database.transaction(self._db):
-            self._db.execute("DELETE FROM signin_failures WHERE scope = ? AND key = ?",
-                             (scope, key[:MAX_KEY]))
-
 
 @dataclass(frozen=True, slots=True)
 class Attempt:

@@ -3,8 +3,9 @@
 ``app`` builds the aiohttp application and runs it (:func:`serve`, the one entry the TUI and CLI
 use); ``keys`` holds what the parts share on the application; ``middlewares`` what every request
 passes through; ``console/`` the console path (the endpoint process, websockify's proxy in
-``console.wsbridge``; the relay; the console routes); ``portal/`` the students' pages; ``admin``
-the operator's API on a Unix socket; ``pages`` and ``i18n`` the server's own pages and languages.
+``console.wsbridge``, and the server's bridge to it; the pool of endpoints; the relay; the console
+routes and the watchers of open consoles); ``portal/`` the students' pages; ``admin`` the
+operator's API on a Unix socket; ``pages`` and ``i18n`` the server's own pages and languages.
 
 This module stays light (no aiohttp): the endpoint process imports ``core.web.console``.
 """

@@ -19,21 +19,18 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from core.errors import VMManagerError
-from core.links.shares import parse_ttl
-from core.links.urls import share_url
+from core.links import parse_ttl, share_url
 from core.text import format_time
-from core.web.app import CONFIG, ENDPOINTS, LAB, STORE, VIEWERS, find_vm
+from core.web.keys import CONFIG, ENDPOINTS, LAB, STORE, VIEWERS, Handler, find_vm
 
 log = logging.getLogger(__name__)
 MAIN = web.AppKey("main", web.Application)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def make_admin_app(main: web.Application) -> web.Application:

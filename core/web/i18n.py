@@ -4,8 +4,9 @@ The catalogues are read from ``core/web/locale/<lang>/LC_MESSAGES/messages.po`` 
 memory (no .mo file in the tree). English is the source language: its catalogue is empty.
 A request's language: ``?lang=`` (the switch, kept in a cookie), else the cookie, else the
 browser's Accept-Language, else English. The portal's pages, the server's own pages
-(``core.web.pages``) and the console's messages (``core.web.console.endpoints``) are translated alike:
-strings are marked with ``N_`` (or ``_`` in the portal and its templates) where they are written.
+(``core.web.pages``) and the console's messages (``core.web.console``: its routes, endpoints and
+bridge) are translated alike: strings are marked with ``N_`` (or ``_`` in the portal and its
+templates) where they are written.
 """
 
 from __future__ import annotations

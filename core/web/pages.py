@@ -8,6 +8,7 @@ request's language (:func:`core.web.i18n.of_request`); ``values`` are put in aft
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -17,8 +18,11 @@ from core.web import i18n
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def page(request: web.BaseRequest, status: int, title: str, message: str, *, head: str = "",
-         **values: object) -> web.Response:
+def page(request: web.BaseRequest, status: int, title: str, message: str,
+         values: Mapping[str, object] | None = None, *, head: str = "") -> web.Response:
+    """A page of the server's own: ``title`` and ``message`` (msgids, ``%(name)s`` filled from
+    ``values``) in the request's language."""
+    values = values or {}
     lang = i18n.of_request(request)
     shown_title = i18n.gettext(lang, title, **values)
     shown_message = i18n.gettext(lang, message, **values)
@@ -50,3 +54,4 @@ def retry_with_cookie(request: web.BaseRequest, url: str) -> web.Response:
 
 def not_found(request: web.BaseRequest) -> web.Response:
     return page(request, 404, N_("Not found"), N_("There is nothing at this address."))
+

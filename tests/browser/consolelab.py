@@ -202,7 +202,8 @@ class ConsoleServer:
         import secrets
 
         from core.lab import Lab
-        from core.web.app import make_app, runner_options
+        from core.web.app import make_app
+        from core.web.middlewares import runner_options
 
         self.lab = await asyncio.wait_for(Lab.open(self.settings, self.uri), 30)
         port = unused_port()
@@ -222,14 +223,14 @@ class ConsoleServer:
 
     @property
     def store(self) -> Any:
-        from core.web.app import STORE
+        from core.web.keys import STORE
 
         assert self.app is not None
         return self.app[STORE]
 
     async def share(self, dom: libvirt.virDomain, ttl: float = 3600) -> tuple[str, str]:
         """A share link of ``dom`` (once the server's inventory has it): its URL and link id."""
-        from core.web.app import find_vm
+        from core.web.keys import find_vm
 
         uuid = dom.UUIDString()
         deadline = time.monotonic() + 20
@@ -241,7 +242,7 @@ class ConsoleServer:
         return f"{self.url}/c/{token}", link.id
 
     def viewers(self) -> int:
-        from core.web.app import VIEWERS
+        from core.web.keys import VIEWERS
 
         assert self.app is not None
         return len(self.app[VIEWERS])

@@ -31,7 +31,9 @@ from livelab import URI, Outside, domain_xml
 from core.lab import Lab
 from core.links.shares import TokenStore
 from core.settings import ConsoleSettings, Settings
-from core.web.app import LAB, STORE, VIEWERS, find_vm, make_app, runner_options
+from core.web.app import make_app
+from core.web.keys import LAB, STORE, VIEWERS, find_vm
+from core.web.middlewares import runner_options
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 
 async def _in_inventory(server: ConsoleServer, *uuids: str) -> None:
-    from core.web.app import find_vm
+    from core.web.keys import find_vm
 
     deadline = time.monotonic() + 20
     while any(find_vm(server.lab, uuid) is None for uuid in uuids):

@@ -20,8 +20,10 @@ from webtest import Console, StartConsole, closed, eventually, greeting, read_te
 
 from core.lab import Lab
 from core.settings import Settings
-from core.web.app import ACCESS_LOG, COOKIE, ENDPOINTS, find_vm
 from core.web.console.proxy import CLOSE_VM_STOPPED
+from core.web.console.routes import COOKIE
+from core.web.keys import ENDPOINTS, find_vm
+from core.web.middlewares import ACCESS_LOG
 
 SECURITY_HEADERS = {"Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
                     "X-Frame-Options": "DENY"}

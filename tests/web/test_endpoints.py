@@ -26,7 +26,8 @@ from core.metadata import LabMeta
 from core.model import VM
 from core.settings import Settings
 from core.virt.domainxml import DomainInfo, Graphics
-from core.web.console.endpoints import EndpointError, Endpoints, group_members, parse_ports, vnc_target
+from core.web.console.bridge import EndpointError, VNCTarget, group_members
+from core.web.console.endpoints import Endpoints, parse_ports, vnc_target
 from core.web.console.secret import ENDPOINT_SECRET_ENV, ENDPOINT_SECRET_HEADER, EndpointSecret
 
 
@@ -43,12 +44,16 @@ def test_parse_ports() -> None:
 
 
 def test_vnc_targets() -> None:
-    assert vnc_target(info(Graphics("vnc", "/s/u.vnc", None, "/s/u.vnc"))) == ["--unix-target", "/s/u.vnc"]
-    assert vnc_target(info(Graphics("vnc", "127.0.0.1", 5901, ""))) == ["127.0.0.1:5901"]
-    assert vnc_target(info(Graphics("vnc", "0.0.0.0", 5902, ""))) == ["127.0.0.1:5902"]
-    assert vnc_target(info(Graphics("vnc", "::", 5903, ""))) == ["[::1]:5903"]
+    assert vnc_target(info(Graphics("vnc", "/s/u.vnc", None, "/s/u.vnc"))) == VNCTarget(unix="/s/u.vnc")
+    assert vnc_target(info(Graphics("vnc", "127.0.0.1", 5901, ""))) == VNCTarget(host="127.0.0.1", port=5901)
+    assert vnc_target(info(Graphics("vnc", "0.0.0.0", 5902, ""))) == VNCTarget(host="127.0.0.1", port=5902)
+    assert vnc_target(info(Graphics("vnc", "::", 5903, ""))) == VNCTarget(host="::1", port=5903)
+    # what the endpoint process is told: an IPv6 address in brackets, a socket by its path
+    assert VNCTarget(host="::1", port=5903).fields() == {"target": "[::1]:5903"}
+    assert VNCTarget(host="127.0.0.1", port=5901).fields() == {"target": "127.0.0.1:5901"}
+    assert VNCTarget(unix="/s/u.vnc").fields() == {"unix_target": "/s/u.vnc"}
     assert vnc_target(info(Graphics("spice", "127.0.0.1", 5930, ""),
-                           Graphics("vnc", "127.0.0.1", 5904, ""))) == ["127.0.0.1:5904"]
+                           Graphics("vnc", "127.0.0.1", 5904, ""))) == VNCTarget(host="127.0.0.1", port=5904)
     for graphics, problem in ((Graphics("vnc", "127.0.0.1", None, ""), "no VNC port"),
                               (Graphics("spice", "127.0.0.1", 5930, ""), "no VNC display"),
                               (Graphics("vnc", "host.example", 5900, ""), "not an address")):
@@ -129,9 +134,9 @@ class OnFakeVnc(Endpoints):
     """Endpoints toward the test's VNC servers: the libvirt test driver's VMs have no display. Only
     the read of the domain XML is left out; the endpoint process, its sockets and websockify are real."""
 
-    targets: dict[str, list[str]]
+    targets: dict[str, VNCTarget]
 
-    async def _target(self, vm: VM) -> list[str]:
+    async def _target(self, vm: VM) -> VNCTarget:
         return self.targets[vm.uuid]
 
 
@@ -156,7 +161,7 @@ async def endpoints(web_settings: Settings, test_lab: Lab, vnc: dict[str, FakeVn
 
     def make(settings: Settings = web_settings, **options: Any) -> OnFakeVnc:
         endpoints = OnFakeVnc(settings, test_lab, **options)
-        endpoints.targets = {vm.uuid: ["--unix-target", os.fspath(vnc[vm.name].path)]
+        endpoints.targets = {vm.uuid: VNCTarget(unix=os.fspath(vnc[vm.name].path))
                              for vm in test_lab.vms() if vm.name in vnc}
         made.append(endpoints)
         return endpoints
@@ -310,7 +315,7 @@ async def test_an_unreachable_vnc_and_a_failed_start(endpoints: Callable[..., On
                                                      web_settings: Settings) -> None:
     server = endpoints()
     a, b = vm_named(test_lab, "web-a"), vm_named(test_lab, "web-b")
-    server.targets[a.uuid] = ["--unix-target", "/nonexistent/vm.vnc"]
+    server.targets[a.uuid] = VNCTarget(unix="/nonexistent/vm.vnc")
     endpoint, other = await server.acquire(a), await server.acquire(b)
     ws = await endpoint.connect(["binary"])  # upgraded, then closed by websockify: VNC is not there
     message = await ws.receive(timeout=10)

@@ -44,9 +44,9 @@ from core.lab import Lab
 from core.metadata import LabMeta
 from core.model import VMState
 from core.settings import Settings
-from core.web.app import COOKIE
-from core.web.console.endpoints import group_members
+from core.web.console.bridge import VNCTarget, group_members
 from core.web.console.proxy import CLOSE_REVOKED, CLOSE_VM_STOPPED
+from core.web.console.routes import COOKIE
 
 pytestmark = pytest.mark.integration
 
@@ -329,7 +329,7 @@ async def test_vnc_on_a_unix_socket(console: StartConsole, live_lab: Lab, outsid
     server = await console(live_lab)
     ws = await viewer(server, uuid)
     assert await greeting(ws) == GREETING
-    assert server.running()[uuid].target == f"--unix-target {vnc_socket}"
+    assert server.running()[uuid].target == VNCTarget(unix=f"{vnc_socket}")
     await ws.close()
 
 

@@ -4,6 +4,7 @@ failure delays grow and reset."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,13 +12,13 @@ from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po
 from webtest import Clock
 
-from core.auth.sessions import FIRST_DELAY, FREE_FAILURES, MAX_DELAY, SessionStore
+from core.auth.sessions import FIRST_DELAY, FREE_FAILURES, MAX_DELAY, Attempt, SessionStore
 from core.records import requests
 from core.web import i18n
 from core.web.portal import TEMPLATE_DIR
 
 # portal, pages, app, endpoints, i18n..., and the request rules the portal shows
-WEB_SOURCES = [*sorted(Path(i18n.__file__).parent.glob("*.py")), Path(requests.__file__)]
+WEB_SOURCES = [*sorted(Path(i18n.__file__).parent.rglob("*.py")), Path(requests.__file__)]
 JINJA = {"extensions": "jinja2.ext.i18n", "trim_blocks": "true", "lstrip_blocks": "true"}
 
 
@@ -79,31 +80,48 @@ def test_the_switch_wins_then_the_cookie_then_the_browser() -> None:
     assert i18n.choose(None, None, "") == "en"
 
 
+def fail(store: SessionStore, scope: str, key: str) -> None:
+    """One sign-in that fails, as the portal runs it (an attempt, then its failure)."""
+    attempt = store.begin_attempt([(scope, key)])
+    assert attempt.wait == 0, "the attempt was refused before it began"
+    store.failed(attempt)
+
+
+def failed_at_once(path: Path, scope: str, key: str, count: int, at: float) -> None:
+    """``count`` failures recorded at the same moment, as several server processes sharing the
+    database would record them (one process refuses what it sees waiting)."""
+    db = sqlite3.connect(path)
+    with db:
+        db.executemany("INSERT INTO signin_failures (scope, key, at) VALUES (?, ?, ?)",
+                       [(scope, key, at)] * count)
+    db.close()
+
+
 def test_failure_delays_grow_and_a_success_resets_them(tmp_path: Path) -> None:
     clock = Clock()
     store = SessionStore(tmp_path / "vmm.db", "k" * 40, clock)
     try:
         for _ in range(FREE_FAILURES - 1):
-            store.record_failure("account", "alice")
+            fail(store, "account", "alice")
         assert store.wait("account", "alice") == 0
-        store.record_failure("account", "alice")
+        fail(store, "account", "alice")
         assert FIRST_DELAY - 1 < store.wait("account", "alice") <= FIRST_DELAY
         assert store.wait("account", "bob") == 0
         assert store.wait("address", "alice") == 0  # scopes are apart
         delays = []
         for _ in range(3):
             clock.offset += store.wait("account", "alice")
-            store.record_failure("account", "alice")
+            fail(store, "account", "alice")
             delays.append(round(store.wait("account", "alice")))
         assert delays == [2 * FIRST_DELAY, 4 * FIRST_DELAY, 8 * FIRST_DELAY]
-        for _ in range(10):  # a burst (from many workers at once): the wait stops growing at its cap
-            store.record_failure("account", "alice")
+        # a burst (from many workers at once): the wait stops growing at its cap
+        failed_at_once(tmp_path / "vmm.db", "account", "alice", 10, clock())
         assert MAX_DELAY - 1 < store.wait("account", "alice") <= MAX_DELAY
-        store.clear_failures("account", "alice")
+        store.succeeded(Attempt(0.0, ()), "alice")  # a good sign-in clears the account's failures
         assert store.wait("account", "alice") == 0
         # Failures are forgotten after the window.
         for _ in range(FREE_FAILURES):
-            store.record_failure("address", "192.0.2.1")
+            fail(store, "address", "192.0.2.1")
         assert store.wait("address", "192.0.2.1") > 0
         clock.offset += 15 * 60 + 1
         assert store.wait("address", "192.0.2.1") == 0
@@ -150,7 +168,7 @@ def test_an_attempt_counts_from_its_start(tmp_path: Path) -> None:
         store.succeeded(running[1], "alice")  # a success clears the account, and is no failure
         assert store.wait("account", "alice") == 0
         assert store.wait("address", "192.0.2.1") == 0  # four attempts left on the address
-        store.record_failure("address", "192.0.2.1")
+        fail(store, "address", "192.0.2.1")
         clock.offset += FIRST_DELAY + 1
         assert store.wait("address", "192.0.2.1") == 0
         store.failed(running[2])  # timed when found out: the wait runs from now again

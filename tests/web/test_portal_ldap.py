@@ -25,7 +25,7 @@ from core.metadata import LabMeta
 from core.model import VMState
 from core.settings import Settings
 from core.testing import testdriver
-from core.web.app import COOKIE
+from core.web.console.routes import COOKIE
 from core.web.portal import SESSION_COOKIE
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -27,7 +27,9 @@ from core.links import client as admin_client
 from core.links.shares import Link, TokenStore
 from core.settings import Settings
 from core.web import admin
-from core.web.app import ENDPOINTS, STORE, make_app, runner_options
+from core.web.app import make_app
+from core.web.keys import ENDPOINTS, STORE
+from core.web.middlewares import runner_options
 
 RFB = b"RFB "
 

@@ -1,17 +1,16 @@
-"""Console endpoints: websockify's proxy toward each VM whose console is open, all in one process.
+"""Console endpoints: the pool of the open VMs' endpoints the server relays viewers to.
 
-websockify's proxy (run by :mod:`core.web.console.wsbridge`: its own request handler, a thread per
-viewer instead of websockify's forked process per viewer) bridges a websocket to the VM's VNC:
-QEMU's Unix socket when the live domain XML has ``<listen type='socket'>``, else its loopback
-address. Every VM gets a listening socket of its own, a Unix socket in ``<run dir>/consoles``
-(0700; socket 0600), or, where a socket cannot serve (a path longer than the kernel takes), a
-loopback port of VMM_CONSOLE_PORTS. Either way the process demands its secret header
-(:class:`core.web.EndpointSecret`), so only this server gets through.
+Every VM whose console is open gets an endpoint: websockify's proxy toward its VNC (QEMU's Unix
+socket when the live domain XML has ``<listen type='socket'>``, else its loopback address),
+listening on a socket of its own, a Unix socket in ``<run dir>/consoles`` (0700; socket 0600), or,
+where a socket cannot serve (a path longer than the kernel takes), a loopback port of
+VMM_CONSOLE_PORTS. Either way it demands the endpoint process's secret header
+(:class:`core.web.console.secret.EndpointSecret`), so only this server gets through.
 
-One process for all the VMs (about 15 MB each otherwise): this server adds a VM to it when the
-VM's first viewer comes and removes it when the last one leaves or the VM stops; the process
-starts with the first open console and stops with the last. If it dies, the next console starts
-another.
+All the endpoints live in one process (about 15 MB each otherwise; :mod:`core.web.console.bridge`
+starts it and speaks to it): this server adds a VM to it when the VM's first viewer comes and
+removes it when the last one leaves or the VM stops; the process starts with the first open
+console and stops with the last. If it dies, the next console starts another.
 """
 
 from __future__ import annotations
@@ -21,27 +20,23 @@ import collections
 import contextlib
 import errno
 import ipaddress
-import json
 import logging
 import os
-import secrets
-import shutil
-import signal
 import socket
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
 
-from core.errors import ConfigError, TranslatableError, VMManagerError
+from core.errors import ConfigError, VMManagerError
 from core.lab import Lab
 from core.model import VM
-from core.settings import PROJECT_DIR, Settings
-from core.text import N_
-from core.virt.domainxml import DomainInfo
-from core.web.console.secret import ENDPOINT_SECRET_ENV, ENDPOINT_SECRET_HEADER
+from core.settings import Settings
+from core.text import N_, count
+from core.virt import DomainInfo
+from core.web.console.bridge import Bridge, BridgeGone, EndpointError, PortTaken, VNCTarget, open_fields
+from core.web.console.secret import ENDPOINT_SECRET_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -49,28 +44,6 @@ UNIX_PATH_MAX = 107  # sun_path holds 108 bytes, the last one a NUL
 MAX_MESSAGE = 16 * 1024 * 1024
 FAILURE_MEMORY = 60.0  # seconds a failure to open a VM's console is told to its page
 TRANSPORTS = ("auto", "unix", "tcp")
-# The endpoint process's allocator. Its viewers' threads each take 64 KiB buffers as frames pass:
-# glibc would give them arenas of their own (up to 8 a core) and keep what they freed, 0.5-1 MB
-# a viewer depending on how the frames fell. One arena holds the process to about what its viewers
-# use, and relays faster than two (measured by scripts/bench_console.py, 100 viewers and 8 viewers'
-# full frames: 95-110 MiB PSS and 2.1-2.6 ms CPU per MiB, against 81 MiB and 4.2-4.8 ms with two
-# arenas and buffers of 64 KiB mapped and unmapped one by one, and 153 MiB and 2.8 ms with two).
-MALLOC_TUNABLES = "glibc.malloc.arena_max=1"
-
-
-class EndpointError(TranslatableError):
-    """Why a console cannot open; ``permanent``: trying again changes nothing until someone
-    changes the VM or the server."""
-
-    title = N_("Console unavailable")
-
-    def __init__(self, template: str, *, permanent: bool = False, **values: object) -> None:
-        super().__init__(template, **values)
-        self.permanent = permanent
-
-
-class _PortTaken(EndpointError):
-    """Someone bound the port between our check and websockify's bind."""
 
 
 def parse_ports(text: str) -> range:
@@ -85,13 +58,13 @@ def parse_ports(text: str) -> range:
     return range(low, high + 1)
 
 
-def vnc_target(info: DomainInfo) -> list[str]:
-    """websockify's target arguments for the domain's VNC: its Unix socket, else its loopback port."""
+def vnc_target(info: DomainInfo) -> VNCTarget:
+    """Where the domain's VNC is reached: its Unix socket, else its loopback port."""
     for graphics in info.graphics:
         if graphics.kind != "vnc":
             continue
         if graphics.socket:
-            return ["--unix-target", graphics.socket]
+            return VNCTarget(unix=graphics.socket)
         if graphics.port is None:
             raise EndpointError(N_("%(name)s has no VNC port (is it running?)"), name=info.name)
         try:
@@ -102,148 +75,18 @@ def vnc_target(info: DomainInfo) -> list[str]:
                                 permanent=True) from None
         if address.is_unspecified:
             address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
-        host = f"[{address}]" if address.version == 6 else str(address)
-        return [f"{host}:{graphics.port}"]
+        return VNCTarget(host=str(address), port=graphics.port)
     raise EndpointError(N_("%(name)s has no VNC display"), name=info.name, permanent=True)
-
-
-class _BridgeGone(EndpointError):
-    """The endpoint process ended (or stopped answering) while we talked to it."""
-
-
-class Bridge:
-    """The endpoint process (:mod:`core.web.console.wsbridge`): every open VM's endpoint, in one process.
-
-    The server adds and removes VMs through its stdin, one JSON line each, and reads one answer a
-    line from its stdout; its stderr keeps the last lines for the errors shown. Its secret is in
-    its environment, which only its user can read.
-    """
-
-    def __init__(self, process: asyncio.subprocess.Process, secret: str) -> None:
-        self.process = process
-        self.secret = secret
-        self.vms: set[str] = set()
-        self.stopping = False  # we asked it to end
-        self.broken = False  # it ended, or fell out of step with its answers, while we talked to it
-        self._errors: collections.deque[str] = collections.deque(maxlen=20)
-        self._talk = asyncio.Lock()  # one command at a time: answers come back in order
-        self._stderr_task = asyncio.create_task(self._read_stderr(), name=f"websockify-{process.pid}")
-
-    @classmethod
-    async def spawn(cls, cwd: Path) -> Bridge:
-        """Start the process, serving no VM yet (:meth:`open` adds them)."""
-        secret = secrets.token_urlsafe(32)
-        argv = [*_die_with_us(), sys.executable, "-m", "core.web.console.wsbridge"]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), ENDPOINT_SECRET_ENV: secret,
-               "PYTHONPATH": os.fspath(PROJECT_DIR), "GLIBC_TUNABLES": MALLOC_TUNABLES}
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env, start_new_session=True)
-        except OSError as exc:
-            raise EndpointError(N_("the console endpoint process did not start: %(error)s"),
-                                error=str(exc)) from exc
-        return cls(process, secret)
-
-    def alive(self) -> bool:
-        return self.process.returncode is None and not (self.stopping or self.broken)
-
-    def errors(self) -> str:
-        return " / ".join(self._errors)
-
-    async def _read_stderr(self) -> None:
-        assert self.process.stderr is not None
-        async for raw in self.process.stderr:
-            line = raw.decode(errors="replace").strip()
-            if line:
-                self._errors.append(line)
-                log.debug("websockify %d: %s", self.process.pid, line)
-
-    async def _answer(self, vm: str, within: float) -> None:
-        """Read the answer about ``vm``; EndpointError (_PortTaken, _BridgeGone) when it failed."""
-        assert self.process.stdout is not None
-        try:
-            line = await asyncio.wait_for(self.process.stdout.readline(), within)
-        except TimeoutError:
-            self.broken = True
-            raise _BridgeGone(f"the console endpoint did not answer within {within:g} s") from None
-        if not line:
-            self.broken = True
-            with contextlib.suppress(TimeoutError):  # let its last words reach the error list
-                await asyncio.wait_for(self._stderr_task, 1.0)
-            raise _BridgeGone(f"the console endpoint process ended ({self.errors() or 'no message'})")
-        try:
-            answer = json.loads(line)
-        except ValueError:
-            answer = {}
-        if answer.get("vm") != vm:
-            self.broken = True
-            raise _BridgeGone(f"the console endpoint answered about {answer.get('vm')!r}, not {vm!r}")
-        if not answer["ok"]:
-            if answer.get("errno") == "EADDRINUSE":
-                raise _PortTaken(answer["error"])
-            raise EndpointError(N_("the console endpoint could not serve it: %(error)s"),
-                                error=str(answer["error"]))
-
-    async def _command(self, request: dict[str, str], within: float) -> None:
-        assert self.process.stdin is not None
-        if not self.alive():
-            raise _BridgeGone("the console endpoint process is not running")
-        async with self._talk:
-            try:
-                self.process.stdin.write(json.dumps(request).encode() + b"\n")
-                await self.process.stdin.drain()
-            except (ConnectionError, RuntimeError) as exc:
-                self.broken = True
-                raise _BridgeGone(f"the console endpoint process ended ({exc})") from exc
-            await self._answer(request["vm"], within)
-
-    async def open(self, fields: dict[str, str], within: float) -> None:
-        """Serve one more VM: ``{"vm", "unix_listen" | "listen", "unix_target" | "target"}``."""
-        await self._command({"op": "open", **fields}, within)
-        self.vms.add(fields["vm"])
-
-    async def close(self, vm: str, within: float) -> None:
-        """Stop serving a VM: its socket closes, and the relays of its viewers end."""
-        self.vms.discard(vm)
-        try:
-            await self._command({"op": "close", "vm": vm}, within)
-        except _BridgeGone:
-            pass  # gone already: nothing of it left to serve
-        except EndpointError as exc:
-            log.warning("console endpoint process %d: closing %s: %s", self.process.pid, vm, exc.message)
-
-    async def stop(self) -> None:
-        """End the process (closing its stdin asks it to), and anything left in its group."""
-        self.stopping = True
-        pgid = self.process.pid
-        if self.process.returncode is None:
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-            try:
-                await asyncio.wait_for(self.process.wait(), 3.0)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pgid, signal.SIGKILL)
-                await self.process.wait()
-        await _reap_group(pgid)
-        with contextlib.suppress(TimeoutError):  # its stderr ends with it: keep its last lines
-            await asyncio.wait_for(self._stderr_task, 1.0)
-
-
-def _target_fields(target: list[str]) -> dict[str, str]:
-    """:func:`vnc_target`'s arguments as the fields of a wsbridge command."""
-    return {"unix_target": target[1]} if target[0] == "--unix-target" else {"target": target[0]}
 
 
 class Endpoint:
     """One VM's endpoint in the endpoint process, and how this server connects to it."""
 
-    def __init__(self, uuid: str, bridge: Bridge, target: str, *, socket_path: Path | None = None,
+    def __init__(self, uuid: str, bridge: Bridge, target: VNCTarget, *, socket_path: Path | None = None,
                  port: int | None = None) -> None:
         self.uuid = uuid
         self.bridge = bridge
-        self.target = target  # the VM's VNC as websockify takes it: "--unix-target PATH" or "HOST:PORT"
+        self.target = target  # the VM's VNC
         self.socket_path = socket_path
         self.port = port
         self.users = 0
@@ -287,35 +130,6 @@ class Endpoint:
     async def close(self) -> None:
         """This server's side: its connections to the endpoint."""
         await self._session.close()
-
-
-def group_members(pgid: int) -> list[int]:
-    """Processes still in process group ``pgid`` (a group id is not reused while it has members)."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rpartition(")")[2].split()
-        if len(fields) > 3 and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
-
-
-async def _reap_group(pgid: int) -> None:
-    """Kill what is left of a stopped endpoint process's group (nothing, unless it was wedged)."""
-    for _ in range(100):
-        members = group_members(pgid)
-        if not members:
-            return
-        for pid in members:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        await asyncio.sleep(0.02)
-    log.warning("console endpoint processes of group %d would not die", pgid)
 
 
 class Endpoints:
@@ -470,9 +284,9 @@ class Endpoints:
         await bridge.process.wait()
         if bridge.stopping:
             return
-        log.warning("console endpoint process %d died (exit %s: %s) with %d console(s) open: "
+        log.warning("console endpoint process %d died (exit %s: %s) with %s open: "
                     "the next console starts another", bridge.process.pid, bridge.process.returncode,
-                    bridge.errors() or "no message", len(bridge.vms))
+                    bridge.errors() or "no message", count(len(bridge.vms), "console"))
         dead = [self._by_vm.pop(uuid) for uuid, endpoint in list(self._by_vm.items())
                 if endpoint.bridge is bridge]
         async with self._bridge_lock:
@@ -480,8 +294,8 @@ class Endpoints:
         for endpoint in dead:
             await endpoint.close()
 
-    async def _target(self, vm: VM) -> list[str]:
-        """websockify's target for the VM's VNC, from its live domain XML (read at every start: a VM
+    async def _target(self, vm: VM) -> VNCTarget:
+        """Where the endpoint reaches the VM's VNC, from its live domain XML (read at every start: a VM
         started again may have a new VNC address)."""
         if self.lab.is_remote(vm):
             raise EndpointError(N_("%(name)s runs on another machine (%(host)s): its console can only be "
@@ -503,28 +317,24 @@ class Endpoints:
         else:
             endpoint = await self._open_on_port(vm, target)
         log.info("console endpoint of %s opened on %s (pid %d) toward %s", vm.name, endpoint.where,
-                 endpoint.process.pid, " ".join(target))
+                 endpoint.process.pid, target)
         return endpoint
 
-    async def _open_on_port(self, vm: VM, target: list[str]) -> Endpoint:
+    async def _open_on_port(self, vm: VM, target: VNCTarget) -> Endpoint:
         taken = {e.port for e in self._by_vm.values()}
         for port in self.ports:
             if port in taken or not _port_free(port):
                 continue
-            with contextlib.suppress(_PortTaken):  # lost a race for this port: try the next one
+            with contextlib.suppress(PortTaken):  # lost a race for this port: try the next one
                 return await self._open(vm, target, port=port)
         raise EndpointError(N_("every console port of VMM_CONSOLE_PORTS (%(low)d-%(high)d) is in use: no "
                                "console can open until one is free"), low=self.ports.start,
                             high=self.ports.stop - 1)
 
-    async def _open(self, vm: VM, target: list[str], *, socket_path: Path | None = None,
+    async def _open(self, vm: VM, target: VNCTarget, *, socket_path: Path | None = None,
                     port: int | None = None) -> Endpoint:
         """Have the endpoint process (started now if none runs) serve the VM."""
-        fields = {"vm": vm.uuid, **_target_fields(target)}
-        if socket_path is not None:
-            fields["unix_listen"] = os.fspath(socket_path)
-        else:
-            fields["listen"] = f"127.0.0.1:{port}"
+        fields = open_fields(vm.uuid, target, socket_path=socket_path, port=port)
         async with self._bridge_lock:
             if socket_path is not None:  # left by a killed endpoint process
                 with contextlib.suppress(FileNotFoundError):
@@ -540,8 +350,8 @@ class Endpoints:
                         self._watchers.add(watcher)
                         watcher.add_done_callback(self._watchers.discard)
                     await bridge.open(fields, self.start_timeout)
-                    return Endpoint(vm.uuid, bridge, " ".join(target), socket_path=socket_path, port=port)
-                except _BridgeGone as exc:
+                    return Endpoint(vm.uuid, bridge, target, socket_path=socket_path, port=port)
+                except BridgeGone as exc:
                     if attempt == 2:
                         raise EndpointError(N_("the console endpoint of %(name)s did not start: %(error)s"),
                                             name=vm.name, error=exc.message) from exc
@@ -563,9 +373,3 @@ def _port_free(port: int) -> bool:
                 return False
             raise
     return True
-
-
-def _die_with_us() -> list[str]:
-    """``setpriv --pdeathsig TERM``: websockify ends with this server even when it is killed."""
-    setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []

@@ -6,9 +6,10 @@ websockify per VM costs some 15 MB each. This runs websockify's own request hand
 servers instead, one listening socket per VM, all in one process (``python -m core.web.console.wsbridge``).
 
 The server adds and removes VMs through its stdin, one JSON object a line, each answered by a
-line on stdout (:func:`serve_control`); stdin closing ends the process. The secret
-(:class:`core.web.EndpointSecret`) comes from the environment. Kept free of libvirt and aiohttp:
-it starts in about 0.1 s.
+line on stdout (:func:`serve_control`; the protocol is told in :mod:`core.web.console.bridge`,
+the server's side); stdin closing ends the process. The secret
+(:class:`core.web.console.secret.EndpointSecret`) comes from the environment. Kept free of
+libvirt and aiohttp: it starts in about 0.1 s.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _split(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(number)
 
 
-class _Handler(ProxyRequestHandler):
+class _Handler(ProxyRequestHandler):  # type: ignore[misc]  # websockify has no types
     def address_string(self) -> str:
         return "server" if isinstance(self.client_address, str | bytes) else super().address_string()
 
@@ -77,11 +78,14 @@ class _Settings:
     daemon_threads = True
     block_on_close = False  # closing a VM shuts its viewers' sockets instead of waiting for them
     request_queue_size = 128  # a whole class opening its consoles at once
-    timeout = 0  # handle_request() is called when a connection waits: never block the loop
+    timeout: float | None = 0  # handle_request() is called when a connection waits: never block the loop
 
     def configure(self, spec: Spec) -> None:
         self.unix_target = spec.unix_target
-        self.target_host, self.target_port = _split(spec.target) if spec.target else (None, None)
+        self.target_host: str | None = None
+        self.target_port: int | None = None
+        if spec.target:
+            self.target_host, self.target_port = _split(spec.target)
         self.unix_listen = spec.unix_listen is not None
         self.auth_plugin = EndpointSecret()
         self.token_plugin = None
@@ -123,15 +127,15 @@ class _Settings:
             print(f"wsbridge: {kind.__name__}: {value}", file=sys.stderr, flush=True)
 
 
-class UnixBridge(_Settings, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class UnixListener(_Settings, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     pass
 
 
-class TCPBridge(_Settings, socketserver.ThreadingMixIn, socketserver.TCPServer):
+class TCPListener(_Settings, socketserver.ThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
 
 
-Server = UnixBridge | TCPBridge
+Server = UnixListener | TCPListener
 
 
 def listen(spec: Spec) -> Server:
@@ -141,18 +145,19 @@ def listen(spec: Spec) -> Server:
     if spec.unix_listen is not None:
         old = os.umask(0o177)
         try:
-            server = UnixBridge(spec.unix_listen, _Handler)
+            server = UnixListener(spec.unix_listen, _Handler)
         finally:
             os.umask(old)
     else:
         assert spec.listen is not None
-        server = TCPBridge(_split(spec.listen), _Handler)
+        server = TCPListener(_split(spec.listen), _Handler)
     server.configure(spec)
     return server
 
 
-class Endpoints:
-    """Every VM this process serves: one listening socket each, accepted from one loop."""
+class Listeners:
+    """Every VM this process serves: one listening socket each, accepted from one loop (the
+    server's pool of endpoints is :class:`core.web.console.endpoints.Endpoints`)."""
 
     def __init__(self) -> None:
         self.selector = selectors.DefaultSelector()
@@ -172,9 +177,9 @@ class Endpoints:
         self.selector.unregister(server)
         server.server_close()
         server.close_viewers()
-        if isinstance(server, UnixBridge):
+        if isinstance(server, UnixListener):
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(server.server_address)
+                os.unlink(str(server.server_address))
 
     def close_all(self) -> None:
         for vm in list(self.servers):
@@ -184,7 +189,7 @@ class Endpoints:
         """Hand waiting connections to their handler threads; returns the other ready objects."""
         other = []
         for key, _ in self.selector.select(timeout):
-            if isinstance(key.data, UnixBridge | TCPBridge):
+            if isinstance(key.data, UnixListener | TCPListener):
                 key.data.handle_request()
             else:
                 other.append(key.data)
@@ -198,16 +203,16 @@ def _answer(vm: str, error: BaseException | None = None) -> dict[str, object]:
     return {"vm": vm, "ok": False, "error": f"{type(error).__name__}: {error}", "errno": code}
 
 
-def command(endpoints: Endpoints, line: bytes) -> dict[str, object]:
+def command(listeners: Listeners, line: bytes) -> dict[str, object]:
     """One control line: ``{"op": "open", "vm": …, <Spec's fields>}`` or ``{"op": "close", "vm": …}``."""
     vm = ""
     try:
         request = json.loads(line)
         op, vm = request.pop("op"), request.get("vm", "")
         if op == "open":
-            endpoints.open(Spec(**request))
+            listeners.open(Spec(**request))
         elif op == "close":
-            endpoints.close(vm)
+            listeners.close(vm)
         else:
             raise ValueError(f"unknown op {op!r}")
     except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -215,19 +220,19 @@ def command(endpoints: Endpoints, line: bytes) -> dict[str, object]:
     return _answer(vm)
 
 
-def serve_control(endpoints: Endpoints, control: int, replies: BinaryIO) -> None:
+def serve_control(listeners: Listeners, control: int, replies: BinaryIO) -> None:
     """Serve until ``control`` (the server's pipe) ends; a reply line for every command line."""
-    endpoints.selector.register(control, selectors.EVENT_READ, None)
+    listeners.selector.register(control, selectors.EVENT_READ, None)
     pending = b""
     while True:
-        if endpoints.accept(None):
+        if listeners.accept(None):
             chunk = os.read(control, 65536)
             if not chunk:
                 return
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in filter(None, lines):
-                replies.write(json.dumps(command(endpoints, line)).encode() + b"\n")
+                replies.write(json.dumps(command(listeners, line)).encode() + b"\n")
             replies.flush()
 
 
@@ -238,11 +243,11 @@ def main() -> int:
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    endpoints = Endpoints()
+    listeners = Listeners()
     try:
-        serve_control(endpoints, sys.stdin.fileno(), replies)
+        serve_control(listeners, sys.stdin.fileno(), replies)
     finally:
-        endpoints.close_all()
+        listeners.close_all()
     return 0
 
 

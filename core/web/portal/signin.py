@@ -1,0 +1,116 @@
+"""Signing in and out: ``GET /login`` (the form), ``POST /login``, ``POST /logout``.
+
+A sign-in is slowed after failures (:meth:`core.auth.SessionStore.begin_attempt`), every refusal
+says the same thing, and a new session is made at every sign-in; signing out deletes the session
+server-side and revokes the console links it opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from core.auth import MAX_PASSWORD, DirectoryError, SigninRefused, authenticate
+from core.errors import ConfigError
+from core.names import recorded_username
+from core.records import Actor
+from core.web.portal.context import LOGIN_COOKIE, SESSION_COOKIE, Ctx, form_field
+
+log = logging.getLogger(__name__)
+
+MAX_USERNAME = 100
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    ctx = Ctx.of(request)
+    if ctx.session is not None:
+        return ctx.redirect("/")
+    return _login_form(ctx)
+
+
+def _login_form(ctx: Ctx, status: int = 200, error: str = "", username: str = "",
+                headers: Mapping[str, str] | None = None) -> web.Response:
+    cookie = ctx.request.cookies.get(LOGIN_COOKIE, "")
+    fresh = not (0 < len(cookie) <= 100)
+    if fresh:
+        cookie = secrets.token_urlsafe(32)
+    response = ctx.render("login.html", status, headers, csrf=ctx.portal.sessions.login_token(cookie),
+                          error=error, username=username)
+    if fresh:
+        response.set_cookie(LOGIN_COOKIE, cookie, path="/login", httponly=True, samesite="Lax",
+                            secure=ctx.secure)
+    return response
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    ctx = Ctx.of(request)
+    portal = ctx.portal
+    form = await request.post()
+    token = form_field(form, "csrf", 200)
+    if not portal.sessions.check_login_token(request.cookies.get(LOGIN_COOKIE), token):
+        log.warning("sign-in form without a valid CSRF token from %s", ctx.client)
+        return ctx.error(403, ctx._("Form expired"),
+                         ctx._("This form is out of date or did not come from this site: reload the page "
+                               "and try again."))
+    username = form_field(form, "username", MAX_USERNAME + 1).strip()
+    password = form_field(form, "password", MAX_PASSWORD + 1)
+    account = username.lower()
+    if not username or not password or len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
+        return _login_form(ctx, 401, ctx._("Enter your user name and your password."), username)
+    # The attempt counts as a failure from now until its password is found good: parallel attempts
+    # cannot all be heard before the first failure is known (one that ends any other way than by
+    # an answer, the directory's silence aside, stays counted).
+    attempt = portal.sessions.begin_attempt([("account", account), ("address", ctx.client)])
+    recorded_as = recorded_username(account)  # who a failed sign-in is recorded for (never a password)
+    if attempt.wait > 0:
+        seconds = int(attempt.wait) + 1
+        portal.record(ctx.actor(recorded_as), "signin", outcome="refused",
+                      detail="too many failed sign-ins")
+        return _login_form(ctx, 429, ctx._("Too many failed sign-ins. Wait %(seconds)d seconds, then try "
+                                           "again.", seconds=seconds), username,
+                           headers={"Retry-After": str(seconds)})
+    try:
+        identity = await asyncio.to_thread(authenticate, portal.settings, username, password)
+    except SigninRefused:
+        portal.sessions.failed(attempt)
+        portal.record(ctx.actor(recorded_as), "signin", outcome="refused",
+                      detail="wrong user name or password")
+        log.info("sign-in refused from %s", ctx.client)
+        return _login_form(ctx, 401, ctx._("Wrong user name or password."), username)
+    except (DirectoryError, ConfigError) as exc:
+        portal.sessions.dropped(attempt)
+        log.error("sign-in unavailable: %s", exc.message)
+        portal.record(ctx.actor(recorded_as), "signin", outcome="failed",
+                      detail="directory unavailable")
+        return _login_form(ctx, 503, ctx._("Sign-in is unavailable just now (the directory does not "
+                                           "answer). Try again later, or tell your teacher."), username)
+    portal.sessions.succeeded(attempt, account, identity.username.lower())
+    if ctx.secret:  # a new session on every sign-in: never keep one a browser had before
+        portal.tokens.revoke(ids=portal.sessions.delete(ctx.secret))
+    session, secret = portal.sessions.create(
+        username=identity.username, role=str(identity.role), display_name=identity.display_name,
+        email=identity.email, source=identity.source, ttl=portal.session_ttl)
+    portal.record(Actor(identity.username, "web", ctx.client), "signin", detail=identity.source)
+    log.info("%s signed in (%s, %s) from %s", identity.username, identity.role, identity.source, ctx.client)
+    response = ctx.redirect("/")
+    response.set_cookie(SESSION_COOKIE, secret, path="/", httponly=True, samesite="Lax",
+                        secure=ctx.secure, max_age=int(portal.session_ttl))
+    response.del_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+async def logout(ctx: Ctx) -> web.StreamResponse:
+    assert ctx.session is not None
+    links = ctx.portal.sessions.delete(ctx.secret)
+    if links:
+        ctx.portal.tokens.revoke(ids=links)  # its consoles close with it
+    ctx.portal.record(ctx.actor(), "signout")
+    log.info("%s signed out from %s", ctx.session.username, ctx.client)
+    ctx.secret = None
+    response = ctx.redirect("/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
