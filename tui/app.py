@@ -23,9 +23,9 @@ from textual.signal import Signal
 from core import web
 from core.errors import VMManagerError
 from core.lab import Lab
+from core.links import load_secret_key
 from core.model import VM, Change, HostStatus, Key, Update
-from core.records.audit import Actor
-from core.records.requests import NewRequests
+from core.records import Actor, NewRequests
 from core.settings import Settings
 from tui.coalesce import Coalescer
 from tui.commands import VMCommands
@@ -179,8 +179,6 @@ class VMManagerApp(App[None]):
     # -- the console server (--serve) --
     async def _serve(self, lab: Lab, host: str, port: int) -> None:
         """``vm-manager serve`` on this loop until the app ends; a failure is reported, not raised."""
-        from core.links.secret import load_secret_key
-
         try:
             key = load_secret_key(lab.settings, demo=lab.demo)
             await web.serve(lab.settings, lab, secret_key=key, host=host, port=port, stop=self._server_stop,

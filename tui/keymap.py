@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from textual.binding import Binding, BindingsMap, BindingType
-from textual.keys import REPLACED_KEYS, Keys, _normalize_key_list
+from textual.keys import REPLACED_KEYS, Keys
+
+from tui.textual_private import normalize_key_list
 
 Keymap = dict[str, str]
 
@@ -74,7 +76,7 @@ def load_keymap(path: Path, known_ids: Iterable[str]) -> tuple[Keymap, list[str]
             problems.append(f"{binding_id}: unknown key {', '.join(map(repr, bad))}")
         else:
             # normalised as App.set_keymap does it, so the catalogue matches the keys in force
-            keymap[binding_id] = _normalize_key_list(",".join(keys))
+            keymap[binding_id] = normalize_key_list(",".join(keys))
     return keymap, problems
 
 

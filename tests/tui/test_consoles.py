@@ -38,7 +38,7 @@ from tui.app import VMManagerApp
 from tui.screens.main import MainScreen
 from tui.screens.prompt import PromptScreen
 from tui.screens.share import QUIET_ZONE, QRCode, RevokeScreen, ShareScreen, qr_lines
-from tui.widgets.vmtable import NO_COUNT
+from tui.tablemodel import NO_COUNT
 
 KEY = "test-secret-key-5e0c3a9f1b7d2e4c8a6f0b1d3e5c7a9f"
 

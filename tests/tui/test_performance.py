@@ -137,7 +137,7 @@ async def test_the_first_table_is_drawn_before_the_filter_fields_are_made(
         big_lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     """The filter's lowercased fields of 1,000 VMs are made after the first paint, not before it,
     and once: the first keystroke then finds them ready; a changed VM gets its own afresh."""
-    import tui.widgets.vmtable as vmtable
+    import tui.tablemodel as vmtable
 
     made: list[str] = []
     real_fields_of = vmtable.fields_of

@@ -241,7 +241,7 @@ def test_password_values_stay_out_of_the_log(lab: Settings, caplog: pytest.LogCa
     assert "Wr0ng-but-secret" not in caplog.text
 
 
-# -- vm-manager user ... (tui.cli_users, run as a process) --
+# -- vm-manager user ... (tui.cli.users, run as a process) --
 def user_cmd(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """``vm-manager user ARGS``, in a process of its own."""
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "VMM_ENV_FILE": "/nonexistent", "VMM_DATA_DIR": str(data)}

@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from core.records.audit import AuditLog, Entry
+from core.records import AuditLog, Entry
 from core.settings import Settings
 from tui import format as fmt
 

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from core.lifecycle.actions import Action
+from core.lifecycle import Action
 from core.model import VM
 from core.text import count
 from tui import format as fmt

@@ -17,7 +17,7 @@ from textual.widgets import Footer, Sparkline, Static
 
 from core.errors import VMManagerError
 from core.model import VM, Key
-from core.virt.domainxml import DomainInfo
+from core.virt import DomainInfo
 from tui import format as fmt
 from tui.history import SERIES, Series, StatsHistory
 

@@ -20,15 +20,20 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 
 from core.errors import VMManagerError
-from core.lifecycle.actions import Action, ActionResult
-from core.lifecycle.snapshots import check_snapshot_name
-from core.links.client import VIEWER_POLL, Consoles
-from core.links.shares import parse_ttl
+from core.lifecycle import Action, ActionResult, check_snapshot_name
+from core.links import VIEWER_POLL, Consoles, parse_ttl
 from core.model import VM, Change, HostStatus
+from core.text import count
 from tui import format as fmt
 from tui.coalesce import Throttle
+from tui.screens.audit import AuditScreen
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.detail import DetailScreen
 from tui.screens.prompt import PromptScreen
+from tui.screens.provision import ProvisionScreen
+from tui.screens.requests import RequestsScreen
+from tui.screens.share import RevokeScreen, ShareScreen
+from tui.screens.templates import TemplatesScreen
 from tui.widgets.eventlog import EventLog, change_line, host_line, result_line
 from tui.widgets.header import LabHeader
 from tui.widgets.statusbar import FilterInput, StatusBar
@@ -209,8 +214,6 @@ class MainScreen(Screen[None]):
         return True
 
     def action_details(self) -> None:
-        from tui.screens.detail import DetailScreen
-
         vm = self.table.cursor_vm
         if vm is None or self.lab is None:
             return
@@ -218,25 +221,17 @@ class MainScreen(Screen[None]):
         self.app.push_screen(DetailScreen(vm, self.lab, app.history, app.vm_updates))  # type: ignore[attr-defined]
 
     def action_new_class(self) -> None:
-        from tui.screens.provision import ProvisionScreen
-
         if self.lab is not None:
             self.app.push_screen(ProvisionScreen(self.lab))
 
     def action_templates(self) -> None:
-        from tui.screens.templates import TemplatesScreen
-
         self.app.push_screen(TemplatesScreen(self.lab.settings if self.lab else self.app.settings))  # type: ignore[attr-defined]
 
     def action_requests(self) -> None:
-        from tui.screens.requests import RequestsScreen
-
         if self.lab is not None:
             self.app.push_screen(RequestsScreen(self.lab))
 
     def action_audit(self) -> None:
-        from tui.screens.audit import AuditScreen
-
         self.app.push_screen(AuditScreen(self.lab.settings if self.lab else self.app.settings))  # type: ignore[attr-defined]
 
     def action_act(self, name: str) -> None:
@@ -256,8 +251,7 @@ class MainScreen(Screen[None]):
             else:
                 self.event_log.add(Text(f"{action.value} cancelled", "dim"))
 
-        count = len(vms)
-        what = fmt.printable(vms[0].name) if count == 1 else f"{count} VMs"
+        what = fmt.printable(vms[0].name) if len(vms) == 1 else count(len(vms), "VM")
         if action == Action.SNAPSHOT:
             prompt = PromptScreen(f"Snapshot {what}", "snapshot name", check=check_snapshot_name,
                                   explanation="Each VM's disks (and memory, when running) are saved "
@@ -288,10 +282,8 @@ class MainScreen(Screen[None]):
         """Run the action in a worker; marks are cleared so the next action starts afresh."""
         if self.table.marked:
             self.table.clear_marks()
-        count = len(vms)
         named = f" {snapshot}" if snapshot else ""
-        self.event_log.add(Text(f"{action.value}{named} requested on {count} "
-                                f"VM{'s' if count != 1 else ''}", "bold"))
+        self.event_log.add(Text(f"{action.value}{named} requested on {count(len(vms), 'VM')}", "bold"))
         self.run_worker(self._perform(action, list(vms), snapshot), group="actions",
                         exit_on_error=False)
 
@@ -341,8 +333,7 @@ class MainScreen(Screen[None]):
             else:
                 self.event_log.add(Text("share cancelled", "dim"))
 
-        count = len(vms)
-        what = fmt.printable(vms[0].name) if count == 1 else f"{count} VMs"
+        what = fmt.printable(vms[0].name) if len(vms) == 1 else count(len(vms), "VM")
         self.app.push_screen(
             PromptScreen(
                 f"Share the console of {what}",
@@ -358,14 +349,10 @@ class MainScreen(Screen[None]):
     def share(self, vms: Sequence[VM], ttl: str) -> None:
         if self.table.marked:
             self.table.clear_marks()
-        count = len(vms)
-        self.event_log.add(Text(f"share requested on {count} VM{'s' if count != 1 else ''} for {ttl}",
-                                "bold"))
+        self.event_log.add(Text(f"share requested on {count(len(vms), 'VM')} for {ttl}", "bold"))
         self.run_worker(self._share(list(vms), ttl), group="consoles", exit_on_error=False)
 
     async def _share(self, vms: list[VM], ttl: str) -> None:
-        from tui.screens.share import ShareScreen
-
         assert self.consoles is not None
         try:
             result = await self.consoles.share(vms, ttl)
@@ -389,8 +376,6 @@ class MainScreen(Screen[None]):
 
     def action_revoke_links(self) -> None:
         """Revoke every link of the target VMs, after a confirmation listing them."""
-        from tui.screens.share import RevokeScreen
-
         vms = self.table.targets()
         if not vms or self.lab is None:
             self.notify("No VM selected.", severity="warning")
@@ -407,8 +392,7 @@ class MainScreen(Screen[None]):
     def revoke_links(self, vms: Sequence[VM]) -> None:
         if self.table.marked:
             self.table.clear_marks()
-        count = len(vms)
-        self.event_log.add(Text(f"revoke links requested on {count} VM{'s' if count != 1 else ''}", "bold"))
+        self.event_log.add(Text(f"revoke links requested on {count(len(vms), 'VM')}", "bold"))
         self.run_worker(self._revoke_links(list(vms)), group="consoles", exit_on_error=False)
 
     async def _revoke_links(self, vms: list[VM]) -> None:
@@ -420,12 +404,11 @@ class MainScreen(Screen[None]):
             return
         for link_id, name in result.revoked:
             self.event_log.add(f"{fmt.printable(name)}  share link {link_id} revoked")
-        count = len(result.revoked)
-        message = (f"{count} link{'s' if count != 1 else ''} revoked" if count
-                   else "no active link to revoke")
+        revoked = len(result.revoked)
+        message = f"{count(revoked, 'link')} revoked" if revoked else "no active link to revoke"
         if result.closed:
-            message += f"; {result.closed} console{'s' if result.closed != 1 else ''} closed"
-        elif count and not result.via_server:
+            message += f"; {count(result.closed, 'console')} closed"
+        elif revoked and not result.via_server:
             message += "; no console server answers: it closes their consoles when it next checks"
         self.notify(message, title="Revoke links", markup=False)
         self.poll_viewers()

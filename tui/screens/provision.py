@@ -35,8 +35,8 @@ from textual.widgets import (
 
 from core.errors import VMManagerError
 from core.model import Student
-from core.provision.roster import read_roster
-from core.storage.permissions import QEMU_USER, grant_command
+from core.provision import AUTO, KVM_PROBE_DEADLINE, Unreachable, read_roster
+from core.storage import QEMU_USER, grant_command
 from core.text import count
 from tui import format as fmt
 from tui.screens.confirm import ConfirmScreen
@@ -44,9 +44,7 @@ from tui.screens.templates import TemplateInfo, read_templates, template_summary
 
 if TYPE_CHECKING:
     from core.lab import Lab
-    from core.provision.execution import Outcome, Report
-    from core.provision.planning import Plan
-    from core.provision.templates import Template
+    from core.provision import Outcome, Plan, Report, Template
 
 CSV, LDAP = "csv", "ldap"
 WINDOWS_NOTE = ("Windows: each VM's first boot installs Windows and takes 5–10 minutes before "
@@ -285,8 +283,6 @@ class ProvisionScreen(Screen[None]):
 
     @work(exclusive=True, group="provision-preview", exit_on_error=False)
     async def _preview(self, inputs: Inputs, template: Template, fix_permissions: bool = False) -> None:
-        from core.provision.planning import Unreachable  # loaded by plan_provision anyway
-
         try:
             students = await self._students(inputs, template)
             plan = await self.lab.plan_provision(template, inputs.lab_class, students,
@@ -321,7 +317,7 @@ class ProvisionScreen(Screen[None]):
 
     async def _students(self, inputs: Inputs, template: Template) -> list[Student]:
         if inputs.source == LDAP:
-            from core.auth.ldapgroups import group_members  # ldap3: only when a group is asked for
+            from core.auth import group_members  # ldap3 and argon2 (~40 ms): only when a group is asked for
 
             return await asyncio.to_thread(group_members, self.lab.settings, inputs.where)
         return await asyncio.to_thread(_read_roster, inputs.where, template.os)
@@ -339,8 +335,7 @@ class ProvisionScreen(Screen[None]):
         if plan.template.os == "windows":
             self._out(WINDOWS_NOTE, "yellow", follow=False)
         self.query_one(RichLog).scroll_home(animate=False)  # capacity on top, in view
-        count = len(plan.vms)
-        self._status(Text(f"Preview: {count} VM{'s' if count != 1 else ''} to make, nothing made "
+        self._status(Text(f"Preview: {count(len(plan.vms), 'VM')} to make, nothing made "
                           "yet; Provision (ctrl+g) makes them.", "green"))
 
     # -- provisioning --
@@ -357,12 +352,10 @@ class ProvisionScreen(Screen[None]):
         bar.display = True
         self._clear()
         self._out(f"making {len(plan.vms)} VMs of class {plan.lab_class}…", "bold")
-        from core.provision.kvmprobe import DEADLINE  # loaded with the plan already
-        from core.provision.planning import AUTO
-
         # as the CLI does: say why nothing moves while the probe boots
         self._status(f"Deciding the domain type first: a KVM probe boot (once per host, up to "
-                     f"{DEADLINE:g} s)…" if plan.domain_type == AUTO else f"Making 0 of {len(plan.vms)} VMs…")
+                     f"{KVM_PROBE_DEADLINE:g} s)…" if plan.domain_type == AUTO
+                     else f"Making 0 of {len(plan.vms)} VMs…")
         self._sync()
         self._provision(plan)
 

@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from core.errors import VMManagerError
 from core.lab import Lab
-from core.records.requests import Kind, Request, RequestStore, Status
+from core.records import Kind, Request, RequestStore, Status
 from core.text import format_time
 from tui import format as fmt
 from tui.screens.prompt import PromptScreen

@@ -18,7 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from core.links.client import SharedLink, ShareResult
+from core.links import SharedLink, ShareResult
 from core.model import VM
 from core.text import count
 from tui import format as fmt
@@ -75,8 +75,7 @@ class ShareScreen(Screen[None]):
         self.note = note
 
     def compose(self) -> ComposeResult:
-        count = len(self.links)
-        title = f"Console links: {count} VM{'s' if count != 1 else ''}, for {self.result.ttl}"
+        title = f"Console links: {count(len(self.links), 'VM')}, for {self.result.ttl}"
         yield Static(Text(title, "bold"), id="share-title")
         with Horizontal(id="share-body"):
             with Vertical(id="share-left"):

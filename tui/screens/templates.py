@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from core.errors import VMManagerError
-from core.provision.templates import FileCheck, Template, check_files, load_templates
+from core.provision import FileCheck, Template, check_files, load_templates
 from tui import format as fmt
 
 if TYPE_CHECKING:

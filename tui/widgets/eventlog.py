@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.strip import Strip
 from textual.widget import Widget
 
-from core.lifecycle.actions import ActionResult
+from core.lifecycle import ActionResult
 from core.model import Change, ConnState, HostStatus
 from tui import format as fmt
 from tui.widgets.textlines import fit, text_strip

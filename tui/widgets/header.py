@@ -12,6 +12,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from core.model import ConnState, HostStatus, VMState
+from core.text import count
 from tui import format as fmt
 from tui.widgets.textlines import fit, text_strip
 
@@ -44,7 +45,7 @@ def title_line(hosts: Sequence[HostStatus], counts: Counter[VMState], pending_ur
         text.append(fmt.display_uri(pending_uri) if pending_uri else "the hypervisor", "yellow")
         return text
     total = sum(counts.values())
-    text.append(f"{total} VM{'s' if total != 1 else ''}", "bold")
+    text.append(count(total, "VM"), "bold")
     for state in VMState:
         if counts.get(state):
             text.append("  ")

@@ -13,7 +13,8 @@ from textual.reactive import Reactive
 from textual.widgets import Input, Static
 
 from tui import format as fmt
-from tui.widgets.vmtable import COLUMNS, TableStatus
+from tui.tablemodel import COLUMNS, TableStatus
+from tui.textual_private import virtual_size_without_layout
 
 _TITLES = {c.key: c.title.lower() for c in COLUMNS}
 
@@ -37,7 +38,7 @@ class FilterInput(Input):
     # Input sets its scrollable width on every keystroke, and that reactive asks for a layout
     # pass: a reflow and a repaint of the whole screen per keystroke, while the prompt's own size
     # (1fr x 1) never changes. Same reactive, without the layout.
-    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
+    virtual_size: Reactive[Size] = virtual_size_without_layout()
 
     def __init__(self, on_change: Callable[[str], None], **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -1,4 +1,4 @@
-"""The lab's records on the command line: ``vm-manager audit`` and ``vm-manager requests``.
+"""The lab's records: ``audit`` and ``requests`` (listed, approved, rejected).
 
     vm-manager audit [--since 2h|2026-11-24[T08:00]] [--user NAME] [--vm NAME|UUID] [--json]
     vm-manager requests [--all] [--json]
@@ -17,17 +17,16 @@ from datetime import datetime
 
 from core.errors import VMManagerError
 from core.lab import Lab
-from core.records.audit import AuditLog, Entry
-from core.records.requests import Request, RequestStore, Status
+from core.records import AuditLog, Entry, Request, RequestStore, Status
 from core.settings import Settings
 from core.text import format_time
+from tui.cli.common import EXIT_FAILED, EXIT_OK, Commands
 
-EXIT_OK, EXIT_FAILED = 0, 1
 _AGO = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parsers(commands: Commands) -> None:
     audit = commands.add_parser("audit", help="show the audit log: who did what to which VM, when, "
                                 "from where, and how it went")
     audit.add_argument("--since", type=parse_since, metavar="WHEN",
@@ -36,10 +35,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     audit.add_argument("--vm", help="only what was done to this VM (name or UUID)")
     audit.add_argument("--limit", type=int, default=1000, help="at most this many, the newest (1000)")
     audit.add_argument("--json", action="store_true", help="one JSON array of entries")
+    audit.set_defaults(handler=show_audit)
 
     requests = commands.add_parser("requests", help="list students' resource requests, or answer one")
     requests.add_argument("--all", action="store_true", help="answered ones too (default: pending only)")
     requests.add_argument("--json", action="store_true", help="one JSON array of requests")
+    requests.set_defaults(handler=list_requests)
     answers = requests.add_subparsers(dest="answer", metavar="ANSWER")
     for verb, helptext in (("approve", "approve a request: vCPUs or memory go into the VM's definition "
                                        "(from its next boot)"),
@@ -47,6 +48,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         sub = answers.add_parser(verb, help=helptext)
         sub.add_argument("id", type=int, help="the request's number")
         sub.add_argument("--word", default="", required=verb == "reject", help="a word for the student")
+        sub.set_defaults(handler=answer_request)
 
 
 def parse_since(text: str) -> float:
@@ -62,15 +64,7 @@ def parse_since(text: str) -> float:
                                          "(2026-11-24 or 2026-11-24T08:00)") from None
 
 
-async def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.command == "audit":
-        return _audit(args, settings)
-    if args.answer is None:
-        return _list_requests(args, settings)
-    return await _answer(args, settings)
-
-
-def _audit(args: argparse.Namespace, settings: Settings) -> int:
+def show_audit(args: argparse.Namespace, settings: Settings) -> int:
     log = AuditLog(settings.database_path)
     try:
         entries = log.entries(since=args.since, user=args.user, vm=args.vm, limit=args.limit)
@@ -91,7 +85,7 @@ def _audit_line(e: Entry) -> str:
     return f"{at}  {e.user} ({e.source} {e.address})  {e.action}{vm}  {e.outcome}{detail}"
 
 
-def _list_requests(args: argparse.Namespace, settings: Settings) -> int:
+def list_requests(args: argparse.Namespace, settings: Settings) -> int:
     store = RequestStore(settings.database_path)
     try:
         found = store.list(status=None if args.all else Status.PENDING)
@@ -115,7 +109,7 @@ def _request_json(r: Request) -> dict[str, object]:
             "status": r.status.value, "answered_by": r.answered_by, "answer": r.answer}
 
 
-async def _answer(args: argparse.Namespace, settings: Settings) -> int:
+async def answer_request(args: argparse.Namespace, settings: Settings) -> int:
     lab = await Lab.open(settings, args.connect)
     try:
         done = await lab.answer_request(args.id, approve=args.answer == "approve", word=args.word)

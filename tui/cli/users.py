@@ -1,4 +1,4 @@
-"""``vm-manager user add|passwd|del|list``: the local accounts (core.auth.accounts).
+"""``vm-manager user add|passwd|del|list``: the local accounts (core.auth).
 
 Passwords are asked twice on the terminal (never echoed), or read from the first line of stdin with
 ``--password-stdin`` for scripts; never taken as an argument, where ``ps`` would show them.
@@ -9,6 +9,9 @@ Every change is in the audit log as the other CLI actions are (who: the user beh
 where: the SSH client or ``local``): ``user-add`` (with the role: granting ``--operator`` shows),
 ``user-passwd``, ``user-del``, ``ok`` when done and ``failed`` when refused (no such account, the
 name is taken). Bad usage changes nothing and is not recorded; a password never is.
+
+core.auth is imported inside the handlers: its face loads ldap3 and argon2 (~40 ms), which no other
+command (``vm-manager list`` above all) should wait for.
 """
 
 from __future__ import annotations
@@ -17,19 +20,23 @@ import argparse
 import getpass
 import json
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from core.auth.accounts import Account, AccountExists, Accounts, Role, check_password
-from core.errors import InvalidInput, NotFound, VMManagerError
+from core.errors import InvalidInput, NotFound
 from core.names import check_username, recorded_username
-from core.records import audit
-from core.records.audit import Actor, Item
+from core.records import Actor, Item, record
 from core.settings import Settings
 from core.text import format_time
+from tui.cli.common import EXIT_FAILED, EXIT_OK, Commands, print_table, yes
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+if TYPE_CHECKING:
+    from core.auth import Account, Accounts
+
+Change = Callable[[argparse.Namespace, "Accounts", Settings], int]
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parsers(commands: Commands) -> None:
     """Add ``user`` and its sub-commands to the CLI's sub-parsers."""
     user = commands.add_parser("user", help="local accounts: sign-in without LDAP, or a break-glass operator")
     actions = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
@@ -40,17 +47,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.add_argument("--name", dest="display_name", default="", metavar="FULL NAME", help="display name")
     add.add_argument("--email", metavar="E", help="email address")
     _password_stdin(add)
+    add.set_defaults(handler=_changing(_add))
 
     passwd = actions.add_parser("passwd", help="give a local account a new password")
     passwd.add_argument("username", metavar="NAME")
     _password_stdin(passwd)
+    passwd.set_defaults(handler=_changing(_passwd))
 
     delete = actions.add_parser("del", help="delete a local account (asks first)")
     delete.add_argument("username", metavar="NAME")
     delete.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    delete.set_defaults(handler=_changing(_delete))
 
     listing = actions.add_parser("list", help="list the local accounts")
     listing.add_argument("--json", action="store_true", help="one JSON array of account objects")
+    listing.set_defaults(handler=list_accounts)
 
 
 def _password_stdin(sub: argparse.ArgumentParser) -> None:
@@ -58,64 +69,75 @@ def _password_stdin(sub: argparse.ArgumentParser) -> None:
                      help="read the password from the first line of stdin (for scripts)")
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Run ``vm-manager user ...``; errors are one line on stderr and an exit code."""
-    try:
-        if args.user_command == "list":
-            return _list(settings, args.json)
-        accounts = Accounts(settings.database_path)
+def _changing(change: Change) -> Callable[[argparse.Namespace, Settings], int]:
+    """The handler of add, passwd or del: ``change`` on the open accounts; a refusal (no such
+    account, the name is taken) is recorded and exits 1. Other errors are main's: exit 2."""
+
+    def handler(args: argparse.Namespace, settings: Settings) -> int:
+        from core.auth import AccountExists, Accounts  # ldap3 and argon2: see the module docstring
+
         try:
-            return _act(args, accounts, settings)
-        finally:
-            accounts.close()
-    except (NotFound, AccountExists) as exc:
-        why = "exists already" if isinstance(exc, AccountExists) else "no such account"
-        _record(settings, args, "failed", f"account {recorded_username(args.username)}: {why}")
-        print(f"vm-manager: {exc.message}", file=sys.stderr)
-        return EXIT_FAILED
-    except VMManagerError as exc:
-        print(f"vm-manager: {exc.message}", file=sys.stderr)
-        return EXIT_USAGE
+            accounts = Accounts(settings.database_path)
+            try:
+                return change(args, accounts, settings)
+            finally:
+                accounts.close()
+        except (NotFound, AccountExists) as exc:
+            why = "exists already" if isinstance(exc, AccountExists) else "no such account"
+            _record(settings, args, "failed", f"account {recorded_username(args.username)}: {why}")
+            print(f"vm-manager: {exc.message}", file=sys.stderr)
+            return EXIT_FAILED
+
+    return handler
 
 
 def _record(settings: Settings, args: argparse.Namespace, outcome: str, detail: str) -> None:
     """One audit entry for this ``user`` command (the account's name and the role in the detail)."""
-    audit.record(settings.database_path, Actor.local("cli"),
-                 [Item(f"user-{args.user_command}", outcome=outcome, detail=detail)])
+    record(settings.database_path, Actor.local("cli"),
+           [Item(f"user-{args.user_command}", outcome=outcome, detail=detail)])
 
 
-def _act(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> int:
-    """add, passwd or del; names are checked before a password is asked."""
-    if args.user_command == "add":
-        check_username(args.username)
-        if accounts.get(args.username) is not None:
-            raise AccountExists(f"a local account {args.username!r} exists already")
-        role = Role.OPERATOR if args.operator else Role.STUDENT
-        account = accounts.add(args.username, _password(args), role=role, display_name=args.display_name,
-                               email=args.email)
-        _record(settings, args, "ok", f"account {account.username}, role {account.role.value}")
-        print(f"{account.username}: local {account.role.value} account added")
-    elif args.user_command == "passwd":
-        if accounts.get(args.username) is None:
-            raise NotFound(f"no local account {args.username!r}")
-        accounts.set_password(args.username, _password(args))
-        _record(settings, args, "ok", f"account {args.username}")
-        print(f"{args.username}: password changed")
-    else:
-        gone = accounts.get(args.username)
-        if gone is None:
-            raise NotFound(f"no local account {args.username!r}")
-        if not args.yes and not _confirm(args.username):
-            print("nothing done", file=sys.stderr)
-            return EXIT_FAILED
-        accounts.delete(args.username)
-        _record(settings, args, "ok", f"account {gone.username}, role {gone.role.value}")
-        print(f"{args.username}: deleted")
+def _add(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> int:
+    """The name is checked before a password is asked."""
+    from core.auth import AccountExists, Role  # ldap3 and argon2: see the module docstring
+
+    check_username(args.username)
+    if accounts.get(args.username) is not None:
+        raise AccountExists(f"a local account {args.username!r} exists already")
+    role = Role.OPERATOR if args.operator else Role.STUDENT
+    account = accounts.add(args.username, _password(args), role=role, display_name=args.display_name,
+                           email=args.email)
+    _record(settings, args, "ok", f"account {account.username}, role {account.role.value}")
+    print(f"{account.username}: local {account.role.value} account added")
+    return EXIT_OK
+
+
+def _passwd(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> int:
+    if accounts.get(args.username) is None:
+        raise NotFound(f"no local account {args.username!r}")
+    accounts.set_password(args.username, _password(args))
+    _record(settings, args, "ok", f"account {args.username}")
+    print(f"{args.username}: password changed")
+    return EXIT_OK
+
+
+def _delete(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> int:
+    gone = accounts.get(args.username)
+    if gone is None:
+        raise NotFound(f"no local account {args.username!r}")
+    if not args.yes and not _confirm(args.username):
+        print("nothing done", file=sys.stderr)
+        return EXIT_FAILED
+    accounts.delete(args.username)
+    _record(settings, args, "ok", f"account {gone.username}, role {gone.role.value}")
+    print(f"{args.username}: deleted")
     return EXIT_OK
 
 
 def _password(args: argparse.Namespace) -> str:
     """The new password: stdin's first line with --password-stdin, else asked twice on the terminal."""
+    from core.auth import check_password  # ldap3 and argon2: see the module docstring
+
     if args.password_stdin:
         password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
         if not password:
@@ -133,11 +155,12 @@ def _password(args: argparse.Namespace) -> str:
 def _confirm(username: str) -> bool:
     if not sys.stdin.isatty():
         raise InvalidInput("del asks for confirmation: pass --yes when not on a terminal")
-    answer = input(f"Delete the local account {username}? [y/N] ")
-    return answer.strip().lower() in ("y", "yes")
+    return yes(f"Delete the local account {username}? [y/N] ")
 
 
-def _list(settings: Settings, as_json: bool) -> int:
+def list_accounts(args: argparse.Namespace, settings: Settings) -> int:
+    from core.auth import Accounts  # ldap3 and argon2: see the module docstring
+
     # Listing opens no database that is not there: a lab without local accounts stays without a file.
     found: list[Account] = []
     if settings.database_path.exists():
@@ -146,7 +169,7 @@ def _list(settings: Settings, as_json: bool) -> int:
             found = accounts.list()
         finally:
             accounts.close()
-    if as_json:
+    if args.json:
         json.dump([{**a.as_json(), "created": format_time(a.created)} for a in found], sys.stdout,
                   ensure_ascii=False, indent=2)
         print()
@@ -154,10 +177,7 @@ def _list(settings: Settings, as_json: bool) -> int:
     if not found:
         print("no local accounts: add one with `vm-manager user add NAME`")
         return EXIT_OK
-    header = ("USERNAME", "ROLE", "NAME", "EMAIL", "CREATED")
-    rows = [(a.username, a.role.value, a.display_name or "—", a.email or "—", format_time(a.created))
-            for a in found]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    print_table(("USERNAME", "ROLE", "NAME", "EMAIL", "CREATED"),
+                [(a.username, a.role.value, a.display_name or "—", a.email or "—", format_time(a.created))
+                 for a in found])
     return EXIT_OK

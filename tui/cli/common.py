@@ -1,0 +1,103 @@
+"""What the commands share: exit codes, bad usage, targets on the command line, questions asked on
+a terminal, the provisioning progress bar, and plain-text tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from core.lifecycle import ActionResult
+from core.provision import Outcome
+from core.settings import Settings, positive_number
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+Handler = Callable[[argparse.Namespace, Settings], int | Awaitable[int]]
+"""What a sub-command sets as ``handler``: an exit code, or a coroutine that ``main`` runs to one."""
+
+Commands = argparse._SubParsersAction  # the stdlib's own name for what add_subparsers returns
+
+
+class UsageError(Exception):
+    """Bad usage that argparse cannot see (e.g. no target at all)."""
+
+
+def add_targets(sub: argparse.ArgumentParser) -> None:
+    """``TARGET...`` and ``--class C``: the VMs a command acts on (see :func:`need_targets`)."""
+    sub.add_argument("targets", nargs="*", metavar="TARGET", help="a VM name or a glob (stu-*)")
+    sub.add_argument("--class", dest="classes", action="append", default=[], metavar="C",
+                     help="every VM of class C (repeatable)")
+
+
+def need_targets(args: argparse.Namespace) -> None:
+    """Refuse a command given neither a TARGET nor a --class (argparse takes none as no VM)."""
+    if not args.targets and not args.classes:
+        raise UsageError(f"{args.command} needs at least one TARGET or --class")
+
+
+def seconds(text: str) -> float:
+    """``--timeout``: a positive, finite number of seconds (as the settings take them)."""
+    try:
+        return positive_number(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds") from None
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """``--serve``: ``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT``."""
+    host, _, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not [HOST:]PORT (e.g. 5000 or 0.0.0.0:5000)")
+    return host, int(port)
+
+
+def on_terminal() -> bool:
+    """Whether a question can be asked: stdin is a terminal (never a pipe, a file, /dev/null)."""
+    return sys.stdin.isatty()
+
+
+def yes(question: str) -> bool:
+    """Ask on the terminal; only ``y`` or ``yes`` goes ahead."""
+    return input(question).strip().lower() in ("y", "yes")
+
+
+def unmatched(names: Sequence[str]) -> None:
+    """One line on stderr for each target that named no VM."""
+    for name in names:
+        print(f"{name}: no such VM", file=sys.stderr)
+
+
+def report(results: Sequence[ActionResult], *, failed: bool) -> int:
+    """A line per VM (failures on stderr); exit 1 when one failed or ``failed`` already."""
+    for result in results:
+        print(f"{result.vm.name}: {result.message}", file=sys.stdout if result.ok else sys.stderr)
+    return EXIT_FAILED if failed or any(not r.ok for r in results) else EXIT_OK
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns as wide as their widest cell, two spaces apart, no trailing blanks."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+class ProgressBar:
+    """A bar on a terminal's stderr; elsewhere (a pipe, a log) nothing: the report follows."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.shown = sys.stderr.isatty()
+
+    def update(self, done: int, total: int, outcome: Outcome) -> None:
+        if self.shown:
+            width = 30
+            filled = width * done // max(total, 1)
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {outcome.name:<30}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
