@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import leftovers
 import pytest
+from support import leftovers
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -49,7 +49,7 @@ def outside() -> Iterator[Any]:
     """A plain libvirt connection on qemu:///system for acting from outside the Lab
     (``livelab.Outside``); removes every domain it made. For the integration, web and browser
     suites, whose conftest puts tests/integration on the path."""
-    from livelab import Outside, system_problem, unavailable
+    from support.livelab import Outside, system_problem, unavailable
 
     reason = system_problem()
     if reason is not None:

@@ -8,20 +8,16 @@ Chromium or noVNC install skips these tests, and fails them under ``make test`` 
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import leftovers
 import libvirt
 import pytest
-
-sys.path.insert(0, os.fspath(Path(__file__).resolve().parents[1] / "integration"))
-from consolelab import CHROMIUM, CHROMIUM_ARGS, VENDOR, ConsoleServer, Harness, RebootWatch, Serve  # noqa: E402
-from livelab import URI, Outside, built_tiny_template, system_answers, unavailable  # noqa: E402
+from support import leftovers
+from support.consolelab import CHROMIUM, CHROMIUM_ARGS, VENDOR, ConsoleServer, Harness, RebootWatch, Serve
+from support.livelab import URI, Outside, built_tiny_template, system_answers, unavailable
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from consolelab import (
+from support.consolelab import (
     Serve,
     canvas_rgb,
     compare,
@@ -22,7 +22,7 @@ from consolelab import (
     vm_screen,
     wait_state,
 )
-from livelab import Outside
+from support.livelab import Outside
 
 pytestmark = pytest.mark.integration
 

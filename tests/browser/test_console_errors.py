@@ -25,8 +25,8 @@ import libvirt
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import unused_port
-from consolelab import ConsoleServer, until, wait_state
-from livelab import URI, Outside, domain_xml
+from support.consolelab import ConsoleServer, until, wait_state
+from support.livelab import URI, Outside, domain_xml
 
 from core.lab import Lab
 from core.links.shares import TokenStore

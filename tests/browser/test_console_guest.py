@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from consolelab import Serve, open_console, until
-from livelab import Outside, domain_type
+from support.consolelab import Serve, open_console, until
+from support.livelab import Outside, domain_type
 
 from core.provision.domainbuild import kernel_domain
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from consolelab import Harness, Key, open_console, until
-from livelab import Outside
+from support.consolelab import Harness, Key, open_console, until
+from support.livelab import Outside
 
 pytestmark = pytest.mark.integration
 

@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from consolelab import ConsoleServer, canvas_rgb, lit_share, settled_screen, until, wait_state
-from livelab import RUN_PREFIX, URI, Outside
+from support.consolelab import ConsoleServer, canvas_rgb, lit_share, settled_screen, until, wait_state
+from support.livelab import RUN_PREFIX, URI, Outside
 
 from core.auth.accounts import Accounts
 from core.metadata import LabMeta
 from core.settings import LdapSettings, Settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: slapd.py
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +44,7 @@ async def test_alice_signs_in_and_opens_her_console(outside: Outside, server: Co
 async def test_alice_signs_in_from_ldap_and_opens_her_console(outside: Outside, novnc: Path, browser: Any,
                                                               tmp_path: Path) -> None:
     """The same through the directory: a real slapd, no local account at all."""
-    from slapd import PASSWORDS, SERVICE_DN, SERVICE_PASSWORD, SUFFIX, Slapd
+    from support.slapd import PASSWORDS, SERVICE_DN, SERVICE_PASSWORD, SUFFIX, Slapd
 
     run = Path(tempfile.mkdtemp(prefix="vmm-run-"))  # short: the endpoints' sockets must fit in sun_path
     with Slapd(tmp_path / "slapd") as directory:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from livelab import (
+from support.livelab import (
     URI,
     OpenLab,
     Outside,

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.cli import CHECKOUT
 
 pytestmark = pytest.mark.integration
 
-CHECKOUT = Path(__file__).resolve().parents[2]
 # The tests that failed from a clone under /root before these were fixed, and those of the fix.
 REACH_TESTS = (
     "tests/integration/test_live_provision.py::test_a_class_of_five_made_booted_reset_and_deleted",

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import unused_port
-from slapd import (
+from support.slapd import (
     GROUPS,
     PASSWORDS,
     PEOPLE,

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import unused_port
-from slapd import (
+from support.slapd import (
     GROUPS,
     PASSWORDS,
     PEOPLE,
@@ -32,7 +32,7 @@ from slapd import (
     person,
     posix_group,
 )
-from tlsca import TestCA
+from support.tlsca import TestCA
 
 from core.auth import ldap as ldapconn
 from core.auth.ldap import DirectoryError

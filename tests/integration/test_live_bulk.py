@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from livelab import Disk, Outside
+from support.livelab import Disk, Outside
 
 from core.model import VMState
 from core.settings import ActionSettings

@@ -28,14 +28,14 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from livelab import RUN_PREFIX, URI, Outside, remove_domain, system_answers, unavailable
+from support.cli import CHECKOUT
+from support.livelab import RUN_PREFIX, URI, Outside, remove_domain, system_answers, unavailable
 
 from core.storage import images
 from core.testing import guest
 
 pytestmark = pytest.mark.integration
 
-CHECKOUT = Path(__file__).resolve().parents[2]
 SCRIPT = CHECKOUT / "scripts" / "build_template_debian.sh"
 BUILD_WITHIN = 1200.0
 BOOT_WITHIN = 600.0  # start -> cloud-init done; about 50-120 s on a 2-core TCG host

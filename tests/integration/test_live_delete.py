@@ -9,8 +9,8 @@ import uuid as uuidlib
 from pathlib import Path
 
 import pytest
-from livelab import Disk, Outside, qemu_img
-from unixsock import leave_socket
+from support.livelab import Disk, Outside, qemu_img
+from support.unixsock import leave_socket
 
 from core.metadata import LabMeta
 from core.model import VMState

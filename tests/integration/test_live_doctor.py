@@ -8,8 +8,8 @@ import uuid as uuidlib
 from pathlib import Path
 
 import pytest
-from livelab import Outside
-from unixsock import leave_socket
+from support.livelab import Outside
+from support.unixsock import leave_socket
 
 from core.provision.doctor import Checkup
 from core.settings import ConsoleSettings, ProvisionSettings

@@ -12,7 +12,7 @@ import uuid as uuidlib
 from pathlib import Path
 
 import pytest
-from livelab import Outside, domain_type
+from support.livelab import Outside, domain_type
 
 from core.metadata import LabMeta
 from core.model import VMState

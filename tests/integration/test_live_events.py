@@ -6,7 +6,7 @@ import time
 
 import libvirt
 import pytest
-from livelab import Outside, domain_xml
+from support.livelab import Outside, domain_xml
 
 from core.metadata import NAMESPACE, PREFIX, LabMeta
 from core.model import VMState

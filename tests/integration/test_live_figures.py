@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from livelab import Outside
+from support.livelab import Outside
 
 from core.model import VMState
 from core.settings import HostSettings

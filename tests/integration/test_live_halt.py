@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from livelab import Outside
+from support.livelab import Outside
 
 from core.model import VMState
 from core.settings import ActionSettings, load_settings

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from livelab import Outside
+from support.livelab import Outside
 
 from core.provision import kvmprobe
 from core.settings import Settings

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from livelab import Outside
+from support.livelab import Outside
 
 from core.lifecycle.actions import Action
 from core.model import VMState

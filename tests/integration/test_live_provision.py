@@ -15,7 +15,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -25,8 +24,9 @@ from pathlib import Path
 import libvirt
 import pytest
 import yaml
-from livelab import URI, Outside, remove_domain
-from slapd import GROUPS, SERVICE_DN, SERVICE_PASSWORD, SUFFIX, Slapd, lab_entries
+from support.cli import vm_manager
+from support.livelab import URI, Outside, remove_domain
+from support.slapd import GROUPS, SERVICE_DN, SERVICE_PASSWORD, SUFFIX, Slapd, lab_entries
 
 from core.metadata import NAMESPACE
 from core.provision.guests.linux import read_seed_iso
@@ -38,7 +38,6 @@ from core.storage.permissions import group_id
 
 pytestmark = pytest.mark.integration
 
-CHECKOUT = Path(__file__).resolve().parents[2]
 STUDENTS = ("alice", "bob", "carol", "dave", "erin")
 
 
@@ -57,9 +56,7 @@ class Class:
 
     def cli(self, *args: str | os.PathLike[str], extra_env: dict[str, str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "tui.cli", "-c", URI, *map(str, args)],
-                              env={**self.env, **(extra_env or {})}, capture_output=True, text=True,
-                              timeout=timeout, cwd=CHECKOUT)
+        return vm_manager("-c", URI, *args, env={**self.env, **(extra_env or {})}, timeout=timeout)
 
     def roster(self, rows: list[str], name: str = "users.csv") -> Path:
         path = self.data / name

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from livelab import RUN_PREFIX, Outside, system_answers, unavailable
+from support.livelab import RUN_PREFIX, Outside, system_answers, unavailable
 
 from core.errors import HypervisorUnavailable
 from core.model import ConnState, VMState

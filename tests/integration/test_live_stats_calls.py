@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from livelab import URI, Outside
+from support.livelab import URI, Outside
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from livelab import Outside, domain_type
+from support.livelab import Outside, domain_type
 
 from core.metadata import LabMeta
 from core.provision.domainbuild import kernel_domain

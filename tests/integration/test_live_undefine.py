@@ -13,7 +13,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from livelab import Disk, OpenLab, Outside, domain_xml, qemu_img
+from support.livelab import Disk, OpenLab, Outside, domain_xml, qemu_img
 
 from core.lifecycle import Action
 from core.metadata import LabMeta

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
-from livelab import OpenLab, Outside, qemu_img
+from support.livelab import OpenLab, Outside, qemu_img
 
 from core.metadata import NAMESPACE, PREFIX, LabMeta
 from core.model import VMState

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from tuitest import FIXED_TIME, lab_specs
+from support.tuitest import FIXED_TIME, lab_specs
 
 from core.lab import Lab
 from core.settings import ActionSettings, Settings

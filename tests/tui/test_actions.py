@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tuitest import SIZE, log_text, notifications, shown_names, vm_named, wait_until
+from support.tuitest import SIZE, log_text, notifications, shown_names, vm_named, wait_until
 
 from core.model import VMState
 from tui.screens.confirm import ConfirmScreen

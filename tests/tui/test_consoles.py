@@ -21,9 +21,9 @@ import pytest
 import segno
 from aiohttp import web
 from aiohttp.test_utils import unused_port
+from support.tuitest import SIZE, log_text, notifications, vm_named, wait_until
 from textual.geometry import Region
 from textual.widgets import DataTable, Input
-from tuitest import SIZE, log_text, notifications, vm_named, wait_until
 
 from core.lab import Lab
 from core.links import client as admin_client

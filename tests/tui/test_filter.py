@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from tuitest import SIZE, shown_names
+from support.tuitest import SIZE, shown_names
 
 from core.metadata import LabMeta
 from core.model import VM, VMState

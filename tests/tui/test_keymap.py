@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tuitest import SIZE, notifications, vm_named
+from support.tuitest import SIZE, notifications, vm_named
 
 from core.settings import Settings
 from tui.keymap import binding_ids, load_keymap, valid_key

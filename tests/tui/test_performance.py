@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tuitest import wait_until
+from support.tuitest import wait_until
 
 from core.lab import Lab
 from core.metadata import LabMeta

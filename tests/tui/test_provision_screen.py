@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.tuitest import SIZE, log_text, notifications, vm_named, wait_until
 from textual.widgets import (
     Button,
     Checkbox,
@@ -24,7 +25,6 @@ from textual.widgets import (
     Select,
     Static,
 )
-from tuitest import SIZE, log_text, notifications, vm_named, wait_until
 
 from core.provision.execution import Outcome, Report
 from core.provision.kvmprobe import DEADLINE

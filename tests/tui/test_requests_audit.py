@@ -7,14 +7,13 @@ definition on the test driver, and the student's mail a real SMTP server (aiosmt
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import libvirt
 import pytest
+from support.smtp import Inbox, smtp_inbox
+from support.tuitest import FIXED_TIME, HOSTILE_CLICK, SIZE, notifications, vm_named, wait_until
 from textual.widgets import DataTable, Input
-from tuitest import FIXED_TIME, HOSTILE_CLICK, SIZE, notifications, vm_named, wait_until
 
 from core.lab import Lab
 from core.records.audit import Actor, AuditLog
@@ -25,9 +24,6 @@ from tui.app import VMManagerApp
 from tui.screens.audit import AuditScreen
 from tui.screens.prompt import PromptScreen
 from tui.screens.requests import RequestsScreen
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from smtp import Inbox, smtp_inbox  # noqa: E402
 
 
 @pytest.fixture

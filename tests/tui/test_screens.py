@@ -7,9 +7,9 @@ import dataclasses
 import threading
 from pathlib import Path
 
+from support.tuitest import FIXED_TIME, SIZE, notifications, vm_named, wait_until
 from textual.binding import Binding
 from textual.widgets import Sparkline
-from tuitest import FIXED_TIME, SIZE, notifications, vm_named, wait_until
 
 from core.lab import Lab
 from core.model import Change, ConnState, Figures, Update
@@ -116,7 +116,7 @@ async def test_an_unreachable_hypervisor_shows_an_error_screen(settings: Setting
         assert uri in static_text(screen, "#error-uri")
         assert app.is_running
         # fix the cause, then retry from the error screen
-        from tuitest import lab_specs
+        from support.tuitest import lab_specs
 
         from core.testing import testdriver
 

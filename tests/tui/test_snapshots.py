@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from support.tuitest import FIXED_TIME, wait_until
 from textual.pilot import Pilot
-from tuitest import FIXED_TIME, wait_until
 
 from core.lab import DEMO_URI
 from core.settings import Settings

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from rich.color import Color
-from tuitest import (
+from support.tuitest import (
     HOSTILE_BOLD,
     HOSTILE_CLICK,
     SIZE,

@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-from pathlib import Path
+
+from support.cli import CHECKOUT
 
 from core.metadata import LabMeta
 from core.model import VM, Change, VMState
 from tui.tablemodel import COLUMNS, NO_COUNT, TableModel, compute_layout, fit, line_pieces
 
-ROOT = Path(__file__).resolve().parents[2]
 LONG = "net101-" + "x" * 33  # 40 characters: a name column's most
 
 
@@ -273,5 +273,6 @@ def test_uptime_and_viewers_are_the_clock_and_the_console_server() -> None:
 
 def test_the_model_loads_no_textual() -> None:
     code = "import sys, tui.tablemodel; print(sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=CHECKOUT)
     assert out.stdout.strip() == "[]"

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from asuser import python_as
+from support.asuser import python_as
 
 from core.errors import ActionFailed
 from core.storage.permissions import QEMU_USER, blocked_folders, enterable_by, grant_command, grant_passage

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
+from support.cli import CHECKOUT, vm_manager
 
 from core.auth.accounts import MIN_PASSWORD, Account, AccountExists, Accounts
 from core.auth.signin import REFUSED, Identity, Role, SigninRefused, authenticate
 from core.errors import InvalidInput, NotFound
 from core.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
 # Real argon2id, with small parameters: the default ones take a third of a second per hash here.
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 SECRET = "correct horse battery"
@@ -244,10 +244,7 @@ def test_password_values_stay_out_of_the_log(lab: Settings, caplog: pytest.LogCa
 # -- vm-manager user ... (tui.cli.users, run as a process) --
 def user_cmd(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """``vm-manager user ARGS``, in a process of its own."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "VMM_ENV_FILE": "/nonexistent", "VMM_DATA_DIR": str(data)}
-    return subprocess.run([sys.executable, "-m", "tui.cli", "user", *args], capture_output=True, text=True,
-                          env=env, input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
-                          timeout=60, cwd=ROOT)
+    return vm_manager("user", *args, stdin=stdin, VMM_DATA_DIR=str(data))
 
 
 def test_cli_add_list_passwd_del(tmp_path: Path) -> None:
@@ -331,7 +328,7 @@ def on_a_terminal(data: Path, args: list[str], answers: list[str]) -> tuple[int,
     primary, secondary = pty.openpty()
     env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "VMM_ENV_FILE": "/nonexistent", "VMM_DATA_DIR": str(data)}
     proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "user", *args], stdin=secondary,
-                            stdout=secondary, stderr=secondary, env=env, cwd=ROOT, start_new_session=True)
+                            stdout=secondary, stderr=secondary, env=env, cwd=CHECKOUT, start_new_session=True)
     os.close(secondary)
     screen = b""
     pending = list(answers)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from aiohttp.test_utils import unused_port
-from smtp import Inbox, smtp_inbox
+from support.smtp import Inbox, smtp_inbox
 
 from core.errors import InvalidInput, NotFound
 from core.lab import Lab

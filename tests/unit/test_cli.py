@@ -2,10 +2,10 @@
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.cli import vm_manager
 
 from core.metadata import LabMeta
 from core.model import VMState
@@ -16,11 +16,8 @@ STATES = {"running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pms
 
 
 def run(*args: str, env_file: Path | None = None, **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "VMM_ENV_FILE": str(env_file or "/nonexistent"),
-           "VMM_DATA_DIR": "/tmp/vmm-cli-test", **extra}
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True, text=True,
-                          env=env, stdin=subprocess.DEVNULL, timeout=60,
-                          cwd=Path(__file__).resolve().parents[2])
+    return vm_manager(*args, VMM_ENV_FILE=str(env_file or "/nonexistent"), VMM_DATA_DIR="/tmp/vmm-cli-test",
+                      **extra)
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.cli import vm_manager
 
 from core.metadata import LabMeta
 from core.model import VMState
@@ -15,8 +15,6 @@ from core.records.requests import Kind, RequestStore, Status
 from core.settings import Settings
 from core.testing import testdriver
 from core.testing.testdriver import Spec
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -33,10 +31,7 @@ def uri(tmp_path: Path) -> str:
 
 
 def run(data_dir: Path, *args: str, user: str = "teacher") -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "VMM_ENV_FILE": "/nonexistent",
-           "VMM_DATA_DIR": str(data_dir), "SUDO_USER": user}
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=60, cwd=ROOT)
+    return vm_manager(*args, VMM_DATA_DIR=str(data_dir), SUDO_USER=user)
 
 
 def test_cli_actions_are_in_the_audit_log_and_filtered(data_dir: Path, uri: str) -> None:

@@ -10,7 +10,8 @@ import uuid as uuidlib
 from pathlib import Path
 
 import pytest
-from unixsock import leave_socket
+from support.cli import CHECKOUT, vm_manager
+from support.unixsock import leave_socket
 
 from core.lab import Lab
 from core.lifecycle.ownership import Protected
@@ -29,13 +30,7 @@ from core.testing import testdriver
 from core.testing.testdriver import Spec
 from core.virt.inventory import Inventory
 
-CHECKOUT = Path(__file__).resolve().parents[2]
-
-
-def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "VMM_ENV_FILE": "/nonexistent", **env}
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True, text=True,
-                          env=env, stdin=subprocess.DEVNULL, timeout=60, cwd=CHECKOUT)
+cli = vm_manager
 
 
 @pytest.fixture

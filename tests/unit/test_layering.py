@@ -4,11 +4,10 @@ import ast
 import pkgutil
 import subprocess
 import sys
-from pathlib import Path
+
+from support.cli import CHECKOUT
 
 import core
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def core_modules() -> list[str]:
@@ -29,7 +28,7 @@ def test_core_modules_load_without_textual_or_tui() -> None:
 
 def test_tui_never_imports_libvirt() -> None:
     offenders = []
-    for path in (ROOT / "tui").rglob("*.py"):
+    for path in (CHECKOUT / "tui").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import libvirt
 import pytest
+from support.cli import BARE_ENV, CHECKOUT, settings_env, vm_manager
 
 from core import failpoints
 from core.errors import InvalidInput
@@ -34,7 +35,6 @@ from core.records.audit import AuditLog
 from core.settings import ConsoleSettings, ProvisionSettings, Settings
 from core.testing import testdriver
 
-CHECKOUT = Path(__file__).resolve().parents[2]
 HEADER = "username,full_name,password,ssh_key\n"
 
 
@@ -178,14 +178,7 @@ async def test_no_passwords_file_when_no_vm_was_made(lab: Lab, settings: Setting
 
 # -- through the CLI --
 def cli(settings: Settings, uri: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "VMM_ENV_FILE": "/nonexistent",
-           "VMM_CONFIG_DIR": str(settings.config_dir), "VMM_DATA_DIR": str(settings.data_dir),
-           "VMM_STUDENT_VMS_DIR": str(settings.provision.student_vms_dir),
-           "VMM_CONSOLE_SOCKET_DIR": str(settings.consoles.socket_dir),
-           "VMM_TEMPLATE_DIR": str(settings.templates_path)}
-    return subprocess.run([sys.executable, "-m", "tui.cli", "-c", uri, "provision", *map(str, args)],
-                          capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60,
-                          cwd=CHECKOUT)
+    return vm_manager("-c", uri, "provision", *args, **settings_env(settings))
 
 
 @pytest.fixture
@@ -326,11 +319,7 @@ def provision_on_a_terminal(settings: Settings, uri: str, answer: bytes,
                             *args: str | Path) -> tuple[int, str]:
     """The CLI's provision with a terminal for stdin, stdout and stderr; ``answer`` typed at its question."""
     master, slave = pty.openpty()
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "VMM_ENV_FILE": "/nonexistent", "TERM": "dumb",
-           "VMM_CONFIG_DIR": str(settings.config_dir), "VMM_DATA_DIR": str(settings.data_dir),
-           "VMM_STUDENT_VMS_DIR": str(settings.provision.student_vms_dir),
-           "VMM_CONSOLE_SOCKET_DIR": str(settings.consoles.socket_dir),
-           "VMM_TEMPLATE_DIR": str(settings.templates_path)}
+    env = {**BARE_ENV, "TERM": "dumb", **settings_env(settings)}
     proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "-c", uri, "provision", *map(str, args)],
                             stdin=slave, stdout=slave, stderr=slave, env=env, cwd=CHECKOUT)
     os.close(slave)

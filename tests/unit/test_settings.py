@@ -2,12 +2,11 @@ import re
 from pathlib import Path
 
 import pytest
-from asuser import python_as
+from support.asuser import python_as
+from support.cli import CHECKOUT
 
 from core.errors import ConfigError
 from core.settings import SYSTEM_ENV_FILE, env_file_path, env_names, load_settings
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_environment_wins_over_dotenv(tmp_path: Path) -> None:
@@ -43,7 +42,7 @@ def test_bad_values_are_refused_with_the_variable_named(name: str, value: str) -
 
 
 def test_env_example_documents_every_setting() -> None:
-    example = (ROOT / ".env.example").read_text()
+    example = (CHECKOUT / ".env.example").read_text()
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, re.MULTILINE))
     assert set(env_names()) <= documented, set(env_names()) - documented
 
@@ -64,7 +63,7 @@ def test_an_unreadable_env_file_is_a_clear_error(tmp_path: Path) -> None:
     env.write_text("SECRET_KEY=x\n")
     env.chmod(0o600)
     tmp_path.chmod(0o755)
-    out = python_as("from core.settings import load_settings", "load_settings()", cwd=ROOT,
+    out = python_as("from core.settings import load_settings", "load_settings()", cwd=CHECKOUT,
                     env={"VMM_ENV_FILE": str(env), "PATH": "/usr/bin:/bin"}, timeout=30)
     assert out.returncode != 0
     assert f"ConfigError: cannot read the settings file {env}: Permission denied" in out.stderr

@@ -1,8 +1,7 @@
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.cli import vm_manager
 
 from core.errors import InvalidInput
 from core.lifecycle.targets import resolve
@@ -53,11 +52,8 @@ def test_an_invalid_class_is_refused_before_anything_is_matched(bad: str) -> Non
 def test_cli_delete_with_an_empty_class_is_bad_usage_and_deletes_nothing(tmp_path: Path) -> None:
     uri = testdriver.write(tmp_path / "lab.xml", [
         Spec("unclassed", VMState.SHUTOFF), Spec("stu", VMState.SHUTOFF, meta=LabMeta(lab_class="net101"))])
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VMM_ENV_FILE": "/nonexistent",
-           "VMM_DATA_DIR": str(tmp_path / "data")}
-    out = subprocess.run([sys.executable, "-m", "tui.cli", "-c", uri, "delete", "--class", "", "--yes"],
-                         capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60,
-                         cwd=Path(__file__).resolve().parents[2])
+    out = vm_manager("-c", uri, "delete", "--class", "", "--yes", HOME=str(tmp_path),
+                     VMM_DATA_DIR=str(tmp_path / "data"))
     assert out.returncode == 2, out.stdout + out.stderr
     assert "invalid class name ''" in out.stderr
     assert "deleted" not in out.stdout

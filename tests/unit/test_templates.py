@@ -1,11 +1,10 @@
 """templates.toml: parsing, refusing bad files as a whole, and what QEMU can read."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support.cli import vm_manager
 
 from core.errors import ConfigError
 from core.provision.templates import check_files, load_templates
@@ -99,16 +98,14 @@ def test_check_files_and_the_cli(tmp_path: Path) -> None:
     problems = {c.role: c.problem for c in check_files(template)}
     assert problems["initrd"] == "missing"
 
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VMM_ENV_FILE": "/nonexistent",
-           "VMM_CONFIG_DIR": str(config), "VMM_TEMPLATE_DIR": str(tpl), "VMM_DATA_DIR": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "tui.cli", "templates", "--json"], capture_output=True,
-                         text=True, env=env, cwd=Path(__file__).resolve().parents[2], timeout=60)
+    env = {"HOME": str(tmp_path), "VMM_CONFIG_DIR": str(config), "VMM_TEMPLATE_DIR": str(tpl),
+           "VMM_DATA_DIR": str(tmp_path)}
+    out = vm_manager("templates", "--json", **env)
     assert out.returncode == 1, out.stderr  # a file is missing
     (row,) = json.loads(out.stdout)
     assert row["name"] == "tiny"
     assert row["files"]["initrd"]["problem"] == "missing"
     (tpl / "tiny" / "initrd.img").write_bytes(b"i")
-    out = subprocess.run([sys.executable, "-m", "tui.cli", "templates"], capture_output=True,
-                         text=True, env=env, cwd=Path(__file__).resolve().parents[2], timeout=60)
+    out = vm_manager("templates", **env)
     assert "initrd" in out.stdout
     assert out.returncode == (1 if "cannot" in out.stdout else 0), out.stdout

@@ -8,29 +8,25 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import leftovers
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-
-from livelab import (  # noqa: E402
+from support import leftovers
+from support.livelab import (
     URI,
     Outside,
     sweep_run_domains,
     system_answers,
 )
-from webtest import Console, Serve, StartConsole, StartServe, start_console, websockify_pids  # noqa: E402
+from support.webtest import Console, Serve, StartConsole, StartServe, start_console, websockify_pids
 
-from core.lab import Lab  # noqa: E402
-from core.metadata import LabMeta  # noqa: E402
-from core.model import VMState  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from core.testing import testdriver  # noqa: E402
+from core.lab import Lab
+from core.metadata import LabMeta
+from core.model import VMState
+from core.settings import Settings
+from core.testing import testdriver
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -16,7 +16,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from webtest import Console, StartConsole, closed, eventually, greeting, read_text, websockify_pids
+from support.webtest import (
+    Console,
+    StartConsole,
+    closed,
+    eventually,
+    greeting,
+    read_text,
+    uuid_of,
+    websockify_pids,
+)
 
 from core.lab import Lab
 from core.settings import Settings
@@ -27,10 +36,6 @@ from core.web.middlewares import ACCESS_LOG
 
 SECURITY_HEADERS = {"Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
                     "X-Frame-Options": "DENY"}
-
-
-def uuid_of(lab: Lab, name: str) -> str:
-    return next(vm.uuid for vm in lab.vms() if vm.name == name)
 
 
 @pytest.fixture

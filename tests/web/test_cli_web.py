@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import unused_port
-from livelab import unavailable
-from webtest import PROJECT, StartServe, websockify_pids
-from webtest import cli as run
+from support.cli import CHECKOUT, vm_manager
+from support.livelab import unavailable
+from support.webtest import StartServe, websockify_pids
+from support.webtest import cli as run
 
 from core.lab import DEMO_URI
 from core.metadata import LabMeta
@@ -146,7 +147,7 @@ def _without_libvirtd(env: dict[str, str], *args: str) -> subprocess.CompletedPr
               f"{sys.executable} -c 'from core.lab import system_socket_answers as a; assert not a()' && "
               f'exec {sys.executable} -m tui.cli "$@"')
     return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *args],
-                          capture_output=True, text=True, env=env, cwd=PROJECT, timeout=60,
+                          capture_output=True, text=True, env=env, cwd=CHECKOUT, timeout=60,
                           stdin=subprocess.DEVNULL)
 
 
@@ -182,8 +183,7 @@ def test_local_account_changes_are_audited(env: dict[str, str]) -> None:
     password = "S3cret-of-olga\n"
 
     def user(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "tui.cli", "user", *args], capture_output=True,
-                              text=True, env={**env, **who}, input=stdin, timeout=60, cwd=PROJECT)
+        return vm_manager("user", *args, env={**env, **who}, stdin=stdin)
 
     assert user("add", "olga", "--operator", "--password-stdin", stdin=password).returncode == 0
     assert user("add", "sam", "--password-stdin", stdin="sam-password\n").returncode == 0

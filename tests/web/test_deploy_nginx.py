@@ -18,10 +18,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import unused_port
-from livelab import URI, Outside, unavailable
-from webtest import StartServe, cli, greeting
-
-from tests.tlsca import TestCA
+from support.livelab import URI, Outside, unavailable
+from support.tlsca import TestCA
+from support.webtest import StartServe, cli, greeting
 
 pytestmark = pytest.mark.integration
 

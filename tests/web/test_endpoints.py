@@ -16,8 +16,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support.webtest import eventually, websockify_pids
 from websockify.auth_plugins import AuthenticationError
-from webtest import eventually, websockify_pids
 
 from core.errors import ConfigError
 from core.lab import Lab

@@ -21,9 +21,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import unused_port
-from livelab import URI, Outside, Watch, domain_xml, unavailable
-from portalweb import Student, add_accounts
-from webtest import (
+from support.livelab import URI, Outside, Watch, domain_xml, unavailable
+from support.portalweb import Student, add_accounts
+from support.webtest import (
     Console,
     Listener,
     Serve,
@@ -412,18 +412,18 @@ def probe_as_nobody(targets: list[Listener], path: str, origin: str) -> dict[str
     what anyone without a token (and without the service's or QEMU's rights) gets from it."""
     import json
 
-    from asuser import python_as
+    from support.asuser import python_as
 
     here = Path(__file__).resolve().parent
     done = python_as(
-        "import json, sys\nfrom webtest import Listener, probe",
+        "import json, sys\nfrom support.webtest import Listener, probe",
         "args = json.load(sys.stdin)\n"
         "out = {t[1]: probe(Listener(*t), args['path'], args['origin']).hex() for t in args['targets']}\n"
         "print(json.dumps(out))",
         user=PROBE_AS, group="nogroup",
         input=json.dumps({"targets": [[t.family, t.address, t.inode] for t in targets], "path": path,
                           "origin": origin}),
-        timeout=120, cwd="/", env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{here}:{here.parents[1]}"})
+        timeout=120, cwd="/", env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{here.parent}:{here.parents[1]}"})
     assert done.returncode == 0, done.stderr
     return {address: bytes.fromhex(data) for address, data in json.loads(done.stdout).items()}
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from portalweb import PASSWORDS, Student, add_accounts, audit_entries, forms
-from webtest import Console, StartConsole, eventually
+from support.portalweb import PASSWORDS, Student, add_accounts, audit_entries, forms
+from support.webtest import Console, StartConsole, eventually, uuid_of
 
 from core.auth.sessions import FIRST_DELAY, FREE_FAILURES
 from core.lab import Lab
@@ -57,10 +57,6 @@ def proxied(web_settings: Settings) -> Settings:
 async def server(console: StartConsole, lab: Lab, proxied: Settings) -> Console:
     add_accounts(proxied)
     return await console(lab, proxied)
-
-
-def uuid_of(lab: Lab, name: str) -> str:
-    return next(vm.uuid for vm in lab.vms() if vm.name == name)
 
 
 def state_of(lab: Lab, name: str) -> VMState:

@@ -8,13 +8,13 @@ TUI has its own connection to the same test-driver file, as an operator's termin
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from portalweb import Student, add_accounts, audit_entries
-from webtest import StartConsole, eventually
+from support.portalweb import Student, add_accounts, audit_entries
+from support.smtp import Inbox, smtp_inbox
+from support.webtest import StartConsole, eventually
 
 from core.lab import Lab
 from core.metadata import LabMeta
@@ -25,9 +25,6 @@ from core.testing import testdriver
 from tui.app import VMManagerApp
 from tui.screens.prompt import PromptScreen
 from tui.screens.requests import RequestsScreen
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from smtp import Inbox, smtp_inbox  # noqa: E402
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po
-from webtest import Clock
+from support.clock import Clock
 
 from core.auth.sessions import FIRST_DELAY, FREE_FAILURES, MAX_DELAY, Attempt, SessionStore
 from core.records import requests

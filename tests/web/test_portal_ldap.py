@@ -11,25 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from livelab import Outside, Watch
-from portalweb import Student, audit_entries
-from webtest import Console, StartConsole, greeting
-
-from core.lab import Lab
-from core.metadata import LabMeta
-from core.model import VMState
-from core.settings import Settings
-from core.testing import testdriver
-from core.web.console.routes import COOKIE
-from core.web.portal import SESSION_COOKIE
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from slapd import (  # noqa: E402
+from support.livelab import Outside, Watch
+from support.portalweb import Student, audit_entries
+from support.slapd import (
     GROUPS,
     PASSWORDS,
     SERVICE_DN,
@@ -39,6 +27,15 @@ from slapd import (  # noqa: E402
     group_of_names,
     lab_entries,
 )
+from support.webtest import Console, StartConsole, greeting
+
+from core.lab import Lab
+from core.metadata import LabMeta
+from core.model import VMState
+from core.settings import Settings
+from core.testing import testdriver
+from core.web.console.routes import COOKIE
+from core.web.portal import SESSION_COOKIE
 
 TEACHERS = f"cn=teachers,{GROUPS}"
 GREETING = b"RFB 003.008\n"

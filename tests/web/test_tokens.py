@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from support.clock import Clock
 
 from core.errors import ConfigError, InvalidInput
 from core.links.secret import OLD_DEFAULT_KEY, generate_secret_key, key_file, key_problem, load_secret_key
@@ -22,17 +23,9 @@ VM_A = "11111111-1111-4111-8111-111111111111"
 VM_B = "22222222-2222-4222-8222-222222222222"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(start=1_800_000_000.0)
 
 
 @pytest.fixture
@@ -74,10 +67,10 @@ def test_bad_tokens_find_nothing(store: TokenStore) -> None:
 def test_link_expires(store: TokenStore, clock: Clock) -> None:
     link, token = store.create_link(VM_A, "a", 1800)
     secret = store.open_session(link)
-    clock.now += 1799
+    clock.offset += 1799
     assert store.link_for_token(token) is not None
     assert store.session_link(secret, VM_A, vm_owner="alice") is not None
-    clock.now += 1
+    clock.offset += 1
     assert store.link_for_token(token) is None
     assert store.session_link(secret, VM_A, vm_owner="alice") is None
     assert store.link_for_token(token, active_only=False) == link
@@ -144,7 +137,7 @@ def test_links_of_an_older_database_name_nobody(tmp_path: Path, clock: Clock) ->
     path = tmp_path / "old.sqlite3"
     old = database.open_store(path, "tokens", _MIGRATIONS[:1])
     old.execute("INSERT INTO links (id, token_hash, vm_uuid, vm_name, created, expires) VALUES "
-                "('0123abcd', x'00', ?, 'a', ?, ?)", (VM_A, clock.now, clock.now + 60))
+                "('0123abcd', x'00', ?, 'a', ?, ?)", (VM_A, clock(), clock() + 60))
     old.close()
     store = TokenStore(path, KEY, clock)
     try:
@@ -184,7 +177,7 @@ def test_purge_drops_old_links_and_their_sessions(store: TokenStore, clock: Cloc
     old, _ = store.create_link(VM_A, "a", 60)
     store.open_session(old)
     fresh, _ = store.create_link(VM_A, "a", 86400 * 3)
-    clock.now += 86400 * 2
+    clock.offset += 86400 * 2
     assert store.purge() == 1
     assert store.get(old.id) is None
     assert store.get(fresh.id) is not None

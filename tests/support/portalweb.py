@@ -6,12 +6,11 @@ import html.parser
 from dataclasses import dataclass, field
 from http.cookies import Morsel
 
-from webtest import Console
-
 from core.auth.accounts import Accounts
 from core.auth.signin import Role
 from core.records.audit import AuditLog, Entry
 from core.settings import Settings
+from support.webtest import Console
 
 PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22", "olga": "olga-secret-333"}
 

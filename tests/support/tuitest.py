@@ -1,4 +1,4 @@
-"""Helpers shared by the TUI tests (imported as ``tuitest``: pytest puts this folder on sys.path)."""
+"""Helpers shared by the TUI tests."""
 
 from __future__ import annotations
 

@@ -30,18 +30,16 @@ from core.web import admin
 from core.web.app import make_app
 from core.web.keys import ENDPOINTS, STORE
 from core.web.middlewares import runner_options
+from support.cli import CHECKOUT, vm_manager
+from support.clock import Clock
+
+
+def uuid_of(lab: Lab, name: str) -> str:
+    """The UUID of the VM named ``name`` in ``lab``'s inventory."""
+    return next(vm.uuid for vm in lab.vms() if vm.name == name)
+
 
 RFB = b"RFB "
-
-
-class Clock:
-    """A clock the token store reads: real time plus what a test adds."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
 
 
 @dataclass
@@ -273,13 +271,11 @@ def _connect(listener: Listener) -> socket.socket | None:
 
 
 # -- the CLI, as processes --
-PROJECT = Path(__file__).resolve().parents[2]
 
 
 def cli(env: dict[str, str], *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    """``vm-manager ARGS`` run to its end."""
-    return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True, text=True,
-                          env={**env, **extra}, stdin=subprocess.DEVNULL, timeout=60, cwd=PROJECT)
+    """``vm-manager ARGS`` run to its end, with ``env`` (and ``extra``) as its environment."""
+    return vm_manager(*args, env=env, **extra)
 
 
 class Serve:
@@ -289,7 +285,7 @@ class Serve:
         self.port = unused_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tui.cli", *args, "--port", str(self.port)], env=env, cwd=PROJECT,
+            [sys.executable, "-m", "tui.cli", *args, "--port", str(self.port)], env=env, cwd=CHECKOUT,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

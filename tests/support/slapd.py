@@ -10,7 +10,7 @@ their own :class:`Entry` objects (parents before children), then start. Everythi
 pid file, log -- lives in the given directory; a system slapd (Debian's postinst may start one on
 port 389) is never used or touched. Needs the Debian packages ``slapd`` and ``ldap-utils``.
 
-TLS: give ``tls=(certificate, key)`` (PEM files, e.g. from tests/tlsca.py) and slapd also listens on
+TLS: give ``tls=(certificate, key)`` (PEM files, e.g. from support/tlsca.py) and slapd also listens on
 ``ldaps_url`` and offers StartTLS on ``url``. ``config`` adds global directives (``allow bind_anon_cred``),
 ``loglevel`` (``stats``) makes slapd log each connection and operation to ``log_path``.
 """

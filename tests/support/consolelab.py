@@ -33,8 +33,9 @@ import libvirt
 from aiohttp import web
 from aiohttp.test_utils import unused_port
 
-REPO = Path(__file__).resolve().parents[2]
-NOVNC = REPO / "noVNC"
+from support.cli import CHECKOUT
+
+NOVNC = CHECKOUT / "noVNC"
 VENDOR = NOVNC / "vendor"
 CHROMIUM = Path(os.environ.get("VMM_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
