@@ -358,9 +358,15 @@ class Host:
         seen = dict(self._events_seen)
         vms = await self._run(self._read_all)
         current, stale = self._fresh(vms, seen)
-        keep = [vm for uuid in stale if (vm := self.inventory.get((self.name, uuid))) is not None]
+        # Domains an event touched while the list was being read but that it does not show (one
+        # defined just after the list was taken): their own re-read has put them, or will.
+        listed = {vm.uuid for vm in vms}
+        touched = [uuid for uuid, count in self._events_seen.items()
+                   if count != seen.get(uuid, 0) and uuid not in listed]
+        recheck = [*stale, *touched]
+        keep = [vm for uuid in recheck if (vm := self.inventory.get((self.name, uuid))) is not None]
         self.inventory.replace_host(self.name, current + keep)
-        for uuid in stale:
+        for uuid in recheck:
             self._mark_dirty(uuid)
         self._addresses = self._spawn(self._look_up_ips([vm.uuid for vm in current if vm.state.is_active]))
 

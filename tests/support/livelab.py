@@ -115,8 +115,8 @@ class Outside:
     def conn(self) -> libvirt.virConnect:
         """The connection, opened again when the daemon went away (the reconnect test kills it)."""
         if self._conn is not None:
-            try:
-                alive = self._conn.isAlive()
+            try:  # isAlive() may not know yet that the daemon went: a cheap call finds out
+                alive = bool(self._conn.isAlive()) and self._conn.getLibVersion() > 0
             except libvirt.libvirtError:
                 alive = False
             if not alive:

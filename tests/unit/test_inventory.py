@@ -1,6 +1,7 @@
 """The inventory on libvirt's real test driver: filled once, then kept current by events."""
 
 import asyncio
+import time
 
 import libvirt
 import pytest
@@ -147,3 +148,33 @@ async def test_a_read_overtaken_by_an_event_is_not_applied(settings, lab_file) -
         assert lab.vms()[0].state == VMState.PAUSED
     finally:
         await lab.close()
+
+
+async def test_a_domain_defined_while_the_sync_reads_stays(settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A domain defined after the sync took its list, and put by its own event's re-read before
+    the sync ends, is not dropped by the sync (it was, once in seven libvirtd restarts)."""
+    from core.virt.connection import Host
+
+    outside = libvirt.open("test:///default")  # one process: the same driver state as the Lab's
+    name = "vmm-defined-mid-sync"
+    read_all = Host._read_all
+
+    def late_define(host: Host) -> list:
+        listed = read_all(host)
+        dom = outside.defineXML(f"<domain type='test'><name>{name}</name><memory>65536</memory>"
+                                "<os><type>hvm</type></os></domain>")
+        key = (host.name, dom.UUIDString())
+        deadline = time.monotonic() + 5
+        while host.inventory.get(key) is None and time.monotonic() < deadline:  # the event's re-read
+            time.sleep(0.01)
+        assert host.inventory.get(key) is not None, "the define's event was not read meanwhile"
+        return listed
+
+    monkeypatch.setattr(Host, "_read_all", late_define)
+    lab = await Lab.open(settings, "test:///default")
+    try:
+        assert name in [vm.name for vm in lab.vms()]
+    finally:
+        await lab.close()
+        outside.lookupByName(name).undefine()
+        outside.close()
