@@ -1,6 +1,7 @@
 """Mail about resource requests: to the operators when one is made, to the student when it is answered.
 
 Sent with the standard library's smtplib off the event loop; nothing is sent without SMTP_HOST.
+smtplib and email are imported by the send itself: every start-up imports this module, few send.
 A failed send is logged and never fails the action that caused it (the request is stored either way).
 """
 
@@ -8,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import smtplib
 import ssl
-from email.message import EmailMessage
-from email.utils import make_msgid
 
 from core.records.requests import Request, Status
 from core.settings import Settings
@@ -28,6 +26,10 @@ def send(settings: Settings, to: list[str], subject: str, body: str) -> bool:
     """Blocking. True when the server took the message; False when SMTP is not set up or it failed."""
     if not settings.smtp.host or not to:
         return False
+    import smtplib
+    from email.message import EmailMessage
+    from email.utils import make_msgid
+
     message = EmailMessage()
     message["From"] = settings.smtp.sender or f"vm-manager@{settings.smtp.host}"
     message["To"] = ", ".join(to)

@@ -40,3 +40,22 @@ def test_cli_commands_do_not_load_textual() -> None:
     code = "import sys, tui.cli; print('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_starting_up_loads_neither_making_vms_nor_mail() -> None:
+    """The CLI and the TUI import the lab at start-up; making VMs and sending mail load when used."""
+    code = ("import sys, tui.cli, core.lab, core.provision, core.records\n"
+            "from core.provision import Template, AUTO\n"
+            "print(sorted(m for m in ('core.provision.execution', 'core.provision.doctor', 'smtplib')"
+            " if m in sys.modules))\n"
+            "from core.provision import execute\n"
+            "print('core.provision.execution' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_provisionings_lazy_face_offers_every_name_it_lists() -> None:
+    import core.provision as face
+    assert sorted(face.__all__) == sorted(face._HOMES)
+    assert all(getattr(face, name) is not None for name in face.__all__)
+    assert face.plan.__module__ == "core.provision.planning"

@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from core.lifecycle import ActionResult
-from core.provision import Outcome
 from core.settings import Settings, positive_number
+
+if TYPE_CHECKING:
+    from core.provision import Outcome
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
