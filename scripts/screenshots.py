@@ -120,7 +120,7 @@ async def shoot_portal(settings: Settings, uri: str) -> list[Path]:
     port = unused_port()
     lab = await Lab.open(settings, uri)
     runner = web.AppRunner(make_app(settings, lab, secret_key=secrets.token_urlsafe(48), port=port),
-                           **runner_options())  # type: ignore[arg-type]
+                           **runner_options(settings))  # type: ignore[arg-type]
     await runner.setup()
     shots = []
     try:

@@ -2,7 +2,10 @@
 documents them), the student portal (:mod:`core.web.portal`, likewise), the middlewares, the
 background watchers of open consoles, and the static files:
 
-- ``GET /novnc/...``: ``noVNC/vendor/``; ``GET /static/...``: ``noVNC/`` except ``vendor``.
+- ``GET /static/<name>``: the console page's script and style and the portal's style, from
+  ``noVNC/`` (:data:`OUR_FILES`); ``GET /novnc/...``: the JavaScript modules of noVNC as installed
+  in ``noVNC/vendor/`` (:data:`NOVNC_MODULES`). Nothing else there is served: not noVNC's own
+  pages, app or licence file, nor our README.
 
 :func:`serve` runs it, and the admin API (:mod:`core.web.admin`) on its Unix socket.
 """
@@ -21,6 +24,7 @@ from core.errors import ConfigError
 from core.lab import Lab
 from core.links import DEFAULT_HOST, DEFAULT_PORT, TokenStore, base_url, origin_of, server_answers
 from core.settings import PROJECT_DIR, Settings
+from core.text import CONTROL
 from core.web import admin, pages, portal
 from core.web.console import routes, watch
 from core.web.console.endpoints import Endpoints
@@ -35,6 +39,11 @@ from core.web.middlewares import (
 )
 
 NOVNC_DIR = PROJECT_DIR / "noVNC"
+OUR_FILES = frozenset({"console.js", "console.css", "portal.css"})
+"""What ``/static/`` serves from ``noVNC/``: what the console page and the portal's pages load."""
+NOVNC_MODULES = ("core", "vendor")
+"""The folders of ``noVNC/vendor/`` whose ``.js`` files ``/novnc/`` serves: noVNC's modules and the
+zlib (pako) they import, what the console page loads, whichever of them a noVNC version has."""
 
 
 def make_app(settings: Settings, lab: Lab, *, secret_key: str, host: str = DEFAULT_HOST,
@@ -69,17 +78,27 @@ def make_app(settings: Settings, lab: Lab, *, secret_key: str, host: str = DEFAU
     app.router.add_get(f"/console/{{uuid:{UUID}}}", routes.console_page)
     app.router.add_get(f"/console/{{uuid:{UUID}}}/ws", routes.console_socket, allow_head=False)
     app.router.add_post(f"/console/{{uuid:{UUID}}}/status", routes.console_status)
-    app.router.add_get("/novnc/{path:.+}", _files(lambda: config.novnc_dir / "vendor"))
-    app.router.add_get("/static/{path:.+}", _files(lambda: config.novnc_dir, hidden={"vendor"}))
+    app.router.add_get("/novnc/{path:.+}", _files(lambda: config.novnc_dir / "vendor", _novnc_module))
+    app.router.add_get("/static/{path:.+}", _files(lambda: config.novnc_dir, _our_file))
     portal.setup(app, settings, lab, app[STORE], secret_key=secret_key, clock=clock)
     return app
 
 
-def _files(root: Callable[[], Path], hidden: frozenset[str] | set[str] = frozenset()) -> Handler:
-    """Files under ``root()``: no dot files, nothing outside it, nothing under ``hidden`` folders."""
+def _novnc_module(parts: tuple[str, ...]) -> bool:
+    return len(parts) > 1 and parts[0] in NOVNC_MODULES and parts[-1].endswith(".js")
+
+
+def _our_file(parts: tuple[str, ...]) -> bool:
+    return len(parts) == 1 and parts[0] in OUR_FILES
+
+
+def _files(root: Callable[[], Path], served: Callable[[tuple[str, ...]], bool]) -> Handler:
+    """Files under ``root()`` whose path parts ``served`` allows: no dot files, no control
+    characters (a NUL would reach the file system), nothing outside it."""
     async def handler(request: web.Request) -> web.StreamResponse:
         parts = PurePosixPath(request.match_info["path"]).parts
-        if not parts or parts[0] in hidden or any(p.startswith(".") or "\\" in p for p in parts):
+        if not parts or not served(parts) or any(p.startswith(".") or "\\" in p or CONTROL.search(p)
+                                                 for p in parts):
             return pages.not_found(request)
         base = root().resolve()
         path = base.joinpath(*parts).resolve()
@@ -96,7 +115,7 @@ async def serve(settings: Settings, lab: Lab, *, secret_key: str, host: str, por
     if await server_answers(settings):
         raise ConfigError(f"a server already runs (its admin API answers on {settings.admin_socket})")
     app = make_app(settings, lab, secret_key=secret_key, host=host, port=port)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0, **runner_options())  # type: ignore[arg-type]
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0, **runner_options(settings))  # type: ignore[arg-type]
     await runner.setup()
     admin_runner: web.AppRunner | None = None
     try:

@@ -1,18 +1,20 @@
 """What every request of the server passes through: the trusted proxies' word on who asks
 (:func:`forwarded_for`), our own 404 and 405 pages, the security headers of every response, and
-the access log, share-link tokens masked (``/c/<redacted>``; logger ``core.web.access``).
+the access log, share-link tokens masked (``/c/<redacted>``; logger ``core.web.access``), and the
+options of the server's connections (:func:`runner_options`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import re
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from core.errors import ConfigError
+from core.log import redact
+from core.settings import Settings
 from core.text import N_
 from core.web import pages
 from core.web.keys import CLIENT, CONFIG, FORMS, Handler
@@ -95,14 +97,9 @@ class AccessLogger(AbstractAccessLogger):
                          response.status, response.body_length, time)
 
 
-_LINK_PATH = re.compile(r"/c/[^/]*")
-_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{40,}")
-
-
-def redact(path: str) -> str:
-    return _TOKEN_LIKE.sub("<redacted>", _LINK_PATH.sub("/c/<redacted>", path))
-
-
-def runner_options() -> dict[str, object]:
-    """AppRunner / TestServer arguments: our access log."""
-    return {"access_log_class": AccessLogger, "access_log": ACCESS_LOG}
+def runner_options(settings: Settings) -> dict[str, object]:
+    """AppRunner / TestServer arguments: our access log, and how long a connection may go without
+    a whole request (aiohttp's keep-alive timer, which also runs from the moment a connection
+    opens until its first request's headers are in: half-open connections are closed)."""
+    return {"access_log_class": AccessLogger, "access_log": ACCESS_LOG,
+            "keepalive_timeout": settings.web.idle_timeout}

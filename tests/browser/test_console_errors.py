@@ -78,7 +78,7 @@ async def tcp_console_server(settings: Settings) -> AsyncIterator[tuple[str, web
     port = unused_port()
     app = make_app(settings, lab, secret_key=secrets.token_hex(32), port=port, transport="tcp",
                    expiry_interval=0.5)
-    runner = web.AppRunner(app, handle_signals=False, **runner_options())  # type: ignore[arg-type]
+    runner = web.AppRunner(app, handle_signals=False, **runner_options(settings))  # type: ignore[arg-type]
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -210,7 +210,7 @@ class ConsoleServer:
         port = unused_port()
         self.app = make_app(self.settings, self.lab, secret_key=secrets.token_urlsafe(48), host="127.0.0.1",
                             port=port, expiry_interval=expiry_interval)
-        self._runner = web.AppRunner(self.app, handle_signals=False, **runner_options())  # type: ignore[arg-type]
+        self._runner = web.AppRunner(self.app, handle_signals=False, **runner_options(self.settings))  # type: ignore[arg-type]
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", port).start()
         self.url = f"http://127.0.0.1:{port}"

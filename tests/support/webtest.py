@@ -111,7 +111,7 @@ async def start_console(settings: Settings, lab: Lab, **options: Any) -> Console
     clock = Clock()
     app = make_app(settings, lab, secret_key="k" * 40, port=port, clock=clock, **options)
     server = TestServer(app, host="127.0.0.1", port=port)
-    await server.start_server(**runner_options())
+    await server.start_server(**runner_options(settings))
     admin_runner = await admin.start(app, settings.admin_socket)
     return Console(settings, app, server, admin_runner, clock)
 

@@ -65,6 +65,15 @@ async def test_lab(web_settings: Settings, tmp_path: Path) -> AsyncIterator[Lab]
 
 
 @pytest.fixture
+def uri(tmp_path: Path) -> str:
+    """A test-driver lab for ``vm-manager`` processes: web-a running (alice's), web-b shut off (bob's)."""
+    return testdriver.write(tmp_path / "lab.xml", [
+        testdriver.Spec("web-a", VMState.RUNNING, meta=LabMeta("alice", "net101")),
+        testdriver.Spec("web-b", VMState.SHUTOFF, meta=LabMeta("bob", "net101")),
+    ])
+
+
+@pytest.fixture
 async def live_lab(outside: Outside, web_settings: Settings) -> AsyncIterator[Lab]:
     lab = await Lab.open(web_settings, URI)
     yield lab

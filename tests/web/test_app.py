@@ -5,6 +5,7 @@ The test driver has no QEMU, so no VNC: what needs a real console is in test_liv
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -42,11 +43,15 @@ SECURITY_HEADERS = {"Referrer-Policy": "no-referrer", "X-Content-Type-Options": 
 def novnc(tmp_path: Path) -> Path:
     """A stand-in for noVNC/: our page and script, and a vendor folder."""
     root = tmp_path / "noVNC"
-    (root / "vendor" / "core").mkdir(parents=True)
-    (root / "console.html").write_text("<!doctype html><title>console</title>")
-    (root / "console.js").write_text("// console")
-    (root / ".hidden").write_text("no")
-    (root / "vendor" / "core" / "rfb.js").write_text("// rfb")
+    files = {"console.html": "<!doctype html><title>console</title>", "console.js": "// console",
+             "README.md": "# ours", ".hidden": "no", "vendor/core/rfb.js": "// rfb",
+             "vendor/vendor/pako/lib/zlib/inflate.js": "// pako", "vendor/vendor/pako/README.md": "# pako",
+             "vendor/vnc.html": "<!doctype html>", "vendor/vnc_lite.html": "<!doctype html>",
+             "vendor/COPYRIGHT": "MPL-2.0", "vendor/app/ui.js": "// noVNC's own app",
+             "vendor/core/.hidden.js": "no"}
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
     (tmp_path / "secret.txt").write_text("outside")
     return root
 
@@ -168,10 +173,12 @@ async def test_console_page_not_installed(console: StartConsole, test_lab: Lab, 
         assert response.status == 404
 
 
-async def test_static_files(console: StartConsole, test_lab: Lab, novnc: Path) -> None:
+async def test_static_files(console: StartConsole, test_lab: Lab, novnc: Path,
+                            caplog: pytest.LogCaptureFixture) -> None:
     server = await console(test_lab, novnc_dir=novnc)
     browser = server.browser()
-    served = {"/static/console.js": "// console", "/novnc/core/rfb.js": "// rfb"}
+    served = {"/static/console.js": "// console", "/novnc/core/rfb.js": "// rfb",
+              "/novnc/vendor/pako/lib/zlib/inflate.js": "// pako"}
     for path, body in served.items():
         async with browser.get(server.base + path) as response:
             assert response.status == 200
@@ -179,10 +186,16 @@ async def test_static_files(console: StartConsole, test_lab: Lab, novnc: Path) -
             assert "javascript" in response.content_type
             assert_secure_headers(response)
     for path in ("/static/vendor/core/rfb.js", "/static/.hidden", "/static/%2e%2e/secret.txt",
-                 "/novnc/%2e%2e/console.html", "/novnc/..%2f..%2fsecret.txt", "/static/", "/c/"):
+                 "/novnc/%2e%2e/console.html", "/novnc/..%2f..%2fsecret.txt", "/static/", "/c/",
+                 # only what the console page loads: not our README, nor noVNC's pages, app or licence
+                 "/static/README.md", "/static/console.html", "/novnc/vnc.html", "/novnc/vnc_lite.html",
+                 "/novnc/COPYRIGHT", "/novnc/app/ui.js", "/novnc/vendor/pako/README.md",
+                 "/novnc/core/.hidden.js", "/novnc/core/%2e%2e/app/ui.js",
+                 "/static/console.js%00.html", "/novnc/core/rfb%00.js"):  # a NUL: 404, no traceback
         async with browser.get(server.base + path, allow_redirects=False) as response:
             assert response.status == 404, path
             assert_secure_headers(response)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     async with browser.get(server.base + "/", allow_redirects=False) as response:  # the portal: sign in first
         assert (response.status, response.headers["Location"]) == (303, "/login")
 
@@ -332,13 +345,11 @@ async def echo_vnc() -> AsyncIterator[str]:
     await server.close()
 
 
-async def test_relay_and_vm_stop_without_qemu(console: StartConsole, test_lab: Lab, echo_vnc: str,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """The relay against a stand-in endpoint that never closes by itself: the VM stopping in the
-    inventory must close its viewers (4002) and stop its endpoint, and leave other VMs' alone."""
-    server = await console(test_lab)
+def relay_to(server: Console, url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[FakeEndpoint, list[str]]:
+    """Every console of ``server`` relayed to the stand-in endpoint at ``url``; returns it and the
+    list of the VMs whose endpoint the server stopped."""
     endpoints = server.app[ENDPOINTS]
-    fake = FakeEndpoint(echo_vnc)
+    fake = FakeEndpoint(url)
     stopped: list[str] = []
 
     async def acquire(vm: object) -> FakeEndpoint:
@@ -353,6 +364,15 @@ async def test_relay_and_vm_stop_without_qemu(console: StartConsole, test_lab: L
     monkeypatch.setattr(endpoints, "acquire", acquire)
     monkeypatch.setattr(endpoints, "release", release)
     monkeypatch.setattr(endpoints, "stop_vm", stop_vm)
+    return fake, stopped
+
+
+async def test_relay_and_vm_stop_without_qemu(console: StartConsole, test_lab: Lab, echo_vnc: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The relay against a stand-in endpoint that never closes by itself: the VM stopping in the
+    inventory must close its viewers (4002) and stop its endpoint, and leave other VMs' alone."""
+    server = await console(test_lab)
+    fake, stopped = relay_to(server, echo_vnc, monkeypatch)
     a, b = uuid_of(test_lab, "web-a"), uuid_of(test_lab, "web-b")
     sockets = {}
     for uuid in (a, b):
@@ -372,6 +392,30 @@ async def test_relay_and_vm_stop_without_qemu(console: StartConsole, test_lab: L
     assert not sockets[b].closed
     await sockets[b].close()
     await eventually(lambda: fake.released == 2, what="both viewers to release the endpoint")
+    await fake.session.close()
+
+
+async def test_an_open_console_outlives_the_idle_timeout(console: StartConsole, test_lab: Lab,
+                                                        web_settings: Settings, echo_vnc: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """VMM_HTTP_IDLE_TIMEOUT closes connections without a whole request, not a console's
+    websocket: one opened before a half-open connection still relays after that one is closed."""
+    settings = dataclasses.replace(web_settings, web=dataclasses.replace(web_settings.web, idle_timeout=0.5))
+    server = await console(test_lab, settings)
+    fake, _ = relay_to(server, echo_vnc, monkeypatch)
+    uuid = uuid_of(test_lab, "web-a")
+    _, token = server.link(uuid)
+    browser = server.browser()
+    assert await server.open_link(browser, token) == 303
+    ws = await server.websocket(browser, uuid)
+    assert await greeting(ws) == b"RFB 003.008\n"
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.server.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
+    assert await asyncio.wait_for(reader.read(), 30) == b""  # closed by the server, unanswered
+    writer.close()
+    await ws.send_bytes(b"still here")
+    assert await greeting(ws) == b"still here"
+    await ws.close()
     await fake.session.close()
 
 

@@ -19,21 +19,10 @@ from support.webtest import StartServe, websockify_pids
 from support.webtest import cli as run
 
 from core.lab import DEMO_URI
-from core.metadata import LabMeta
-from core.model import VMState
-from core.testing import testdriver
 
 KEY = "3b9d0c6e1f2a4b8c7d5e9f0a1b2c3d4e5f60718293a4b5c6"  # openssl rand -hex 24 once
 LINE = re.compile(r"^(http://127\.0\.0\.1:\d+/c/([A-Za-z0-9_-]{43}))  "
                   r"expires (\S+)  id ([0-9a-f]{8})  vm (\S+)$")
-
-
-@pytest.fixture
-def uri(tmp_path: Path) -> str:
-    return testdriver.write(tmp_path / "lab.xml", [
-        testdriver.Spec("web-a", VMState.RUNNING, meta=LabMeta("alice", "net101")),
-        testdriver.Spec("web-b", VMState.SHUTOFF, meta=LabMeta("bob", "net101")),
-    ])
 
 
 @pytest.mark.parametrize(("key", "problem"), [(None, "SECRET_KEY is unset"),
