@@ -25,11 +25,15 @@ _SECRET = re.compile(r"(?i)((?:password|passwd|secret|token|key)[\"']?[ \t]*[=:]
 of a line does not take the next line's first word)."""
 _SHARE_LINK = re.compile(r"/c/[^/\s\"']*")
 """A share link's path, whatever follows ``/c/`` (a token cut short in an error message too)."""
-_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{40,}")
-"""A share token, a session or console cookie (43 URL-safe characters), a generated SECRET_KEY (64)."""
+_TOKEN_LIKE = re.compile(r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*[A-Z_])[A-Za-z0-9_-]{40,}")
+"""A share token, a session or console cookie (43 URL-safe characters), a generated SECRET_KEY (64):
+40 or more of those characters, an upper-case letter or ``_`` among them (a random token lacks
+both once in 10^10), so that VM names (up to 63 characters) and Python's names, written in lower
+case, stay readable."""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-"""C0 and C1 control characters, DEL, and the Unicode line and paragraph separators."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+"""C0 and C1 control characters, DEL, the Unicode line and paragraph separators, and lone
+surrogates (a file name's undecodable bytes), which the UTF-8 file could not hold."""
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 CONTINUATION = "| "
 """What begins every line of a record after its first (its traceback): no record starts so."""

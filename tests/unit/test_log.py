@@ -56,13 +56,13 @@ def test_a_record_is_one_line_whatever_its_message_holds(log_file: Path) -> None
     """Control characters from outside, in the arguments or in text a library put together,
     whatever logger: written out, so that no line is forged and no terminal is driven."""
     logging.getLogger("core.web.access").info('%s "GET %s" 404', "127.0.0.1", "/nothing\n" + FORGED)
-    hostile = "/esc\x1b[2J/bel\x07/nul\x00/cr\r/csi\x9b/ls\u2028/del\x7f"
+    hostile = "/esc\x1b[2J/bel\x07/nul\x00/cr\r/csi\x9b/ls\u2028/del\x7f/undecodable\udcff"
     logging.getLogger("aiohttp.server").warning(f"path {hostile}")  # put together before it is logged
     text = written(log_file)
     lines = text.splitlines()
     assert len(lines) == 2, lines
     assert lines[0].endswith('"GET /nothing\\n' + FORGED + '" 404')
-    assert lines[1].endswith("path /esc\\x1b[2J/bel\\x07/nul\\x00/cr\\r/csi\\x9b/ls\\u2028/del\\x7f")
+    assert lines[1].endswith(r"/esc\x1b[2J/bel\x07/nul\x00/cr\r/csi\x9b/ls\u2028/del\x7f/undecodable\udcff")
     assert not any(c in text for c in "\x1b\x07\x00\r\x9b\u2028\x7f")
 
 
@@ -97,6 +97,12 @@ def test_tokens_are_masked_in_messages_and_tracebacks(log_file: Path) -> None:
     assert "opened /c/<redacted>" in text
     assert CONTINUATION + "    b'GET /c/<redacted> HTTP/1.1'" in text
     assert "vmm_console=<redacted>" in text
+
+
+def test_long_names_in_lower_case_stay_readable(log_file: Path) -> None:
+    name = "networking-fundamentals-2026-alice-martin-group-b"  # a VM name may be 63 characters long
+    logging.getLogger("core.lifecycle").info("halt done on %s", name)
+    assert f"halt done on {name}" in written(log_file)
 
 
 def test_log_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
