@@ -7,9 +7,10 @@ random; ``vm-manager serve --generate-secret`` writes one into ``<config dir>/se
 "Look random" is judged by zxcvbn, Dropbox's password-strength estimator: the guesses an attacker
 needs who tries words, names, keyboard runs, sequences, repeated blocks, dates and l33t first.
 Against its model, where a random character costs 10 guesses, a key must need at least
-10^(0.8 x its length) guesses: random keys need about 10^(length) (hex, the least varied, at least
-10^(0.86 x length) in 30,000 tries), and words, runs and repeats far fewer (six common words:
-10^(0.5 x length)). Separators do not help a passphrase: its letters and digits alone are judged too.
+10^(0.8 x its length) guesses: random keys need about 10^(length) (hex, the least varied, never
+fewer than 10^(0.84 x length) in 30,000 random 32-digit keys), and words, runs and repeats far
+fewer (a passphrase of common words about 10^(0.5 x length)). Separators do not help a
+passphrase: its letters and digits alone are judged too.
 """
 
 from __future__ import annotations
