@@ -310,7 +310,7 @@ def test_a_block_repeated_is_refused(block: str, times: int) -> None:
 def test_a_passphrase_of_common_words_is_refused(words: list[str], separator: str) -> None:
     key = separator.join(words)
     if len(key) >= 32:
-        assert key_problem(key).startswith("SECRET_KEY is plainly not random"), key
+        assert key_problem(key) != "", key  # refused (a few by the older rules: "known" five times)
 
 
 def test_a_weak_key_in_the_key_file_is_refused(tmp_path: Path) -> None:
