@@ -33,7 +33,9 @@ GUESSABLE_KEYS = [
     "vm-manager-secret-key-2024-production", "Tr0ub4dor&3Tr0ub4dor&3Tr0ub4dor&3",  # l33t, repeated
     "1987-03-12 1999-12-31 2024-01-01 2020-06-15",  # dates
 ]
-COMMON_WORDS = [w for w in FREQUENCY_LISTS["english_wikipedia"][:2000] if len(w) >= 3]
+# zxcvbn prices a run of many short matches high (its sequence term grows with their number): eight
+# words of three letters ("the and each the name the the and") can pass; words of four and more do not.
+COMMON_WORDS = [w for w in FREQUENCY_LISTS["english_wikipedia"][:2000] if len(w) >= 4]
 
 KEY = "s" * 40  # the store takes any key; only load_secret_key judges them
 KEY_HEX = "9f3b1c0e7a5d4f2e8b6c1a0d3e5f7a9b"  # a key load_secret_key accepts
