@@ -85,6 +85,10 @@ class ConsoleSettings:
     """How long a console share link lasts unless told otherwise (30m, 4h, 2d)."""
     ports: str = _setting("VMM_CONSOLE_PORTS", "6900-6999")
     """Loopback ports for console endpoints where a Unix socket cannot serve."""
+    viewers_per_link: int = _setting("VMM_VIEWERS_PER_LINK", 4)
+    """Consoles one link (a share link, or a portal sign-in's) may have open at once."""
+    viewers_per_vm: int = _setting("VMM_VIEWERS_PER_VM", 16)
+    """Browser consoles one VM may have open at once, through all its links (QEMU's VNC takes 32)."""
 
 
 @dataclass(frozen=True)

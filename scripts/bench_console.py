@@ -22,7 +22,11 @@ API, and measures (``--only`` picks some):
   CPU each path's processes spent per MiB, and ``ratio``: server/direct, round by round. One
   viewer shows what a student gets (QEMU's 30 ms refresh bounds it); 8 ask for more than a proxy
   path carries on this machine, so the paths' own costs decide. ``console_throughput_ratio`` is
-  the figure at the most viewers.
+  the figure at the most viewers;
+- ``console_over_limit_*``: with the default limits (a server of its own), one link holding
+  ``VMM_VIEWERS_PER_LINK`` viewers: how long the one over it waits for its refusal (the upgrade
+  request to the 429, median), how long another link's viewer takes to get the VM's RFB greeting
+  beside it, and how many such viewers the VM still takes (up to ``VMM_VIEWERS_PER_VM``).
 
 The synthetic viewer is an RFB 3.8 client of its own over a websocket (share link -> cookie ->
 ``/console/<uuid>/ws``), no browser. Medians and ratios come from runs side by side in this one
@@ -316,17 +320,63 @@ async def open_vnc(port: int) -> RfbViewer:
     return viewer
 
 
+# -- viewer limits ----------------------------------------------------------------------------------
+async def over_limit(work: Path, uuid: str, rounds: int) -> None:
+    """The default limits at work: one link full, the one over it refused, others still served."""
+    from core.settings import ConsoleSettings
+
+    limits = ConsoleSettings()
+    server = Server(work, limits.viewers_per_link, limits.viewers_per_vm)
+    await server.start()
+    held: list[RfbViewer] = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            link = (await server.links([uuid]))[uuid]
+            for _ in range(limits.viewers_per_link):
+                held.append(await open_through_server(session, server.base, link))
+            refusals = []
+            for _ in range(rounds):
+                started = time.perf_counter()
+                try:
+                    held.append(await open_through_server(session, server.base, link))
+                except aiohttp.WSServerHandshakeError as exc:
+                    refusals.append(time.perf_counter() - started)
+                    if exc.status != 429:
+                        raise
+                else:
+                    raise RuntimeError("the viewer over VMM_VIEWERS_PER_LINK was let in")
+            figure("console_over_limit_refused", statistics.median(refusals) * 1000, "ms")
+            others = []
+            while len(held) < limits.viewers_per_vm:
+                other = (await server.links([uuid]))[uuid]
+                started = time.perf_counter()
+                held.append(await open_through_server(session, server.base, other))  # up to the RFB init
+                others.append(time.perf_counter() - started)
+            figure("console_over_limit_other_link_opened", statistics.median(others) * 1000, "ms")
+            figure("console_over_limit_vm_viewers", str(len(held)))
+            try:
+                await open_through_server(session, server.base, (await server.links([uuid]))[uuid])
+            except aiohttp.WSServerHandshakeError as exc:
+                figure("console_over_limit_vm_full", str(exc.status))
+            for viewer in held:
+                await viewer.close()
+    finally:
+        server.stop()
+
+
 # -- the server ------------------------------------------------------------------------------------
 class Server:
     """``vm-manager serve`` in a process of its own, with a private data dir."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, viewers_per_link: int = 31, viewers_per_vm: int = 31) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.settings = Settings(data_dir=work / "data", config_dir=work / "config", runtime_dir=work / "run")
         self.env = {**os.environ, "VMM_DATA_DIR": str(work / "data"), "VMM_CONFIG_DIR": str(work / "config"),
                     "VMM_RUNTIME_DIR": str(work / "run"), "SECRET_KEY": secrets.token_urlsafe(48),
-                    "LIBVIRT_DEFAULT_URI": SYSTEM_URI, "VMM_LOG_FILE": str(work / "server.log")}
+                    "LIBVIRT_DEFAULT_URI": SYSTEM_URI, "VMM_LOG_FILE": str(work / "server.log"),
+                    # many synthetic viewers share one link per VM here: up to QEMU's own limit
+                    "VMM_VIEWERS_PER_LINK": str(viewers_per_link), "VMM_VIEWERS_PER_VM": str(viewers_per_vm)}
         self.env.pop("PUBLIC_URL", None)
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr = work / "server.stderr"
@@ -637,7 +687,7 @@ def missing_tools() -> list[str]:
                                   (str(CHROMIUM), CHROMIUM.exists())) if not ok]
 
 
-PARTS = ("first-frame", "memory", "throughput")
+PARTS = ("first-frame", "memory", "throughput", "limits")
 
 
 async def main() -> int:
@@ -672,7 +722,8 @@ async def main() -> int:
     os.chmod(shared, 0o755)
     server = Server(work)
     try:
-        doms = start_vms(conn, args.vms if parts & {"first-frame", "memory"} else 0)
+        wanted = args.vms if parts & {"first-frame", "memory"} else 1 if "limits" in parts else 0
+        doms = start_vms(conn, wanted)
         await server.start()
         await asyncio.sleep(3)  # SeaBIOS has drawn its screen
         if "first-frame" in parts:
@@ -687,6 +738,10 @@ async def main() -> int:
             await asyncio.sleep(2)  # booted, in its loop
             link = (await server.links([busy.UUIDString()]))[busy.UUIDString()]
             await throughput(server, link, vnc_port(busy), args.seconds, args.rounds, levels)
+        if "limits" in parts:
+            log("viewer limits")
+            (work / "limits").mkdir()
+            await over_limit(work / "limits", doms[0].UUIDString(), args.rounds * 3)
     except BaseException:
         for path in (server.stderr, work / "server.log"):
             with contextlib.suppress(OSError):

@@ -3,6 +3,14 @@
 Links, console sessions and sign-in sessions keep only ``keyed_hash(SECRET_KEY, purpose, secret)``
 of what a browser holds, so a copy of the database opens nothing. A key must be long and look
 random; ``vm-manager serve --generate-secret`` writes one into ``<config dir>/secret_key`` (0600).
+
+"Look random" is judged by zxcvbn, Dropbox's password-strength estimator: the guesses an attacker
+needs who tries words, names, keyboard runs, sequences, repeated blocks, dates and l33t first.
+Against its model, where a random character costs 10 guesses, a key must need at least
+10^(0.8 x its length) guesses: random keys need about 10^(length) (hex, the least varied, never
+fewer than 10^(0.84 x length) in 30,000 random 32-digit keys), and words, runs and repeats far
+fewer (a passphrase of common words about 10^(0.5 x length)). Separators do not help a
+passphrase: its letters and digits alone are judged too.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -22,7 +31,14 @@ OLD_DEFAULT_KEY = "dev-secret-change-me"  # what the older web version shipped: 
 MIN_KEY_LENGTH = 32
 MIN_KEY_SYMBOLS = 8  # different characters a key must hold
 MAX_KEY_REPEAT = 2  # no one character may be half the key or more
+MIN_GUESS_DIGITS_PER_CHARACTER = 0.8  # log10(zxcvbn's guesses) / length, at least
+MIN_PLAIN_LENGTH = 16  # letters and digits judged alone from this many (fewer: too few to judge)
+ESTIMATED_PREFIX = 64  # zxcvbn's work grows with the square of the length: 64 random characters suffice
 KEY_FILE = "secret_key"
+_SEPARATORS = re.compile(r"[\W_]+")
+# What zxcvbn found in a key, for the message (never the matched text: it is part of the key).
+_PATTERNS = {"dictionary": "words", "spatial": "keyboard runs", "repeat": "repeated blocks",
+             "sequence": "runs like abcd or 1234", "date": "dates", "regex": "years"}
 
 
 def keyed_hash(key: bytes, purpose: str, secret: str) -> bytes:
@@ -52,6 +68,26 @@ def _not_random(key: str) -> str:
     top = max(key.count(c) for c in set(key))
     if top * MAX_KEY_REPEAT >= len(key):
         return f"SECRET_KEY is mostly one character repeated ({top} of its {len(key)})"
+    return _guessable(key)
+
+
+def _guessable(key: str) -> str:
+    """zxcvbn's verdict (see the module's docstring) on the key's first characters, and on its
+    letters and digits alone (a passphrase's separators are no secret)."""
+    from zxcvbn import zxcvbn  # 20-50 ms to import: only when a key is judged
+
+    plain = _SEPARATORS.sub("", key)
+    for text in (key, plain) if plain != key and len(plain) >= MIN_PLAIN_LENGTH else (key,):
+        sample = text[:ESTIMATED_PREFIX]
+        estimate = zxcvbn(sample, max_length=ESTIMATED_PREFIX)
+        needed = MIN_GUESS_DIGITS_PER_CHARACTER * len(sample)
+        if estimate["guesses_log10"] < needed:
+            found = {match["pattern"] for match in estimate["sequence"]}
+            kinds = [name for pattern, name in _PATTERNS.items() if pattern in found] or ["patterns"]
+            made_of = " and ".join([", ".join(kinds[:-1]), kinds[-1]] if len(kinds) > 1 else kinds)
+            return (f"SECRET_KEY is plainly not random: it is made of {made_of} (zxcvbn guesses it in "
+                    f"about 10^{estimate['guesses_log10']:.0f} tries, where a random key takes "
+                    f"10^{needed:.0f} or more)")
     return ""
 
 

@@ -28,7 +28,7 @@ from core.text import CONTROL
 from core.web import admin, pages, portal
 from core.web.console import routes, watch
 from core.web.console.endpoints import Endpoints
-from core.web.console.proxy import Viewers
+from core.web.console.proxy import ViewerLimits, Viewers
 from core.web.keys import CONFIG, ENDPOINTS, LAB, STORE, UUID, VIEWERS, Handler, WebConfig
 from core.web.middlewares import (
     forwarded_for,
@@ -56,7 +56,8 @@ def make_app(settings: Settings, lab: Lab, *, secret_key: str, host: str = DEFAU
     app = web.Application(middlewares=[forwarded_for, own_error_pages])
     app[CONFIG] = config
     app[LAB] = lab
-    app[VIEWERS] = Viewers()
+    consoles = settings.consoles
+    app[VIEWERS] = Viewers(ViewerLimits(consoles.viewers_per_link, consoles.viewers_per_vm))
     app[ENDPOINTS] = Endpoints(settings, lab, transport=transport)
     app[STORE] = TokenStore(settings.database_path, secret_key, clock)
 

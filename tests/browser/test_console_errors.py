@@ -4,7 +4,7 @@
 A refused websocket upgrade tells the browser nothing, so the page asks the server
 (``POST /console/<uuid>/status``) and shows its answer: it stops for good where trying again is
 useless (a VM without a VNC display), and keeps trying where the cause may pass (no console port
-free, the VM off) -- and connects once it has.
+free, the VM off, its link or VM with as many viewers as allowed) -- and connects once it has.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import libvirt
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import unused_port
-from support.consolelab import ConsoleServer, until, wait_state
+from support import leftovers
+from support.consolelab import ConsoleServer, open_console, until, wait_state
 from support.livelab import URI, Outside, domain_xml
 
 from core.lab import Lab
@@ -158,3 +159,44 @@ async def test_a_vm_that_is_off_is_waited_for(outside: Outside, server: ConsoleS
     await asyncio.to_thread(dom.create)
     await wait_state(page, "connected", within_ms=30_000)
     assert errors == []
+
+
+async def test_a_link_or_vm_with_every_viewer_allowed_says_so_then_connects_when_one_closes(
+        outside: Outside, novnc: Path, browser: Any, tmp_path: Path) -> None:
+    """VMM_VIEWERS_PER_LINK 1, VMM_VIEWERS_PER_VM 2: a second window of a link is told so, and so
+    is a third link's window on the VM; each connects by itself once a viewer closes."""
+    dom = outside.define("full", start=True)
+    run = leftovers.run_dir()
+    settings = Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config", runtime_dir=run,
+                        consoles=ConsoleSettings(viewers_per_link=1, viewers_per_vm=2))
+    server = ConsoleServer(settings, URI)
+    try:
+        await server.start()
+        url, _ = await server.share(dom)
+        first, first_errors = await open_console(browser, url)
+        second, second_errors, _ = await open_page(browser, url)
+        await until(second, "(document.body.dataset.reason || '').includes('already open')", 15_000,
+                    "the page to tell why")
+        assert await reason(second) == ("This console link is already open in as many windows as allowed "
+                                        "(1): close one of them, and this page connects by itself.")
+        assert "already open in as many windows as allowed (1)" in await second.text_content("#status")
+        assert await second.is_visible("#overlay")
+        assert await second.evaluate("document.body.dataset.state") in ("disconnected", "connecting")
+        await first.context.close()  # the first window goes: the second connects by itself
+        await wait_state(second, "connected", within_ms=30_000)
+
+        other_url, _ = await server.share(dom)
+        other, other_errors = await open_console(browser, other_url)  # the VM's second viewer
+        late, late_errors, _ = await open_page(browser, (await server.share(dom))[0])
+        await until(late, "(document.body.dataset.reason || '').includes('already has')", 15_000,
+                    "the page to tell why")
+        assert await reason(late) == (f"{dom.name()} already has as many consoles open as allowed (2): "
+                                      "this page connects by itself when one of them closes.")
+        assert server.viewers() == 2
+        await other.context.close()
+        await wait_state(late, "connected", within_ms=30_000)
+        assert server.viewers() == 2
+        assert first_errors == second_errors == other_errors == late_errors == []
+    finally:
+        await server.close()
+        shutil.rmtree(run, ignore_errors=True)

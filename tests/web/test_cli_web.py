@@ -29,12 +29,14 @@ LINE = re.compile(r"^(http://127\.0\.0\.1:\d+/c/([A-Za-z0-9_-]{43}))  "
                                               ("dev-secret-change-me", "old default"),
                                               ("too-short-a-key", "shorter than 32"),
                                               (" " * 40, "only blanks"),
-                                              ("k" * 40, "only 1 different character")])
+                                              ("k" * 40, "only 1 different character"),
+                                              ("correcthorsebatterystaplecorrect", "plainly not random")])
 def test_serve_refuses_a_bad_secret_key(env: dict[str, str], uri: str, key: str | None, problem: str) -> None:
     out = run(env, "-c", uri, "serve", "--port", str(unused_port()), **({"SECRET_KEY": key} if key else {}))
     assert out.returncode == 2
     assert problem in out.stderr
     assert "SECRET_KEY" in out.stderr
+    assert "`vm-manager serve --generate-secret`" in out.stderr  # the way out
     assert "Traceback" not in out.stderr
 
 

@@ -17,6 +17,7 @@ import struct
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -47,6 +48,7 @@ from core.settings import Settings
 from core.web.console.bridge import VNCTarget, group_members
 from core.web.console.proxy import CLOSE_REVOKED, CLOSE_VM_STOPPED
 from core.web.console.routes import COOKIE
+from core.web.keys import VIEWERS
 
 pytestmark = pytest.mark.integration
 
@@ -526,6 +528,87 @@ async def test_a_vm_given_to_another_student_closes_the_former_owners_consoles(
     bob, his = await portal_console("bob", "192.0.2.20")
     for ws in (his, operators, shared):
         await ws.close()
+
+
+async def refusal(server: Console, browser: aiohttp.ClientSession, uuid: str) -> tuple[int, str]:
+    """The status and page a websocket upgrade of the console gets when it is refused."""
+    async with browser.get(f"{server.base}/console/{uuid}/ws", headers={
+            "Origin": server.base, "Upgrade": "websocket", "Connection": "Upgrade",
+            "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Protocol": "binary"}) as response:
+        return response.status, await response.text()
+
+
+async def console_status(server: Console, browser: aiohttp.ClientSession, uuid: str) -> dict[str, Any]:
+    """What the console page is told after a refused websocket (``POST /console/<uuid>/status``)."""
+    async with browser.post(f"{server.base}/console/{uuid}/status",
+                            headers={"Origin": server.base}) as response:
+        assert response.status == 200
+        return dict(await response.json())
+
+
+async def test_one_link_cannot_take_every_console_of_a_vm(console: StartConsole, live_lab: Lab,
+                                                          outside: Outside, web_settings: Settings) -> None:
+    """QEMU's VNC serves 32 clients a display: one link's holder once opened 31 and the next viewer
+    was refused. Now a link has at most VMM_VIEWERS_PER_LINK viewers, its sessions together, and a
+    VM at most VMM_VIEWERS_PER_VM through all its links; the viewer over either is refused (429)
+    before anything reaches the VM, its page is told why (not final), and a closed viewer gives its
+    place back."""
+    uuid = await running_vm(live_lab, outside, "web-full")
+    name = outside.domain(uuid).name()
+    settings = dataclasses.replace(web_settings, consoles=dataclasses.replace(
+        web_settings.consoles, viewers_per_link=2, viewers_per_vm=3))
+    server = await console(live_lab, settings)
+    _, token = server.link(uuid)
+    holder, second_browser = server.browser(), server.browser()
+    for browser in (holder, second_browser):
+        assert await server.open_link(browser, token) == 303
+
+    # Six at once on one link: two open, four are refused (a place is taken before any await).
+    opened = await asyncio.gather(*(server.websocket(holder, uuid) for _ in range(6)),
+                                  return_exceptions=True)
+    held = [ws for ws in opened if isinstance(ws, aiohttp.ClientWebSocketResponse)]
+    refused = [exc for exc in opened if isinstance(exc, aiohttp.WSServerHandshakeError)]
+    assert len(held) == 2
+    assert [exc.status for exc in refused] == [429] * 4
+    for ws in held:
+        assert await greeting(ws) == GREETING
+    socket_path = server.running()[uuid].socket_path
+    assert endpoint_connections(socket_path) == 2
+
+    # Another browser on the same link (a session of its own): the link's viewers count together.
+    link_full = ("This console link is already open in as many windows as allowed (2): close one of them, "
+                 "and this page connects by itself.")
+    status, page = await refusal(server, second_browser, uuid)
+    assert (status, link_full in page) == (429, True)
+    assert await console_status(server, second_browser, uuid) == {"final": False, "running": True,
+                                                                  "reason": link_full}
+    assert endpoint_connections(socket_path) == 2  # nothing reached the VM for it
+
+    # Another link takes the VM's third place; a fourth link's viewer is refused by the VM's limit.
+    third = await viewer(server, uuid)
+    assert await greeting(third) == GREETING
+    _, late_token = server.link(uuid)
+    late = server.browser()
+    assert await server.open_link(late, late_token) == 303
+    vm_full = (f"{name} already has as many consoles open as allowed (3): this page connects by itself "
+               "when one of them closes.")
+    status, page = await refusal(server, late, uuid)
+    assert (status, vm_full in page) == (429, True)
+    assert (await console_status(server, late, uuid))["reason"] == vm_full
+    assert endpoint_connections(socket_path) == 3
+    counts = await server.admin("GET", "/viewers")
+    assert counts["by_vm"] == {uuid: 3}
+
+    # A viewer that closes gives its place back: the late link's viewer opens, and sees the VM.
+    await held[0].close()
+    await eventually(lambda: len(server.app[VIEWERS]) == 2, what="the closed viewer to be gone")
+    assert await console_status(server, late, uuid) == {"final": False, "running": True, "reason": ""}
+    late_ws = await server.websocket(late, uuid)
+    assert await greeting(late_ws) == GREETING
+    for ws in (held[1], third, late_ws):
+        await ws.close()
+    await eventually(lambda: not server.running(), what="the endpoint to stop")
 
 
 async def test_shutdown_closes_every_console(console: StartConsole, live_lab: Lab, outside: Outside) -> None:

@@ -7,15 +7,35 @@ import hmac
 import secrets
 import sqlite3
 import stat
+import string
+import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.clock import Clock
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from core.errors import ConfigError, InvalidInput
 from core.links.secret import OLD_DEFAULT_KEY, generate_secret_key, key_file, key_problem, load_secret_key
 from core.links.shares import TOKEN, TokenStore, parse_ttl
 from core.settings import Settings, WebSettings
+
+# Keys made by hand: issue 11's four first (all were accepted), then other shapes of the same.
+GUESSABLE_KEYS = [
+    "abcdefghabcdefghabcdefghabcdefgh", "12345678901234567890123456789012",
+    "passwordpasswordpasswordpassword1234", "correcthorsebatterystaplecorrect",
+    "qwertyuiopasdfghjklzxcvbnmqwertyuiop", "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p",  # keyboard runs
+    "abcdefghijklmnopqrstuvwxyz0123456789",  # runs
+    "correct horse battery staple mountain river", "Correct-Horse-Battery-Staple-Mountain-River-7",
+    "the quick brown fox jumps over the lazy dog", "mysupersecretkeyforthevmmanagerapp",
+    "vm-manager-secret-key-2024-production", "Tr0ub4dor&3Tr0ub4dor&3Tr0ub4dor&3",  # l33t, repeated
+    "1987-03-12 1999-12-31 2024-01-01 2020-06-15",  # dates
+]
+# zxcvbn prices a run of many short matches high (its sequence term grows with their number): eight
+# words of three letters ("the and each the name the the and") can pass; words of four and more do not.
+COMMON_WORDS = [w for w in FREQUENCY_LISTS["english_wikipedia"][:2000] if len(w) >= 4]
 
 KEY = "s" * 40  # the store takes any key; only load_secret_key judges them
 KEY_HEX = "9f3b1c0e7a5d4f2e8b6c1a0d3e5f7a9b"  # a key load_secret_key accepts
@@ -244,6 +264,55 @@ def test_random_keys_pass_the_diversity_rule(tmp_path: Path) -> None:
         key = secrets.token_hex(16)  # 32 hex digits: the shortest key there is
         assert key_problem(key) == "", key
     assert key_problem(secrets.token_urlsafe(48)) == ""  # what --generate-secret writes
+
+
+def _hint(tmp_path: Path) -> str:
+    """What a refused key's message ends with (the way out), as for a key too short."""
+    with pytest.raises(ConfigError) as caught:
+        load_secret_key(_settings(tmp_path, "short-key"))
+    hint = caught.value.message.partition(": ")[2]
+    assert "`vm-manager serve --generate-secret`" in hint
+    return hint
+
+
+@pytest.mark.parametrize("key", GUESSABLE_KEYS)
+def test_keys_made_by_hand_are_refused(tmp_path: Path, key: str) -> None:
+    """Long and varied enough for the older rules, yet guessable: words, runs, repeated blocks."""
+    with pytest.raises(ConfigError) as caught:
+        load_secret_key(_settings(tmp_path, key))
+    message = caught.value.message
+    assert message.startswith("SECRET_KEY is plainly not random: it is made of "), message
+    assert message.endswith(f": {_hint(tmp_path)}")
+    assert key not in message  # nor any part of it: only what kind of pattern it holds
+    assert "10^" in message
+
+
+def test_a_thousand_random_keys_of_each_kind_are_accepted() -> None:
+    """1,000 keys of ``openssl rand -hex 32`` (one run of openssl for all: 32,000 random bytes in hex,
+    cut in 64-digit keys) and 1,000 of ``secrets.token_urlsafe(32)``: none refused."""
+    out = subprocess.run(["openssl", "rand", "-hex", str(32 * 1000)], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    hex_keys = [out[i:i + 64] for i in range(0, len(out), 64)]
+    assert len(hex_keys) == 1000
+    assert all(len(key) == 64 for key in hex_keys)
+    urlsafe_keys = [secrets.token_urlsafe(32) for _ in range(1000)]
+    assert [key for key in hex_keys + urlsafe_keys if key_problem(key)] == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(string.ascii_letters + string.digits + "-_!.", min_size=2, max_size=16), st.integers(2, 6))
+def test_a_block_repeated_is_refused(block: str, times: int) -> None:
+    key = block * max(times, -(-32 // len(block)))  # at least twice, and a key's length
+    assert key_problem(key) != ""
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(COMMON_WORDS), min_size=6, max_size=10),
+       st.sampled_from(["", " ", "-", ".", "_"]))
+def test_a_passphrase_of_common_words_is_refused(words: list[str], separator: str) -> None:
+    key = separator.join(words)
+    if len(key) >= 32:
+        assert key_problem(key) != "", key  # refused (a few by the older rules: "known" five times)
 
 
 def test_a_weak_key_in_the_key_file_is_refused(tmp_path: Path) -> None:

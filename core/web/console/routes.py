@@ -12,6 +12,10 @@ URL contract (``<uuid>``: the VM's UUID, lowercase):
 - ``POST /console/<uuid>/status``: why the console does not open, under the same checks, for the
   console page (a refused upgrade tells a browser nothing): ``{"final", "running", "reason"}``.
 
+One link (its console sessions together) opens at most ``VMM_VIEWERS_PER_LINK`` viewers, one VM
+at most ``VMM_VIEWERS_PER_VM``: one more is refused (429) before anything reaches the VM, and its
+page learns why from the status (not final: it connects once a place is free).
+
 A console session the portal opened for a student opens only while the VM is theirs: it is
 checked at every opening (:func:`console_access`), and a VM given to someone else closes (and
 revokes) those consoles (:mod:`core.web.console.watch`).
@@ -31,7 +35,7 @@ from core.text import N_
 from core.web import i18n, pages
 from core.web.console.bridge import EndpointError
 from core.web.console.endpoints import MAX_MESSAGE
-from core.web.console.proxy import relay
+from core.web.console.proxy import Viewer, ViewersFull, relay
 from core.web.keys import CLIENT, CONFIG, ENDPOINTS, LAB, STORE, VIEWERS, find_vm, secure_cookies
 
 log = logging.getLogger(__name__)
@@ -95,6 +99,23 @@ async def console_socket(request: web.Request) -> web.StreamResponse:
     if not web.WebSocketResponse(protocols=asked).can_prepare(request).ok:
         return pages.page(request, 400, N_("Not a websocket"),
                           N_("This address takes websocket connections only."))
+    try:  # a place among the link's and the VM's viewers, before anything reaches the VM
+        viewer = app[VIEWERS].admit(link.id, uuid, owner=link.owner)
+    except ViewersFull as full:
+        log.info("console of %s refused: %s (link %s, %s)", vm.name, full, link.id, request[CLIENT])
+        return pages.page(request, 429, N_("Too many consoles open"), *_full_text(full, vm))
+    try:
+        return await _connect(request, link, vm, viewer, asked)
+    finally:
+        app[VIEWERS].discard(viewer)
+
+
+async def _connect(request: web.Request, link: Link, vm: VM, viewer: Viewer,
+                   asked: list[str]) -> web.StreamResponse:
+    """Connect the admitted ``viewer`` to the VM's endpoint, answer the browser, relay until one
+    side ends."""
+    app = request.app
+    uuid = vm.uuid
     endpoints = app[ENDPOINTS]
     try:
         endpoint = await endpoints.acquire(vm)
@@ -117,7 +138,7 @@ async def console_socket(request: web.Request) -> web.StreamResponse:
                 log.info("console of %s: the browser left before it opened (%s)", vm.name, request[CLIENT])
                 return browser
             endpoints.opened(uuid)
-            viewer = app[VIEWERS].add(link.id, uuid, browser, owner=link.owner)
+            app[VIEWERS].opened(viewer, browser)
             log.info("console of %s opened through link %s by %s", vm.name, link.id, request[CLIENT])
             try:
                 now = find_vm(app[LAB], uuid)
@@ -150,11 +171,14 @@ async def console_status(request: web.Request) -> web.StreamResponse:
         return _status(403, True, False, i18n.gettext(
             lang, N_("This console link no longer works (expired, revoked, or its VM is gone or no longer "
                      "yours): ask for a new one.")))
-    _link, vm = access
+    link, vm = access
     if not vm.state.is_active:
         return _status(200, False, False, i18n.gettext(
             lang, N_("%(name)s is %(state)s: the console opens again when it runs."), name=vm.name,
             state=_state(request, vm)))
+    if full := request.app[VIEWERS].full(link.id, uuid):
+        template, values = _full_text(full, vm)
+        return _status(200, False, True, i18n.gettext(lang, template, **values))
     problem = await request.app[ENDPOINTS].problem(vm)
     if problem is None:
         return _status(200, False, True, "")
@@ -164,6 +188,15 @@ async def console_status(request: web.Request) -> web.StreamResponse:
 def _status(status: int, final: bool, running: bool, reason: str) -> web.Response:
     return web.json_response({"final": final, "running": running, "reason": reason}, status=status,
                              headers=pages.NO_STORE)
+
+
+def _full_text(full: ViewersFull, vm: VM) -> tuple[str, dict[str, object]]:
+    """Why one more viewer is refused (a msgid and its values), for the page and the status."""
+    if full.which == "link":
+        return N_("This console link is already open in as many windows as allowed (%(limit)d): close one "
+                  "of them, and this page connects by itself."), {"limit": full.limit}
+    return N_("%(name)s already has as many consoles open as allowed (%(limit)d): this page connects by "
+              "itself when one of them closes."), {"name": vm.name, "limit": full.limit}
 
 
 def _right_origin(request: web.Request, uuid: str) -> bool:
