@@ -1,14 +1,25 @@
 """Sign-in sessions of the student portal, their CSRF tokens, and the limit on failed sign-ins.
 
-Everything lives in the shared SQLite file, so every worker and a restarted server see the same
-sessions and the same failure counts. A browser holds only a random secret (cookie
+Everything lives in the shared SQLite file, so every worker, a restarted server and the CLI see the
+same sessions and the same failure counts (``vm-manager user passwd|del`` ends an account's sessions
+here: :meth:`SessionStore.end_user`). A browser holds only a random secret (cookie
 ``vmm_session``); the table keeps its HMAC, as :mod:`core.links.shares` does for share links, so a
 copy of the database opens no session.
+
+Failed sign-ins are counted in buckets (:data:`FREE`), each forgiving a few failures in
+FAILURE_WINDOW and then asking for a wait that doubles with each further failure: per account
+and address together (one guesser on one account), per address (one guesser on many names; IPv6
+by /64), per account (many addresses on one account). None of them lets a stranger keep an owner
+out: a browser that signed in to an account before carries a signed *device* cookie for it
+(:meth:`SessionStore.device_token`), and its attempts on that account are counted in a bucket of
+their own and nowhere else. Buckets depend only on what was typed, never on whether the account
+exists, so a wait tells nothing about which names are taken.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import secrets
 import time
@@ -22,10 +33,16 @@ from core.records import database
 SECRET = secrets.token_urlsafe  # 32 bytes: 43 characters
 SECRET_BYTES = 32
 FAILURE_WINDOW = 15 * 60.0  # failures older than this are forgotten
-FREE_FAILURES = 5  # failures allowed in the window before attempts are slowed
-FIRST_DELAY = 30.0  # the wait after the 5th failure; it doubles with each further one
+FREE_FAILURES = 5  # failures of one account from one address (or one device) before attempts wait
+ADDRESS_FREE = 20  # failures from one address, on any names: a school behind one NAT mistypes too
+ACCOUNT_FREE = 20  # failures on one account from every address together
+FREE = {"pair": FREE_FAILURES, "device": FREE_FAILURES, "address": ADDRESS_FREE, "account": ACCOUNT_FREE}
+"""Failures each bucket forgives in FAILURE_WINDOW (``scope`` -> count)."""
+FIRST_DELAY = 30.0  # the wait after a bucket's free failures; it doubles with each further one
 MAX_DELAY = FAILURE_WINDOW
 MAX_KEY = 200  # longest account or address we store (typed names can be anything)
+DEVICE_TTL = 90 * 86400.0  # how long a device cookie vouches for a browser
+MAX_DEVICES = 5  # accounts one browser's device cookie holds (a shared lab PC: the last five)
 
 _MIGRATIONS: tuple[str, ...] = (
     """
@@ -54,6 +71,11 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX signin_failures_key ON signin_failures (scope, key, at)
     """,
+    # When an LDAP session's role was last read from the directory (NULL: at its sign-in).
+    """
+    ALTER TABLE web_sessions ADD COLUMN checked REAL;
+    CREATE INDEX web_sessions_user ON web_sessions (username)
+    """,
 )
 
 
@@ -69,6 +91,11 @@ class Session:
     csrf: str
     created: float
     expires: float
+    checked: float | None = None
+    """When the role was last read from the directory (LDAP sessions); None: at sign-in."""
+
+
+_SESSION_COLUMNS = "username, role, display_name, email, source, csrf, created, expires, checked"
 
 
 class SessionStore:
@@ -104,12 +131,28 @@ class SessionStore:
         """The live session of a cookie, or None (unknown, expired or signed out)."""
         if not secret or len(secret) > 100:
             return None
-        row = self._db.execute(
-            "SELECT username, role, display_name, email, source, csrf, created, expires FROM web_sessions "
-            "WHERE secret_hash = ?", (self._hash("web-session", secret),)).fetchone()
+        row = self._db.execute(f"SELECT {_SESSION_COLUMNS} FROM web_sessions WHERE secret_hash = ?",
+                               (self._hash("web-session", secret),)).fetchone()
         if row is None or row[7] <= self._clock():
             return None
         return Session(*row)
+
+    def mark_checked(self, secret: str) -> None:
+        """The session's role was read from the directory again just now."""
+        with database.transaction(self._db):
+            self._db.execute("UPDATE web_sessions SET checked = ? WHERE secret_hash = ?",
+                             (self._clock(), self._hash("web-session", secret)))
+
+    def end_user(self, username: str, source: str) -> tuple[int, list[str]]:
+        """End every session of ``username`` signed in through ``source`` (``local``: its password
+        changed, it was deleted): how many there were, and the console links they opened."""
+        with database.transaction(self._db):
+            links = [str(row[0]) for row in self._db.execute(
+                "SELECT link_id FROM web_session_links JOIN web_sessions USING (secret_hash) "
+                "WHERE username = ? AND source = ?", (username, source))]
+            ended = self._db.execute("DELETE FROM web_sessions WHERE username = ? AND source = ?",
+                                     (username, source)).rowcount
+        return ended, links
 
     def delete(self, secret: str | None) -> list[str]:
         """Sign out: the session is gone server-side; returns the console links it opened."""
@@ -173,9 +216,9 @@ class SessionStore:
 
     # -- failed sign-ins --
     def wait(self, scope: str, key: str) -> float:
-        """Seconds before the next sign-in attempt for ``key`` (an account or an address) is heard.
+        """Seconds before the next sign-in attempt counted in bucket ``(scope, key)`` is heard.
 
-        Up to FREE_FAILURES failures in FAILURE_WINDOW cost nothing; after that each attempt must
+        Up to ``FREE[scope]`` failures in FAILURE_WINDOW cost nothing; after that each attempt must
         wait FIRST_DELAY after the last failure, doubled with each further failure (at most MAX_DELAY).
         An attempt still being checked counts as a failure (see :meth:`begin_attempt`).
         """
@@ -183,9 +226,10 @@ class SessionStore:
         row = self._db.execute("SELECT COUNT(*), MAX(at) FROM signin_failures WHERE scope = ? AND key = ? "
                                "AND at > ?", (scope, key[:MAX_KEY], now - FAILURE_WINDOW)).fetchone()
         count, last = int(row[0]), row[1]
-        if count < FREE_FAILURES or last is None:
+        free = FREE.get(scope, FREE_FAILURES)
+        if count < free or last is None:
             return 0.0
-        delay = min(MAX_DELAY, FIRST_DELAY * 2.0 ** (count - FREE_FAILURES))
+        delay = min(MAX_DELAY, FIRST_DELAY * 2.0 ** (count - free))
         return max(0.0, float(last) + delay - now)
 
     def begin_attempt(self, keys: Sequence[tuple[str, str]]) -> Attempt:
@@ -211,15 +255,42 @@ class SessionStore:
         """The attempt was neither good nor bad (the directory did not answer): it no longer counts."""
         self._update_rows("DELETE FROM signin_failures WHERE rowid IN ({})", attempt)
 
-    def succeeded(self, attempt: Attempt, *accounts: str) -> None:
-        """A good sign-in: the attempt no longer counts, and the failures of ``accounts`` are cleared."""
+    def succeeded(self, attempt: Attempt, address: str, *accounts: str) -> None:
+        """A good sign-in from ``address``: the attempt no longer counts, and the failures of
+        ``accounts``, everywhere and from this address, are cleared (the address's own are not:
+        a guesser cannot wipe its slate by signing in to an account of its own)."""
         with database.transaction(self._db):
             if attempt.rows:
                 self._db.execute(f"DELETE FROM signin_failures WHERE rowid IN ({_marks(attempt.rows)})",
                                  attempt.rows)
             for account in accounts:
-                self._db.execute("DELETE FROM signin_failures WHERE scope = 'account' AND key = ?",
-                                 (account[:MAX_KEY],))
+                self._db.execute("DELETE FROM signin_failures WHERE (scope = 'account' AND key = ?) OR "
+                                 "(scope = 'pair' AND key = ?)",
+                                 (account[:MAX_KEY], _pair(account, address)[:MAX_KEY]))
+
+    # -- device cookies: a browser that signed in to an account before --
+    def device_token(self, account: str) -> str:
+        """A new device cookie entry vouching that this browser signed in to ``account``."""
+        nonce = secrets.token_urlsafe(12)
+        issued = str(int(self._clock()))
+        return f"{nonce}.{issued}.{self._device_mac(account, nonce, issued)}"
+
+    def device_of(self, cookie: str | None, account: str) -> str | None:
+        """The nonce of the entry of device cookie ``cookie`` that vouches for ``account`` (not
+        expired, its signature good), or None."""
+        for entry in (cookie or "")[:1000].split("~")[:MAX_DEVICES]:
+            nonce, _, rest = entry.partition(".")
+            issued, _, mac = rest.partition(".")
+            if not (nonce and issued.isdigit() and mac):
+                continue
+            if float(issued) + DEVICE_TTL <= self._clock():
+                continue
+            if hmac.compare_digest(mac.encode(), self._device_mac(account, nonce, issued).encode()):
+                return nonce
+        return None
+
+    def _device_mac(self, account: str, nonce: str, issued: str) -> str:
+        return keyed_hash(self._key, "signin-device", f"{account}\n{nonce}\n{issued}").hex()[:32]
 
     def _update_rows(self, statement: str, attempt: Attempt, *first: object) -> None:
         if attempt.rows:
@@ -234,6 +305,33 @@ class Attempt:
 
     wait: float
     rows: tuple[int, ...]
+
+
+def attempt_keys(account: str, address: str, device: str | None) -> list[tuple[str, str]]:
+    """The buckets an attempt on ``account`` (lowercased, as typed) from ``address`` counts in:
+    its device's alone when the browser has a device cookie for that account (``device``: its
+    nonce), else that account from that address, the address, and the account."""
+    if device is not None:
+        return [("device", f"{account}\n{device}")]
+    return [("pair", _pair(account, address)), ("address", address_key(address)), ("account", account)]
+
+
+def address_key(address: str) -> str:
+    """What an address is counted as: itself, but an IPv6 address as its /64 (a single host
+    commonly holds a whole /64 and could otherwise draw a fresh address for every guess)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def _pair(account: str, address: str) -> str:
+    return f"{account}\n{address_key(address)}"
 
 
 def _marks(rows: Sequence[int]) -> str:

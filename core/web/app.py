@@ -1,6 +1,7 @@
 """The aiohttp application, assembled: the console's URLs (:mod:`core.web.console.routes`, which
 documents them), the student portal (:mod:`core.web.portal`, likewise), the middlewares, the
-background watchers of open consoles, and the static files:
+background watchers of open consoles, the audit log's purge (VMM_AUDIT_DAYS, at start and
+hourly), and the static files:
 
 - ``GET /novnc/...``: ``noVNC/vendor/``; ``GET /static/...``: ``noVNC/`` except ``vendor``.
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path, PurePosixPath
@@ -35,6 +38,9 @@ from core.web.middlewares import (
 )
 
 NOVNC_DIR = PROJECT_DIR / "noVNC"
+PURGE_INTERVAL = 3600.0
+
+log = logging.getLogger(__name__)
 
 
 def make_app(settings: Settings, lab: Lab, *, secret_key: str, host: str = DEFAULT_HOST,
@@ -52,7 +58,8 @@ def make_app(settings: Settings, lab: Lab, *, secret_key: str, host: str = DEFAU
     app[STORE] = TokenStore(settings.database_path, secret_key, clock)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        watchers = [asyncio.create_task(watch.expire_viewers(app), name="console-expiry")]
+        watchers = [asyncio.create_task(watch.expire_viewers(app), name="console-expiry"),
+                    asyncio.create_task(_purge_audit(lab), name="audit-purge")]
         unsubscribe = lab.subscribe(watch.on_inventory(app, watchers))
         yield
         unsubscribe()
@@ -73,6 +80,19 @@ def make_app(settings: Settings, lab: Lab, *, secret_key: str, host: str = DEFAU
     app.router.add_get("/static/{path:.+}", _files(lambda: config.novnc_dir, hidden={"vendor"}))
     portal.setup(app, settings, lab, app[STORE], secret_key=secret_key, clock=clock)
     return app
+
+
+async def _purge_audit(lab: Lab) -> None:
+    """Keep the audit log to VMM_AUDIT_DAYS: purge at start, then every PURGE_INTERVAL."""
+    while True:
+        try:
+            gone = lab.purge_audit()
+            if gone:
+                log.info("audit log: %d entries older than %d days purged", gone,
+                         lab.settings.records.audit_days)
+        except (sqlite3.Error, OSError):
+            log.exception("purging the audit log failed")
+        await asyncio.sleep(PURGE_INTERVAL)
 
 
 def _files(root: Callable[[], Path], hidden: frozenset[str] | set[str] = frozenset()) -> Handler:

@@ -260,7 +260,8 @@ def test_secrets_stay_out_of_logs_reprs_and_errors(settings: Settings, server: S
             authenticate(broken, "bob", PASSWORDS["bob"])
         seen += [repr(failed.value), str(failed.value), repr(failed.value.__cause__)]
     assert "sign-in: alice (ldap, student)" in caplog.text
-    assert "sign-in refused for 'zoe'" in caplog.text
+    assert "sign-in refused for 'alice'" in caplog.text  # an account's own name: it found one
+    assert "zoe" not in caplog.text  # a typed name that found no account is no one's to log
     text = caplog.text + "\n".join(seen)
     for secret in (SERVICE_PASSWORD, *PASSWORDS.values()):
         assert secret not in text
@@ -268,17 +269,24 @@ def test_secrets_stay_out_of_logs_reprs_and_errors(settings: Settings, server: S
 
 def test_a_name_that_fails_the_check_stays_out_of_the_log(settings: Settings,
                                                           caplog: pytest.LogCaptureFixture) -> None:
-    """A password typed into the name field (spaces, symbols: not a sign-in name) is refused
-    without being written anywhere; a valid name is logged, so that refusals can be followed."""
+    """A password typed into the name field is refused without being written anywhere: neither
+    one that is not a sign-in name (spaces, symbols) nor one that is but finds no entry (it may be
+    a password too); the name of an entry that refused the password is logged, so that refusals
+    can be followed."""
     caplog.set_level(logging.DEBUG)
     typed = ["Tr0ub4dor&3 horse", "p@ss word!", "*)(uid=*", "al\\ice\0", "x" * 200]
     for name in typed:
         with pytest.raises(SigninRefused):
             authenticate(settings, name, PASSWORDS["alice"])
     with pytest.raises(SigninRefused):
-        authenticate(settings, "zoe", PASSWORDS["alice"])
+        authenticate(settings, "Hunter2-horse", PASSWORDS["alice"])
+    with pytest.raises(SigninRefused) as refused:
+        authenticate(settings, "ALICE", PASSWORDS["bob"])
+    assert refused.value.account == "alice"  # the entry's own name, for the audit log
     assert caplog.text.count("sign-in refused for an invalid name") == len(typed)
-    assert "sign-in refused for 'zoe'" in caplog.text
+    assert "sign-in refused for a name: no LDAP entries match" in caplog.text
+    assert "Hunter2" not in caplog.text
+    assert "sign-in refused for 'alice'" in caplog.text
     for name in typed:
         assert name not in caplog.text
         assert repr(name)[1:-1] not in caplog.text

@@ -147,7 +147,7 @@ def test_both_stores_share_one_file_with_their_own_versions(settings: Settings) 
     RequestStore(settings.database_path).close()
     AuditLog(settings.database_path).close()
     with sqlite3.connect(settings.database_path) as db:
-        assert dict(db.execute("SELECT store, version FROM schema_versions")) == {"requests": 1, "audit": 1}
+        assert dict(db.execute("SELECT store, version FROM schema_versions")) == {"requests": 1, "audit": 2}
 
 
 async def test_approving_changes_the_definition_for_the_next_boot(

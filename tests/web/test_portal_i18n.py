@@ -12,7 +12,16 @@ from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po
 from support.clock import Clock
 
-from core.auth.sessions import FIRST_DELAY, FREE_FAILURES, MAX_DELAY, Attempt, SessionStore
+from core.auth.sessions import (
+    ADDRESS_FREE,
+    FIRST_DELAY,
+    FREE_FAILURES,
+    MAX_DELAY,
+    Attempt,
+    SessionStore,
+    address_key,
+    attempt_keys,
+)
 from core.records import requests
 from core.web import i18n
 from core.web.portal import TEMPLATE_DIR
@@ -100,33 +109,44 @@ def failed_at_once(path: Path, scope: str, key: str, count: int, at: float) -> N
 def test_failure_delays_grow_and_a_success_resets_them(tmp_path: Path) -> None:
     clock = Clock()
     store = SessionStore(tmp_path / "vmm.db", "k" * 40, clock)
+    [(_, pair), _, _] = attempt_keys("alice", "192.0.2.1", None)
     try:
         for _ in range(FREE_FAILURES - 1):
-            fail(store, "account", "alice")
-        assert store.wait("account", "alice") == 0
-        fail(store, "account", "alice")
-        assert FIRST_DELAY - 1 < store.wait("account", "alice") <= FIRST_DELAY
-        assert store.wait("account", "bob") == 0
-        assert store.wait("address", "alice") == 0  # scopes are apart
+            fail(store, "pair", pair)
+        assert store.wait("pair", pair) == 0
+        fail(store, "pair", pair)
+        assert FIRST_DELAY - 1 < store.wait("pair", pair) <= FIRST_DELAY
+        assert store.wait("pair", "bob\n192.0.2.1") == 0
+        assert store.wait("account", pair) == 0  # scopes are apart
         delays = []
         for _ in range(3):
-            clock.offset += store.wait("account", "alice")
-            fail(store, "account", "alice")
-            delays.append(round(store.wait("account", "alice")))
+            clock.offset += store.wait("pair", pair)
+            fail(store, "pair", pair)
+            delays.append(round(store.wait("pair", pair)))
         assert delays == [2 * FIRST_DELAY, 4 * FIRST_DELAY, 8 * FIRST_DELAY]
         # a burst (from many workers at once): the wait stops growing at its cap
-        failed_at_once(tmp_path / "vmm.db", "account", "alice", 10, clock())
-        assert MAX_DELAY - 1 < store.wait("account", "alice") <= MAX_DELAY
-        store.succeeded(Attempt(0.0, ()), "alice")  # a good sign-in clears the account's failures
-        assert store.wait("account", "alice") == 0
-        # Failures are forgotten after the window.
-        for _ in range(FREE_FAILURES):
+        failed_at_once(tmp_path / "vmm.db", "pair", pair, 10, clock())
+        assert MAX_DELAY - 1 < store.wait("pair", pair) <= MAX_DELAY
+        store.succeeded(Attempt(0.0, ()), "192.0.2.1", "alice")  # a good sign-in clears the account's failures
+        assert store.wait("pair", pair) == 0
+        # An address forgives more (a school behind one NAT); failures are forgotten after the window.
+        for _ in range(ADDRESS_FREE - 1):
             fail(store, "address", "192.0.2.1")
+        assert store.wait("address", "192.0.2.1") == 0
+        fail(store, "address", "192.0.2.1")
         assert store.wait("address", "192.0.2.1") > 0
         clock.offset += 15 * 60 + 1
         assert store.wait("address", "192.0.2.1") == 0
     finally:
         store.close()
+
+
+def test_addresses_are_counted_as_hosts_hold_them() -> None:
+    assert address_key("192.0.2.1") == "192.0.2.1"
+    assert address_key("2001:db8:1:2::1") == address_key("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+    assert address_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert address_key("-") == "-"  # no address known: counted as it is
 
 
 def test_sessions_are_kept_hashed_and_expire(tmp_path: Path) -> None:
@@ -155,19 +175,23 @@ def test_an_attempt_counts_from_its_start(tmp_path: Path) -> None:
     """Attempts under way count as failures: the sixth at once is told to wait before any ended."""
     clock = Clock()
     store = SessionStore(tmp_path / "vmm.db", "k" * 40, clock)
-    keys = [("account", "alice"), ("address", "192.0.2.1")]
+    keys = attempt_keys("alice", "192.0.2.1", None)
     try:
         running = [store.begin_attempt(keys) for _ in range(FREE_FAILURES)]
-        assert all(a.wait == 0 and len(a.rows) == 2 for a in running)
+        assert all(a.wait == 0 and len(a.rows) == 3 for a in running)
         refused = store.begin_attempt(keys)
         assert FIRST_DELAY - 1 < refused.wait <= FIRST_DELAY
         assert refused.rows == ()  # a refused attempt is not counted again
-        assert store.begin_attempt([("account", "bob"), ("address", "192.0.2.1")]).wait > 0  # the address
+        # Another account from the address is not held by them, until the address's own limit.
+        assert store.begin_attempt(attempt_keys("bob", "192.0.2.1", None)).wait == 0
         store.dropped(running[0])  # the directory did not answer: it no longer counts
         assert store.begin_attempt(keys).wait == 0  # five again, the new one among them
-        store.succeeded(running[1], "alice")  # a success clears the account, and is no failure
+        store.succeeded(running[1], "192.0.2.1", "alice")  # a success clears the account, and is no failure
         assert store.wait("account", "alice") == 0
-        assert store.wait("address", "192.0.2.1") == 0  # four attempts left on the address
+        assert store.begin_attempt(keys).wait == 0
+        for n in range(ADDRESS_FREE - 7):  # six on the address so far (bob's among them): one short
+            assert store.begin_attempt(attempt_keys(f"user{n}", "192.0.2.1", None)).wait == 0
+        assert store.wait("address", "192.0.2.1") == 0
         fail(store, "address", "192.0.2.1")
         clock.offset += FIRST_DELAY + 1
         assert store.wait("address", "192.0.2.1") == 0

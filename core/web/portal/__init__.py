@@ -33,7 +33,7 @@ import jinja2
 from aiohttp import web
 from babel.support import NullTranslations
 
-from core.auth import SessionStore
+from core.auth import Accounts, SessionStore
 from core.lab import Lab
 from core.lifecycle import Action
 from core.links import TokenStore, parse_ttl
@@ -59,8 +59,9 @@ def setup(app: web.Application, settings: Settings, lab: Lab, tokens: TokenStore
     templates = {lang: _environment(t) for lang, t in translations.items()}
     sessions = SessionStore(settings.database_path, secret_key, clock)
     request_store = RequestStore(settings.database_path, clock)
-    app[PORTAL] = Portal(settings, lab, tokens, sessions, request_store, session_ttl, clock, translations,
-                         templates)
+    accounts = Accounts(settings.database_path)
+    app[PORTAL] = Portal(settings, lab, tokens, sessions, request_store, accounts, session_ttl, clock,
+                         translations, templates)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         purger = asyncio.create_task(_purge(app[PORTAL]), name="portal-purge")
@@ -73,6 +74,7 @@ def setup(app: web.Application, settings: Settings, lab: Lab, tokens: TokenStore
             task.cancel()
         sessions.close()
         request_store.close()
+        accounts.close()
 
     app.cleanup_ctx.append(resources)
     vm = f"/vms/{{uuid:{UUID}}}"
