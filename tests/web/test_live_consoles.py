@@ -528,6 +528,38 @@ async def test_a_vm_given_to_another_student_closes_the_former_owners_consoles(
         await ws.close()
 
 
+async def test_a_password_change_closes_the_consoles_its_sessions_opened(
+        console: StartConsole, live_lab: Lab, outside: Outside, web_settings: Settings,
+        env: dict[str, str]) -> None:
+    """An operator watches a student's VM from the portal; ``vm-manager user passwd`` of the
+    operator (another process) closes that console at once, and its session opens nothing more."""
+    settings = dataclasses.replace(
+        web_settings, web=dataclasses.replace(web_settings.web, trusted_proxies="127.0.0.1")
+    )
+    add_accounts(settings)
+    uuid = await running_vm(live_lab, outside, "", domain_xml(outside.name("web-passwd"),
+                                                              meta=LabMeta("alice", "net101")))
+    server = await console(live_lab, settings)
+    olga = Student(server, "192.0.2.40")
+    assert (await olga.sign_in("olga")).location == "/"
+    assert (await olga.submit(f"/vms/{uuid}/console")).location == f"/console/{uuid}"
+    ws = await server.websocket(olga.browser, uuid)
+    assert await greeting(ws) == GREETING
+    shared = await viewer(server, uuid)  # a share link's viewer of the same VM stays
+    assert await greeting(shared) == GREETING
+
+    out = await asyncio.to_thread(cli, env, "user", "passwd", "olga", "--password-stdin",
+                                  stdin="olga-new-secret\n")
+    assert out.returncode == 0, out.stderr
+    assert "1 portal session ended, 1 console link revoked, 1 console closed" in out.stdout
+    assert await closed(ws, within=3) == CLOSE_REVOKED
+    await shared.send_bytes(GREETING)
+    assert (await shared.receive(timeout=10)).type == aiohttp.WSMsgType.BINARY
+    assert (await server.status(olga.browser, uuid))[0] == 403
+    assert (await olga.get("/")).location == "/login"
+    await shared.close()
+
+
 async def test_shutdown_closes_every_console(console: StartConsole, live_lab: Lab, outside: Outside) -> None:
     uuid = await running_vm(live_lab, outside, "web-down")
     server = await console(live_lab)

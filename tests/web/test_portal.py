@@ -12,8 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from support.portalweb import PASSWORDS, Student, add_accounts, audit_entries, forms
-from support.webtest import Console, StartConsole, eventually, uuid_of
+from support.webtest import Console, StartConsole, cli, eventually, uuid_of
 
+from core.auth.accounts import Accounts, Role
 from core.auth.sessions import ACCOUNT_FREE, ADDRESS_FREE, FIRST_DELAY, FREE_FAILURES
 from core.lab import Lab
 from core.links.shares import parse_ttl
@@ -312,7 +313,8 @@ async def test_many_guessers_on_one_account_are_slowed_but_not_its_owners_browse
     assert (await alice.sign_in("alice")).status == 429
 
 
-async def test_failures_on_made_up_names_do_not_lock_an_address_out(server: Console, proxied: Settings) -> None:
+async def test_failures_on_made_up_names_do_not_lock_an_address_out(server: Console,
+                                                                     proxied: Settings) -> None:
     """The issue's shape: six failures on made-up names from one address (a school behind one NAT),
     then bob's right password from that address gets in. A guesser that goes on is held at
     ADDRESS_FREE, on any name alike (a wait tells nothing of which names exist), while a browser
@@ -364,6 +366,22 @@ async def test_a_device_cookie_vouches_only_for_its_account_and_cannot_be_forged
     nonce, issued, mac = cookie.value.split("~")[0].split(".")
     forged.browser.cookie_jar.update_cookies({DEVICE_COOKIE: f"{nonce}.{issued}.{'0' * len(mac)}"})
     assert (await forged.sign_in("alice")).status == 429
+
+
+async def test_a_flood_of_refused_sign_ins_is_one_audit_entry(server: Console, proxied: Settings) -> None:
+    """The issue's shape: a guesser without an account posting sign-ins as fast as it can writes
+    one audit entry per kind of refusal, with a count, not one row per request."""
+    flooder = Student(server, "203.0.113.9")
+    token = (await flooder.get("/login")).form("/login").fields["csrf"]
+    statuses = []
+    for n in range(ADDRESS_FREE + 300):
+        page = await flooder.post("/login", {"csrf": token, "username": f"user{n}", "password": "guess"})
+        statuses.append(page.status)
+    assert (statuses.count(401), statuses.count(429)) == (ADDRESS_FREE, 300)
+    entries = audit_entries(proxied)
+    assert [(e.user, e.address, e.detail, e.repeats) for e in entries] == [
+        ("?", "203.0.113.9", "wrong user name or password", ADDRESS_FREE),
+        ("?", "203.0.113.9", "too many failed sign-ins", 300)]
 
 
 async def test_parallel_failed_signins_are_limited_too(server: Console, proxied: Settings) -> None:
@@ -451,6 +469,74 @@ async def test_sign_out_ends_the_session_server_side(server: Console, lab: Lab, 
     assert server.store.links() == []
     assert server.store.get(link.id).revoked is not None  # type: ignore[union-attr]
     assert [e.action for e in audit_entries(proxied, user="alice")] == ["signin", "console", "signout"]
+
+
+async def test_user_passwd_and_del_end_the_accounts_sessions_and_consoles(
+        server: Console, lab: Lab, proxied: Settings, env: dict[str, str]) -> None:
+    """The issue's shape: an operator signed in and opened another student's console; ``user
+    passwd``, then ``user del --yes`` from the CLI (another process): the old cookie lists nothing
+    and opens nothing, and re-added as a student the account gets no operator's session back."""
+    olga = await signed_in(server, "olga", "192.0.2.40")
+    bobs = uuid_of(lab, "bob-1")
+    assert (await olga.submit(f"/vms/{bobs}/console")).location == f"/console/{bobs}"
+    [link] = server.store.links()
+    before = olga.cookie(SESSION_COOKIE).value  # type: ignore[union-attr]
+
+    done = await asyncio.to_thread(cli, env, "user", "passwd", "olga", "--password-stdin",
+                                   stdin="olga-new-secret\n")
+    assert done.returncode == 0, done.stderr
+    assert "1 portal session ended, 1 console link revoked, 0 consoles closed" in done.stdout  # the server's
+    assert server.store.get(link.id).revoked is not None  # type: ignore[union-attr]
+    assert (await olga.get("/")).location == "/login"
+    assert (await olga.get(f"/console/{bobs}?retry=1")).status == 403
+    again = Student(server, "192.0.2.40")
+    assert (await again.sign_in("olga", "olga-new-secret")).location == "/"
+    second = again.cookie(SESSION_COOKIE).value  # type: ignore[union-attr]
+
+    done = await asyncio.to_thread(cli, env, "user", "del", "olga", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "1 portal session ended" in done.stdout
+    added = await asyncio.to_thread(cli, env, "user", "add", "olga", "--password-stdin",
+                                    stdin="olga-student-1\n")
+    assert added.returncode == 0, added.stderr
+    for kept in (before, second):  # either old cookie, replayed by anyone
+        thief = Student(server, "192.0.2.66")
+        thief.browser.cookie_jar.update_cookies({SESSION_COOKIE: kept})
+        assert (await thief.get("/")).location == "/login"
+    student = Student(server, "192.0.2.40")
+    assert (await student.sign_in("olga", "olga-student-1")).location == "/"
+    page = await student.get("/")
+    assert "(operator)" not in page.text
+    assert "bob-1" not in page.text
+    ended = [e.detail for e in audit_entries(proxied) if e.action == "session-end"]
+    assert ended == ["account olga: 1 session (password changed)",
+                     "account olga: 1 session (account deleted)"]
+
+
+async def test_an_account_changed_by_other_means_ends_its_session_at_its_next_use(
+        server: Console, lab: Lab, proxied: Settings) -> None:
+    """Whatever changes an account (not only the CLI): a session checks its account at each use,
+    and one whose password was set since, whose role differs, or whose account is gone ends,
+    with the consoles it opened."""
+    alice = await signed_in(server, "alice")
+    assert (await alice.submit(f"/vms/{uuid_of(lab, 'alice-1')}/console")).status == 303
+    [link] = server.store.links()
+    bob = await signed_in(server, "bob", "192.0.2.20")
+    olga = await signed_in(server, "olga", "192.0.2.30")
+    accounts = Accounts(proxied.database_path)
+    try:
+        accounts.set_password("alice", "alice-secret-new")
+        accounts.delete("bob")
+        accounts.add("bob", "bob-secret-new", role=Role.OPERATOR)  # made again, an operator now
+        accounts.delete("olga")
+    finally:
+        accounts.close()
+    for student in (alice, bob, olga):
+        assert (await student.get("/")).location == "/login"
+    assert server.store.get(link.id).revoked is not None  # type: ignore[union-attr]
+    ended = {e.user: e.detail for e in audit_entries(proxied) if e.action == "session-end"}
+    assert ended == {"alice": "the account's password was changed",
+                     "bob": "the account's role is now operator", "olga": "the account was deleted"}
 
 
 # -- actions --

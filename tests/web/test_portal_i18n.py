@@ -127,7 +127,7 @@ def test_failure_delays_grow_and_a_success_resets_them(tmp_path: Path) -> None:
         # a burst (from many workers at once): the wait stops growing at its cap
         failed_at_once(tmp_path / "vmm.db", "pair", pair, 10, clock())
         assert MAX_DELAY - 1 < store.wait("pair", pair) <= MAX_DELAY
-        store.succeeded(Attempt(0.0, ()), "192.0.2.1", "alice")  # a good sign-in clears the account's failures
+        store.succeeded(Attempt(0.0, ()), "192.0.2.1", "alice")  # a good sign-in clears the failures
         assert store.wait("pair", pair) == 0
         # An address forgives more (a school behind one NAT); failures are forgotten after the window.
         for _ in range(ADDRESS_FREE - 1):
@@ -143,7 +143,8 @@ def test_failure_delays_grow_and_a_success_resets_them(tmp_path: Path) -> None:
 
 def test_addresses_are_counted_as_hosts_hold_them() -> None:
     assert address_key("192.0.2.1") == "192.0.2.1"
-    assert address_key("2001:db8:1:2::1") == address_key("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
     assert address_key("2001:db8:1:3::1") == "2001:db8:1:3::/64"
     assert address_key("::ffff:192.0.2.7") == "192.0.2.7"
     assert address_key("-") == "-"  # no address known: counted as it is

@@ -14,10 +14,13 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import ldap3
 import pytest
 from support.livelab import Outside, Watch
 from support.portalweb import Student, audit_entries
 from support.slapd import (
+    ADMIN_DN,
+    ADMIN_PASSWORD,
     GROUPS,
     PASSWORDS,
     SERVICE_DN,
@@ -229,3 +232,53 @@ async def test_the_directory_down_is_a_503_not_a_refusal(console: StartConsole, 
     page = await Student(server, "192.0.2.40").sign_in("alice", PASSWORDS["alice"])
     assert page.status == 503
     assert "unavailable" in page.text
+
+
+async def test_a_changed_role_or_a_user_gone_from_the_directory_ends_the_session(
+        console: StartConsole, driver_lab: Lab, ldap_settings: Settings, tmp_path: Path) -> None:
+    """The directory is asked again once VMM_LDAP_RECHECK_INTERVAL has passed: carol, taken out
+    of the operator group, loses her session and the console she opened on bob's VM; alice, put
+    in it, signs in again as an operator; bob, deleted, is signed out. Before the bound nothing is
+    asked; a directory that does not answer then ends nothing."""
+    entries = lab_entries()
+    dn = {e.dn.split(",")[0].removeprefix("uid="): e.dn for e in entries if e.dn.startswith("uid=")}
+    with Slapd(tmp_path / "slapd", [*entries, group_of_names("teachers", [dn["carol"]])]) as changing:
+        settings = dataclasses.replace(ldap_settings, ldap=dataclasses.replace(ldap_settings.ldap,
+                                                                                 host=changing.url))
+        interval = settings.ldap.recheck_interval
+        server = await console(driver_lab, settings)
+        carol = await signed_in(server, "carol", "192.0.2.30")
+        alice = await signed_in(server, "alice", "192.0.2.31")
+        bob = await signed_in(server, "bob", "192.0.2.32")
+        bobs = next(vm.uuid for vm in driver_lab.vms() if vm.name == "bob-1")
+        assert (await carol.submit(f"/vms/{bobs}/console")).location == f"/console/{bobs}"
+        [link] = server.store.links()
+
+        admin = ldap3.Connection(ldap3.Server(changing.url), ADMIN_DN, ADMIN_PASSWORD, auto_bind=True)
+        try:
+            admin.modify(TEACHERS, {"member": [(ldap3.MODIFY_REPLACE, [dn["alice"]])]})
+            admin.delete(dn["bob"])
+        finally:
+            admin.unbind()
+        server.clock.offset += interval - 5  # within the bound: the sessions are as they were
+        assert "(operator)" in (await carol.get("/")).text
+        assert "(operator)" not in (await alice.get("/")).text
+        assert (await bob.get("/")).status == 200
+
+        server.clock.offset += 10
+        for gone in (carol, alice, bob):
+            assert (await gone.get("/")).location == "/login"
+        assert server.store.get(link.id).revoked is not None  # type: ignore[union-attr]
+        ended = {e.user: e.detail for e in audit_entries(settings) if e.action == "session-end"}
+        assert ended == {"carol": "the user's role is now student",
+                         "alice": "the user's role is now operator",
+                         "bob": "the user is no longer in the directory"}
+        alice = await signed_in(server, "alice", "192.0.2.31")
+        assert "(operator)" in (await alice.get("/")).text
+        carol = await signed_in(server, "carol", "192.0.2.30")
+        assert "(operator)" not in (await carol.get("/")).text
+        assert (await Student(server, "192.0.2.32").sign_in("bob", PASSWORDS["bob"])).status == 401
+
+    server.clock.offset += interval + 1  # the directory is down now: the sessions go on
+    assert "(operator)" in (await alice.get("/")).text
+    assert (await carol.get("/")).status == 200
