@@ -23,7 +23,7 @@ import ipaddress
 import json
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,16 +132,40 @@ class SessionStore:
         if not secret or len(secret) > 100:
             return None
         row = self._db.execute(f"SELECT {_SESSION_COLUMNS} FROM web_sessions WHERE secret_hash = ?",
-                               (self._hash("web-session", secret),)).fetchone()
+                               (self.handle(secret),)).fetchone()
         if row is None or row[7] <= self._clock():
             return None
         return Session(*row)
 
-    def mark_checked(self, secret: str) -> None:
+    def handle(self, secret: str) -> bytes:
+        """What the table keeps of a cookie's secret: how a session is named to the methods below
+        (which a server may also call for sessions it found otherwise, see :meth:`opened`)."""
+        return self._hash("web-session", secret)
+
+    def opened(self, link_ids: Iterable[str]) -> list[tuple[bytes, Session]]:
+        """The live sessions (handle, session) that opened any of the console links ``link_ids``."""
+        ids = sorted(set(link_ids))
+        if not ids:
+            return []
+        rows = self._db.execute(
+            f"SELECT DISTINCT secret_hash, {_SESSION_COLUMNS} FROM web_sessions JOIN web_session_links "
+            f"USING (secret_hash) WHERE link_id IN ({_marks(ids)}) AND expires > ?",
+            (*ids, self._clock())).fetchall()
+        return [(bytes(row[0]), Session(*row[1:])) for row in rows]
+
+    def mark_checked(self, handle: bytes) -> None:
         """The session's role was read from the directory again just now."""
         with database.transaction(self._db):
             self._db.execute("UPDATE web_sessions SET checked = ? WHERE secret_hash = ?",
-                             (self._clock(), self._hash("web-session", secret)))
+                             (self._clock(), handle))
+
+    def end(self, handle: bytes) -> list[str]:
+        """Delete the session ``handle``; returns the console links it opened."""
+        with database.transaction(self._db):
+            links = [row[0] for row in self._db.execute(
+                "SELECT link_id FROM web_session_links WHERE secret_hash = ?", (handle,))]
+            self._db.execute("DELETE FROM web_sessions WHERE secret_hash = ?", (handle,))
+        return links
 
     def end_user(self, username: str, source: str) -> tuple[int, list[str]]:
         """End every session of ``username`` signed in through ``source`` (``local``: its password
@@ -158,12 +182,7 @@ class SessionStore:
         """Sign out: the session is gone server-side; returns the console links it opened."""
         if not secret or len(secret) > 100:
             return []
-        digest = self._hash("web-session", secret)
-        with database.transaction(self._db):
-            links = [row[0] for row in self._db.execute(
-                "SELECT link_id FROM web_session_links WHERE secret_hash = ?", (digest,))]
-            self._db.execute("DELETE FROM web_sessions WHERE secret_hash = ?", (digest,))
-        return links
+        return self.end(self.handle(secret))
 
     def add_link(self, secret: str, link_id: str) -> None:
         """Remember a console link opened by this session (revoked when it signs out)."""
@@ -334,5 +353,5 @@ def _pair(account: str, address: str) -> str:
     return f"{account}\n{address_key(address)}"
 
 
-def _marks(rows: Sequence[int]) -> str:
+def _marks(rows: Sized) -> str:
     return ",".join("?" * len(rows))

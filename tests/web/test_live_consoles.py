@@ -40,6 +40,7 @@ from support.webtest import (
     websockify_pids,
 )
 
+from core.auth.accounts import Accounts
 from core.lab import Lab
 from core.metadata import LabMeta
 from core.model import VMState
@@ -47,6 +48,7 @@ from core.settings import Settings
 from core.web.console.bridge import VNCTarget, group_members
 from core.web.console.proxy import CLOSE_REVOKED, CLOSE_VM_STOPPED
 from core.web.console.routes import COOKIE
+from core.web.portal import CONSOLE_CHECK
 
 pytestmark = pytest.mark.integration
 
@@ -558,6 +560,31 @@ async def test_a_password_change_closes_the_consoles_its_sessions_opened(
     assert (await server.status(olga.browser, uuid))[0] == 403
     assert (await olga.get("/")).location == "/login"
     await shared.close()
+
+
+async def test_an_open_console_ends_with_its_session_without_a_page_loaded(
+        console: StartConsole, live_lab: Lab, outside: Outside, web_settings: Settings) -> None:
+    """alice's account changed by other means than the CLI while she only watches her VM: the
+    server checks the sessions behind open consoles too, and hers ends, closing the console."""
+    settings = dataclasses.replace(
+        web_settings, web=dataclasses.replace(web_settings.web, trusted_proxies="127.0.0.1")
+    )
+    add_accounts(settings)
+    uuid = await running_vm(live_lab, outside, "", domain_xml(outside.name("web-watch"),
+                                                              meta=LabMeta("alice", "net101")))
+    server = await console(live_lab, settings)
+    alice = Student(server, "192.0.2.10")
+    assert (await alice.sign_in("alice")).location == "/"
+    assert (await alice.submit(f"/vms/{uuid}/console")).location == f"/console/{uuid}"
+    ws = await server.websocket(alice.browser, uuid)
+    assert await greeting(ws) == GREETING
+    accounts = Accounts(settings.database_path)
+    try:
+        accounts.set_password("alice", "alice-secret-new")
+    finally:
+        accounts.close()
+    assert await closed(ws, within=CONSOLE_CHECK + 5) == CLOSE_REVOKED
+    assert (await alice.get("/")).location == "/login"
 
 
 async def test_shutdown_closes_every_console(console: StartConsole, live_lab: Lab, outside: Outside) -> None:

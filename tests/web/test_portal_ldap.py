@@ -9,11 +9,13 @@ member of the operator group gets the operator's view.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import ldap3
 import pytest
 from support.livelab import Outside, Watch
@@ -23,6 +25,7 @@ from support.slapd import (
     ADMIN_PASSWORD,
     GROUPS,
     PASSWORDS,
+    PEOPLE,
     SERVICE_DN,
     SERVICE_PASSWORD,
     SUFFIX,
@@ -30,15 +33,16 @@ from support.slapd import (
     group_of_names,
     lab_entries,
 )
-from support.webtest import Console, StartConsole, greeting
+from support.webtest import Console, StartConsole, closed, greeting
 
 from core.lab import Lab
 from core.metadata import LabMeta
 from core.model import VMState
 from core.settings import Settings
 from core.testing import testdriver
+from core.web.console.proxy import CLOSE_REVOKED
 from core.web.console.routes import COOKIE
-from core.web.portal import SESSION_COOKIE
+from core.web.portal import CONSOLE_CHECK, SESSION_COOKIE
 
 TEACHERS = f"cn=teachers,{GROUPS}"
 GREETING = b"RFB 003.008\n"
@@ -282,3 +286,34 @@ async def test_a_changed_role_or_a_user_gone_from_the_directory_ends_the_session
     server.clock.offset += interval + 1  # the directory is down now: the sessions go on
     assert "(operator)" in (await alice.get("/")).text
     assert (await carol.get("/")).status == 200
+
+
+@pytest.mark.integration
+async def test_a_demoted_operators_open_console_closes_after_the_bound(
+        console: StartConsole, live_lab: Lab, outside: Outside, ldap_settings: Settings,
+        tmp_path: Path) -> None:
+    """carol, an operator, watches alice's VM and loads no page; taken out of the operator group,
+    her console closes once the bound has passed (the server checks the sessions behind open
+    consoles), not before."""
+    hers, _ = await running(live_lab, outside, "ldap-demoted", "alice")
+    entries = lab_entries()
+    carol_dn = next(e.dn for e in entries if e.dn.startswith("uid=carol,"))
+    with Slapd(tmp_path / "slapd", [*entries, group_of_names("teachers", [carol_dn])]) as changing:
+        settings = dataclasses.replace(ldap_settings, ldap=dataclasses.replace(ldap_settings.ldap,
+                                                                                 host=changing.url))
+        server = await console(live_lab, settings)
+        carol = await signed_in(server, "carol", "192.0.2.30")
+        assert (await carol.submit(f"/vms/{hers}/console")).location == f"/console/{hers}"
+        ws = await server.websocket(carol.browser, hers)
+        assert await greeting(ws) == GREETING
+        admin = ldap3.Connection(ldap3.Server(changing.url), ADMIN_DN, ADMIN_PASSWORD, auto_bind=True)
+        try:
+            admin.modify(TEACHERS, {"member": [(ldap3.MODIFY_REPLACE, [f"uid=alice,{PEOPLE}"])]})
+        finally:
+            admin.unbind()
+        await asyncio.sleep(CONSOLE_CHECK + 1)  # a check within the bound asks nothing
+        await ws.send_bytes(GREETING)
+        assert (await ws.receive(timeout=10)).type == aiohttp.WSMsgType.BINARY
+        server.clock.offset += settings.ldap.recheck_interval
+        assert await closed(ws, within=CONSOLE_CHECK + 5) == CLOSE_REVOKED
+        assert (await carol.get("/")).location == "/login"

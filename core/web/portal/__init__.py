@@ -40,15 +40,17 @@ from core.links import TokenStore, parse_ttl
 from core.records import RequestStore
 from core.settings import Settings
 from core.web import i18n
-from core.web.keys import UUID
+from core.web.keys import UUID, VIEWERS
 from core.web.portal import requests, signin, vms
 from core.web.portal.context import LOGIN_COOKIE, PORTAL, SESSION_COOKIE, Ctx, Portal, signed_in
 
-__all__ = ["LOGIN_COOKIE", "PORTAL", "SESSION_COOKIE", "TEMPLATE_DIR", "Ctx", "Portal", "setup"]
+__all__ = ["CONSOLE_CHECK", "LOGIN_COOKIE", "PORTAL", "SESSION_COOKIE", "TEMPLATE_DIR", "Ctx", "Portal",
+           "setup"]
 
 log = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+CONSOLE_CHECK = 5.0  # seconds between two checks of the sessions behind open consoles
 
 
 def setup(app: web.Application, settings: Settings, lab: Lab, tokens: TokenStore, *, secret_key: str,
@@ -65,8 +67,10 @@ def setup(app: web.Application, settings: Settings, lab: Lab, tokens: TokenStore
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         purger = asyncio.create_task(_purge(app[PORTAL]), name="portal-purge")
+        watcher = asyncio.create_task(_watch_consoles(app), name="portal-consoles")
         yield
         purger.cancel()
+        watcher.cancel()
         portal = app[PORTAL]
         if portal.tasks:
             await asyncio.wait(set(portal.tasks), timeout=5.0)
@@ -97,6 +101,22 @@ def _environment(translations: NullTranslations) -> jinja2.Environment:
                              trim_blocks=True, lstrip_blocks=True)
     env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
     return env
+
+
+async def _watch_consoles(app: web.Application) -> None:
+    """A console open from the portal uses its session even when no page is loaded: every
+    CONSOLE_CHECK seconds the sessions behind open consoles must still stand (as at every page),
+    else they end and their consoles close."""
+    portal = app[PORTAL]
+    while True:
+        await asyncio.sleep(CONSOLE_CHECK)
+        try:
+            for handle, session in portal.sessions.opened(app[VIEWERS].link_ids()):
+                why = await portal.why_ended(session, handle)
+                if why is not None:
+                    await portal.end_session(app, handle, session, why, "-")
+        except Exception:
+            log.exception("checking the sessions behind open consoles failed")
 
 
 async def _purge(portal: Portal) -> None:

@@ -68,7 +68,7 @@ class Portal:
         ``collapse``: a repeat joins the same entry (for what is caused without signing in)."""
         self.lab.record(actor, [Item(action, vm_name, vm_uuid, outcome, detail, collapse)])
 
-    async def why_ended(self, session: Session, secret: str) -> str | None:
+    async def why_ended(self, session: Session, handle: bytes) -> str | None:
         """Why ``session`` no longer stands (its account changed), or None. An LDAP user is looked
         up again once VMM_LDAP_RECHECK_INTERVAL has passed; a directory that does not answer then
         ends nothing (it is asked again after another interval)."""
@@ -76,7 +76,7 @@ class Portal:
             return local_ended(self.accounts, session)
         if session.source != "ldap" or not ldap_due(self.settings, session, self.clock()):
             return None
-        self.sessions.mark_checked(secret)  # first: parallel requests of the session ask once
+        self.sessions.mark_checked(handle)  # first: parallel requests of the session ask once
         try:
             return await asyncio.to_thread(ldap_ended, self.settings, session)
         except (DirectoryError, ConfigError) as exc:
@@ -84,11 +84,11 @@ class Portal:
                         exc.message)
             return None
 
-    async def end_session(self, app: web.Application, secret: str, session: Session, why: str,
+    async def end_session(self, app: web.Application, handle: bytes, session: Session, why: str,
                           client: str) -> None:
         """End a session that no longer stands: it is deleted, and the console links it opened
         are revoked and their viewers closed at once."""
-        links = self.sessions.delete(secret)
+        links = self.sessions.end(handle)
         closed = 0
         if links:
             self.tokens.revoke(ids=links)
@@ -120,9 +120,10 @@ class Ctx:
         secret = request.cookies.get(SESSION_COOKIE)
         session = portal.sessions.get(secret)
         if session is not None and secret is not None:
-            why = await portal.why_ended(session, secret)
+            handle = portal.sessions.handle(secret)
+            why = await portal.why_ended(session, handle)
             if why is not None:
-                await portal.end_session(request.app, secret, session, why, request[CLIENT])
+                await portal.end_session(request.app, handle, session, why, request[CLIENT])
                 session = None
         return cls(request, portal, lang, session, secret if session is not None else None)
 
