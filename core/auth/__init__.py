@@ -10,11 +10,11 @@ account is still what it signed in as.
 from core.auth.accounts import Account, AccountExists, Accounts, Role, check_password
 from core.auth.ldap import DirectoryError
 from core.auth.ldapgroups import group_members
-from core.auth.sessions import DEVICE_TTL, MAX_DEVICES, Session, SessionStore, attempt_keys
+from core.auth.sessions import DEVICE_TTL, Session, SessionStore, attempt_keys
 from core.auth.signin import MAX_PASSWORD, Identity, SigninRefused, authenticate, current_role
 from core.auth.standing import ldap_due, ldap_ended, local_ended
 
-__all__ = ["DEVICE_TTL", "MAX_DEVICES", "MAX_PASSWORD", "Account", "AccountExists", "Accounts",
+__all__ = ["DEVICE_TTL", "MAX_PASSWORD", "Account", "AccountExists", "Accounts",
            "DirectoryError", "Identity", "Role", "Session", "SessionStore", "SigninRefused", "attempt_keys",
            "authenticate", "check_password", "current_role", "group_members", "ldap_due", "ldap_ended",
            "local_ended"]

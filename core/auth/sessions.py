@@ -21,6 +21,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence, Sized
@@ -43,6 +44,7 @@ MAX_DELAY = FAILURE_WINDOW
 MAX_KEY = 200  # longest account or address we store (typed names can be anything)
 DEVICE_TTL = 90 * 86400.0  # how long a device cookie vouches for a browser
 MAX_DEVICES = 5  # accounts one browser's device cookie holds (a shared lab PC: the last five)
+DEVICE_ENTRY = re.compile(r"([A-Za-z0-9_-]{16})\.(\d{1,12})\.([0-9a-f]{32})")
 
 _MIGRATIONS: tuple[str, ...] = (
     """
@@ -288,20 +290,18 @@ class SessionStore:
                                  (account[:MAX_KEY], _pair(account, address)[:MAX_KEY]))
 
     # -- device cookies: a browser that signed in to an account before --
-    def device_token(self, account: str) -> str:
-        """A new device cookie entry vouching that this browser signed in to ``account``."""
+    def device_cookie(self, account: str, cookie: str | None) -> str:
+        """The device cookie ``cookie`` with a new entry vouching that this browser signed in to
+        ``account`` (``nonce.issued.mac``), first; the newest MAX_DEVICES entries are kept."""
         nonce = secrets.token_urlsafe(12)
         issued = str(int(self._clock()))
-        return f"{nonce}.{issued}.{self._device_mac(account, nonce, issued)}"
+        kept = [entry for entry, _ in _device_entries(cookie)][:MAX_DEVICES - 1]
+        return "~".join([f"{nonce}.{issued}.{self._device_mac(account, nonce, issued)}", *kept])
 
     def device_of(self, cookie: str | None, account: str) -> str | None:
         """The nonce of the entry of device cookie ``cookie`` that vouches for ``account`` (not
         expired, its signature good), or None."""
-        for entry in (cookie or "")[:1000].split("~")[:MAX_DEVICES]:
-            nonce, _, rest = entry.partition(".")
-            issued, _, mac = rest.partition(".")
-            if not (nonce and issued.isdigit() and mac):
-                continue
+        for _, (nonce, issued, mac) in _device_entries(cookie):
             if float(issued) + DEVICE_TTL <= self._clock():
                 continue
             if hmac.compare_digest(mac.encode(), self._device_mac(account, nonce, issued).encode()):
@@ -347,6 +347,12 @@ def address_key(address: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
+
+
+def _device_entries(cookie: str | None) -> list[tuple[str, tuple[str, ...]]]:
+    """The well-formed entries of a device cookie, each with its parts (nonce, issued, mac)."""
+    entries = (cookie or "")[:MAX_DEVICES * 80].split("~")[:MAX_DEVICES]
+    return [(entry, match.groups()) for entry in entries if (match := DEVICE_ENTRY.fullmatch(entry))]
 
 
 def _pair(account: str, address: str) -> str:

@@ -127,6 +127,8 @@ def _ldap(settings: Settings, name: str, password: str) -> Identity:
     query = template.replace("{username}", escape_filter_chars(name))
     with ldapconn.connect(settings.ldap) as conn:
         entries = _search(conn, settings, base, query, "LDAP_USER_FILTER", template)
+        if entries is None:
+            _refuse("a name", f"LDAP_USER_FILTER matches more than one entry under {base!r}")
         if len(entries) != 1:
             _refuse("a name", f"{len(entries) or 'no'} LDAP entries match under {base!r}")
         entry = entries[0]
@@ -145,31 +147,29 @@ def current_role(settings: Settings, username: str) -> Role | None:
     """The role the directory gives ``username`` (an LDAP identity's uid) now, or None when its
     entry is no longer found (deleted, renamed: its session must end). Blocking; DirectoryError
     when the directory does not answer, ConfigError when the LDAP settings can't be used."""
-    base, _template = ldapconn.required(settings.ldap, "base_dn", "user_filter")
+    [base] = ldapconn.required(settings.ldap, "base_dn")
     group = _operator_group(settings)
     uid_attr = settings.ldap.uid_attribute
     query = f"({escape_filter_chars(uid_attr)}={escape_filter_chars(username)})"
     with ldapconn.connect(settings.ldap) as conn:
-        try:
-            entries = _search(conn, settings, base, query, "LDAP_UID_ATTRIBUTE", uid_attr)
-        except SigninRefused:  # more than one entry: no longer one user
-            return None
-        if len(entries) != 1 or values(entries[0], uid_attr) != [username]:
-            return None
+        entries = _search(conn, settings, base, query, "LDAP_UID_ATTRIBUTE", uid_attr)
+        if entries is None or len(entries) != 1 or values(entries[0], uid_attr) != [username]:
+            return None  # not one user of that name any more
         operator = group is not None and _is_member(conn, group, str(entries[0]["dn"]), username)
     return Role.OPERATOR if operator else Role.STUDENT
 
 
 def _search(conn: ldap3.Connection, settings: Settings, base: str, query: str, variable: str,
-            value: str) -> list[dict[str, Any]]:
-    """The entries (two at most) under ``base`` matching ``query``, made from setting ``variable``."""
+            value: str) -> list[dict[str, Any]] | None:
+    """The entries (two at most) under ``base`` matching ``query``, made from setting ``variable``
+    (``value``); None when more match than the search may return."""
     try:
         conn.search(base, query, ldap3.SUBTREE, attributes=[settings.ldap.uid_attribute, "cn", "mail"],
                     size_limit=2)
     except LDAPInvalidFilterError as exc:
         raise ConfigError(f"{variable} {value!r} is not a valid LDAP filter ({exc})") from None
     except LDAPSizeLimitExceededResult:
-        _refuse("a name", f"{variable} matches more than one entry under {base!r}")
+        return None
     except LDAPNoSuchObjectResult:
         raise ConfigError(f"LDAP_BASE_DN {base!r} does not exist on {settings.ldap.host}") from None
     return [r for r in conn.response or [] if r.get("type") == "searchResEntry"]

@@ -107,7 +107,7 @@ class Entry:
 
     @property
     def times(self) -> str:
-        """"" for an entry that happened once; else how many times and until when (``×12 until 10:42:05``)."""
+        """How many times it happened and until when (``×12 until 10:42:05``); "" for once."""
         if self.repeats <= 1 or self.last is None:
             return ""
         return f"×{self.repeats} until {datetime.fromtimestamp(self.last).strftime('%H:%M:%S')}"
@@ -129,8 +129,8 @@ class Item:
 
 _FIELDS = "at, user, source, address, action, vm_name, vm_uuid, outcome, detail"
 _COLUMNS = f"id, {_FIELDS}, repeats, last"
-_SAME = "user = ? AND source = ? AND address = ? AND action = ? AND vm_name = ? AND vm_uuid = ? AND " \
-        "outcome = ? AND detail = ?"
+_SAME = ("user = ? AND source = ? AND address = ? AND action = ? AND vm_name = ? AND vm_uuid = ? AND "
+         "outcome = ? AND detail = ?")
 
 
 class AuditLog:
@@ -160,7 +160,7 @@ class AuditLog:
         entries = []
         with database.transaction(self._db):
             for item, row in zip(items, rows, strict=True):
-                if item.collapse and (entry := self._join(row)) is not None:
+                if item.collapse and (entry := self._join(now, row[1:])) is not None:
                     entries.append(entry)
                     continue
                 cursor = self._db.execute(f"INSERT INTO audit ({_FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -168,11 +168,11 @@ class AuditLog:
                 entries.append(Entry(int(cursor.lastrowid or 0), *row))
         return entries
 
-    def _join(self, row: tuple[object, ...]) -> Entry | None:
-        """Count ``row`` as a repeat of the newest same entry begun within COLLAPSE_WINDOW, if any."""
-        now = float(row[0])  # type: ignore[arg-type]
+    def _join(self, now: float, same: tuple[object, ...]) -> Entry | None:
+        """Count a repeat, at ``now``, of the newest entry begun within COLLAPSE_WINDOW whose
+        fields after its time are ``same``; the entry, or None when there is none."""
         found = self._db.execute(f"SELECT id FROM audit WHERE at > ? AND {_SAME} ORDER BY id DESC LIMIT 1",
-                                 (now - COLLAPSE_WINDOW, *row[1:])).fetchone()
+                                 (now - COLLAPSE_WINDOW, *same)).fetchone()
         if found is None:
             return None
         self._db.execute("UPDATE audit SET repeats = repeats + 1, last = ? WHERE id = ?", (now, found[0]))

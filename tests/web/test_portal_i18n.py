@@ -14,9 +14,11 @@ from support.clock import Clock
 
 from core.auth.sessions import (
     ADDRESS_FREE,
+    DEVICE_TTL,
     FIRST_DELAY,
     FREE_FAILURES,
     MAX_DELAY,
+    MAX_DEVICES,
     Attempt,
     SessionStore,
     address_key,
@@ -148,6 +150,26 @@ def test_addresses_are_counted_as_hosts_hold_them() -> None:
     assert address_key("2001:db8:1:3::1") == "2001:db8:1:3::/64"
     assert address_key("::ffff:192.0.2.7") == "192.0.2.7"
     assert address_key("-") == "-"  # no address known: counted as it is
+
+
+def test_a_device_cookie_vouches_for_the_last_accounts_until_it_expires(tmp_path: Path) -> None:
+    clock = Clock()
+    store = SessionStore(tmp_path / "vmm.db", "k" * 40, clock)
+    try:
+        cookie = store.device_cookie("alice", 'junk~"quoted";x~' + "a" * 5000)  # what is not an entry goes
+        assert cookie.count("~") == 0
+        assert store.device_of(cookie, "alice") is not None
+        assert store.device_of(cookie, "bob") is None
+        for n in range(MAX_DEVICES):
+            cookie = store.device_cookie(f"user{n}", cookie)
+        assert cookie.count("~") == MAX_DEVICES - 1
+        assert store.device_of(cookie, "alice") is None  # the oldest went
+        assert store.device_of(cookie, "user0") is not None
+        assert SessionStore(tmp_path / "vmm.db", "another key" * 4, clock).device_of(cookie, "user0") is None
+        clock.offset += DEVICE_TTL
+        assert store.device_of(cookie, "user0") is None
+    finally:
+        store.close()
 
 
 def test_sessions_are_kept_hashed_and_expire(tmp_path: Path) -> None:

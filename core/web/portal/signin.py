@@ -20,15 +20,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from core.auth import (
-    DEVICE_TTL,
-    MAX_DEVICES,
-    MAX_PASSWORD,
-    DirectoryError,
-    SigninRefused,
-    attempt_keys,
-    authenticate,
-)
+from core.auth import DEVICE_TTL, MAX_PASSWORD, DirectoryError, SigninRefused, attempt_keys, authenticate
 from core.errors import ConfigError
 from core.records import Actor
 from core.web.portal.context import LOGIN_COOKIE, SESSION_COOKIE, Ctx, form_field
@@ -115,11 +107,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     response.set_cookie(SESSION_COOKIE, secret, path="/", httponly=True, samesite="Lax",
                         secure=ctx.secure, max_age=int(portal.session_ttl))
     response.del_cookie(LOGIN_COOKIE, path="/login")
-    if device is None:  # this browser now vouches for the account (the newest few kept)
-        kept = [entry for entry in (devices or "").split("~") if entry][:MAX_DEVICES - 1]
-        response.set_cookie(DEVICE_COOKIE, "~".join([portal.sessions.device_token(account), *kept]),
-                            path="/login", httponly=True, samesite="Strict", secure=ctx.secure,
-                            max_age=int(DEVICE_TTL))
+    if device is None:  # this browser now vouches for the account
+        response.set_cookie(DEVICE_COOKIE, portal.sessions.device_cookie(account, devices), path="/login",
+                            httponly=True, samesite="Strict", secure=ctx.secure, max_age=int(DEVICE_TTL))
     return response
 
 
