@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -186,6 +187,22 @@ async def test_wrong_password_is_refused_and_recorded(server: Console, proxied: 
     entries = audit_entries(proxied)
     assert [(e.user, e.action, e.outcome, e.address) for e in entries] == [
         ("alice", "signin", "refused", "192.0.2.11"), ("?", "signin", "refused", "192.0.2.11")]
+
+
+async def test_typed_names_stay_out_of_the_log_and_the_audit_unless_they_name_an_account(
+        server: Console, proxied: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    """A password typed into the name field may well look like a name: a name that finds no
+    account is written nowhere (log file, audit log); a wrong password for a real account names
+    the account, as typed in any case."""
+    caplog.set_level(logging.DEBUG)
+    visitor = Student(server, "192.0.2.12")
+    assert (await visitor.sign_in("Tr0ub4dor-horse", "x-password")).status == 401
+    assert (await visitor.sign_in("ALICE", "not-her-password")).status == 401
+    assert "Tr0ub4dor" not in caplog.text
+    assert "tr0ub4dor" not in caplog.text
+    assert "sign-in refused for 'alice'" in caplog.text
+    entries = audit_entries(proxied)
+    assert [(e.user, e.outcome) for e in entries] == [("?", "refused"), ("alice", "refused")]
 
 
 async def test_bobs_vm_is_out_of_alices_reach(server: Console, lab: Lab, proxied: Settings) -> None:
