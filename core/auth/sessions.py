@@ -11,9 +11,18 @@ FAILURE_WINDOW and then asking for a wait that doubles with each further failure
 and address together (one guesser on one account), per address (one guesser on many names; IPv6
 by /64), per account (many addresses on one account). None of them lets a stranger keep an owner
 out: a browser that signed in to an account before carries a signed *device* cookie for it
-(:meth:`SessionStore.device_token`), and its attempts on that account are counted in a bucket of
-their own and nowhere else. Buckets depend only on what was typed, never on whether the account
-exists, so a wait tells nothing about which names are taken.
+(:meth:`SessionStore.device_cookie`), and its attempts on that account are counted in a bucket of
+their own and nowhere else; without the cookie (a new browser, a lab PC wiped every night), an
+address the account signed in from before (:meth:`SessionStore.known_address`, for KNOWN_TTL, the
+newest KNOWN_ADDRESSES of each account) counts its attempts on that account only in their
+account-and-address bucket, so neither a spray of made-up names from the same NAT address nor
+failures on the account from elsewhere hold it.
+
+Buckets depend only on what was typed and where from, never on whether the account exists: an
+address becomes known to an account only by a good sign-in to it from there, so a wait tells a
+stranger elsewhere nothing about which names are taken. (Someone sharing such an address can
+tell a name that signed in from it from one that did not: once the address's own budget is spent,
+only the first is still heard.)
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ MAX_DELAY = FAILURE_WINDOW
 MAX_KEY = 200  # longest account or address we store (typed names can be anything)
 DEVICE_TTL = 90 * 86400.0  # how long a device cookie vouches for a browser
 MAX_DEVICES = 5  # accounts one browser's device cookie holds (a shared lab PC: the last five)
+KNOWN_TTL = DEVICE_TTL  # how long a good sign-in from an address vouches for that address
+KNOWN_ADDRESSES = 20  # addresses remembered per account (the newest)
 DEVICE_ENTRY = re.compile(r"([A-Za-z0-9_-]{16})\.(\d{1,12})\.([0-9a-f]{32})")
 
 _MIGRATIONS: tuple[str, ...] = (
@@ -77,6 +88,15 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE web_sessions ADD COLUMN checked REAL;
     CREATE INDEX web_sessions_user ON web_sessions (username)
+    """,
+    # The addresses (address_key) each account (lowercased, as typed) signed in from, and when last.
+    """
+    CREATE TABLE signin_addresses (
+        account TEXT NOT NULL,
+        address TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (account, address)
+    )
     """,
 )
 
@@ -223,6 +243,7 @@ class SessionStore:
         with database.transaction(self._db):
             gone = self._db.execute("DELETE FROM web_sessions WHERE expires <= ?", (now,)).rowcount
             self._db.execute("DELETE FROM signin_failures WHERE at < ?", (now - FAILURE_WINDOW,))
+            self._db.execute("DELETE FROM signin_addresses WHERE at <= ?", (now - KNOWN_TTL,))
         return gone
 
     # -- the pre-session CSRF of the sign-in form: a signed double-submit cookie --
@@ -277,17 +298,34 @@ class SessionStore:
         self._update_rows("DELETE FROM signin_failures WHERE rowid IN ({})", attempt)
 
     def succeeded(self, attempt: Attempt, address: str, *accounts: str) -> None:
-        """A good sign-in from ``address``: the attempt no longer counts, and the failures of
+        """A good sign-in from ``address``: the attempt no longer counts, the failures of
         ``accounts``, everywhere and from this address, are cleared (the address's own are not:
-        a guesser cannot wipe its slate by signing in to an account of its own)."""
+        a guesser cannot wipe its slate by signing in to an account of its own), and the address
+        is known to ``accounts`` from now on (:meth:`known_address`)."""
+        now = self._clock()
+        where = address_key(address)[:MAX_KEY]
         with database.transaction(self._db):
             if attempt.rows:
                 self._db.execute(f"DELETE FROM signin_failures WHERE rowid IN ({_marks(attempt.rows)})",
                                  attempt.rows)
-            for account in accounts:
+            for account in dict.fromkeys(accounts):
+                key = account[:MAX_KEY]
                 self._db.execute("DELETE FROM signin_failures WHERE (scope = 'account' AND key = ?) OR "
-                                 "(scope = 'pair' AND key = ?)",
-                                 (account[:MAX_KEY], _pair(account, address)[:MAX_KEY]))
+                                 "(scope = 'pair' AND key = ?)", (key, _pair(account, address)[:MAX_KEY]))
+                self._db.execute("INSERT INTO signin_addresses (account, address, at) VALUES (?, ?, ?) "
+                                 "ON CONFLICT (account, address) DO UPDATE SET at = excluded.at",
+                                 (key, where, now))
+                self._db.execute("DELETE FROM signin_addresses WHERE account = ? AND address NOT IN "
+                                 "(SELECT address FROM signin_addresses WHERE account = ? "
+                                 "ORDER BY at DESC LIMIT ?)", (key, key, KNOWN_ADDRESSES))
+
+    def known_address(self, account: str, address: str) -> bool:
+        """Whether ``account`` (lowercased, as typed) signed in from ``address`` (its
+        :func:`address_key`) in the last KNOWN_TTL."""
+        row = self._db.execute("SELECT 1 FROM signin_addresses WHERE account = ? AND address = ? AND at > ?",
+                               (account[:MAX_KEY], address_key(address)[:MAX_KEY],
+                                self._clock() - KNOWN_TTL)).fetchone()
+        return row is not None
 
     # -- device cookies: a browser that signed in to an account before --
     def device_cookie(self, account: str, cookie: str | None) -> str:
@@ -326,12 +364,16 @@ class Attempt:
     rows: tuple[int, ...]
 
 
-def attempt_keys(account: str, address: str, device: str | None) -> list[tuple[str, str]]:
+def attempt_keys(account: str, address: str, device: str | None,
+                 known: bool = False) -> list[tuple[str, str]]:
     """The buckets an attempt on ``account`` (lowercased, as typed) from ``address`` counts in:
     its device's alone when the browser has a device cookie for that account (``device``: its
-    nonce), else that account from that address, the address, and the account."""
+    nonce); that account from that address alone when the account signed in from there before
+    (``known``: :meth:`SessionStore.known_address`); else that, the address, and the account."""
     if device is not None:
         return [("device", f"{account}\n{device}")]
+    if known:
+        return [("pair", _pair(account, address))]
     return [("pair", _pair(account, address)), ("address", address_key(address)), ("account", account)]
 
 

@@ -16,7 +16,7 @@ from support.portalweb import PASSWORDS, Student, add_accounts, audit_entries, f
 from support.webtest import Console, StartConsole, cli, eventually, uuid_of
 
 from core.auth.accounts import Accounts, Role
-from core.auth.sessions import ACCOUNT_FREE, ADDRESS_FREE, FIRST_DELAY, FREE_FAILURES
+from core.auth.sessions import ACCOUNT_FREE, ADDRESS_FREE, FIRST_DELAY, FREE_FAILURES, KNOWN_TTL
 from core.lab import Lab
 from core.links.shares import parse_ttl
 from core.metadata import LabMeta
@@ -383,6 +383,51 @@ async def test_a_device_cookie_vouches_only_for_its_account_and_cannot_be_forged
     nonce, issued, mac = cookie.value.split("~")[0].split(".")
     forged.browser.cookie_jar.update_cookies({DEVICE_COOKIE: f"{nonce}.{issued}.{'0' * len(mac)}"})
     assert (await forged.sign_in("alice")).status == 429
+
+
+async def held_by_strangers(server: Console, account: str, address: str) -> None:
+    """The issue's attack without the owner's device cookie to get round it: 25 attempts on
+    ``account`` from five other addresses, and 25 on made-up names from ``address``. Every browser
+    the account and the address do not know is held by them afterwards."""
+    statuses = [(await Student(server, f"198.51.100.{n % 5 + 1}").sign_in(account, "wrong")).status
+                for n in range(ACCOUNT_FREE + 5)]
+    assert statuses == [401] * ACCOUNT_FREE + [429] * 5
+    statuses = [(await Student(server, address).sign_in(f"user{n}", "guess")).status
+                for n in range(ADDRESS_FREE + 5)]
+    assert statuses == [401] * ADDRESS_FREE + [429] * 5
+
+
+async def test_an_address_the_owner_signed_in_from_keeps_its_own_budget(server: Console) -> None:
+    """Without her device cookie (a new browser, a lab PC wiped overnight), alice is heard from an
+    address she signed in from before, however her account and that address are held by others;
+    a new browser anywhere else is held as before, and a guesser at her address by its own bucket."""
+    await returning(server, "alice", "203.0.113.5")  # that browser is gone: only fresh ones below
+    await held_by_strangers(server, "alice", "203.0.113.5")
+    assert (await Student(server, "203.0.113.60").sign_in("alice")).status == 429  # a new address waits
+    assert (await Student(server, "203.0.113.5").sign_in("bob")).status == 429  # bob never signed in there
+    assert (await Student(server, "203.0.113.5").sign_in("alice")).location == "/"
+    # Her account's budget at that address is that of one guesser on it there.
+    for _ in range(FREE_FAILURES):
+        assert (await Student(server, "203.0.113.5").sign_in("alice", "wrong")).status == 401
+    assert (await Student(server, "203.0.113.5").sign_in("alice")).status == 429
+
+
+async def test_a_known_ipv6_address_is_its_64(server: Console) -> None:
+    await returning(server, "alice", "2001:db8:5:6::1")
+    await held_by_strangers(server, "alice", "2001:db8:5:6::2")
+    assert (await Student(server, "2001:db8:5:7::1").sign_in("alice")).status == 429
+    assert (await Student(server, "2001:db8:5:6:ffff::9").sign_in("alice")).location == "/"
+
+
+async def test_a_known_address_is_forgotten_after_known_ttl(server: Console) -> None:
+    """KNOWN_TTL after her last sign-in from it, alice's address is one like any other again."""
+    await returning(server, "alice", "203.0.113.5")
+    server.clock.offset += KNOWN_TTL - 60
+    await held_by_strangers(server, "alice", "203.0.113.5")
+    assert (await Student(server, "203.0.113.5").sign_in("alice", "wrong")).status == 401  # still heard
+    server.clock.offset += 60
+    assert (await Student(server, "198.51.100.9").sign_in("alice", "wrong")).status == 401  # held again
+    assert (await Student(server, "203.0.113.5").sign_in("alice")).status == 429
 
 
 async def test_a_flood_of_refused_sign_ins_is_one_audit_entry(server: Console, proxied: Settings) -> None:

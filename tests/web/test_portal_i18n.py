@@ -12,11 +12,14 @@ from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po
 from support.clock import Clock
 
+from core.auth import sessions
 from core.auth.sessions import (
     ADDRESS_FREE,
     DEVICE_TTL,
     FIRST_DELAY,
     FREE_FAILURES,
+    KNOWN_ADDRESSES,
+    KNOWN_TTL,
     MAX_DELAY,
     MAX_DEVICES,
     Attempt,
@@ -24,7 +27,7 @@ from core.auth.sessions import (
     address_key,
     attempt_keys,
 )
-from core.records import requests
+from core.records import database, requests
 from core.web import i18n
 from core.web.portal import TEMPLATE_DIR
 
@@ -168,6 +171,43 @@ def test_a_device_cookie_vouches_for_the_last_accounts_until_it_expires(tmp_path
         assert SessionStore(tmp_path / "vmm.db", "another key" * 4, clock).device_of(cookie, "user0") is None
         clock.offset += DEVICE_TTL
         assert store.device_of(cookie, "user0") is None
+    finally:
+        store.close()
+
+
+def test_an_account_knows_the_newest_addresses_it_signed_in_from_until_they_expire(tmp_path: Path) -> None:
+    """Good sign-ins make their address known to the account (the typed name and the account's own);
+    each account keeps its newest KNOWN_ADDRESSES, each for KNOWN_TTL; a database of the previous
+    schema is brought up to date."""
+    path = tmp_path / "vmm.db"
+    database.open_store(path, "sessions", sessions._MIGRATIONS[:2]).close()
+    clock = Clock(start=1e9)
+    store = SessionStore(path, "k" * 40, clock)
+    try:
+        for n in range(KNOWN_ADDRESSES):
+            clock.offset += 1
+            store.succeeded(Attempt(0.0, ()), f"192.0.2.{n}", "alice@lab", "alice")
+        assert store.known_address("alice", "192.0.2.0")
+        assert store.known_address("alice@lab", "192.0.2.0")
+        assert not store.known_address("bob", "192.0.2.0")
+        assert not store.known_address("alice", "192.0.2.99")
+        clock.offset += 1
+        store.succeeded(Attempt(0.0, ()), "192.0.2.0", "alice")  # signed in again: the newest now
+        clock.offset += 1
+        store.succeeded(Attempt(0.0, ()), "2001:db8:1:2::1", "alice")  # one more: the oldest goes
+        assert store.known_address("alice", "2001:db8:1:2::ffff")  # its /64
+        assert store.known_address("alice", "192.0.2.0")
+        assert not store.known_address("alice", "192.0.2.1")
+        assert store.known_address("alice@lab", "192.0.2.1")  # the other name's are its own
+        clock.offset += KNOWN_TTL - 1
+        assert store.known_address("alice", "2001:db8:1:2::1")
+        assert not store.known_address("alice", "192.0.2.2")
+        store.purge()
+        clock.offset += 1
+        store.purge()
+        db = sqlite3.connect(path)
+        assert db.execute("SELECT COUNT(*) FROM signin_addresses").fetchone() == (0,)
+        db.close()
     finally:
         store.close()
 

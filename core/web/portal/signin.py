@@ -4,7 +4,9 @@ A sign-in is slowed after failures (:meth:`core.auth.SessionStore.begin_attempt`
 :mod:`core.auth.sessions` explains), every refusal says the same thing, and a new session is made
 at every sign-in; signing out deletes the session server-side and revokes the console links it
 opened. A good sign-in gives the browser a device cookie (``vmm_device``, path ``/login``) for
-that account: its later attempts on it are counted apart, so strangers' failures never hold it.
+that account and makes its address known to it: later attempts on that account from that browser
+are held only by that browser's own failures, and from that address only by the account's
+failures from there (:func:`core.auth.attempt_keys`).
 
 The audit log keeps a refused sign-in under the account's own name when the typed name found one,
 else ``?``; an attempt refused by the wait names nobody (it was not checked). Repeats of a refusal
@@ -72,7 +74,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     # an answer, the directory's silence aside, stays counted).
     devices = request.cookies.get(DEVICE_COOKIE)
     device = portal.sessions.device_of(devices, account)
-    attempt = portal.sessions.begin_attempt(attempt_keys(account, ctx.client, device))
+    known = device is None and portal.sessions.known_address(account, ctx.client)
+    attempt = portal.sessions.begin_attempt(attempt_keys(account, ctx.client, device, known))
     if attempt.wait > 0:
         seconds = int(attempt.wait) + 1
         portal.record(ctx.actor("?"), "signin", outcome="refused", detail="too many failed sign-ins",
