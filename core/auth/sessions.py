@@ -4,7 +4,8 @@ Everything lives in the shared SQLite file, so every worker, a restarted server 
 same sessions and the same failure counts (``vm-manager user passwd|del`` ends an account's sessions
 here: :meth:`SessionStore.end_user`). A browser holds only a random secret (cookie
 ``vmm_session``); the table keeps its HMAC, as :mod:`core.links.shares` does for share links, so a
-copy of the database opens no session.
+copy of the database opens no session. An LDAP session keeps the name its user was found by at
+sign-in, so that the directory is searched again the same way (:mod:`core.auth.standing`).
 
 Failed sign-ins are counted in buckets (:data:`FREE`), each forgiving a few failures in
 FAILURE_WINDOW and then asking for a wait that doubles with each further failure: per account
@@ -98,6 +99,8 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (account, address)
     )
     """,
+    # The name an LDAP session's user was found by at sign-in (how the directory is searched again).
+    "ALTER TABLE web_sessions ADD COLUMN found_by TEXT",
 )
 
 
@@ -115,9 +118,11 @@ class Session:
     expires: float
     checked: float | None = None
     """When the role was last read from the directory (LDAP sessions); None: at sign-in."""
+    found_by: str | None = None
+    """LDAP sessions: the name LDAP_USER_FILTER found the user by at sign-in."""
 
 
-_SESSION_COLUMNS = "username, role, display_name, email, source, csrf, created, expires, checked"
+_SESSION_COLUMNS = "username, role, display_name, email, source, csrf, created, expires, checked, found_by"
 
 
 class SessionStore:
@@ -136,17 +141,18 @@ class SessionStore:
 
     # -- sessions --
     def create(self, *, username: str, role: str, display_name: str, email: str | None, source: str,
-               ttl: float) -> tuple[Session, str]:
+               ttl: float, found_by: str | None = None) -> tuple[Session, str]:
         """A new session for ``ttl`` seconds; returns it and its secret (the cookie, never stored)."""
         now = self._clock()
         secret = SECRET(SECRET_BYTES)
-        session = Session(username, role, display_name, email, source, SECRET(SECRET_BYTES), now, now + ttl)
+        session = Session(username, role, display_name, email, source, SECRET(SECRET_BYTES), now, now + ttl,
+                          found_by=found_by)
         with database.transaction(self._db):
             self._db.execute(
                 "INSERT INTO web_sessions (secret_hash, username, role, display_name, email, source, csrf, "
-                "created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created, expires, found_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (self._hash("web-session", secret), username, role, display_name, email, source,
-                 session.csrf, now, session.expires))
+                 session.csrf, now, session.expires, found_by))
         return session, secret
 
     def get(self, secret: str | None) -> Session | None:

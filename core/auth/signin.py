@@ -7,8 +7,10 @@ match, then a connection of its own binds as that entry with the password. The i
 entry's own LDAP_UID_ATTRIBUTE value, never what was typed; members of LDAP_OPERATOR_GROUP are
 operators. Every refusal says the same thing; the reason goes to the log, never the password, and
 never a typed name that names no account (it may be a password typed into the name field): only
-an account's own name, when the name found one. :func:`current_role` reads an LDAP user's role
-again for a session that outlasts VMM_LDAP_RECHECK_INTERVAL.
+an account's own name, when the name found one. :func:`current_role` finds an LDAP user again for
+a session that outlasts VMM_LDAP_RECHECK_INTERVAL, by the same search with the name that found
+them at sign-in (:attr:`Identity.found_by`): a user the filter no longer finds (moved out of its
+scope, e.g. disabled) loses the session, as they could no longer sign in.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import ldap3
@@ -58,6 +60,8 @@ class Identity:
     email: str | None
     source: str
     """"ldap" or "local"."""
+    found_by: str | None = field(default=None, compare=False)
+    """LDAP: the name, as typed, that LDAP_USER_FILTER found the entry by (how it is found again)."""
 
 
 class SigninRefused(VMManagerError):
@@ -119,14 +123,11 @@ def _local(settings: Settings, name: str, password: str) -> Identity | None:
 
 
 def _ldap(settings: Settings, name: str, password: str) -> Identity:
-    base, template = ldapconn.required(settings.ldap, "base_dn", "user_filter")
-    if "{username}" not in template:
-        raise ConfigError(f"LDAP_USER_FILTER {template!r} has no {{username}} to put the typed name in")
+    base, template = _user_filter(settings)
     group = _operator_group(settings)
     uid_attr = settings.ldap.uid_attribute
-    query = template.replace("{username}", escape_filter_chars(name))
     with ldapconn.connect(settings.ldap) as conn:
-        entries = _search(conn, settings, base, query, "LDAP_USER_FILTER", template)
+        entries = _find_user(conn, settings, base, template, name)
         if entries is None:
             _refuse("a name", f"LDAP_USER_FILTER matches more than one entry under {base!r}")
         if len(entries) != 1:
@@ -140,23 +141,40 @@ def _ldap(settings: Settings, name: str, password: str) -> Identity:
     mails = values(entry, "mail")
     return Identity(uid, Role.OPERATOR if operator else Role.STUDENT,
                     CONTROL.sub("", names[0]).strip() if names else "",
-                    mails[0].strip() if mails and not CONTROL.search(mails[0]) else None, "ldap")
+                    mails[0].strip() if mails and not CONTROL.search(mails[0]) else None, "ldap", name)
 
 
-def current_role(settings: Settings, username: str) -> Role | None:
-    """The role the directory gives ``username`` (an LDAP identity's uid) now, or None when its
-    entry is no longer found (deleted, renamed: its session must end). Blocking; DirectoryError
-    when the directory does not answer, ConfigError when the LDAP settings can't be used."""
-    [base] = ldapconn.required(settings.ldap, "base_dn")
+def current_role(settings: Settings, username: str, found_by: str | None = None) -> Role | None:
+    """The role the directory gives ``username`` (an LDAP identity's uid) now, or None when sign-in's
+    search, with the name ``found_by`` that found it then (else ``username``), no longer finds
+    exactly that one entry (deleted, renamed, out of LDAP_USER_FILTER: its session must end).
+    Blocking; DirectoryError when the directory does not answer, ConfigError when the LDAP
+    settings can't be used."""
+    base, template = _user_filter(settings)
     group = _operator_group(settings)
     uid_attr = settings.ldap.uid_attribute
-    query = f"({escape_filter_chars(uid_attr)}={escape_filter_chars(username)})"
     with ldapconn.connect(settings.ldap) as conn:
-        entries = _search(conn, settings, base, query, "LDAP_UID_ATTRIBUTE", uid_attr)
+        entries = _find_user(conn, settings, base, template, found_by or username)
         if entries is None or len(entries) != 1 or values(entries[0], uid_attr) != [username]:
-            return None  # not one user of that name any more
+            return None  # sign-in would not find this user any more
         operator = group is not None and _is_member(conn, group, str(entries[0]["dn"]), username)
     return Role.OPERATOR if operator else Role.STUDENT
+
+
+def _user_filter(settings: Settings) -> tuple[str, str]:
+    """LDAP_BASE_DN and LDAP_USER_FILTER; ConfigError when unset or the filter has no {username}."""
+    base, template = ldapconn.required(settings.ldap, "base_dn", "user_filter")
+    if "{username}" not in template:
+        raise ConfigError(f"LDAP_USER_FILTER {template!r} has no {{username}} to put the typed name in")
+    return base, template
+
+
+def _find_user(conn: ldap3.Connection, settings: Settings, base: str, template: str,
+               name: str) -> list[dict[str, Any]] | None:
+    """The entries (two at most) LDAP_USER_FILTER ``template`` finds under ``base`` for ``name``
+    (escaped); None when more match than the search may return."""
+    query = template.replace("{username}", escape_filter_chars(name))
+    return _search(conn, settings, base, query, "LDAP_USER_FILTER", template)
 
 
 def _search(conn: ldap3.Connection, settings: Settings, base: str, query: str, variable: str,

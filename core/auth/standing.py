@@ -4,8 +4,9 @@ A local account's session is checked at every use (one row read): it ends when t
 gone, has another role, or had its password set since the sign-in (``vm-manager user passwd|del``
 also ends the sessions at once, through the database: :meth:`core.auth.SessionStore.end_user`).
 An LDAP user's session is checked against the directory once VMM_LDAP_RECHECK_INTERVAL has
-passed since its sign-in or its last check: it ends when the user is no longer found or the role
-(membership of LDAP_OPERATOR_GROUP) changed. Each function answers why the session ended, or None.
+passed since its sign-in or its last check: it ends when sign-in's search (LDAP_USER_FILTER,
+with the name that found the user then) no longer finds the user, or the role (membership of
+LDAP_OPERATOR_GROUP) changed. Each function answers why the session ended, or None.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def ldap_due(settings: Settings, session: Session, now: float) -> bool:
 def ldap_ended(settings: Settings, session: Session) -> str | None:
     """Why the LDAP user's session ``session`` no longer stands, or None. Blocking; raises
     DirectoryError when the directory does not answer (ConfigError: LDAP settings unusable)."""
-    role = current_role(settings, session.username)
+    role = current_role(settings, session.username, session.found_by)
     if role is None:
         return "the user is no longer in the directory"
     if role != session.role:

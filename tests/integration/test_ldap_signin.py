@@ -37,7 +37,7 @@ from support.tlsca import TestCA
 from core.auth import ldap as ldapconn
 from core.auth.ldap import DirectoryError
 from core.auth.ldapgroups import group_members
-from core.auth.signin import REFUSED, Identity, Role, SigninRefused, authenticate
+from core.auth.signin import REFUSED, Identity, Role, SigninRefused, authenticate, current_role
 from core.errors import ConfigError
 from core.settings import LdapSettings, Settings
 
@@ -98,6 +98,19 @@ def test_alice_signs_in(settings: Settings) -> None:
 @pytest.mark.parametrize("typed", ["ALICE", "  alice ", "Alice\t"])
 def test_the_identity_is_the_entrys_uid_not_what_was_typed(settings: Settings, typed: str) -> None:
     assert authenticate(settings, typed, PASSWORDS["alice"]) == ALICE
+
+
+def test_a_user_is_found_again_by_the_name_that_found_them(settings: Settings) -> None:
+    """What a session's re-read asks: sign-in's own search (LDAP_USER_FILTER, here by mail), with
+    the name typed then, must find that very user again."""
+    by_mail = with_ldap(settings, user_filter="(&(objectClass=inetOrgPerson)(mail={username}))")
+    identity = authenticate(by_mail, " alice@lab.test", PASSWORDS["alice"])
+    assert identity == ALICE
+    assert identity.found_by == "alice@lab.test"
+    assert current_role(by_mail, "alice", identity.found_by) is Role.STUDENT
+    assert current_role(by_mail, "alice") is None  # this filter finds nobody by the uid alone
+    assert current_role(by_mail, "bob", identity.found_by) is None  # the entry found is not bob's
+    assert current_role(settings, "alice") is Role.STUDENT  # the default filter: by the uid
 
 
 def test_a_wrong_password_and_an_unknown_user_get_the_same_refusal(settings: Settings) -> None:

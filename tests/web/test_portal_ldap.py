@@ -288,6 +288,41 @@ async def test_a_changed_role_or_a_user_gone_from_the_directory_ends_the_session
     assert (await carol.get("/")).status == 200
 
 
+async def test_a_user_the_filter_no_longer_finds_loses_the_session(
+        console: StartConsole, driver_lab: Lab, ldap_settings: Settings, tmp_path: Path) -> None:
+    """Sign-in finds users by their mail, never a disabled one (LDAP_USER_FILTER); after the bound
+    the directory is searched again the same way: alice, disabled since, is signed out and cannot
+    sign in again, bob, who signed in by his mail too, stays."""
+    entries = lab_entries()
+    for entry in entries:
+        if entry.dn.startswith("uid="):
+            entry.attrs["mail"] = [f"{entry.attrs['uid'][0]}@lab.test"]
+    with Slapd(tmp_path / "slapd", entries) as changing:
+        settings = dataclasses.replace(ldap_settings, ldap=dataclasses.replace(
+            ldap_settings.ldap, host=changing.url,
+            user_filter="(&(objectClass=inetOrgPerson)(mail={username})(!(description=disabled)))"))
+        server = await console(driver_lab, settings)
+        students = {}
+        for n, user in enumerate(("alice", "bob")):
+            students[user] = Student(server, f"192.0.2.{50 + n}")
+            page = await students[user].sign_in(f"{user}@lab.test", PASSWORDS[user])
+            assert (page.status, page.location) == (303, "/"), page.text
+        admin = ldap3.Connection(ldap3.Server(changing.url), ADMIN_DN, ADMIN_PASSWORD, auto_bind=True)
+        try:
+            admin.modify(f"uid=alice,{PEOPLE}", {"description": [(ldap3.MODIFY_ADD, ["disabled"])]})
+        finally:
+            admin.unbind()
+        server.clock.offset += settings.ldap.recheck_interval - 5
+        assert (await students["alice"].get("/")).status == 200  # within the bound: not asked
+        server.clock.offset += 10
+        assert (await students["alice"].get("/")).location == "/login"
+        assert (await students["bob"].get("/")).status == 200
+        ended = {e.user: e.detail for e in audit_entries(settings) if e.action == "session-end"}
+        assert ended == {"alice": "the user is no longer in the directory"}
+        page = await Student(server, "192.0.2.50").sign_in("alice@lab.test", PASSWORDS["alice"])
+        assert page.status == 401
+
+
 @pytest.mark.integration
 async def test_a_demoted_operators_open_console_closes_after_the_bound(
         console: StartConsole, live_lab: Lab, outside: Outside, ldap_settings: Settings,

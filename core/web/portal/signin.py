@@ -103,7 +103,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         portal.tokens.revoke(ids=portal.sessions.delete(ctx.secret))
     session, secret = portal.sessions.create(
         username=identity.username, role=str(identity.role), display_name=identity.display_name,
-        email=identity.email, source=identity.source, ttl=portal.session_ttl)
+        email=identity.email, source=identity.source, ttl=portal.session_ttl, found_by=identity.found_by)
     portal.record(Actor(identity.username, "web", ctx.client), "signin", detail=identity.source)
     log.info("%s signed in (%s, %s) from %s", identity.username, identity.role, identity.source, ctx.client)
     response = ctx.redirect("/")
