@@ -17,7 +17,9 @@ their own and nowhere else; without the cookie (a new browser, a lab PC wiped ev
 address the account signed in from before (:meth:`SessionStore.known_address`, for KNOWN_TTL, the
 newest KNOWN_ADDRESSES of each account) counts its attempts on that account only in their
 account-and-address bucket, so neither a spray of made-up names from the same NAT address nor
-failures on the account from elsewhere hold it.
+failures on the account from elsewhere hold it, only failures on that account from that very
+address do. (The price: from such an address, one password tried once on each account that signed
+in from there is held by nothing; repeated guesses on one account are.)
 
 Buckets depend only on what was typed and where from, never on whether the account exists: an
 address becomes known to an account only by a good sign-in to it from there, so a wait tells a
