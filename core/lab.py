@@ -96,6 +96,11 @@ class Lab:
         except (sqlite3.Error, OSError, VMManagerError) as exc:
             log.error("audit log not written (%s): %s", exc, items)
 
+    def purge_audit(self) -> int:
+        """Delete the audit entries older than VMM_AUDIT_DAYS (the server does, at start and
+        hourly); how many went."""
+        return self.audit.purge(self.settings.records.audit_days)
+
     def _record_results(self, actor: Actor | None, results: Iterable[ActionResult]) -> None:
         self.record(actor, [Item(r.action, r.vm.name, r.vm.uuid, "ok" if r.ok else "failed", r.message)
                             for r in results])

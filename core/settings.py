@@ -132,6 +132,17 @@ class LdapSettings:
     """CA certificates (PEM) the LDAP server's certificate must chain to; default: the system's."""
     starttls: bool = _setting("LDAP_STARTTLS", False)
     """Upgrade an ldap:// connection with StartTLS (ldaps:// is TLS from the start)."""
+    recheck_interval: float = _setting("VMM_LDAP_RECHECK_INTERVAL", 300.0)
+    """Seconds a portal session of an LDAP user is trusted before the directory is asked again:
+    the role is read again (a changed role ends the session), and a user no longer found ends it."""
+
+
+@dataclass(frozen=True)
+class RecordSettings:
+    """What is kept, and for how long."""
+
+    audit_days: int = _setting("VMM_AUDIT_DAYS", 365)
+    """Days the audit log keeps an entry; the server (``vm-manager serve``) purges older ones."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +166,8 @@ class SmtpSettings:
 
 
 _GROUPS = {"hosts": HostSettings, "actions": ActionSettings, "provision": ProvisionSettings,
-           "consoles": ConsoleSettings, "web": WebSettings, "ldap": LdapSettings, "smtp": SmtpSettings}
+           "consoles": ConsoleSettings, "web": WebSettings, "ldap": LdapSettings, "records": RecordSettings,
+           "smtp": SmtpSettings}
 
 
 @dataclass(frozen=True)
@@ -182,6 +194,7 @@ class Settings:
     consoles: ConsoleSettings = field(default_factory=ConsoleSettings)
     web: WebSettings = field(default_factory=WebSettings)
     ldap: LdapSettings = field(default_factory=LdapSettings)
+    records: RecordSettings = field(default_factory=RecordSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
 
     @property

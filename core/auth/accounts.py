@@ -131,6 +131,14 @@ class Accounts:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM accounts WHERE username = ?", (username,)).fetchone()
         return None if row is None else _account(row)
 
+    def standing(self, username: str) -> tuple[Role, float] | None:
+        """The account's role and when its password was last set (at its making, or by
+        :meth:`set_password`), or None when there is no such account: what a session signed in
+        before must still match."""
+        row = self._db.execute("SELECT role, max(created, password_changed) FROM accounts WHERE username = ?",
+                               (username,)).fetchone()
+        return None if row is None else (Role(str(row[0])), float(row[1]))
+
     def verify(self, username: str, password: str) -> Account | None:
         """The account when ``password`` is its password, else None (an unknown name costs the same
         hash). A good password stored with older parameters is hashed again with the current ones."""

@@ -3,6 +3,11 @@ from where, and the outcome, in the shared SQLite file.
 
 Lifecycle actions are recorded by :meth:`core.lab.Lab.act` itself (one entry per VM), so no caller
 can forget; callers record what only they know (sign-ins, console links, requests).
+
+What anyone can cause without signing in (refused sign-ins) is recorded *collapsed*: a repeat of
+the same entry (same who, from where, what, outcome and detail) within COLLAPSE_WINDOW of the
+entry's first time adds one to its ``repeats`` and moves its ``last`` time, instead of writing a
+row. Entries older than VMM_AUDIT_DAYS are purged by the server (:meth:`AuditLog.purge`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ log = logging.getLogger(__name__)
 
 OUTCOMES = ("ok", "failed", "refused")
 SOURCES = ("tui", "cli", "web")
+COLLAPSE_WINDOW = 15 * 60.0  # repeats of a collapsed entry within this of its first time join it
 
 _MIGRATIONS = (
     """
@@ -41,6 +47,12 @@ _MIGRATIONS = (
     CREATE INDEX audit_at ON audit (at);
     CREATE INDEX audit_user ON audit (user);
     CREATE INDEX audit_vm ON audit (vm_name)
+    """,
+    # Collapsed repeats: how many times the entry happened, and when it last did (NULL: once).
+    """
+    ALTER TABLE audit ADD COLUMN repeats INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE audit ADD COLUMN last REAL;
+    CREATE INDEX audit_last ON audit (last)
     """,
 )
 
@@ -80,12 +92,25 @@ class Entry:
     vm_uuid: str
     outcome: str
     detail: str
+    repeats: int = 1
+    """How many times it happened (collapsed repeats: see the module docstring)."""
+    last: float | None = None
+    """When it last happened, for an entry with repeats."""
 
     def as_json(self) -> dict[str, object]:
         at = datetime.fromtimestamp(self.at).astimezone().isoformat(timespec="seconds")
+        last = (None if self.last is None
+                else datetime.fromtimestamp(self.last).astimezone().isoformat(timespec="seconds"))
         return {"id": self.id, "at": at, "user": self.user, "source": self.source, "address": self.address,
                 "action": self.action, "vm": self.vm_name, "uuid": self.vm_uuid,
-                "outcome": self.outcome, "detail": self.detail}
+                "outcome": self.outcome, "detail": self.detail, "repeats": self.repeats, "last": last}
+
+    @property
+    def times(self) -> str:
+        """How many times it happened and until when (``×12 until 10:42:05``); "" for once."""
+        if self.repeats <= 1 or self.last is None:
+            return ""
+        return f"×{self.repeats} until {datetime.fromtimestamp(self.last).strftime('%H:%M:%S')}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +122,15 @@ class Item:
     vm_uuid: str = ""
     outcome: str = "ok"
     detail: str = ""
+    collapse: bool = False
+    """Join a repeat of the same entry within COLLAPSE_WINDOW instead of writing a row (for what
+    can be caused without signing in)."""
 
 
-_COLUMNS = "id, at, user, source, address, action, vm_name, vm_uuid, outcome, detail"
+_FIELDS = "at, user, source, address, action, vm_name, vm_uuid, outcome, detail"
+_COLUMNS = f"id, {_FIELDS}, repeats, last"
+_SAME = ("user = ? AND source = ? AND address = ? AND action = ? AND vm_name = ? AND vm_uuid = ? AND "
+         "outcome = ? AND detail = ?")
 
 
 class AuditLog:
@@ -114,8 +145,8 @@ class AuditLog:
         self._db.close()
 
     def record(self, actor: Actor, action: str, *, vm_name: str = "", vm_uuid: str = "",
-               outcome: str = "ok", detail: str = "") -> Entry:
-        return self.record_many(actor, [Item(action, vm_name, vm_uuid, outcome, detail)])[0]
+               outcome: str = "ok", detail: str = "", collapse: bool = False) -> Entry:
+        return self.record_many(actor, [Item(action, vm_name, vm_uuid, outcome, detail, collapse)])[0]
 
     def record_many(self, actor: Actor, items: Sequence[Item]) -> list[Entry]:
         """Several entries in one transaction (a bulk action over a class)."""
@@ -128,12 +159,30 @@ class AuditLog:
                          item.vm_uuid, item.outcome, item.detail[:2000]))
         entries = []
         with database.transaction(self._db):
-            for row in rows:
-                cursor = self._db.execute(
-                    f"INSERT INTO audit ({_COLUMNS.removeprefix('id, ')}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    row)
+            for item, row in zip(items, rows, strict=True):
+                if item.collapse and (entry := self._join(now, row[1:])) is not None:
+                    entries.append(entry)
+                    continue
+                cursor = self._db.execute(f"INSERT INTO audit ({_FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                          row)
                 entries.append(Entry(int(cursor.lastrowid or 0), *row))
         return entries
+
+    def _join(self, now: float, same: tuple[object, ...]) -> Entry | None:
+        """Count a repeat, at ``now``, of the newest entry begun within COLLAPSE_WINDOW whose
+        fields after its time are ``same``; the entry, or None when there is none."""
+        found = self._db.execute(f"SELECT id FROM audit WHERE at > ? AND {_SAME} ORDER BY id DESC LIMIT 1",
+                                 (now - COLLAPSE_WINDOW, *same)).fetchone()
+        if found is None:
+            return None
+        self._db.execute("UPDATE audit SET repeats = repeats + 1, last = ? WHERE id = ?", (now, found[0]))
+        return Entry(*self._db.execute(f"SELECT {_COLUMNS} FROM audit WHERE id = ?", found).fetchone())
+
+    def purge(self, days: int) -> int:
+        """Delete the entries older than ``days`` days (by when they last happened); how many."""
+        cutoff = self._clock() - days * 86400.0
+        with database.transaction(self._db):
+            return self._db.execute("DELETE FROM audit WHERE coalesce(last, at) < ?", (cutoff,)).rowcount
 
     def entries(self, *, since: float | None = None, user: str | None = None, vm: str | None = None,
                 limit: int = 1000) -> list[Entry]:
@@ -157,6 +206,11 @@ class AuditLog:
     def last_id(self) -> int:
         """The newest entry's id (0 when empty): a cheap "anything new?" for views that follow the log."""
         return int(self._db.execute("SELECT coalesce(max(id), 0) FROM audit").fetchone()[0])
+
+    def last_change(self) -> tuple[int, float]:
+        """The newest entry's id and the latest repeat's time: changes when anything is written."""
+        row = self._db.execute("SELECT coalesce(max(id), 0), coalesce(max(last), 0) FROM audit").fetchone()
+        return int(row[0]), float(row[1])
 
 
 def record(path: Path, actor: Actor, items: Sequence[Item]) -> None:

@@ -1,6 +1,7 @@
 """The aiohttp application, assembled: the console's URLs (:mod:`core.web.console.routes`, which
 documents them), the student portal (:mod:`core.web.portal`, likewise), the middlewares, the
-background watchers of open consoles, and the static files:
+background watchers of open consoles, the audit log's purge (VMM_AUDIT_DAYS, at start and
+hourly), and the static files:
 
 - ``GET /static/<name>``: the console page's script and style and the portal's style, from
   ``noVNC/`` (:data:`OUR_FILES`); ``GET /novnc/...``: the JavaScript modules of noVNC as installed
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path, PurePosixPath
@@ -44,6 +47,9 @@ OUR_FILES = frozenset({"console.js", "console.css", "portal.css"})
 NOVNC_MODULES = ("core", "vendor")
 """The folders of ``noVNC/vendor/`` whose ``.js`` files ``/novnc/`` serves: noVNC's modules and the
 zlib (pako) they import, what the console page loads, whichever of them a noVNC version has."""
+PURGE_INTERVAL = 3600.0
+
+log = logging.getLogger(__name__)
 
 
 def make_app(settings: Settings, lab: Lab, *, secret_key: str, host: str = DEFAULT_HOST,
@@ -62,7 +68,8 @@ def make_app(settings: Settings, lab: Lab, *, secret_key: str, host: str = DEFAU
     app[STORE] = TokenStore(settings.database_path, secret_key, clock)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        watchers = [asyncio.create_task(watch.expire_viewers(app), name="console-expiry")]
+        watchers = [asyncio.create_task(watch.expire_viewers(app), name="console-expiry"),
+                    asyncio.create_task(_purge_audit(lab), name="audit-purge")]
         unsubscribe = lab.subscribe(watch.on_inventory(app, watchers))
         yield
         unsubscribe()
@@ -83,6 +90,19 @@ def make_app(settings: Settings, lab: Lab, *, secret_key: str, host: str = DEFAU
     app.router.add_get("/static/{path:.+}", _files(lambda: config.novnc_dir, _our_file))
     portal.setup(app, settings, lab, app[STORE], secret_key=secret_key, clock=clock)
     return app
+
+
+async def _purge_audit(lab: Lab) -> None:
+    """Keep the audit log to VMM_AUDIT_DAYS: purge at start, then every PURGE_INTERVAL."""
+    while True:
+        try:
+            gone = lab.purge_audit()
+            if gone:
+                log.info("audit log: %d entries older than %d days purged", gone,
+                         lab.settings.records.audit_days)
+        except (sqlite3.Error, OSError):
+            log.exception("purging the audit log failed")
+        await asyncio.sleep(PURGE_INTERVAL)
 
 
 def _novnc_module(parts: tuple[str, ...]) -> bool:

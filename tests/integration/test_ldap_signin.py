@@ -37,7 +37,7 @@ from support.tlsca import TestCA
 from core.auth import ldap as ldapconn
 from core.auth.ldap import DirectoryError
 from core.auth.ldapgroups import group_members
-from core.auth.signin import REFUSED, Identity, Role, SigninRefused, authenticate
+from core.auth.signin import REFUSED, Identity, Role, SigninRefused, authenticate, current_role
 from core.errors import ConfigError
 from core.settings import LdapSettings, Settings
 
@@ -98,6 +98,19 @@ def test_alice_signs_in(settings: Settings) -> None:
 @pytest.mark.parametrize("typed", ["ALICE", "  alice ", "Alice\t"])
 def test_the_identity_is_the_entrys_uid_not_what_was_typed(settings: Settings, typed: str) -> None:
     assert authenticate(settings, typed, PASSWORDS["alice"]) == ALICE
+
+
+def test_a_user_is_found_again_by_the_name_that_found_them(settings: Settings) -> None:
+    """What a session's re-read asks: sign-in's own search (LDAP_USER_FILTER, here by mail), with
+    the name typed then, must find that very user again."""
+    by_mail = with_ldap(settings, user_filter="(&(objectClass=inetOrgPerson)(mail={username}))")
+    identity = authenticate(by_mail, " alice@lab.test", PASSWORDS["alice"])
+    assert identity == ALICE
+    assert identity.found_by == "alice@lab.test"
+    assert current_role(by_mail, "alice", identity.found_by) is Role.STUDENT
+    assert current_role(by_mail, "alice") is None  # this filter finds nobody by the uid alone
+    assert current_role(by_mail, "bob", identity.found_by) is None  # the entry found is not bob's
+    assert current_role(settings, "alice") is Role.STUDENT  # the default filter: by the uid
 
 
 def test_a_wrong_password_and_an_unknown_user_get_the_same_refusal(settings: Settings) -> None:
@@ -260,7 +273,8 @@ def test_secrets_stay_out_of_logs_reprs_and_errors(settings: Settings, server: S
             authenticate(broken, "bob", PASSWORDS["bob"])
         seen += [repr(failed.value), str(failed.value), repr(failed.value.__cause__)]
     assert "sign-in: alice (ldap, student)" in caplog.text
-    assert "sign-in refused for 'zoe'" in caplog.text
+    assert "sign-in refused for 'alice'" in caplog.text  # an account's own name: it found one
+    assert "zoe" not in caplog.text  # a typed name that found no account is no one's to log
     text = caplog.text + "\n".join(seen)
     for secret in (SERVICE_PASSWORD, *PASSWORDS.values()):
         assert secret not in text
@@ -268,17 +282,24 @@ def test_secrets_stay_out_of_logs_reprs_and_errors(settings: Settings, server: S
 
 def test_a_name_that_fails_the_check_stays_out_of_the_log(settings: Settings,
                                                           caplog: pytest.LogCaptureFixture) -> None:
-    """A password typed into the name field (spaces, symbols: not a sign-in name) is refused
-    without being written anywhere; a valid name is logged, so that refusals can be followed."""
+    """A password typed into the name field is refused without being written anywhere: neither
+    one that is not a sign-in name (spaces, symbols) nor one that is but finds no entry (it may be
+    a password too); the name of an entry that refused the password is logged, so that refusals
+    can be followed."""
     caplog.set_level(logging.DEBUG)
     typed = ["Tr0ub4dor&3 horse", "p@ss word!", "*)(uid=*", "al\\ice\0", "x" * 200]
     for name in typed:
         with pytest.raises(SigninRefused):
             authenticate(settings, name, PASSWORDS["alice"])
     with pytest.raises(SigninRefused):
-        authenticate(settings, "zoe", PASSWORDS["alice"])
+        authenticate(settings, "Hunter2-horse", PASSWORDS["alice"])
+    with pytest.raises(SigninRefused) as refused:
+        authenticate(settings, "ALICE", PASSWORDS["bob"])
+    assert refused.value.account == "alice"  # the entry's own name, for the audit log
     assert caplog.text.count("sign-in refused for an invalid name") == len(typed)
-    assert "sign-in refused for 'zoe'" in caplog.text
+    assert "sign-in refused for a name: no LDAP entries match" in caplog.text
+    assert "Hunter2" not in caplog.text
+    assert "sign-in refused for 'alice'" in caplog.text
     for name in typed:
         assert name not in caplog.text
         assert repr(name)[1:-1] not in caplog.text

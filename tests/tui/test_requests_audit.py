@@ -153,6 +153,32 @@ async def test_the_audit_view_follows_actions_from_here_and_elsewhere(make_app, 
     assert (entry.action, entry.source, entry.outcome) == ("start", "tui", "ok")
 
 
+async def test_the_audit_view_counts_repeats_in_their_row(make_app, lab: Lab) -> None:
+    """A refusal repeated on the web (collapsed into one entry) updates its row's count."""
+    web = AuditLog(lab.settings.database_path)
+
+    def refused() -> None:
+        web.record(Actor("?", "web", "203.0.113.5"), "signin", outcome="refused",
+                   detail="too many failed sign-ins", collapse=True)
+
+    app = make_app()
+    try:
+        refused()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.press("a")
+            await wait_until(lambda: isinstance(app.screen, AuditScreen))
+            table = app.screen.query_one(DataTable)
+            await wait_until(lambda: table.row_count == 1)
+            assert str(table.get_row_at(0)[-1]) == "too many failed sign-ins"
+            refused()
+            refused()
+            await wait_until(lambda: "×3 until" in str(table.get_row_at(0)[-1]), limit=10.0)
+            assert table.row_count == 1
+    finally:
+        web.close()
+
+
 async def test_a_new_request_made_on_the_web_is_told_at_once(mailing_lab: Lab,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tui.app.REQUESTS_INTERVAL", 0.1)

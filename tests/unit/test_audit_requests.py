@@ -16,8 +16,9 @@ from support.smtp import Inbox, smtp_inbox
 from core.errors import InvalidInput, NotFound
 from core.lab import Lab
 from core.model import LabMeta, VMState
+from core.records import audit as audit_module
 from core.records import mail
-from core.records.audit import Actor, AuditLog
+from core.records.audit import COLLAPSE_WINDOW, Actor, AuditLog
 from core.records.requests import Kind, NewRequests, RequestStore, Status
 from core.settings import Settings, SmtpSettings
 from core.testing.testdriver import Spec
@@ -60,6 +61,83 @@ def test_audit_records_and_filters(settings: Settings) -> None:
         with pytest.raises(ValueError, match="outcome"):
             log.record(WEB, "x", outcome="maybe")
         assert log.last_id() == 3
+    finally:
+        log.close()
+
+
+def test_repeats_of_a_collapsed_entry_are_counted_in_one(settings: Settings) -> None:
+    """What anyone can cause without signing in is one entry per who/where/what within the
+    window, with a count and the last time; other entries, and other callers', stay apart."""
+    now = [1000.0]
+    log = AuditLog(settings.database_path, clock=lambda: now[0])
+    guesser = Actor("?", "web", "203.0.113.5")
+    try:
+        for _ in range(1000):
+            now[0] += 0.005
+            log.record(guesser, "signin", outcome="refused", detail="too many failed sign-ins", collapse=True)
+        log.record(Actor("?", "web", "203.0.113.6"), "signin", outcome="refused",
+                   detail="too many failed sign-ins", collapse=True)  # from elsewhere: its own
+        log.record(guesser, "signin", outcome="refused", detail="wrong user name or password", collapse=True)
+        log.record(WEB, "start", vm_name="a", vm_uuid="u-a")
+        log.record(WEB, "start", vm_name="a", vm_uuid="u-a")  # not collapsed: an entry each
+        entries = log.entries()
+        assert [(e.address, e.detail, e.repeats) for e in entries] == [
+            ("203.0.113.5", "too many failed sign-ins", 1000), ("203.0.113.6", "too many failed sign-ins", 1),
+            ("203.0.113.5", "wrong user name or password", 1), ("192.0.2.7", "", 1), ("192.0.2.7", "", 1)]
+        first = entries[0]
+        assert (first.at, first.last) == (pytest.approx(1000.005), pytest.approx(1005.0))
+        assert first.times.startswith("×1000 until ")
+        assert first.as_json()["repeats"] == 1000
+        assert entries[1].times == ""
+        assert entries[1].last is None
+        assert log.last_change() == (5, pytest.approx(1005.0))
+        # Past the window (from the entry's first time), a repeat starts a new entry.
+        now[0] = 1000.005 + COLLAPSE_WINDOW + 1
+        log.record(guesser, "signin", outcome="refused", detail="too many failed sign-ins", collapse=True)
+        assert [e.repeats for e in log.entries()][-1] == 1
+        assert len(log.entries()) == 6
+    finally:
+        log.close()
+
+
+def test_purge_keeps_what_happened_within_the_days(settings: Settings) -> None:
+    day = 86400.0
+    now = [100 * day]
+    log = AuditLog(settings.database_path, clock=lambda: now[0])
+    try:
+        log.record(WEB, "old")
+        now[0] += 0.5 * day
+        log.record(WEB, "repeated", collapse=True)
+        now[0] += 600
+        log.record(WEB, "repeated", collapse=True)  # first more than 40 days ago, last less
+        now[0] = 140.5 * day + 300
+        log.record(WEB, "new")
+        assert log.purge(40) == 1
+        assert [e.action for e in log.entries()] == ["repeated", "new"]
+        now[0] = 200 * day
+        assert log.purge(40) == 2
+        assert log.entries() == []
+    finally:
+        log.close()
+
+
+def test_an_audit_log_of_the_first_schema_is_migrated(settings: Settings) -> None:
+    """A database written before entries had repeats: opened, it gains them, its entries intact."""
+    settings.database_path.parent.mkdir(parents=True)
+    with sqlite3.connect(settings.database_path) as db:
+        db.executescript(f"""{audit_module._MIGRATIONS[0]};
+            CREATE TABLE schema_versions (store TEXT PRIMARY KEY, version INTEGER NOT NULL);
+            INSERT INTO schema_versions VALUES ('audit', 1);
+            INSERT INTO audit (at, user, source, address, action, vm_name, vm_uuid, outcome, detail)
+            VALUES (1000, 'alice', 'web', '192.0.2.7', 'signin', '', '', 'ok', 'local');""")
+    db.close()
+    log = AuditLog(settings.database_path, clock=lambda: 2000.0)
+    try:
+        [old] = log.entries()
+        assert (old.user, old.action, old.repeats, old.last) == ("alice", "signin", 1, None)
+        log.record(WEB, "signin", outcome="refused", collapse=True)
+        log.record(WEB, "signin", outcome="refused", collapse=True)
+        assert [e.repeats for e in log.entries()] == [1, 2]
     finally:
         log.close()
 
@@ -147,7 +225,7 @@ def test_both_stores_share_one_file_with_their_own_versions(settings: Settings) 
     RequestStore(settings.database_path).close()
     AuditLog(settings.database_path).close()
     with sqlite3.connect(settings.database_path) as db:
-        assert dict(db.execute("SELECT store, version FROM schema_versions")) == {"requests": 1, "audit": 1}
+        assert dict(db.execute("SELECT store, version FROM schema_versions")) == {"requests": 1, "audit": 2}
 
 
 async def test_approving_changes_the_definition_for_the_next_boot(

@@ -57,6 +57,21 @@ def test_cli_actions_are_in_the_audit_log_and_filtered(data_dir: Path, uri: str)
     assert "neither a duration" in bad.stderr
 
 
+def test_collapsed_repeats_show_their_count(data_dir: Path) -> None:
+    from core.records.audit import Actor, AuditLog
+
+    log = AuditLog(data_dir / "vm-manager.sqlite3")
+    for _ in range(3):
+        log.record(Actor("?", "web", "203.0.113.5"), "signin", outcome="refused",
+                   detail="too many failed sign-ins", collapse=True)
+    log.close()
+    line = run(data_dir, "audit").stdout.strip()
+    assert "signin  refused  too many failed sign-ins  ×3 until " in line
+    [entry] = json.loads(run(data_dir, "audit", "--json").stdout)
+    assert entry["repeats"] == 3
+    assert entry["last"] is not None
+
+
 def test_requests_are_listed_and_answered_once(data_dir: Path, uri: str) -> None:
     store = RequestStore(Settings(data_dir=data_dir).database_path)
     try:

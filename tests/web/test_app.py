@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import os
 import stat
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from support.webtest import (
 )
 
 from core.lab import Lab
-from core.settings import Settings
+from core.records.audit import Actor, AuditLog
+from core.settings import RecordSettings, Settings
 from core.web.console.proxy import CLOSE_VM_STOPPED
 from core.web.console.routes import COOKIE
 from core.web.keys import ENDPOINTS, find_vm
@@ -503,3 +505,21 @@ async def test_the_servers_own_pages_speak_the_browsers_language(console: StartC
     async with browser.get(f"{server.base}/nothing") as response:  # English without a choice
         assert "<h1>Not found</h1>" in await response.text()
         assert '<html lang="en">' in await response.text()
+
+
+async def test_the_server_purges_the_audit_log_after_its_days(console: StartConsole, test_lab: Lab,
+                                                             web_settings: Settings) -> None:
+    """Entries older than VMM_AUDIT_DAYS are gone once the server has started; newer ones stay."""
+    day = 86400.0
+    for age in (400, 366, 364, 1):
+        old = AuditLog(web_settings.database_path, clock=lambda age=age: time.time() - age * day)
+        old.record(Actor("alice", "web", "192.0.2.7"), f"signin-{age}")
+        old.close()
+    await console(test_lab, web_settings)
+    audit = AuditLog(web_settings.database_path)
+    try:
+        await eventually(lambda: len(audit.entries()) == 2, what="the purge at start")
+        assert [e.action for e in audit.entries()] == ["signin-364", "signin-1"]
+    finally:
+        audit.close()
+    assert RecordSettings().audit_days == 365

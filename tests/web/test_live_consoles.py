@@ -41,6 +41,7 @@ from support.webtest import (
     websockify_pids,
 )
 
+from core.auth.accounts import Accounts
 from core.lab import Lab
 from core.metadata import LabMeta
 from core.model import VMState
@@ -49,6 +50,7 @@ from core.web.console.bridge import VNCTarget, group_members
 from core.web.console.proxy import CLOSE_REVOKED, CLOSE_VM_STOPPED
 from core.web.console.routes import COOKIE
 from core.web.keys import VIEWERS
+from core.web.portal import CONSOLE_CHECK
 
 pytestmark = pytest.mark.integration
 
@@ -609,6 +611,63 @@ async def test_one_link_cannot_take_every_console_of_a_vm(console: StartConsole,
     for ws in (held[1], third, late_ws):
         await ws.close()
     await eventually(lambda: not server.running(), what="the endpoint to stop")
+
+
+async def test_a_password_change_closes_the_consoles_its_sessions_opened(
+        console: StartConsole, live_lab: Lab, outside: Outside, web_settings: Settings,
+        env: dict[str, str]) -> None:
+    """An operator watches a student's VM from the portal; ``vm-manager user passwd`` of the
+    operator (another process) closes that console at once, and its session opens nothing more."""
+    settings = dataclasses.replace(
+        web_settings, web=dataclasses.replace(web_settings.web, trusted_proxies="127.0.0.1")
+    )
+    add_accounts(settings)
+    uuid = await running_vm(live_lab, outside, "", domain_xml(outside.name("web-passwd"),
+                                                              meta=LabMeta("alice", "net101")))
+    server = await console(live_lab, settings)
+    olga = Student(server, "192.0.2.40")
+    assert (await olga.sign_in("olga")).location == "/"
+    assert (await olga.submit(f"/vms/{uuid}/console")).location == f"/console/{uuid}"
+    ws = await server.websocket(olga.browser, uuid)
+    assert await greeting(ws) == GREETING
+    shared = await viewer(server, uuid)  # a share link's viewer of the same VM stays
+    assert await greeting(shared) == GREETING
+
+    out = await asyncio.to_thread(cli, env, "user", "passwd", "olga", "--password-stdin",
+                                  stdin="olga-new-secret\n")
+    assert out.returncode == 0, out.stderr
+    assert "1 portal session ended, 1 console link revoked, 1 console closed" in out.stdout
+    assert await closed(ws, within=3) == CLOSE_REVOKED
+    await shared.send_bytes(GREETING)
+    assert (await shared.receive(timeout=10)).type == aiohttp.WSMsgType.BINARY
+    assert (await server.status(olga.browser, uuid))[0] == 403
+    assert (await olga.get("/")).location == "/login"
+    await shared.close()
+
+
+async def test_an_open_console_ends_with_its_session_without_a_page_loaded(
+        console: StartConsole, live_lab: Lab, outside: Outside, web_settings: Settings) -> None:
+    """alice's account changed by other means than the CLI while she only watches her VM: the
+    server checks the sessions behind open consoles too, and hers ends, closing the console."""
+    settings = dataclasses.replace(
+        web_settings, web=dataclasses.replace(web_settings.web, trusted_proxies="127.0.0.1")
+    )
+    add_accounts(settings)
+    uuid = await running_vm(live_lab, outside, "", domain_xml(outside.name("web-watch"),
+                                                              meta=LabMeta("alice", "net101")))
+    server = await console(live_lab, settings)
+    alice = Student(server, "192.0.2.10")
+    assert (await alice.sign_in("alice")).location == "/"
+    assert (await alice.submit(f"/vms/{uuid}/console")).location == f"/console/{uuid}"
+    ws = await server.websocket(alice.browser, uuid)
+    assert await greeting(ws) == GREETING
+    accounts = Accounts(settings.database_path)
+    try:
+        accounts.set_password("alice", "alice-secret-new")
+    finally:
+        accounts.close()
+    assert await closed(ws, within=CONSOLE_CHECK + 5) == CLOSE_REVOKED
+    assert (await alice.get("/")).location == "/login"
 
 
 async def test_shutdown_closes_every_console(console: StartConsole, live_lab: Lab, outside: Outside) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -12,9 +13,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from support.portalweb import PASSWORDS, Student, add_accounts, audit_entries, forms
-from support.webtest import Console, StartConsole, eventually, uuid_of
+from support.webtest import Console, StartConsole, cli, eventually, uuid_of
 
-from core.auth.sessions import FIRST_DELAY, FREE_FAILURES
+from core.auth.accounts import Accounts, Role
+from core.auth.sessions import ACCOUNT_FREE, ADDRESS_FREE, FIRST_DELAY, FREE_FAILURES, KNOWN_TTL
 from core.lab import Lab
 from core.links.shares import parse_ttl
 from core.metadata import LabMeta
@@ -23,6 +25,7 @@ from core.records.requests import Kind, RequestStore
 from core.settings import Settings
 from core.testing import testdriver
 from core.web.portal import LOGIN_COOKIE, PORTAL, SESSION_COOKIE
+from core.web.portal.signin import DEVICE_COOKIE
 
 HOSTILE = ("<img src=x onerror=alert(1)>", "[b]bold")  # libvirt refuses a "/" in a name
 SCRIPT = "<script>alert(1)</script>"
@@ -186,6 +189,22 @@ async def test_wrong_password_is_refused_and_recorded(server: Console, proxied: 
         ("alice", "signin", "refused", "192.0.2.11"), ("?", "signin", "refused", "192.0.2.11")]
 
 
+async def test_typed_names_stay_out_of_the_log_and_the_audit_unless_they_name_an_account(
+        server: Console, proxied: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    """A password typed into the name field may well look like a name: a name that finds no
+    account is written nowhere (log file, audit log); a wrong password for a real account names
+    the account, as typed in any case."""
+    caplog.set_level(logging.DEBUG)
+    visitor = Student(server, "192.0.2.12")
+    assert (await visitor.sign_in("Tr0ub4dor-horse", "x-password")).status == 401
+    assert (await visitor.sign_in("ALICE", "not-her-password")).status == 401
+    assert "Tr0ub4dor" not in caplog.text
+    assert "tr0ub4dor" not in caplog.text
+    assert "sign-in refused for 'alice'" in caplog.text
+    entries = audit_entries(proxied)
+    assert [(e.user, e.outcome) for e in entries] == [("?", "refused"), ("alice", "refused")]
+
+
 async def test_bobs_vm_is_out_of_alices_reach(server: Console, lab: Lab, proxied: Settings) -> None:
     alice = await signed_in(server, "alice")
     bob_vm = uuid_of(lab, "bob-1")
@@ -247,41 +266,184 @@ async def test_posts_need_the_sessions_csrf_token(server: Console, lab: Lab) -> 
 
 
 # -- failed sign-ins --
-async def test_failed_signins_are_slowed_per_account(server: Console) -> None:
-    for n in range(FREE_FAILURES):  # from five addresses: only the account links them
+async def returning(server: Console, user: str, address: str) -> Student:
+    """A browser that signed in as ``user`` from ``address`` and signed out: it keeps its device cookie."""
+    student = await signed_in(server, user, address)
+    assert student.cookie(DEVICE_COOKIE) is not None
+    assert (await student.submit("/logout")).location == "/login"
+    return student
+
+
+async def test_failures_from_many_addresses_do_not_lock_the_owner_out(server: Console) -> None:
+    """The issue's shape: five wrong passwords for alice from five addresses, then her right one
+    from a sixth (a browser that never signed in) gets in."""
+    for n in range(FREE_FAILURES):
         page = await Student(server, f"198.51.100.{n + 1}").sign_in("alice", "wrong")
         assert page.status == 401
-    late = Student(server, "198.51.100.99")
-    page = await late.sign_in("alice")  # even the right password waits now
+    assert (await Student(server, "198.51.100.99").sign_in("alice")).location == "/"
+
+
+async def test_one_guesser_on_one_account_is_slowed(server: Console) -> None:
+    """Guessing alice's password from one address waits after FREE_FAILURES, the wait doubling;
+    alice elsewhere and bob from that very address are not held up by it."""
+    guesser = Student(server, "198.51.100.9")
+    for _ in range(FREE_FAILURES):
+        assert (await guesser.sign_in("alice", "wrong")).status == 401
+    page = await guesser.sign_in("alice")  # even the right password waits now
     assert page.status == 429
     assert "Too many failed sign-ins" in page.text
     assert 0 < int(page.headers["Retry-After"]) <= FIRST_DELAY + 1
-    assert late.cookie(SESSION_COOKIE) is None
-    assert (await Student(server, "198.51.100.98").sign_in("bob")).status == 303  # bob is not held up
+    assert guesser.cookie(SESSION_COOKIE) is None
+    assert (await Student(server, "198.51.100.9").sign_in("bob")).status == 303  # bob is not held up
+    assert (await Student(server, "198.51.100.98").sign_in("alice")).status == 303  # alice elsewhere
 
     server.clock.offset += FIRST_DELAY + 1
-    assert (await late.sign_in("alice", "wrong again")).status == 401
-    page = await late.sign_in("alice")  # the sixth failure doubles the wait
+    assert (await guesser.sign_in("alice", "wrong again")).status == 401
+    page = await guesser.sign_in("alice")  # the sixth failure doubles the wait
     assert page.status == 429
     assert FIRST_DELAY < int(page.headers["Retry-After"]) <= 2 * FIRST_DELAY + 1
     server.clock.offset += 2 * FIRST_DELAY + 1
-    assert (await late.sign_in("alice")).location == "/"
+    assert (await guesser.sign_in("alice")).location == "/"
     # The success reset the account: new failures start from zero.
     assert (await Student(server, "198.51.100.97").sign_in("alice", "wrong")).status == 401
     assert (await Student(server, "198.51.100.96").sign_in("alice")).status == 303
 
 
-async def test_failed_signins_are_slowed_per_address(server: Console, proxied: Settings) -> None:
+async def test_many_guessers_on_one_account_are_slowed_but_not_its_owners_browser(server: Console) -> None:
+    """ACCOUNT_FREE failures on alice from as many addresses hold every browser that never signed
+    in to her account (the guessers' own next ones too), and go on holding them as long as the
+    guessing goes on; the browser she signed in with before is not held."""
+    alice = await returning(server, "alice", "192.0.2.10")
+    for n in range(ACCOUNT_FREE):
+        assert (await Student(server, f"198.51.100.{n + 1}").sign_in("alice", "wrong")).status == 401
+    for round_ in range(3):  # one more failure each time the wait ends keeps the account held
+        held = await Student(server, "203.0.113.50").sign_in("alice")
+        assert held.status == 429, round_
+        server.clock.offset += int(held.headers["Retry-After"])
+        assert (await Student(server, f"198.51.101.{round_}").sign_in("alice", "wrong")).status == 401
+    assert (await Student(server, "203.0.113.50").sign_in("alice")).status == 429
+    assert (await alice.sign_in("alice")).location == "/"  # her own browser: counted apart, never held
+    assert (await alice.submit("/logout")).location == "/login"
+    # Her browser is itself limited like any other guesser of her account.
+    for _ in range(FREE_FAILURES):
+        assert (await alice.sign_in("alice", "wrong")).status == 401
+    assert (await alice.sign_in("alice")).status == 429
+
+
+async def test_failures_on_made_up_names_do_not_lock_an_address_out(server: Console,
+                                                                     proxied: Settings) -> None:
+    """The issue's shape: six failures on made-up names from one address (a school behind one NAT),
+    then bob's right password from that address gets in. A guesser that goes on is held at
+    ADDRESS_FREE, on any name alike (a wait tells nothing of which names exist), while a browser
+    that signed in from there before keeps its own budget, for as long as the guessing goes on."""
+    bob = await returning(server, "bob", "203.0.113.5")
     guesser = Student(server, "203.0.113.5")
-    for n in range(FREE_FAILURES):  # five accounts tried from one address
+    for n in range(FREE_FAILURES + 1):
         assert (await guesser.sign_in(f"user{n}", "guess")).status == 401
-    page = await guesser.sign_in("alice")
-    assert page.status == 429
+    assert (await Student(server, "203.0.113.5").sign_in("olga")).location == "/"
+
+    for n in range(FREE_FAILURES + 1, ADDRESS_FREE):
+        assert (await guesser.sign_in(f"user{n}", "guess")).status == 401
+    for round_ in range(3):
+        made_up = await Student(server, "203.0.113.5").sign_in("zoe", "guess")
+        real = await Student(server, "203.0.113.5").sign_in("alice", "guess")
+        assert (made_up.status, real.status) == (429, 429), round_
+        assert made_up.headers["Retry-After"] == real.headers["Retry-After"]
+        assert (await Student(server, "203.0.113.5").sign_in("alice")).status == 429  # a new browser waits
+        assert (await bob.sign_in("bob")).location == "/", round_  # bob's browser does not
+        assert (await bob.submit("/logout")).location == "/login"
+        server.clock.offset += int(real.headers["Retry-After"])
+        assert (await guesser.sign_in(f"again{round_}", "guess")).status == 401
     assert (await Student(server, "203.0.113.6").sign_in("alice")).status == 303  # elsewhere: fine
-    refused = [e for e in audit_entries(proxied, user="alice") if e.outcome == "refused"]
-    assert [e.detail for e in refused] == ["too many failed sign-ins"]
-    server.clock.offset += FIRST_DELAY + 1
-    assert (await guesser.sign_in("alice")).status == 303
+    # The waits name nobody in the audit log: the names were not even checked; repeats are one entry.
+    refused = [e for e in audit_entries(proxied) if e.detail == "too many failed sign-ins"]
+    assert [(e.user, e.address) for e in refused] == [("?", "203.0.113.5")]
+    assert refused[0].repeats == 3 * 3
+
+
+async def test_an_ipv6_guesser_is_counted_by_its_64(server: Console) -> None:
+    """A host holds a whole /64: drawing a fresh address for each guess is one address still."""
+    for n in range(ADDRESS_FREE):
+        assert (await Student(server, f"2001:db8:1:2::{n + 1:x}").sign_in(f"user{n}", "guess")).status == 401
+    assert (await Student(server, "2001:db8:1:2:ffff::1").sign_in("alice")).status == 429
+    assert (await Student(server, "2001:db8:1:3::1").sign_in("alice")).status == 303
+
+
+async def test_a_device_cookie_vouches_only_for_its_account_and_cannot_be_forged(server: Console) -> None:
+    """The cookie bob's browser got does not give alice's account (or a tampered cookie) a budget."""
+    bob = await returning(server, "bob", "198.51.100.30")
+    cookie = bob.cookie(DEVICE_COOKIE)
+    assert cookie is not None
+    assert cookie["path"] == "/login"
+    assert cookie["httponly"]
+    for n in range(ACCOUNT_FREE):
+        assert (await Student(server, f"198.51.101.{n + 1}").sign_in("alice", "wrong")).status == 401
+    assert (await bob.sign_in("alice")).status == 429  # bob's cookie is not alice's
+    forged = Student(server, "198.51.100.31")
+    nonce, issued, mac = cookie.value.split("~")[0].split(".")
+    forged.browser.cookie_jar.update_cookies({DEVICE_COOKIE: f"{nonce}.{issued}.{'0' * len(mac)}"})
+    assert (await forged.sign_in("alice")).status == 429
+
+
+async def held_by_strangers(server: Console, account: str, address: str) -> None:
+    """The issue's attack without the owner's device cookie to get round it: 25 attempts on
+    ``account`` from five other addresses, and 25 on made-up names from ``address``. Every browser
+    the account and the address do not know is held by them afterwards."""
+    statuses = [(await Student(server, f"198.51.100.{n % 5 + 1}").sign_in(account, "wrong")).status
+                for n in range(ACCOUNT_FREE + 5)]
+    assert statuses == [401] * ACCOUNT_FREE + [429] * 5
+    statuses = [(await Student(server, address).sign_in(f"user{n}", "guess")).status
+                for n in range(ADDRESS_FREE + 5)]
+    assert statuses == [401] * ADDRESS_FREE + [429] * 5
+
+
+async def test_an_address_the_owner_signed_in_from_keeps_its_own_budget(server: Console) -> None:
+    """Without her device cookie (a new browser, a lab PC wiped overnight), alice is heard from an
+    address she signed in from before, however her account and that address are held by others;
+    a new browser anywhere else is held as before, and a guesser at her address by its own bucket."""
+    await returning(server, "alice", "203.0.113.5")  # that browser is gone: only fresh ones below
+    await held_by_strangers(server, "alice", "203.0.113.5")
+    assert (await Student(server, "203.0.113.60").sign_in("alice")).status == 429  # a new address waits
+    assert (await Student(server, "203.0.113.5").sign_in("bob")).status == 429  # bob never signed in there
+    assert (await Student(server, "203.0.113.5").sign_in("alice")).location == "/"
+    # Her account's budget at that address is that of one guesser on it there.
+    for _ in range(FREE_FAILURES):
+        assert (await Student(server, "203.0.113.5").sign_in("alice", "wrong")).status == 401
+    assert (await Student(server, "203.0.113.5").sign_in("alice")).status == 429
+
+
+async def test_a_known_ipv6_address_is_its_64(server: Console) -> None:
+    await returning(server, "alice", "2001:db8:5:6::1")
+    await held_by_strangers(server, "alice", "2001:db8:5:6::2")
+    assert (await Student(server, "2001:db8:5:7::1").sign_in("alice")).status == 429
+    assert (await Student(server, "2001:db8:5:6:ffff::9").sign_in("alice")).location == "/"
+
+
+async def test_a_known_address_is_forgotten_after_known_ttl(server: Console) -> None:
+    """KNOWN_TTL after her last sign-in from it, alice's address is one like any other again."""
+    await returning(server, "alice", "203.0.113.5")
+    server.clock.offset += KNOWN_TTL - 60
+    await held_by_strangers(server, "alice", "203.0.113.5")
+    assert (await Student(server, "203.0.113.5").sign_in("alice", "wrong")).status == 401  # still heard
+    server.clock.offset += 60
+    assert (await Student(server, "198.51.100.9").sign_in("alice", "wrong")).status == 401  # held again
+    assert (await Student(server, "203.0.113.5").sign_in("alice")).status == 429
+
+
+async def test_a_flood_of_refused_sign_ins_is_one_audit_entry(server: Console, proxied: Settings) -> None:
+    """The issue's shape: a guesser without an account posting sign-ins as fast as it can writes
+    one audit entry per kind of refusal, with a count, not one row per request."""
+    flooder = Student(server, "203.0.113.9")
+    token = (await flooder.get("/login")).form("/login").fields["csrf"]
+    statuses = []
+    for n in range(ADDRESS_FREE + 300):
+        page = await flooder.post("/login", {"csrf": token, "username": f"user{n}", "password": "guess"})
+        statuses.append(page.status)
+    assert (statuses.count(401), statuses.count(429)) == (ADDRESS_FREE, 300)
+    entries = audit_entries(proxied)
+    assert [(e.user, e.address, e.detail, e.repeats) for e in entries] == [
+        ("?", "203.0.113.9", "wrong user name or password", ADDRESS_FREE),
+        ("?", "203.0.113.9", "too many failed sign-ins", 300)]
 
 
 async def test_parallel_failed_signins_are_limited_too(server: Console, proxied: Settings) -> None:
@@ -295,16 +457,16 @@ async def test_parallel_failed_signins_are_limited_too(server: Console, proxied:
         return sorted(p.status for p in pages)
 
     statuses = await burst([Student(server, f"198.51.100.{n + 1}") for n in range(40)], ["alice"] * 40)
-    assert statuses.count(401) <= FREE_FAILURES, statuses
-    assert statuses.count(429) >= 40 - FREE_FAILURES, statuses
+    assert statuses.count(401) <= ACCOUNT_FREE, statuses
+    assert statuses.count(429) >= 40 - ACCOUNT_FREE, statuses
     assert (await Student(server, "198.51.100.200").sign_in("alice")).status == 429  # even the right one
     guesser = [Student(server, "203.0.113.77") for _ in range(40)]
     statuses = await burst(guesser, [f"user{n}" for n in range(40)])
-    assert statuses.count(401) <= FREE_FAILURES, statuses
-    assert statuses.count(429) >= 40 - FREE_FAILURES, statuses
+    assert statuses.count(401) <= ADDRESS_FREE, statuses
+    assert statuses.count(429) >= 40 - ADDRESS_FREE, statuses
     assert (await Student(server, "203.0.113.77").sign_in("bob")).status == 429
     refused = [e for e in audit_entries(proxied) if e.detail == "too many failed sign-ins"]
-    assert len(refused) >= 2 * (40 - FREE_FAILURES)
+    assert sum(e.repeats for e in refused) >= (40 - ACCOUNT_FREE) + (40 - ADDRESS_FREE)
     # A success clears its account; the attempt in flight that succeeded is no failure.
     server.clock.offset += FIRST_DELAY * 2 ** (40 - FREE_FAILURES) + 1
     assert (await Student(server, "198.51.100.201").sign_in("alice")).location == "/"
@@ -369,6 +531,74 @@ async def test_sign_out_ends_the_session_server_side(server: Console, lab: Lab, 
     assert server.store.links() == []
     assert server.store.get(link.id).revoked is not None  # type: ignore[union-attr]
     assert [e.action for e in audit_entries(proxied, user="alice")] == ["signin", "console", "signout"]
+
+
+async def test_user_passwd_and_del_end_the_accounts_sessions_and_consoles(
+        server: Console, lab: Lab, proxied: Settings, env: dict[str, str]) -> None:
+    """The issue's shape: an operator signed in and opened another student's console; ``user
+    passwd``, then ``user del --yes`` from the CLI (another process): the old cookie lists nothing
+    and opens nothing, and re-added as a student the account gets no operator's session back."""
+    olga = await signed_in(server, "olga", "192.0.2.40")
+    bobs = uuid_of(lab, "bob-1")
+    assert (await olga.submit(f"/vms/{bobs}/console")).location == f"/console/{bobs}"
+    [link] = server.store.links()
+    before = olga.cookie(SESSION_COOKIE).value  # type: ignore[union-attr]
+
+    done = await asyncio.to_thread(cli, env, "user", "passwd", "olga", "--password-stdin",
+                                   stdin="olga-new-secret\n")
+    assert done.returncode == 0, done.stderr
+    assert "1 portal session ended, 1 console link revoked, 0 consoles closed" in done.stdout  # the server's
+    assert server.store.get(link.id).revoked is not None  # type: ignore[union-attr]
+    assert (await olga.get("/")).location == "/login"
+    assert (await olga.get(f"/console/{bobs}?retry=1")).status == 403
+    again = Student(server, "192.0.2.40")
+    assert (await again.sign_in("olga", "olga-new-secret")).location == "/"
+    second = again.cookie(SESSION_COOKIE).value  # type: ignore[union-attr]
+
+    done = await asyncio.to_thread(cli, env, "user", "del", "olga", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "1 portal session ended" in done.stdout
+    added = await asyncio.to_thread(cli, env, "user", "add", "olga", "--password-stdin",
+                                    stdin="olga-student-1\n")
+    assert added.returncode == 0, added.stderr
+    for kept in (before, second):  # either old cookie, replayed by anyone
+        thief = Student(server, "192.0.2.66")
+        thief.browser.cookie_jar.update_cookies({SESSION_COOKIE: kept})
+        assert (await thief.get("/")).location == "/login"
+    student = Student(server, "192.0.2.40")
+    assert (await student.sign_in("olga", "olga-student-1")).location == "/"
+    page = await student.get("/")
+    assert "(operator)" not in page.text
+    assert "bob-1" not in page.text
+    ended = [e.detail for e in audit_entries(proxied) if e.action == "session-end"]
+    assert ended == ["account olga: 1 session (password changed)",
+                     "account olga: 1 session (account deleted)"]
+
+
+async def test_an_account_changed_by_other_means_ends_its_session_at_its_next_use(
+        server: Console, lab: Lab, proxied: Settings) -> None:
+    """Whatever changes an account (not only the CLI): a session checks its account at each use,
+    and one whose password was set since, whose role differs, or whose account is gone ends,
+    with the consoles it opened."""
+    alice = await signed_in(server, "alice")
+    assert (await alice.submit(f"/vms/{uuid_of(lab, 'alice-1')}/console")).status == 303
+    [link] = server.store.links()
+    bob = await signed_in(server, "bob", "192.0.2.20")
+    olga = await signed_in(server, "olga", "192.0.2.30")
+    accounts = Accounts(proxied.database_path)
+    try:
+        accounts.set_password("alice", "alice-secret-new")
+        accounts.delete("bob")
+        accounts.add("bob", "bob-secret-new", role=Role.OPERATOR)  # made again, an operator now
+        accounts.delete("olga")
+    finally:
+        accounts.close()
+    for student in (alice, bob, olga):
+        assert (await student.get("/")).location == "/login"
+    assert server.store.get(link.id).revoked is not None  # type: ignore[union-attr]
+    ended = {e.user: e.detail for e in audit_entries(proxied) if e.action == "session-end"}
+    assert ended == {"alice": "the account's password was changed",
+                     "bob": "the account's role is now operator", "olga": "the account was deleted"}
 
 
 # -- actions --

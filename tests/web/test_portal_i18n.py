@@ -12,8 +12,22 @@ from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po
 from support.clock import Clock
 
-from core.auth.sessions import FIRST_DELAY, FREE_FAILURES, MAX_DELAY, Attempt, SessionStore
-from core.records import requests
+from core.auth import sessions
+from core.auth.sessions import (
+    ADDRESS_FREE,
+    DEVICE_TTL,
+    FIRST_DELAY,
+    FREE_FAILURES,
+    KNOWN_ADDRESSES,
+    KNOWN_TTL,
+    MAX_DELAY,
+    MAX_DEVICES,
+    Attempt,
+    SessionStore,
+    address_key,
+    attempt_keys,
+)
+from core.records import database, requests
 from core.web import i18n
 from core.web.portal import TEMPLATE_DIR
 
@@ -100,31 +114,100 @@ def failed_at_once(path: Path, scope: str, key: str, count: int, at: float) -> N
 def test_failure_delays_grow_and_a_success_resets_them(tmp_path: Path) -> None:
     clock = Clock()
     store = SessionStore(tmp_path / "vmm.db", "k" * 40, clock)
+    [(_, pair), _, _] = attempt_keys("alice", "192.0.2.1", None)
     try:
         for _ in range(FREE_FAILURES - 1):
-            fail(store, "account", "alice")
-        assert store.wait("account", "alice") == 0
-        fail(store, "account", "alice")
-        assert FIRST_DELAY - 1 < store.wait("account", "alice") <= FIRST_DELAY
-        assert store.wait("account", "bob") == 0
-        assert store.wait("address", "alice") == 0  # scopes are apart
+            fail(store, "pair", pair)
+        assert store.wait("pair", pair) == 0
+        fail(store, "pair", pair)
+        assert FIRST_DELAY - 1 < store.wait("pair", pair) <= FIRST_DELAY
+        assert store.wait("pair", "bob\n192.0.2.1") == 0
+        assert store.wait("account", pair) == 0  # scopes are apart
         delays = []
         for _ in range(3):
-            clock.offset += store.wait("account", "alice")
-            fail(store, "account", "alice")
-            delays.append(round(store.wait("account", "alice")))
+            clock.offset += store.wait("pair", pair)
+            fail(store, "pair", pair)
+            delays.append(round(store.wait("pair", pair)))
         assert delays == [2 * FIRST_DELAY, 4 * FIRST_DELAY, 8 * FIRST_DELAY]
         # a burst (from many workers at once): the wait stops growing at its cap
-        failed_at_once(tmp_path / "vmm.db", "account", "alice", 10, clock())
-        assert MAX_DELAY - 1 < store.wait("account", "alice") <= MAX_DELAY
-        store.succeeded(Attempt(0.0, ()), "alice")  # a good sign-in clears the account's failures
-        assert store.wait("account", "alice") == 0
-        # Failures are forgotten after the window.
-        for _ in range(FREE_FAILURES):
+        failed_at_once(tmp_path / "vmm.db", "pair", pair, 10, clock())
+        assert MAX_DELAY - 1 < store.wait("pair", pair) <= MAX_DELAY
+        store.succeeded(Attempt(0.0, ()), "192.0.2.1", "alice")  # a good sign-in clears the failures
+        assert store.wait("pair", pair) == 0
+        # An address forgives more (a school behind one NAT); failures are forgotten after the window.
+        for _ in range(ADDRESS_FREE - 1):
             fail(store, "address", "192.0.2.1")
+        assert store.wait("address", "192.0.2.1") == 0
+        fail(store, "address", "192.0.2.1")
         assert store.wait("address", "192.0.2.1") > 0
         clock.offset += 15 * 60 + 1
         assert store.wait("address", "192.0.2.1") == 0
+    finally:
+        store.close()
+
+
+def test_addresses_are_counted_as_hosts_hold_them() -> None:
+    assert address_key("192.0.2.1") == "192.0.2.1"
+    assert address_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+    assert address_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert address_key("-") == "-"  # no address known: counted as it is
+
+
+def test_a_device_cookie_vouches_for_the_last_accounts_until_it_expires(tmp_path: Path) -> None:
+    clock = Clock()
+    store = SessionStore(tmp_path / "vmm.db", "k" * 40, clock)
+    try:
+        cookie = store.device_cookie("alice", 'junk~"quoted";x~' + "a" * 5000)  # what is not an entry goes
+        assert cookie.count("~") == 0
+        assert store.device_of(cookie, "alice") is not None
+        assert store.device_of(cookie, "bob") is None
+        for n in range(MAX_DEVICES):
+            cookie = store.device_cookie(f"user{n}", cookie)
+        assert cookie.count("~") == MAX_DEVICES - 1
+        assert store.device_of(cookie, "alice") is None  # the oldest went
+        assert store.device_of(cookie, "user0") is not None
+        assert SessionStore(tmp_path / "vmm.db", "another key" * 4, clock).device_of(cookie, "user0") is None
+        clock.offset += DEVICE_TTL
+        assert store.device_of(cookie, "user0") is None
+    finally:
+        store.close()
+
+
+def test_an_account_knows_the_newest_addresses_it_signed_in_from_until_they_expire(tmp_path: Path) -> None:
+    """Good sign-ins make their address known to the account (the typed name and the account's own);
+    each account keeps its newest KNOWN_ADDRESSES, each for KNOWN_TTL; a database of the previous
+    schema is brought up to date."""
+    path = tmp_path / "vmm.db"
+    database.open_store(path, "sessions", sessions._MIGRATIONS[:2]).close()
+    clock = Clock(start=1e9)
+    store = SessionStore(path, "k" * 40, clock)
+    try:
+        for n in range(KNOWN_ADDRESSES):
+            clock.offset += 1
+            store.succeeded(Attempt(0.0, ()), f"192.0.2.{n}", "alice@lab", "alice")
+        assert store.known_address("alice", "192.0.2.0")
+        assert store.known_address("alice@lab", "192.0.2.0")
+        assert not store.known_address("bob", "192.0.2.0")
+        assert not store.known_address("alice", "192.0.2.99")
+        clock.offset += 1
+        store.succeeded(Attempt(0.0, ()), "192.0.2.0", "alice")  # signed in again: the newest now
+        clock.offset += 1
+        store.succeeded(Attempt(0.0, ()), "2001:db8:1:2::1", "alice")  # one more: the oldest goes
+        assert store.known_address("alice", "2001:db8:1:2::ffff")  # its /64
+        assert store.known_address("alice", "192.0.2.0")
+        assert not store.known_address("alice", "192.0.2.1")
+        assert store.known_address("alice@lab", "192.0.2.1")  # the other name's are its own
+        clock.offset += KNOWN_TTL - 1
+        assert store.known_address("alice", "2001:db8:1:2::1")
+        assert not store.known_address("alice", "192.0.2.2")
+        store.purge()
+        clock.offset += 1
+        store.purge()
+        db = sqlite3.connect(path)
+        assert db.execute("SELECT COUNT(*) FROM signin_addresses").fetchone() == (0,)
+        db.close()
     finally:
         store.close()
 
@@ -155,19 +238,23 @@ def test_an_attempt_counts_from_its_start(tmp_path: Path) -> None:
     """Attempts under way count as failures: the sixth at once is told to wait before any ended."""
     clock = Clock()
     store = SessionStore(tmp_path / "vmm.db", "k" * 40, clock)
-    keys = [("account", "alice"), ("address", "192.0.2.1")]
+    keys = attempt_keys("alice", "192.0.2.1", None)
     try:
         running = [store.begin_attempt(keys) for _ in range(FREE_FAILURES)]
-        assert all(a.wait == 0 and len(a.rows) == 2 for a in running)
+        assert all(a.wait == 0 and len(a.rows) == 3 for a in running)
         refused = store.begin_attempt(keys)
         assert FIRST_DELAY - 1 < refused.wait <= FIRST_DELAY
         assert refused.rows == ()  # a refused attempt is not counted again
-        assert store.begin_attempt([("account", "bob"), ("address", "192.0.2.1")]).wait > 0  # the address
+        # Another account from the address is not held by them, until the address's own limit.
+        assert store.begin_attempt(attempt_keys("bob", "192.0.2.1", None)).wait == 0
         store.dropped(running[0])  # the directory did not answer: it no longer counts
         assert store.begin_attempt(keys).wait == 0  # five again, the new one among them
-        store.succeeded(running[1], "alice")  # a success clears the account, and is no failure
+        store.succeeded(running[1], "192.0.2.1", "alice")  # a success clears the account, and is no failure
         assert store.wait("account", "alice") == 0
-        assert store.wait("address", "192.0.2.1") == 0  # four attempts left on the address
+        assert store.begin_attempt(keys).wait == 0
+        for n in range(ADDRESS_FREE - 7):  # six on the address so far (bob's among them): one short
+            assert store.begin_attempt(attempt_keys(f"user{n}", "192.0.2.1", None)).wait == 0
+        assert store.wait("address", "192.0.2.1") == 0
         fail(store, "address", "192.0.2.1")
         clock.offset += FIRST_DELAY + 1
         assert store.wait("address", "192.0.2.1") == 0

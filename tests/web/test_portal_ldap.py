@@ -9,17 +9,23 @@ member of the operator group gets the operator's view.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
+import ldap3
 import pytest
 from support.livelab import Outside, Watch
 from support.portalweb import Student, audit_entries
 from support.slapd import (
+    ADMIN_DN,
+    ADMIN_PASSWORD,
     GROUPS,
     PASSWORDS,
+    PEOPLE,
     SERVICE_DN,
     SERVICE_PASSWORD,
     SUFFIX,
@@ -27,15 +33,16 @@ from support.slapd import (
     group_of_names,
     lab_entries,
 )
-from support.webtest import Console, StartConsole, greeting
+from support.webtest import Console, StartConsole, closed, greeting
 
 from core.lab import Lab
 from core.metadata import LabMeta
 from core.model import VMState
 from core.settings import Settings
 from core.testing import testdriver
+from core.web.console.proxy import CLOSE_REVOKED
 from core.web.console.routes import COOKIE
-from core.web.portal import SESSION_COOKIE
+from core.web.portal import CONSOLE_CHECK, SESSION_COOKIE
 
 TEACHERS = f"cn=teachers,{GROUPS}"
 GREETING = b"RFB 003.008\n"
@@ -229,3 +236,119 @@ async def test_the_directory_down_is_a_503_not_a_refusal(console: StartConsole, 
     page = await Student(server, "192.0.2.40").sign_in("alice", PASSWORDS["alice"])
     assert page.status == 503
     assert "unavailable" in page.text
+
+
+async def test_a_changed_role_or_a_user_gone_from_the_directory_ends_the_session(
+        console: StartConsole, driver_lab: Lab, ldap_settings: Settings, tmp_path: Path) -> None:
+    """The directory is asked again once VMM_LDAP_RECHECK_INTERVAL has passed: carol, taken out
+    of the operator group, loses her session and the console she opened on bob's VM; alice, put
+    in it, signs in again as an operator; bob, deleted, is signed out. Before the bound nothing is
+    asked; a directory that does not answer then ends nothing."""
+    entries = lab_entries()
+    dn = {e.dn.split(",")[0].removeprefix("uid="): e.dn for e in entries if e.dn.startswith("uid=")}
+    with Slapd(tmp_path / "slapd", [*entries, group_of_names("teachers", [dn["carol"]])]) as changing:
+        settings = dataclasses.replace(ldap_settings, ldap=dataclasses.replace(ldap_settings.ldap,
+                                                                                 host=changing.url))
+        interval = settings.ldap.recheck_interval
+        server = await console(driver_lab, settings)
+        carol = await signed_in(server, "carol", "192.0.2.30")
+        alice = await signed_in(server, "alice", "192.0.2.31")
+        bob = await signed_in(server, "bob", "192.0.2.32")
+        bobs = next(vm.uuid for vm in driver_lab.vms() if vm.name == "bob-1")
+        assert (await carol.submit(f"/vms/{bobs}/console")).location == f"/console/{bobs}"
+        [link] = server.store.links()
+
+        admin = ldap3.Connection(ldap3.Server(changing.url), ADMIN_DN, ADMIN_PASSWORD, auto_bind=True)
+        try:
+            admin.modify(TEACHERS, {"member": [(ldap3.MODIFY_REPLACE, [dn["alice"]])]})
+            admin.delete(dn["bob"])
+        finally:
+            admin.unbind()
+        server.clock.offset += interval - 5  # within the bound: the sessions are as they were
+        assert "(operator)" in (await carol.get("/")).text
+        assert "(operator)" not in (await alice.get("/")).text
+        assert (await bob.get("/")).status == 200
+
+        server.clock.offset += 10
+        for gone in (carol, alice, bob):
+            assert (await gone.get("/")).location == "/login"
+        assert server.store.get(link.id).revoked is not None  # type: ignore[union-attr]
+        ended = {e.user: e.detail for e in audit_entries(settings) if e.action == "session-end"}
+        assert ended == {"carol": "the user's role is now student",
+                         "alice": "the user's role is now operator",
+                         "bob": "the user is no longer in the directory"}
+        alice = await signed_in(server, "alice", "192.0.2.31")
+        assert "(operator)" in (await alice.get("/")).text
+        carol = await signed_in(server, "carol", "192.0.2.30")
+        assert "(operator)" not in (await carol.get("/")).text
+        assert (await Student(server, "192.0.2.32").sign_in("bob", PASSWORDS["bob"])).status == 401
+
+    server.clock.offset += interval + 1  # the directory is down now: the sessions go on
+    assert "(operator)" in (await alice.get("/")).text
+    assert (await carol.get("/")).status == 200
+
+
+async def test_a_user_the_filter_no_longer_finds_loses_the_session(
+        console: StartConsole, driver_lab: Lab, ldap_settings: Settings, tmp_path: Path) -> None:
+    """Sign-in finds users by their mail, never a disabled one (LDAP_USER_FILTER); after the bound
+    the directory is searched again the same way: alice, disabled since, is signed out and cannot
+    sign in again, bob, who signed in by his mail too, stays."""
+    entries = lab_entries()
+    for entry in entries:
+        if entry.dn.startswith("uid="):
+            entry.attrs["mail"] = [f"{entry.attrs['uid'][0]}@lab.test"]
+    with Slapd(tmp_path / "slapd", entries) as changing:
+        settings = dataclasses.replace(ldap_settings, ldap=dataclasses.replace(
+            ldap_settings.ldap, host=changing.url,
+            user_filter="(&(objectClass=inetOrgPerson)(mail={username})(!(description=disabled)))"))
+        server = await console(driver_lab, settings)
+        students = {}
+        for n, user in enumerate(("alice", "bob")):
+            students[user] = Student(server, f"192.0.2.{50 + n}")
+            page = await students[user].sign_in(f"{user}@lab.test", PASSWORDS[user])
+            assert (page.status, page.location) == (303, "/"), page.text
+        admin = ldap3.Connection(ldap3.Server(changing.url), ADMIN_DN, ADMIN_PASSWORD, auto_bind=True)
+        try:
+            admin.modify(f"uid=alice,{PEOPLE}", {"description": [(ldap3.MODIFY_ADD, ["disabled"])]})
+        finally:
+            admin.unbind()
+        server.clock.offset += settings.ldap.recheck_interval - 5
+        assert (await students["alice"].get("/")).status == 200  # within the bound: not asked
+        server.clock.offset += 10
+        assert (await students["alice"].get("/")).location == "/login"
+        assert (await students["bob"].get("/")).status == 200
+        ended = {e.user: e.detail for e in audit_entries(settings) if e.action == "session-end"}
+        assert ended == {"alice": "the user is no longer in the directory"}
+        page = await Student(server, "192.0.2.50").sign_in("alice@lab.test", PASSWORDS["alice"])
+        assert page.status == 401
+
+
+@pytest.mark.integration
+async def test_a_demoted_operators_open_console_closes_after_the_bound(
+        console: StartConsole, live_lab: Lab, outside: Outside, ldap_settings: Settings,
+        tmp_path: Path) -> None:
+    """carol, an operator, watches alice's VM and loads no page; taken out of the operator group,
+    her console closes once the bound has passed (the server checks the sessions behind open
+    consoles), not before."""
+    hers, _ = await running(live_lab, outside, "ldap-demoted", "alice")
+    entries = lab_entries()
+    carol_dn = next(e.dn for e in entries if e.dn.startswith("uid=carol,"))
+    with Slapd(tmp_path / "slapd", [*entries, group_of_names("teachers", [carol_dn])]) as changing:
+        settings = dataclasses.replace(ldap_settings, ldap=dataclasses.replace(ldap_settings.ldap,
+                                                                                 host=changing.url))
+        server = await console(live_lab, settings)
+        carol = await signed_in(server, "carol", "192.0.2.30")
+        assert (await carol.submit(f"/vms/{hers}/console")).location == f"/console/{hers}"
+        ws = await server.websocket(carol.browser, hers)
+        assert await greeting(ws) == GREETING
+        admin = ldap3.Connection(ldap3.Server(changing.url), ADMIN_DN, ADMIN_PASSWORD, auto_bind=True)
+        try:
+            admin.modify(TEACHERS, {"member": [(ldap3.MODIFY_REPLACE, [f"uid=alice,{PEOPLE}"])]})
+        finally:
+            admin.unbind()
+        await asyncio.sleep(CONSOLE_CHECK + 1)  # a check within the bound asks nothing
+        await ws.send_bytes(GREETING)
+        assert (await ws.receive(timeout=10)).type == aiohttp.WSMsgType.BINARY
+        server.clock.offset += settings.ldap.recheck_interval
+        assert await closed(ws, within=CONSOLE_CHECK + 5) == CLOSE_REVOKED
+        assert (await carol.get("/")).location == "/login"

@@ -82,7 +82,8 @@ def _audit_line(e: Entry) -> str:
     at = datetime.fromtimestamp(e.at).strftime("%Y-%m-%d %H:%M:%S")
     vm = f" {e.vm_name}" if e.vm_name else ""
     detail = f"  {e.detail}" if e.detail else ""
-    return f"{at}  {e.user} ({e.source} {e.address})  {e.action}{vm}  {e.outcome}{detail}"
+    times = f"  {e.times}" if e.times else ""
+    return f"{at}  {e.user} ({e.source} {e.address})  {e.action}{vm}  {e.outcome}{detail}{times}"
 
 
 def list_requests(args: argparse.Namespace, settings: Settings) -> int:

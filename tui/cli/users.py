@@ -10,6 +10,11 @@ where: the SSH client or ``local``): ``user-add`` (with the role: granting ``--o
 ``user-passwd``, ``user-del``, ``ok`` when done and ``failed`` when refused (no such account, the
 name is taken). Bad usage changes nothing and is not recorded; a password never is.
 
+``passwd`` and ``del`` end the account's portal sessions, through the database the server shares
+(``session-end`` in the audit log), and revoke the console links those sessions opened: through
+the server's admin API when one answers, which closes their consoles at once (else the server
+closes them at its next check of the links).
+
 core.auth is imported inside the handlers: its face loads ldap3 and argon2 (~40 ms), which no other
 command (``vm-manager list`` above all) should wait for.
 """
@@ -17,6 +22,7 @@ command (``vm-manager list`` above all) should wait for.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import json
 import sys
@@ -27,7 +33,7 @@ from core.errors import InvalidInput, NotFound
 from core.names import check_username, recorded_username
 from core.records import Actor, Item, record
 from core.settings import Settings
-from core.text import format_time
+from core.text import count, format_time
 from tui.cli.common import EXIT_FAILED, EXIT_OK, Commands, print_table, yes
 
 if TYPE_CHECKING:
@@ -117,7 +123,7 @@ def _passwd(args: argparse.Namespace, accounts: Accounts, settings: Settings) ->
         raise NotFound(f"no local account {args.username!r}")
     accounts.set_password(args.username, _password(args))
     _record(settings, args, "ok", f"account {args.username}")
-    print(f"{args.username}: password changed")
+    print(f"{args.username}: password changed{_end_sessions(settings, args.username, 'password changed')}")
     return EXIT_OK
 
 
@@ -130,8 +136,32 @@ def _delete(args: argparse.Namespace, accounts: Accounts, settings: Settings) ->
         return EXIT_FAILED
     accounts.delete(args.username)
     _record(settings, args, "ok", f"account {gone.username}, role {gone.role.value}")
-    print(f"{args.username}: deleted")
+    print(f"{args.username}: deleted{_end_sessions(settings, gone.username, 'account deleted')}")
     return EXIT_OK
+
+
+def _end_sessions(settings: Settings, username: str, why: str) -> str:
+    """End the portal sessions of local account ``username`` and revoke the console links they
+    opened; what was ended, for the command's message ("" when nothing was)."""
+    from core.auth import SessionStore  # ldap3 and argon2: see the module docstring
+    from core.links import Consoles
+
+    store = SessionStore(settings.database_path, "")  # ending by name hashes nothing: no key needed
+    try:
+        ended, links = store.end_user(username, "local")
+    finally:
+        store.close()
+    if not ended:
+        return ""
+    detail = f"account {username}: {count(ended, 'session')} ({why})"
+    record(settings.database_path, Actor.local("cli"), [Item("session-end", outcome="ok", detail=detail)])
+    said = f"; {count(ended, 'portal session')} ended"
+    if links:
+        result = asyncio.run(Consoles(settings, source="cli").revoke(ids=links))
+        said += f", {count(len(result.revoked), 'console link')} revoked"
+        if result.via_server:
+            said += f", {count(result.closed, 'console')} closed"
+    return said
 
 
 def _password(args: argparse.Namespace) -> str:

@@ -30,6 +30,8 @@ class AuditScreen(Screen[None]):
         super().__init__()
         self.log_db = AuditLog(settings.database_path)
         self.last_id = 0
+        self.seen: tuple[int, float] = (0, 0.0)
+        self.repeats: dict[int, int] = {}  # entry id -> repeats shown
 
     def compose(self) -> ComposeResult:
         yield Static(Text.assemble(("Audit log", "bold"), (f"  the last {SHOWN} entries, following new ones",
@@ -39,7 +41,7 @@ class AuditScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table: DataTable[Text | str] = self.query_one(DataTable)
-        table.add_columns(*self.COLUMNS)
+        self.detail_column = table.add_columns(*self.COLUMNS)[-1]
         table.focus()
         self.follow()
         self.set_interval(POLL_INTERVAL, self.follow)
@@ -48,18 +50,29 @@ class AuditScreen(Screen[None]):
         self.log_db.close()
 
     def follow(self) -> None:
-        """Add what was recorded since the last look (one cheap query when nothing was)."""
-        if self.log_db.last_id() == self.last_id:
+        """Add what was recorded since the last look, and count the repeats of entries shown (one
+        cheap query when nothing was)."""
+        change = self.log_db.last_change()
+        if change == self.seen:
             return
-        new = [e for e in self.log_db.entries(limit=SHOWN) if e.id > self.last_id]
+        self.seen = change
+        entries = self.log_db.entries(limit=SHOWN)
+        table: DataTable[Text | str] = self.query_one(DataTable)
+        for entry in entries:
+            if entry.id <= self.last_id and self.repeats.get(entry.id, entry.repeats) != entry.repeats:
+                table.update_cell(str(entry.id), self.detail_column, row(entry)[-1])
+                self.repeats[entry.id] = entry.repeats
+        new = [e for e in entries if e.id > self.last_id]
         if not new:
             return
-        table: DataTable[Text | str] = self.query_one(DataTable)
         at_end = table.row_count == 0 or table.cursor_row >= table.row_count - 1
         for entry in new:
             table.add_row(*row(entry), key=str(entry.id))
+            self.repeats[entry.id] = entry.repeats
         while table.row_count > SHOWN:
-            table.remove_row(table.coordinate_to_cell_key((0, 0)).row_key)
+            gone = table.coordinate_to_cell_key((0, 0)).row_key
+            table.remove_row(gone)
+            self.repeats.pop(int(gone.value or 0), None)
         self.last_id = new[-1].id
         if at_end:
             table.move_cursor(row=table.row_count - 1)
@@ -71,4 +84,4 @@ def row(entry: Entry) -> tuple[Text | str, ...]:
     return (when, Text(fmt.printable(entry.user)), Text(f"{entry.source} {fmt.printable(entry.address)}"),
             Text(fmt.printable(entry.action)), Text(fmt.printable(entry.vm_name)),
             Text(entry.outcome, _OUTCOME_STYLE.get(entry.outcome, "")),
-            Text(fmt.printable(entry.detail[:80])))
+            Text(fmt.printable(" ".join(filter(None, (entry.detail[:80], entry.times))))))

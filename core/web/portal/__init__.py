@@ -33,22 +33,24 @@ import jinja2
 from aiohttp import web
 from babel.support import NullTranslations
 
-from core.auth import SessionStore
+from core.auth import Accounts, SessionStore
 from core.lab import Lab
 from core.lifecycle import Action
 from core.links import TokenStore, parse_ttl
 from core.records import RequestStore
 from core.settings import Settings
 from core.web import i18n
-from core.web.keys import UUID
+from core.web.keys import UUID, VIEWERS
 from core.web.portal import requests, signin, vms
 from core.web.portal.context import LOGIN_COOKIE, PORTAL, SESSION_COOKIE, Ctx, Portal, signed_in
 
-__all__ = ["LOGIN_COOKIE", "PORTAL", "SESSION_COOKIE", "TEMPLATE_DIR", "Ctx", "Portal", "setup"]
+__all__ = ["CONSOLE_CHECK", "LOGIN_COOKIE", "PORTAL", "SESSION_COOKIE", "TEMPLATE_DIR", "Ctx", "Portal",
+           "setup"]
 
 log = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+CONSOLE_CHECK = 5.0  # seconds between two checks of the sessions behind open consoles
 
 
 def setup(app: web.Application, settings: Settings, lab: Lab, tokens: TokenStore, *, secret_key: str,
@@ -59,13 +61,16 @@ def setup(app: web.Application, settings: Settings, lab: Lab, tokens: TokenStore
     templates = {lang: _environment(t) for lang, t in translations.items()}
     sessions = SessionStore(settings.database_path, secret_key, clock)
     request_store = RequestStore(settings.database_path, clock)
-    app[PORTAL] = Portal(settings, lab, tokens, sessions, request_store, session_ttl, clock, translations,
-                         templates)
+    accounts = Accounts(settings.database_path)
+    app[PORTAL] = Portal(settings, lab, tokens, sessions, request_store, accounts, session_ttl, clock,
+                         translations, templates)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         purger = asyncio.create_task(_purge(app[PORTAL]), name="portal-purge")
+        watcher = asyncio.create_task(_watch_consoles(app), name="portal-consoles")
         yield
         purger.cancel()
+        watcher.cancel()
         portal = app[PORTAL]
         if portal.tasks:
             await asyncio.wait(set(portal.tasks), timeout=5.0)
@@ -73,6 +78,7 @@ def setup(app: web.Application, settings: Settings, lab: Lab, tokens: TokenStore
             task.cancel()
         sessions.close()
         request_store.close()
+        accounts.close()
 
     app.cleanup_ctx.append(resources)
     vm = f"/vms/{{uuid:{UUID}}}"
@@ -95,6 +101,22 @@ def _environment(translations: NullTranslations) -> jinja2.Environment:
                              trim_blocks=True, lstrip_blocks=True)
     env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
     return env
+
+
+async def _watch_consoles(app: web.Application) -> None:
+    """A console open from the portal uses its session even when no page is loaded: every
+    CONSOLE_CHECK seconds the sessions behind open consoles must still stand (as at every page),
+    else they end and their consoles close."""
+    portal = app[PORTAL]
+    while True:
+        await asyncio.sleep(CONSOLE_CHECK)
+        try:
+            for handle, session in portal.sessions.opened(app[VIEWERS].link_ids()):
+                why = await portal.why_ended(session, handle)
+                if why is not None:
+                    await portal.end_session(app, handle, session, why, "-")
+        except Exception:
+            log.exception("checking the sessions behind open consoles failed")
 
 
 async def _purge(portal: Portal) -> None:

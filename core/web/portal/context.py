@@ -2,6 +2,9 @@
 the request as the portal sees it (:class:`Ctx`: language, session, rendering), the signed-in
 decorator with its CSRF check, and which VMs a user may touch.
 
+A session is resolved at every request (:meth:`Ctx.load`) and must still stand
+(:mod:`core.auth.standing`): one whose account changed ends there, with the consoles it opened.
+
 :class:`Portal` and its key live here rather than in the package's ``__init__``: every page
 reads it, and ``__init__`` imports the pages to add their routes.
 """
@@ -18,14 +21,16 @@ import jinja2
 from aiohttp import web
 from babel.support import NullTranslations
 
-from core.auth import Role, Session, SessionStore
+from core.auth import Accounts, DirectoryError, Role, Session, SessionStore, ldap_due, ldap_ended, local_ended
+from core.errors import ConfigError
 from core.lab import Lab
 from core.links import TokenStore
 from core.model import VM
 from core.records import Actor, Item, RequestStore
 from core.settings import Settings
+from core.text import count
 from core.web import i18n, pages
-from core.web.keys import CLIENT, FORMS, Handler, secure_cookies
+from core.web.keys import CLIENT, FORMS, VIEWERS, Handler, secure_cookies
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,7 @@ class Portal:
     tokens: TokenStore
     sessions: SessionStore
     requests: RequestStore
+    accounts: Accounts
     session_ttl: float
     clock: Callable[[], float]
     translations: dict[str, NullTranslations]
@@ -57,9 +63,39 @@ class Portal:
         return task
 
     def record(self, actor: Actor, action: str, *, vm_name: str = "", vm_uuid: str = "", outcome: str = "ok",
-               detail: str = "") -> None:
-        """An entry in the audit log (the Lab's: a failure to write is logged, never fails the page)."""
-        self.lab.record(actor, [Item(action, vm_name, vm_uuid, outcome, detail)])
+               detail: str = "", collapse: bool = False) -> None:
+        """An entry in the audit log (the Lab's: a failure to write is logged, never fails the page);
+        ``collapse``: a repeat joins the same entry (for what is caused without signing in)."""
+        self.lab.record(actor, [Item(action, vm_name, vm_uuid, outcome, detail, collapse)])
+
+    async def why_ended(self, session: Session, handle: bytes) -> str | None:
+        """Why ``session`` no longer stands (its account changed), or None. An LDAP user is looked
+        up again once VMM_LDAP_RECHECK_INTERVAL has passed; a directory that does not answer then
+        ends nothing (it is asked again after another interval)."""
+        if session.source == "local":
+            return local_ended(self.accounts, session)
+        if session.source != "ldap" or not ldap_due(self.settings, session, self.clock()):
+            return None
+        self.sessions.mark_checked(handle)  # first: parallel requests of the session ask once
+        try:
+            return await asyncio.to_thread(ldap_ended, self.settings, session)
+        except (DirectoryError, ConfigError) as exc:
+            log.warning("%s's role could not be read again (%s): the session goes on", session.username,
+                        exc.message)
+            return None
+
+    async def end_session(self, app: web.Application, handle: bytes, session: Session, why: str,
+                          client: str) -> None:
+        """End a session that no longer stands: it is deleted, and the console links it opened
+        are revoked and their viewers closed at once."""
+        links = self.sessions.end(handle)
+        closed = 0
+        if links:
+            self.tokens.revoke(ids=links)
+            closed = await app[VIEWERS].close_links(set(links), "the sign-in ended")
+        self.record(Actor(session.username, "web", client), "session-end", detail=why)
+        log.info("%s's sign-in session ended (%s); %s closed", session.username, why,
+                 count(closed, "console"))
 
 
 PORTAL = web.AppKey("portal", Portal)
@@ -76,11 +112,19 @@ class Ctx:
     secret: str | None = None
 
     @classmethod
-    def of(cls, request: web.Request) -> Ctx:
+    async def load(cls, request: web.Request) -> Ctx:
+        """The request's context: its language, and its session when it has one that still stands
+        (one that does not is ended here)."""
         portal = request.app[PORTAL]
         lang = i18n.of_request(request)
         secret = request.cookies.get(SESSION_COOKIE)
         session = portal.sessions.get(secret)
+        if session is not None and secret is not None:
+            handle = portal.sessions.handle(secret)
+            why = await portal.why_ended(session, handle)
+            if why is not None:
+                await portal.end_session(request.app, handle, session, why, request[CLIENT])
+                session = None
         return cls(request, portal, lang, session, secret if session is not None else None)
 
     def _(self, text: str, **values: object) -> str:
@@ -145,7 +189,7 @@ PageHandler = Callable[[Ctx], Awaitable[web.StreamResponse]]
 def signed_in(handler: PageHandler) -> Handler:
     """Only with a live session (else 303 to /login); a POST only with the session's CSRF token."""
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        ctx = Ctx.of(request)
+        ctx = await Ctx.load(request)
         if ctx.session is None:
             response = ctx.redirect("/login")
             if request.cookies.get(SESSION_COOKIE):
@@ -155,7 +199,8 @@ def signed_in(handler: PageHandler) -> Handler:
             form = await request.post()
             if not ctx.portal.sessions.check_csrf(ctx.session, form_field(form, "csrf", 200)):
                 log.warning("portal POST %s without a valid CSRF token from %s", request.path, ctx.client)
-                ctx.portal.record(ctx.actor(), "csrf", outcome="refused", detail=request.path[:100])
+                ctx.portal.record(ctx.actor(), "csrf", outcome="refused", detail=request.path[:100],
+                                  collapse=True)
                 return ctx.error(403, ctx._("Form expired"),
                                  ctx._("This form is out of date or did not come from this site: "
                                        "reload the page and try again."))
@@ -194,6 +239,7 @@ def my_vm(ctx: Ctx) -> VM | None:
 def refuse_vm(ctx: Ctx, action: str) -> web.Response:
     """Someone else's VM, or none: the same 404 either way (and a note in the audit log)."""
     uuid = ctx.request.match_info["uuid"].lower()
-    ctx.portal.record(ctx.actor(), action, vm_uuid=uuid, outcome="refused", detail="not this user's VM")
+    ctx.portal.record(ctx.actor(), action, vm_uuid=uuid, outcome="refused", detail="not this user's VM",
+                      collapse=True)
     log.info("portal: %s of VM %s refused to %s", action, uuid, ctx.session.username if ctx.session else "-")
     return ctx.not_found()

@@ -1,8 +1,16 @@
 """Signing in and out: ``GET /login`` (the form), ``POST /login``, ``POST /logout``.
 
-A sign-in is slowed after failures (:meth:`core.auth.SessionStore.begin_attempt`), every refusal
-says the same thing, and a new session is made at every sign-in; signing out deletes the session
-server-side and revokes the console links it opened.
+A sign-in is slowed after failures (:meth:`core.auth.SessionStore.begin_attempt`, buckets as
+:mod:`core.auth.sessions` explains), every refusal says the same thing, and a new session is made
+at every sign-in; signing out deletes the session server-side and revokes the console links it
+opened. A good sign-in gives the browser a device cookie (``vmm_device``, path ``/login``) for
+that account and makes its address known to it: later attempts on that account from that browser
+are held only by that browser's own failures, and from that address only by the account's
+failures from there (:func:`core.auth.attempt_keys`).
+
+The audit log keeps a refused sign-in under the account's own name when the typed name found one,
+else ``?``; an attempt refused by the wait names nobody (it was not checked). Repeats of a refusal
+are collapsed into one entry with a count (:mod:`core.records.audit`).
 """
 
 from __future__ import annotations
@@ -14,19 +22,19 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from core.auth import MAX_PASSWORD, DirectoryError, SigninRefused, authenticate
+from core.auth import DEVICE_TTL, MAX_PASSWORD, DirectoryError, SigninRefused, attempt_keys, authenticate
 from core.errors import ConfigError
-from core.names import recorded_username
 from core.records import Actor
 from core.web.portal.context import LOGIN_COOKIE, SESSION_COOKIE, Ctx, form_field
 
 log = logging.getLogger(__name__)
 
 MAX_USERNAME = 100
+DEVICE_COOKIE = "vmm_device"
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
-    ctx = Ctx.of(request)
+    ctx = await Ctx.load(request)
     if ctx.session is not None:
         return ctx.redirect("/")
     return _login_form(ctx)
@@ -47,7 +55,7 @@ def _login_form(ctx: Ctx, status: int = 200, error: str = "", username: str = ""
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    ctx = Ctx.of(request)
+    ctx = await Ctx.load(request)
     portal = ctx.portal
     form = await request.post()
     token = form_field(form, "csrf", 200)
@@ -64,42 +72,47 @@ async def login(request: web.Request) -> web.StreamResponse:
     # The attempt counts as a failure from now until its password is found good: parallel attempts
     # cannot all be heard before the first failure is known (one that ends any other way than by
     # an answer, the directory's silence aside, stays counted).
-    attempt = portal.sessions.begin_attempt([("account", account), ("address", ctx.client)])
-    recorded_as = recorded_username(account)  # who a failed sign-in is recorded for (never a password)
+    devices = request.cookies.get(DEVICE_COOKIE)
+    device = portal.sessions.device_of(devices, account)
+    known = device is None and portal.sessions.known_address(account, ctx.client)
+    attempt = portal.sessions.begin_attempt(attempt_keys(account, ctx.client, device, known))
     if attempt.wait > 0:
         seconds = int(attempt.wait) + 1
-        portal.record(ctx.actor(recorded_as), "signin", outcome="refused",
-                      detail="too many failed sign-ins")
+        portal.record(ctx.actor("?"), "signin", outcome="refused", detail="too many failed sign-ins",
+                      collapse=True)
         return _login_form(ctx, 429, ctx._("Too many failed sign-ins. Wait %(seconds)d seconds, then try "
                                            "again.", seconds=seconds), username,
                            headers={"Retry-After": str(seconds)})
     try:
         identity = await asyncio.to_thread(authenticate, portal.settings, username, password)
-    except SigninRefused:
+    except SigninRefused as refused:
         portal.sessions.failed(attempt)
-        portal.record(ctx.actor(recorded_as), "signin", outcome="refused",
-                      detail="wrong user name or password")
+        portal.record(ctx.actor(refused.account or "?"), "signin", outcome="refused",
+                      detail="wrong user name or password", collapse=True)
         log.info("sign-in refused from %s", ctx.client)
         return _login_form(ctx, 401, ctx._("Wrong user name or password."), username)
     except (DirectoryError, ConfigError) as exc:
         portal.sessions.dropped(attempt)
         log.error("sign-in unavailable: %s", exc.message)
-        portal.record(ctx.actor(recorded_as), "signin", outcome="failed",
-                      detail="directory unavailable")
+        portal.record(ctx.actor("?"), "signin", outcome="failed", detail="directory unavailable",
+                      collapse=True)
         return _login_form(ctx, 503, ctx._("Sign-in is unavailable just now (the directory does not "
                                            "answer). Try again later, or tell your teacher."), username)
-    portal.sessions.succeeded(attempt, account, identity.username.lower())
+    portal.sessions.succeeded(attempt, ctx.client, account, identity.username.lower())
     if ctx.secret:  # a new session on every sign-in: never keep one a browser had before
         portal.tokens.revoke(ids=portal.sessions.delete(ctx.secret))
     session, secret = portal.sessions.create(
         username=identity.username, role=str(identity.role), display_name=identity.display_name,
-        email=identity.email, source=identity.source, ttl=portal.session_ttl)
+        email=identity.email, source=identity.source, ttl=portal.session_ttl, found_by=identity.found_by)
     portal.record(Actor(identity.username, "web", ctx.client), "signin", detail=identity.source)
     log.info("%s signed in (%s, %s) from %s", identity.username, identity.role, identity.source, ctx.client)
     response = ctx.redirect("/")
     response.set_cookie(SESSION_COOKIE, secret, path="/", httponly=True, samesite="Lax",
                         secure=ctx.secure, max_age=int(portal.session_ttl))
     response.del_cookie(LOGIN_COOKIE, path="/login")
+    if device is None:  # this browser now vouches for the account
+        response.set_cookie(DEVICE_COOKIE, portal.sessions.device_cookie(account, devices), path="/login",
+                            httponly=True, samesite="Strict", secure=ctx.secure, max_age=int(DEVICE_TTL))
     return response
 
 
