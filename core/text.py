@@ -4,15 +4,52 @@
 ``N_`` marks a message for translation where it is written (it is translated where it is shown:
 ``core.web.i18n``, catalogue ``core/web/locale/<lang>/LC_MESSAGES/messages.po``); ``CONTROL``
 finds the control characters that no name, password or address we keep may hold.
+
+Text from outside (VM names, owners, addresses, reasons, full names, the command line's own
+arguments, error messages) is written to a terminal or a page only through :func:`printable`,
+and to JSON only through :func:`json_text`: the one rule for what may reach a screen as it is.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 """C0 control characters and DEL: refused in names, passwords and addresses we store or pass on."""
+
+_BIDI = r"\u202a-\u202e\u2066-\u2069"
+UNSHOWN = re.compile(rf"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+"""What outside text may not put on a screen as it is: C0 controls, DEL and C1 controls (terminal
+escapes such as ESC [2J, OSC 0 titles and OSC 52 clipboard writes, line breaks that make up table
+rows; a terminal takes U+009B as ESC [), and the bidirectional embeddings, overrides and isolates,
+which reorder what follows them (``rtl`` U+202E ``gpj.exe`` reads ``rtlexe.jpg``)."""
+_UNSHOWN_BUT_NEWLINE = re.compile(rf"[\x00-\x09\x0b-\x1f\x7f-\x9f{_BIDI}]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, *, multiline: bool = False) -> str:
+    """``text`` with every character of :data:`UNSHOWN` shown as Python writes it (``\\x1b``,
+    ``\\x9b``, ``\\u202e``); everything else, backslashes included, as it is.
+
+    ``multiline`` keeps line feeds, for messages whose lines we made (a list of problems).
+    """
+    pattern = _UNSHOWN_BUT_NEWLINE if multiline else UNSHOWN
+    if pattern.search(text) is None:
+        return text
+    return pattern.sub(_escape, text)
+
+
+def json_text(value: object, *, indent: int | None = 2) -> str:
+    """``value`` as JSON for a terminal: UTF-8 as it is, but every character of :data:`UNSHOWN` as a
+    JSON escape (``json.dumps`` escapes C0 only; DEL, C1 and the bidi controls would pass)."""
+    dumped = json.dumps(value, ensure_ascii=False, indent=indent)  # line feeds: only its own indent
+    return _UNSHOWN_BUT_NEWLINE.sub(lambda m: f"\\u{ord(m[0]):04x}", dumped)
 
 
 def count(number: int, noun: str, plural: str = "") -> str:

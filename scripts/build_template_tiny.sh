@@ -7,8 +7,9 @@
 # OUT_DIR defaults to $VMM_TEMPLATE_DIR/tiny, else $VMM_DATA_DIR/templates/tiny, else
 # ~/.local/share/vm-manager/templates/tiny (as core/settings.py resolves them). It receives
 #   vmlinuz      the Debian cloud kernel (linux-image-*-cloud-amd64), as shipped
-#   initrd.img   cpio newc + gzip: busybox-static and its applet links, the modules an IDE CD-ROM
-#                and ISO9660 need (the cloud kernel builds them as modules), and /init
+#   initrd.img   cpio newc + gzip: busybox-static and its applet links, the modules an IDE CD-ROM,
+#                ISO9660 and virtio-serial ports need (the cloud kernel builds them as modules), and
+#                /init
 #   base.qcow2   a blank 256 MiB disk: what VMs made from the template get an overlay of
 # Nothing is installed from the two packages: they are fetched with `apt-get download` and
 # unpacked with `dpkg-deb -x` in a temp dir. Missing tools (cpio, kmod's depmod) are installed
@@ -24,15 +25,22 @@
 #   vmm-tiny: user=<first users: name from user-data>
 # (or `vmm-tiny: no seed`) on the serial and VGA consoles; sets the hostname, then stays up idle.
 # Kernel command line: console=tty0 console=ttyS0. Machine `pc` (i440fx), IDE CD-ROM.
+#
+# With `vmm.agent=hostile` on the kernel command line (the tests' hostile guest), /init also
+# answers as a guest agent on the virtio-serial port org.qemu.guest_agent.0, as a student who is
+# root in a guest could: guest-sync with its id, guest-network-get-interfaces with ip-address
+# strings holding terminal escapes (ESC [2J, an OSC 0 title, an OSC 52 clipboard write), a newline
+# and a fake table row, beside one valid address, 10.2.3.4. It prints `vmm-tiny: agent on PORT`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCRIPT=$PWD/scripts/build_template_tiny.sh
 
 log() { printf 'build_template_tiny: %s\n' "$*" >&2; }
 
-# The kernel's CD/ISO path on i440fx: PIIX IDE (libata), SCSI CD-ROM, ISO9660. Each is looked up
-# in modules.builtin first; only what is a module goes into the initramfs, with its dependencies.
-WANTED_MODULES=(ata_piix sr_mod isofs)
+# The kernel's CD/ISO path on i440fx: PIIX IDE (libata), SCSI CD-ROM, ISO9660; then virtio PCI and
+# virtio-serial ports (the guest agent's channel). Each is looked up in modules.builtin first; only
+# what is a module goes into the initramfs, with its dependencies.
+WANTED_MODULES=(ata_piix sr_mod isofs virtio_pci virtio_console)
 KERNEL_META=linux-image-cloud-amd64
 TOOLS=(cpio depmod gzip qemu-img)  # from packages scripts/setup.sh installs
 
@@ -215,6 +223,53 @@ else
     hostname vmm-tiny
 fi
 say "vmm-tiny: ready ($(hostname))"
+
+# vmm.agent=hostile: a guest agent whose addresses attack the operator's terminal (see the header
+# of scripts/build_template_tiny.sh). JSON escapes (\u001b, \n) keep this file plain ASCII.
+HOSTILE_INTERFACES='{"return": [{"name": "lo", "ip-addresses": [{"ip-address-type": "ipv4", "ip-address": "127.0.0.1", "prefix": 8}, {"ip-address-type": "ipv6", "ip-address": "::1", "prefix": 128}]}, {"name": "eth0", "hardware-address": "52:54:00:12:34:56", "ip-addresses": [{"ip-address-type": "ipv4", "ip-address": "10.9.9.9\u001b[2J", "prefix": 24}, {"ip-address-type": "ipv4", "ip-address": "10.9.9.8\u001b]0;PWNED-TITLE\u0007", "prefix": 24}, {"ip-address-type": "ipv4", "ip-address": "10.9.9.7\u001b]52;c;ZWNobyBQV05FRC1GUk9NLUdVRVNU\u0007", "prefix": 24}, {"ip-address-type": "ipv4", "ip-address": "10.1.1.1\nFAKEROW running root", "prefix": 24}, {"ip-address-type": "ipv6", "ip-address": "fd00::9%\u001b[2J", "prefix": 64}, {"ip-address-type": "ipv4", "ip-address": "10.2.3.4", "prefix": 24}, {"ip-address-type": "ipv6", "ip-address": "fe80::5054:ff:fe12:3456", "prefix": 64}]}]}'
+
+# The /dev node of the virtio-serial port named $1, once the port shows up (up to 5 s).
+virtio_port() {
+    i=0
+    while [ "$i" -lt 50 ]; do
+        for port in /sys/class/virtio-ports/*; do
+            [ "$(cat "$port/name" 2>/dev/null)" = "$1" ] && { echo "/dev/${port##*/}"; return 0; }
+        done
+        i=$((i + 1))
+        sleep 0.1
+    done
+    return 1
+}
+
+# One JSON request per line; the port reads as end-of-file while no host side is connected.
+hostile_agent() {
+    exec 3<>"$1"
+    while :; do
+        if ! read -r request <&3; then
+            sleep 0.2
+            continue
+        fi
+        case $request in
+            *'"guest-sync'*)
+                id=$(echo "$request" | sed -n 's/.*"id"[[:space:]]*:[[:space:]]*\([0-9]*\).*/\1/p')
+                printf '{"return": %s}\n' "${id:-0}" >&3 ;;
+            *'"guest-network-get-interfaces"'*)
+                printf '%s\n' "$HOSTILE_INTERFACES" >&3 ;;
+            *)
+                printf '%s\n' '{"error": {"class": "CommandNotFound", "desc": "not in the tiny agent"}}' >&3 ;;
+        esac
+    done
+}
+
+case " $(cat /proc/cmdline) " in
+    *" vmm.agent=hostile "*)
+        if port=$(virtio_port org.qemu.guest_agent.0); then
+            say "vmm-tiny: agent on $port"
+            hostile_agent "$port" &
+        else
+            say "vmm-tiny: no guest-agent port"
+        fi ;;
+esac
 
 # Stay up until halted or destroyed; PID 1 must never exit.
 while :; do

@@ -1,24 +1,22 @@
 """How values are written on screen: plain strings and Rich styles, never markup.
 
-Everything from outside (VM names, owners, messages) goes through :func:`printable` and is
-placed in :class:`rich.text.Text` or a Strip segment as-is, so ``[b]bold`` reads ``[b]bold``.
+Everything from outside (VM names, owners, messages) goes through :func:`printable` (the one rule
+of :mod:`core.text`: controls and bidi overrides shown escaped) and is placed in
+:class:`rich.text.Text` or a Strip segment as-is, so ``[b]bold`` reads ``[b]bold``.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 from rich.style import Style
 
 from core.model import VM, VMState
+from core.text import printable
 
 DASH = "—"
 """Shown for every figure the driver does not report: never an invented number."""
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 STATE_STYLES: dict[VMState, Style] = {
     VMState.RUNNING: Style(color="green"),
@@ -30,17 +28,6 @@ STATE_STYLES: dict[VMState, Style] = {
     VMState.PMSUSPENDED: Style(color="cyan"),
     VMState.NOSTATE: Style(dim=True, italic=True),
 }
-
-
-def printable(value: str, *, multiline: bool = False) -> str:
-    """``value`` with control characters shown as ``\\xNN`` (they would corrupt the terminal).
-
-    ``multiline`` keeps line feeds, for messages shown in a box that wraps.
-    """
-    pattern = _CONTROL_BUT_NEWLINE if multiline else _CONTROL
-    if pattern.search(value) is None:
-        return value
-    return pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
 
 
 def display_uri(uri: str) -> str:

@@ -25,7 +25,7 @@ from ldap3.utils.dn import parse_dn
 
 from core.errors import ConfigError, InvalidInput, VMManagerError
 from core.settings import LdapSettings
-from core.text import CONTROL
+from core.text import CONTROL, printable
 
 CONNECT_TIMEOUT = 5.0
 RECEIVE_TIMEOUT = 10  # an int: ldap3 packs it into SO_RCVTIMEO with struct
@@ -65,8 +65,7 @@ def check_dn(dn: str, what: str = "DN") -> str:
     try:
         parse_dn(dn, escape=False)
     except LDAPException as exc:
-        reason = CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", str(exc))
-        raise InvalidInput(f"invalid {what} {dn!r} ({reason}); "
+        raise InvalidInput(f"invalid {what} {dn!r} ({printable(str(exc))}); "
                            "write it as cn=info1,ou=groups,dc=example,dc=org") from None
     return dn
 

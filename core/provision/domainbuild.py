@@ -21,11 +21,12 @@ StrPath = str | os.PathLike[str]
 def kernel_domain(name: str, kernel: StrPath, initrd: StrPath, cmdline: str = "console=tty0 console=ttyS0",
                   seed_iso: StrPath | None = None, serial_log: StrPath | None = None, *,
                   memory_mib: int = 128, vcpus: int = 1, domain_type: str = "qemu",
-                  meta: LabMeta | None = None) -> str:
+                  meta: LabMeta | None = None, guest_agent: bool = False) -> str:
     """Direct kernel boot (QEMU loads kernel and initramfs itself), the NoCloud seed on an IDE CD-ROM.
 
     ``serial_log``: the file the first serial port (and so the console) is written to; without
-    it the serial port is a pty (``virsh console``).
+    it the serial port is a pty (``virsh console``). ``guest_agent``: a guest-agent channel, as
+    provisioned Linux VMs have.
     """
     domain, os_ = skeleton(name, domain_type, memory_mib, vcpus, meta)
     ET.SubElement(os_, "kernel").text = os.fspath(kernel)
@@ -43,6 +44,8 @@ def kernel_domain(name: str, kernel: StrPath, initrd: StrPath, cmdline: str = "c
     else:
         ET.SubElement(ET.SubElement(devices, "serial", type="pty"), "target", port="0")
         ET.SubElement(ET.SubElement(devices, "console", type="pty"), "target", type="serial", port="0")
+    if guest_agent:
+        _guest_agent_channel(devices)
     loopback_vnc(devices)
     return ET.tostring(domain, encoding="unicode")
 
@@ -93,8 +96,7 @@ def provisioned_domain(name: str, uuid: str, template: Template, files: VMFiles,
     _interface(devices, template.network)
     _serial_log(devices, files.serial_log)
     if template.os == "linux":
-        channel = ET.SubElement(devices, "channel", type="unix")
-        ET.SubElement(channel, "target", type="virtio", name=GUEST_AGENT_CHANNEL)
+        _guest_agent_channel(devices)
     ET.SubElement(devices, "input", type="tablet", bus="usb")  # absolute pointer: noVNC's mouse lines up
     graphics = ET.SubElement(devices, "graphics", type="vnc", sharePolicy="force-shared")
     ET.SubElement(graphics, "listen", type="socket", socket=os.fspath(files.vnc_socket))
@@ -120,6 +122,12 @@ def _interface(devices: ET.Element, network: str) -> None:
     element = ET.SubElement(devices, "interface", type=kind)
     ET.SubElement(element, "source", {kind: source})
     ET.SubElement(element, "model", type="virtio")
+
+
+def _guest_agent_channel(devices: ET.Element) -> None:
+    """The virtio-serial port a guest agent answers on; libvirt picks the socket's path."""
+    channel = ET.SubElement(devices, "channel", type="unix")
+    ET.SubElement(channel, "target", type="virtio", name=GUEST_AGENT_CHANNEL)
 
 
 def _serial_log(devices: ET.Element, path: StrPath) -> None:

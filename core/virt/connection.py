@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ipaddress
 import logging
 import os
 import time
@@ -61,6 +62,31 @@ _IP_RETRY_DELAYS = (3.0, 10.0, 30.0, 60.0, 120.0)
 def host_name_for(uri: str) -> str:
     """A short, stable name for the host column: the URI's host part, else ``localhost``."""
     return urlsplit(uri).hostname or "localhost"
+
+
+def reachable_addresses(found: dict[str, Any]) -> tuple[str, ...]:
+    """The addresses of ``interfaceAddresses``' answer that reach the VM from outside, written as
+    :mod:`ipaddress` writes them, sorted.
+
+    The guest agent's answer is the guest's to make: a student who is root there can put any text
+    in an ``ip-address`` (terminal escapes, a line break and a made-up row). Only what parses as
+    an IPv4 or IPv6 address is kept (an IPv6 scope, ``%`` and any text, is dropped with its
+    address); loopback, link-local, multicast and unspecified ones are not a way in.
+    """
+    kept = []
+    for iface_name, iface in found.items():
+        if iface_name == "lo":
+            continue
+        for entry in iface.get("addrs") or []:
+            try:
+                address = ipaddress.ip_address(entry.get("addr"))
+            except ValueError:
+                continue
+            if (getattr(address, "scope_id", None) or address.is_loopback or address.is_link_local
+                    or address.is_multicast or address.is_unspecified):
+                continue
+            kept.append(str(address))
+    return tuple(sorted(kept))
 
 
 class Host:
@@ -339,6 +365,8 @@ class Host:
         return boot + ticks / os.sysconf("SC_CLK_TCK")
 
     def _read_ips(self, uuid: str) -> tuple[str, ...]:
+        """The DHCP leases' addresses, else the guest agent's (a guest's own word: see
+        :func:`reachable_addresses`)."""
         dom = self.domain(uuid)
         for source in (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
                        libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT):
@@ -346,9 +374,7 @@ class Host:
                 found = dom.interfaceAddresses(source, 0) or {}
             except libvirt.libvirtError:
                 continue
-            ips = tuple(sorted(addr["addr"] for iface_name, iface in found.items()
-                               if iface_name != "lo" for addr in (iface.get("addrs") or [])
-                               if addr.get("addr") and not addr["addr"].startswith(("127.", "::1", "fe80"))))
+            ips = reachable_addresses(found)
             if ips:
                 return ips
         return ()

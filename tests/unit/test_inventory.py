@@ -178,3 +178,23 @@ async def test_a_domain_defined_while_the_sync_reads_stays(settings, monkeypatch
         await lab.close()
         outside.lookupByName(name).undefine()
         outside.close()
+
+
+def test_only_addresses_that_parse_and_reach_the_vm_are_kept() -> None:
+    """What a guest agent says is the guest's to make: text in ip-address is dropped, not shown."""
+    from core.virt.connection import reachable_addresses
+
+    def addrs(*values: str) -> dict:
+        return {"addrs": [{"addr": value, "prefix": 24, "type": 0} for value in values], "hwaddr": None}
+
+    found = {
+        "lo": addrs("127.0.0.1", "::1", "10.0.0.99"),  # lo is never a way in, whatever it says
+        "eth0": addrs("10.9.9.9\x1b[2J", "10.9.9.8\x1b]0;PWNED\x07", "10.1.1.1\nFAKEROW running root",
+                      "\x1b]52;c;ZWNobyBQV05FRA==\x07", "fd00::9%\x1b[2J", "fe80::1%eth0", "10.2.3.4",
+                      "010.1.1.1", "10.2.3.4 ", "", "2001:DB8:0:0::1", "127.0.0.2", "169.254.1.1",
+                      "fe80::5054:ff:fe12:3456", "224.0.0.1", "0.0.0.0", "::"),
+        "eth1": {"addrs": [{"prefix": 24, "type": 0}, {"addr": None}], "hwaddr": None},
+        "eth2": {"addrs": None},
+    }
+    assert reachable_addresses(found) == ("10.2.3.4", "2001:db8::1")
+    assert reachable_addresses({}) == ()

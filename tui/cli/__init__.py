@@ -22,14 +22,15 @@ from core.errors import VMManagerError
 from core.lab import Lab
 from core.log import setup_logging
 from core.settings import Settings, load_settings
+from core.text import printable
 from tui.cli import consoles, provision, records, users, vms
-from tui.cli.common import EXIT_OK, EXIT_USAGE, UsageError, host_port
+from tui.cli.common import EXIT_OK, EXIT_USAGE, Parser, UsageError, host_port
 
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="vm-manager", description="Run a teaching lab of VMs on libvirt. "
         "With no command, start the operator TUI.")
     parser.add_argument("-c", "--connect", metavar="URI",
@@ -74,10 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(done) if asyncio.iscoroutine(done) else done
     except UsageError as exc:
         parser.print_usage(sys.stderr)
-        print(f"vm-manager: error: {exc}", file=sys.stderr)
+        print(f"vm-manager: error: {printable(str(exc), multiline=True)}", file=sys.stderr)
         return EXIT_USAGE
     except VMManagerError as exc:
-        print(f"vm-manager: {exc.message}", file=sys.stderr)
+        print(f"vm-manager: {printable(exc.message, multiline=True)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -1,15 +1,22 @@
 """What the commands share: exit codes, bad usage, targets on the command line, questions asked on
-a terminal, the provisioning progress bar, and plain-text tables."""
+a terminal, the provisioning progress bar, and plain-text tables.
+
+Text from outside (names, owners, addresses, reasons, the command line's arguments, messages
+quoting them) is printed through :func:`core.text.printable`, JSON through
+:func:`core.text.json_text`: a control character or a bidi override shows escaped, never acts on
+the operator's terminal. The tables, ``unmatched``, ``report`` and :class:`Parser`'s errors apply
+it themselves; every other line that holds outside text applies it where the line is made."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from core.lifecycle import ActionResult
 from core.settings import Settings, positive_number
+from core.text import printable
 
 if TYPE_CHECKING:
     from core.provision import Outcome
@@ -24,6 +31,14 @@ Commands = argparse._SubParsersAction  # the stdlib's own name for what add_subp
 
 class UsageError(Exception):
     """Bad usage that argparse cannot see (e.g. no target at all)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors quote the command line (``unrecognized arguments: ...``)
+    through the one rule; its sub-parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(printable(message, multiline=True))
 
 
 def add_targets(sub: argparse.ArgumentParser) -> None:
@@ -69,18 +84,21 @@ def yes(question: str) -> bool:
 def unmatched(names: Sequence[str]) -> None:
     """One line on stderr for each target that named no VM."""
     for name in names:
-        print(f"{name}: no such VM", file=sys.stderr)
+        print(f"{printable(name)}: no such VM", file=sys.stderr)
 
 
 def report(results: Sequence[ActionResult], *, failed: bool) -> int:
     """A line per VM (failures on stderr); exit 1 when one failed or ``failed`` already."""
     for result in results:
-        print(f"{result.vm.name}: {result.message}", file=sys.stdout if result.ok else sys.stderr)
+        print(f"{printable(result.vm.name)}: {printable(result.message)}",
+              file=sys.stdout if result.ok else sys.stderr)
     return EXIT_FAILED if failed or any(not r.ok for r in results) else EXIT_OK
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Columns as wide as their widest cell, two spaces apart, no trailing blanks."""
+    """Columns as wide as their widest cell, two spaces apart, no trailing blanks; every cell
+    through the one rule."""
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
@@ -97,7 +115,8 @@ class ProgressBar:
         if self.shown:
             width = 30
             filled = width * done // max(total, 1)
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {outcome.name:<30}")
+            bar = f"[{'#' * filled}{'.' * (width - filled)}]"
+            sys.stderr.write(f"\r{bar} {done}/{total} {printable(outcome.name):<30}")
             sys.stderr.flush()
 
     def close(self) -> None:

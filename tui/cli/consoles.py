@@ -26,6 +26,7 @@ from core.links import (
 )
 from core.model import VM
 from core.settings import Settings
+from core.text import printable
 from core.web import serve
 from tui.cli.common import EXIT_FAILED, EXIT_OK, Commands, UsageError, add_targets, need_targets, unmatched
 
@@ -62,7 +63,8 @@ async def run_server(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("SECRET_KEY is set: --generate-secret writes a key file only when it is unset")
     if not settings.web.public_url and args.host in ("0.0.0.0", "::", ""):
         print("vm-manager: PUBLIC_URL is unset: links will point at and accept only "
-              f"http://{args.host}:{args.port}; set PUBLIC_URL to the address browsers use", file=sys.stderr)
+              f"http://{printable(args.host)}:{args.port}; set PUBLIC_URL to the address browsers use",
+              file=sys.stderr)
     lab = await Lab.open(settings, uri)
     try:
         if args.generate_secret:
@@ -105,9 +107,9 @@ async def share_links(args: argparse.Namespace, settings: Settings) -> int:
     if not result.via_server and not settings.web.public_url:  # the database directly: no server runs
         print(f"vm-manager: PUBLIC_URL is unset: the links point at {base_url(settings)}", file=sys.stderr)
     for name, why in result.errors:
-        print(f"{name}: {why}", file=sys.stderr)
+        print(f"{printable(name)}: {printable(why)}", file=sys.stderr)
     for link in result.links:
-        print(f"{link.url}  expires {link.expires}  id {link.id}  vm {link.vm_name}")
+        print(f"{link.url}  expires {link.expires}  id {link.id}  vm {printable(link.vm_name)}")
     return EXIT_FAILED if found.unmatched or result.errors else EXIT_OK
 
 
@@ -131,12 +133,12 @@ async def revoke_links(args: argparse.Namespace, settings: Settings) -> int:
     result = await Consoles(settings, source="cli").revoke(ids=asked["id"], tokens=asked["token"], vms=vms)
     labels = [*(f"link {i}" for i in asked["id"]), *(f"token {t[:6]}…" for t in asked["token"]),
               *(vm.name for vm in vms)]
-    for label, done in zip(labels, result.results, strict=True):
+    for label, done in zip(map(printable, labels), result.results, strict=True):
         if not done.found and done.kind != "vm":
             print(f"{label}: no such share link", file=sys.stderr)
             failed = True
         for link_id, vm_name in done.revoked:
-            print(f"{label}: revoked link {link_id} of {vm_name}")
+            print(f"{label}: revoked link {link_id} of {printable(vm_name)}")
         if done.found and not done.revoked:
             print(f"{label}: {'no active share link' if done.kind == 'vm' else 'already expired or revoked'}")
         elif not done.found and done.kind == "vm":

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from core.provision import (
 )
 from core.settings import Settings
 from core.storage import QEMU_USER, grant_command
+from core.text import json_text, printable
 from tui.cli.common import EXIT_FAILED, EXIT_OK, Commands, ProgressBar, on_terminal, yes
 
 
@@ -67,19 +67,19 @@ def list_templates(args: argparse.Namespace, settings: Settings) -> int:
     found = load_templates(settings.templates_file, settings.templates_path)
     checks = {name: check_files(t) for name, t in found.items()}
     if args.json:
-        json.dump([{"name": t.name, "os": t.os, "domain_type": t.domain_type, "vcpus": t.vcpus,
-                    "memory_mib": t.memory_mib,
-                    "files": {c.role: {"path": str(c.path), "problem": c.problem} for c in checks[t.name]}}
-                   for t in found.values()], sys.stdout, indent=2)
-        print()
+        print(json_text([{"name": t.name, "os": t.os, "domain_type": t.domain_type, "vcpus": t.vcpus,
+                          "memory_mib": t.memory_mib,
+                          "files": {c.role: {"path": str(c.path), "problem": c.problem}
+                                    for c in checks[t.name]}}
+                         for t in found.values()]))
     elif not found:
-        print(f"no templates: declare them in {settings.templates_file}")
+        print(f"no templates: declare them in {printable(str(settings.templates_file))}")
     else:
         for name, template in found.items():
-            print(f"{name}  {template.os}  {template.domain_type}  {template.vcpus} vCPU  "
+            print(f"{printable(name)}  {template.os}  {template.domain_type}  {template.vcpus} vCPU  "
                   f"{template.memory_mib} MiB")
             for check in checks[name]:
-                print(f"  {check.role:<7}{check.path}  {check.problem or 'ok'}")
+                print(f"  {check.role:<7}{printable(str(check.path))}  {printable(check.problem or 'ok')}")
     return EXIT_FAILED if any(c.problem for cs in checks.values() for c in cs) else EXIT_OK
 
 
@@ -96,7 +96,7 @@ async def provision(args: argparse.Namespace, settings: Settings) -> int:
             plan = await lab.plan_provision(template, args.lab_class, students, start=args.start,
                                             overcommit=args.overcommit, fix_permissions=True)
         if args.dry_run:
-            print("\n".join(plan.describe()))
+            print("\n".join(map(printable, plan.describe())))
             print("dry run: nothing made")
             return EXIT_OK
         bar = ProgressBar(len(plan.vms))
@@ -109,13 +109,15 @@ async def provision(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await lab.close()
     if report.granted:
-        print(f"{QEMU_USER} may now pass {', '.join(map(str, report.granted))} (POSIX ACL)", file=sys.stderr)
+        print(f"{QEMU_USER} may now pass {_paths(report.granted)} (POSIX ACL)", file=sys.stderr)
     for outcome in report.outcomes:
-        print(f"{outcome.name}: {outcome.message}", file=sys.stdout if outcome.ok else sys.stderr)
+        print(f"{printable(outcome.name)}: {printable(outcome.message)}",
+              file=sys.stdout if outcome.ok else sys.stderr)
     made = len(report.outcomes) - len(report.failed)
     print(f"{made} made, {len(report.failed)} failed in {time.monotonic() - began:.1f} s", file=sys.stderr)
     if report.passwords_file is not None:
-        print(f"generated passwords: {report.passwords_file} (readable only by you)", file=sys.stderr)
+        print(f"generated passwords: {printable(str(report.passwords_file))} (readable only by you)",
+              file=sys.stderr)
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
@@ -123,10 +125,14 @@ def _may_grant(folders: Sequence[Path]) -> bool:
     """On a terminal, ask whether QEMU's user may pass ``folders`` (virt-manager asks the same)."""
     if not on_terminal():
         return False
-    print(f"{QEMU_USER} (QEMU) cannot enter {', '.join(map(str, folders))}, on the way to the VMs' "
-          f"files.", file=sys.stderr)
-    return yes(f"Let it pass them (only pass: no listing, no reading), as `{grant_command(folders)}` "
-               "would? [y/N] ")
+    print(f"{QEMU_USER} (QEMU) cannot enter {_paths(folders)}, on the way to the VMs' files.",
+          file=sys.stderr)
+    return yes(f"Let it pass them (only pass: no listing, no reading), as "
+               f"`{printable(grant_command(folders))}` would? [y/N] ")
+
+
+def _paths(folders: Sequence[Path]) -> str:
+    return ", ".join(printable(str(folder)) for folder in folders)
 
 
 def _provision_request(args: argparse.Namespace, settings: Settings) -> tuple[Template, list[Student]]:
@@ -171,8 +177,8 @@ async def run_doctor(args: argparse.Namespace, settings: Settings) -> int:
     if result.busy:
         print("a provisioning run is in progress: nothing fixed (run doctor again after it)", file=sys.stderr)
     for finding in result.findings:
-        print(f"{finding.what} {finding.where}: {finding.problem}"
-              f"{f' -> {finding.fixed}' if finding.fixed else ''}")
+        print(printable(f"{finding.what} {finding.where}: {finding.problem}"
+                        f"{f' -> {finding.fixed}' if finding.fixed else ''}"))
     if not result.findings:
         print("nothing half-made")
     elif result.unfixed and not args.fix:

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -19,7 +18,7 @@ from core.errors import VMManagerError
 from core.lab import Lab
 from core.records import AuditLog, Entry, Request, RequestStore, Status
 from core.settings import Settings
-from core.text import format_time
+from core.text import format_time, json_text, printable
 from tui.cli.common import EXIT_FAILED, EXIT_OK, Commands
 
 _AGO = re.compile(r"(\d+)([smhd])")
@@ -71,7 +70,7 @@ def show_audit(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         log.close()
     if args.json:
-        print(json.dumps([e.as_json() for e in entries], indent=1))
+        print(json_text([e.as_json() for e in entries], indent=1))
     else:
         for entry in entries:
             print(_audit_line(entry))
@@ -83,7 +82,7 @@ def _audit_line(e: Entry) -> str:
     vm = f" {e.vm_name}" if e.vm_name else ""
     detail = f"  {e.detail}" if e.detail else ""
     times = f"  {e.times}" if e.times else ""
-    return f"{at}  {e.user} ({e.source} {e.address})  {e.action}{vm}  {e.outcome}{detail}{times}"
+    return printable(f"{at}  {e.user} ({e.source} {e.address})  {e.action}{vm}  {e.outcome}{detail}{times}")
 
 
 def list_requests(args: argparse.Namespace, settings: Settings) -> int:
@@ -93,14 +92,14 @@ def list_requests(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps([_request_json(r) for r in found], indent=1))
+        print(json_text([_request_json(r) for r in found], indent=1))
         return EXIT_OK
     if not found:
         print("no requests" if args.all else "no pending requests", file=sys.stderr)
     for r in found:
         answer = f"  → {r.answered_by}: {r.answer}" if r.status is not Status.PENDING else ""
-        print(f"#{r.id}  {r.status:<8}  {r.username}  {r.summary()}  ({format_time(r.created)})  "
-              f"{r.reason}{answer}")
+        print(printable(f"#{r.id}  {r.status:<8}  {r.username}  {r.summary()}  ({format_time(r.created)})  "
+                        f"{r.reason}{answer}"))
     return EXIT_OK
 
 
@@ -115,9 +114,9 @@ async def answer_request(args: argparse.Namespace, settings: Settings) -> int:
     try:
         done = await lab.answer_request(args.id, approve=args.answer == "approve", word=args.word)
     except VMManagerError as exc:
-        print(f"vm-manager: {exc.message}", file=sys.stderr)
+        print(f"vm-manager: {printable(exc.message)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         await lab.close()
-    print(f"#{done.id} {done.status}: {done.summary()} for {done.username}")
+    print(printable(f"#{done.id} {done.status}: {done.summary()} for {done.username}"))
     return EXIT_OK

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import json
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -33,7 +32,7 @@ from core.errors import InvalidInput, NotFound
 from core.names import check_username, recorded_username
 from core.records import Actor, Item, record
 from core.settings import Settings
-from core.text import count, format_time
+from core.text import count, format_time, json_text, printable
 from tui.cli.common import EXIT_FAILED, EXIT_OK, Commands, print_table, yes
 
 if TYPE_CHECKING:
@@ -91,7 +90,7 @@ def _changing(change: Change) -> Callable[[argparse.Namespace, Settings], int]:
         except (NotFound, AccountExists) as exc:
             why = "exists already" if isinstance(exc, AccountExists) else "no such account"
             _record(settings, args, "failed", f"account {recorded_username(args.username)}: {why}")
-            print(f"vm-manager: {exc.message}", file=sys.stderr)
+            print(f"vm-manager: {printable(exc.message)}", file=sys.stderr)
             return EXIT_FAILED
 
     return handler
@@ -114,7 +113,7 @@ def _add(args: argparse.Namespace, accounts: Accounts, settings: Settings) -> in
     account = accounts.add(args.username, _password(args), role=role, display_name=args.display_name,
                            email=args.email)
     _record(settings, args, "ok", f"account {account.username}, role {account.role.value}")
-    print(f"{account.username}: local {account.role.value} account added")
+    print(f"{printable(account.username)}: local {account.role.value} account added")
     return EXIT_OK
 
 
@@ -123,7 +122,8 @@ def _passwd(args: argparse.Namespace, accounts: Accounts, settings: Settings) ->
         raise NotFound(f"no local account {args.username!r}")
     accounts.set_password(args.username, _password(args))
     _record(settings, args, "ok", f"account {args.username}")
-    print(f"{args.username}: password changed{_end_sessions(settings, args.username, 'password changed')}")
+    ended = _end_sessions(settings, args.username, "password changed")
+    print(f"{printable(args.username)}: password changed{ended}")
     return EXIT_OK
 
 
@@ -136,7 +136,8 @@ def _delete(args: argparse.Namespace, accounts: Accounts, settings: Settings) ->
         return EXIT_FAILED
     accounts.delete(args.username)
     _record(settings, args, "ok", f"account {gone.username}, role {gone.role.value}")
-    print(f"{args.username}: deleted{_end_sessions(settings, gone.username, 'account deleted')}")
+    ended = _end_sessions(settings, gone.username, "account deleted")
+    print(f"{printable(args.username)}: deleted{ended}")
     return EXIT_OK
 
 
@@ -175,7 +176,7 @@ def _password(args: argparse.Namespace) -> str:
         return check_password(password)
     if not sys.stdin.isatty():
         raise InvalidInput("no terminal to ask the password on: pass --password-stdin and write it to stdin")
-    password = getpass.getpass(f"Password for {args.username}: ")
+    password = getpass.getpass(f"Password for {printable(args.username)}: ")
     check_password(password)
     if getpass.getpass("Again: ") != password:
         raise InvalidInput("the two passwords differ: nothing changed")
@@ -185,7 +186,7 @@ def _password(args: argparse.Namespace) -> str:
 def _confirm(username: str) -> bool:
     if not sys.stdin.isatty():
         raise InvalidInput("del asks for confirmation: pass --yes when not on a terminal")
-    return yes(f"Delete the local account {username}? [y/N] ")
+    return yes(f"Delete the local account {printable(username)}? [y/N] ")
 
 
 def list_accounts(args: argparse.Namespace, settings: Settings) -> int:
@@ -200,9 +201,7 @@ def list_accounts(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             accounts.close()
     if args.json:
-        json.dump([{**a.as_json(), "created": format_time(a.created)} for a in found], sys.stdout,
-                  ensure_ascii=False, indent=2)
-        print()
+        print(json_text([{**a.as_json(), "created": format_time(a.created)} for a in found]))
         return EXIT_OK
     if not found:
         print("no local accounts: add one with `vm-manager user add NAME`")

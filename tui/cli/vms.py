@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from core.lab import Lab
@@ -18,7 +17,7 @@ from core.lifecycle import Action, check_snapshot_name, resolve
 from core.model import VM
 from core.names import check_class_name, check_username
 from core.settings import Settings
-from core.text import count
+from core.text import count, json_text, printable
 from tui.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -97,8 +96,7 @@ def _print_vms(vms: list[VM], args: argparse.Namespace) -> int:
         vms = [vm for vm in vms if vm.meta.lab_class in args.classes]
     vms.sort(key=lambda vm: (vm.name, vm.host))
     if args.json:
-        json.dump([vm.as_json() for vm in vms], sys.stdout, ensure_ascii=False, indent=2)
-        print()
+        print(json_text([vm.as_json() for vm in vms]))
         return EXIT_OK
     print_table(("NAME", "STATE", "OWNER", "CLASS", "VCPUS", "MEMORY", "IP"),
                 [(vm.name, vm.state.value, vm.meta.owner or "—", vm.meta.lab_class or "—", str(vm.vcpus),
@@ -144,5 +142,6 @@ async def assign_owner(args: argparse.Namespace, settings: Settings) -> int:
 def _confirm(action: Action, vms: list[VM]) -> bool:
     if not on_terminal():
         raise UsageError(f"{action.value} asks for confirmation: pass --yes when not on a terminal")
-    names = ", ".join(vm.name for vm in vms[:10]) + (f" and {len(vms) - 10} more" if len(vms) > 10 else "")
+    names = ", ".join(printable(vm.name) for vm in vms[:10])
+    names += f" and {len(vms) - 10} more" if len(vms) > 10 else ""
     return yes(f"{action.value.capitalize()} {count(len(vms), 'VM')}: {names}? [y/N] ")

@@ -32,6 +32,7 @@ from pathlib import Path
 import jinja2
 from aiohttp import web
 from babel.support import NullTranslations
+from markupsafe import Markup
 
 from core.auth import Accounts, SessionStore
 from core.lab import Lab
@@ -39,6 +40,7 @@ from core.lifecycle import Action
 from core.links import TokenStore, parse_ttl
 from core.records import RequestStore
 from core.settings import Settings
+from core.text import printable
 from core.web import i18n
 from core.web.keys import UUID, VIEWERS
 from core.web.portal import requests, signin, vms
@@ -98,7 +100,7 @@ def setup(app: web.Application, settings: Settings, lab: Lab, tokens: TokenStore
 def _environment(translations: NullTranslations) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
                              undefined=jinja2.StrictUndefined, extensions=["jinja2.ext.i18n"],
-                             trim_blocks=True, lstrip_blocks=True)
+                             trim_blocks=True, lstrip_blocks=True, finalize=_shown)
     env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
     return env
 
@@ -117,6 +119,17 @@ async def _watch_consoles(app: web.Application) -> None:
                     await portal.end_session(app, handle, session, why, "-")
         except Exception:
             log.exception("checking the sessions behind open consoles failed")
+
+
+def _shown(value: object) -> object:
+    """Every ``{{ ... }}`` through the one rule of :func:`core.text.printable`: autoescape makes a
+    name's markup text, this shows its bidi overrides and controls escaped (``rtl`` U+202E
+    ``gpj.exe`` would read ``rtlexe.jpg``). Escaped markup stays markup: the escapes add no ``<&"'``."""
+    if isinstance(value, Markup):
+        return Markup(printable(str(value), multiline=True))
+    if isinstance(value, str):
+        return printable(value, multiline=True)
+    return value
 
 
 async def _purge(portal: Portal) -> None:

@@ -1,0 +1,54 @@
+"""The TUI shows outside text through the one rule of ``core.text``: bidi overrides too.
+
+A name ``rtl`` U+202E ``gpj.exe`` would read "rtlexe.jpg" where the override acts; C1 controls
+(U+009B: CSI) would reach the terminal. Both read escaped in the table, the event log, the
+notifications and the detail view.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.tuitest import log_text, notifications, vm_named, wait_until
+
+from core.metadata import LabMeta
+from core.model import VMState
+from core.testing import testdriver
+from tui.screens.detail import DetailScreen
+
+SPOOF = "rtl\u202egpj.exe"
+SHOWN = "rtl\\u202egpj.exe"
+RAW = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\x85\x9b"
+
+
+@pytest.fixture
+def lab_uri(tmp_path: Path) -> str:
+    return testdriver.write(tmp_path / "lab.xml", [
+        testdriver.Spec(SPOOF, VMState.SHUTOFF, 1, 512, LabMeta("mal\u2067lory", "net\x9b101")),
+        testdriver.Spec("net101-alice", VMState.RUNNING, 1, 512, LabMeta("alice", "net101")),
+    ])
+
+
+def no_raw(text: str) -> bool:
+    return not set(text) & set(RAW)
+
+
+async def test_a_bidi_name_reads_escaped_everywhere(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=(140, 30)) as pilot:
+        await pilot.pause()
+        table = app.main.table
+        spoof = vm_named(app, SPOOF)
+        row = table.row_text(table.visible_vms().index(spoof))
+        assert SHOWN in row and "mal\\u2067lory" in row and no_raw(row)
+        table.move_to(spoof.key)
+        await pilot.press("s")
+        await wait_until(lambda: f"start {SHOWN}: started" in log_text(app))
+        await wait_until(lambda: any(SHOWN in n for n in notifications(app)))
+        assert no_raw(log_text(app)) and all(no_raw(n) for n in notifications(app))
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, DetailScreen)
+        summary = str(screen.query_one("#detail-summary").render())
+        assert SHOWN in summary and "net\\x9b101" in summary and no_raw(summary)
