@@ -28,6 +28,7 @@ from core.web.portal import LOGIN_COOKIE, PORTAL, SESSION_COOKIE
 from core.web.portal.signin import DEVICE_COOKIE
 
 HOSTILE = ("<img src=x onerror=alert(1)>", "[b]bold")  # libvirt refuses a "/" in a name
+SPOOF = "rtl\u202egpj.exe"  # reads "rtlexe.jpg" where the bidi override acts
 SCRIPT = "<script>alert(1)</script>"
 
 
@@ -42,6 +43,7 @@ async def lab(web_settings: Settings, tmp_path: Path) -> AsyncIterator[Lab]:
         testdriver.Spec(HOSTILE[1], VMState.SHUTOFF, meta=alice),
         testdriver.Spec("bob-1", VMState.RUNNING, meta=bob),
         testdriver.Spec("nobody-1", VMState.SHUTOFF),
+        testdriver.Spec(SPOOF, VMState.SHUTOFF, meta=LabMeta("bob\u2067", "net101")),
     ])
     lab = await Lab.open(web_settings, uri)
     yield lab
@@ -750,6 +752,21 @@ async def test_vm_names_are_text_not_markup(server: Console, lab: Lab) -> None:
     assert SCRIPT not in requests
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in requests
     assert "<img" not in (await olga.get("/")).text
+
+
+async def test_bidi_overrides_read_escaped_on_every_page(server: Console, lab: Lab) -> None:
+    """A name, an owner or a reason with a bidi override shows it escaped (``core.text.printable``),
+    as the terminal does: autoescaping makes markup text, not the text's direction."""
+    olga = await signed_in(server, "olga", "192.0.2.40")
+    pages = [(await olga.get("/")).text, (await olga.get(f"/vms/{uuid_of(lab, SPOOF)}/reset")).text]
+    assert ">rtl\\u202egpj.exe<" in pages[0] and ">bob\\u2067<" in pages[0]
+    assert "Reset rtl\\u202egpj.exe?" in pages[1]  # inside a translated sentence too
+    alice = await signed_in(server, "alice")
+    assert (await alice.submit("/requests", kind="new_vm", reason="for \u202eevil")).status == 303
+    pages.append((await olga.get("/requests")).text)
+    assert "for \\u202eevil" in pages[2]
+    for page in pages:
+        assert not set(page) & set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 async def test_french_from_the_browser_and_the_switch(server: Console) -> None:
