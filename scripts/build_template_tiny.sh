@@ -7,9 +7,9 @@
 # OUT_DIR defaults to $VMM_TEMPLATE_DIR/tiny, else $VMM_DATA_DIR/templates/tiny, else
 # ~/.local/share/vm-manager/templates/tiny (as core/settings.py resolves them). It receives
 #   vmlinuz      the Debian cloud kernel (linux-image-*-cloud-amd64), as shipped
-#   initrd.img   cpio newc + gzip: busybox-static and its applet links, the modules an IDE CD-ROM,
-#                ISO9660 and virtio-serial ports need (the cloud kernel builds them as modules), and
-#                /init
+#   initrd.img   cpio newc + gzip: busybox-static and its applet links, the modules an IDE CD-ROM
+#                and ISO9660 need (the cloud kernel builds them as modules; /etc/modules), those of
+#                virtio-serial ports (/etc/modules.agent, loaded only for vmm.agent), and /init
 #   base.qcow2   a blank 256 MiB disk: what VMs made from the template get an overlay of
 # Nothing is installed from the two packages: they are fetched with `apt-get download` and
 # unpacked with `dpkg-deb -x` in a temp dir. Missing tools (cpio, kmod's depmod) are installed
@@ -37,10 +37,12 @@ SCRIPT=$PWD/scripts/build_template_tiny.sh
 
 log() { printf 'build_template_tiny: %s\n' "$*" >&2; }
 
-# The kernel's CD/ISO path on i440fx: PIIX IDE (libata), SCSI CD-ROM, ISO9660; then virtio PCI and
-# virtio-serial ports (the guest agent's channel). Each is looked up in modules.builtin first; only
-# what is a module goes into the initramfs, with its dependencies.
-WANTED_MODULES=(ata_piix sr_mod isofs virtio_pci virtio_console)
+# The kernel's CD/ISO path on i440fx: PIIX IDE (libata), SCSI CD-ROM, ISO9660; and, for vmm.agent
+# only (they cost a boot about 0.8 s under TCG), virtio PCI and virtio-serial ports: the guest
+# agent's channel. Each is looked up in modules.builtin first; only what is a module goes into the
+# initramfs, with its dependencies.
+WANTED_MODULES=(ata_piix sr_mod isofs)
+AGENT_MODULES=(virtio_pci virtio_console)
 KERNEL_META=linux-image-cloud-amd64
 TOOLS=(cpio depmod gzip qemu-img)  # from packages scripts/setup.sh installs
 
@@ -107,9 +109,9 @@ MODDIR=$WORK/kernel/lib/modules/$KVER
 # The package ships no modules.dep (depmod writes it at install time): make it in the temp tree.
 depmod -b "$WORK/kernel" "$KVER"
 
-# Module paths (relative to MODDIR) in load order: every dependency before what needs it.
+# Module paths (relative to MODDIR) in load order: every dependency before what needs it (and
+# before what a later list needs: each is loaded once).
 declare -A seen=()
-ORDER=()
 add_module() {
     local rel=$1 line dep
     [[ -n ${seen[$rel]:-} ]] && return 0
@@ -120,15 +122,20 @@ add_module() {
     done
     ORDER+=("$rel")
 }
-for name in "${WANTED_MODULES[@]}"; do
-    if grep -Eq "/$name\.ko(\.[a-z]+)?$" "$MODDIR/modules.builtin"; then
-        log "$name is built into $KVER"
-        continue
-    fi
-    rel=$(grep -Eo "^[^:]*/$name\.ko(\.[a-z]+)?:" "$MODDIR/modules.dep" | head -n 1) \
-        || { log "$name is neither builtin nor a module of $KVER"; exit 1; }
-    add_module "${rel%:}"
-done
+# ORDER: the modules the given names need that no earlier call listed.
+resolve_modules() {
+    local name rel
+    ORDER=()
+    for name in "$@"; do
+        if grep -Eq "/$name\.ko(\.[a-z]+)?$" "$MODDIR/modules.builtin"; then
+            log "$name is built into $KVER"
+            continue
+        fi
+        rel=$(grep -Eo "^[^:]*/$name\.ko(\.[a-z]+)?:" "$MODDIR/modules.dep" | head -n 1) \
+            || { log "$name is neither builtin nor a module of $KVER"; exit 1; }
+        add_module "${rel%:}"
+    done
+}
 
 ROOT=$WORK/root
 mkdir -p "$ROOT"/{bin,sbin,etc,proc,sys,dev,mnt/seed,tmp,lib/modules,usr/bin,usr/sbin}
@@ -138,11 +145,19 @@ cp "$WORK/busybox/bin/busybox" "$ROOT/bin/busybox"
 for applet in $("$ROOT/bin/busybox" --list); do
     [[ $applet == busybox ]] || ln -s busybox "$ROOT/bin/$applet"
 done
-: >"$ROOT/etc/modules"
-for rel in "${ORDER[@]}"; do
-    cp "$MODDIR/$rel" "$ROOT/lib/modules/"
-    basename "$rel" >>"$ROOT/etc/modules"
-done
+# The modules of NAME... into the initramfs, their load order into LIST_FILE.
+install_modules() {
+    local list=$1 rel
+    shift
+    resolve_modules "$@"
+    : >"$list"
+    for rel in "${ORDER[@]}"; do
+        cp "$MODDIR/$rel" "$ROOT/lib/modules/"
+        basename "$rel" >>"$list"
+    done
+}
+install_modules "$ROOT/etc/modules" "${WANTED_MODULES[@]}"
+install_modules "$ROOT/etc/modules.agent" "${AGENT_MODULES[@]}"
 # The kernel opens /dev/console for init before /init can mount devtmpfs.
 mknod -m 600 "$ROOT/dev/console" c 5 1
 mknod -m 666 "$ROOT/dev/null" c 1 3
@@ -169,9 +184,13 @@ say() {
 }
 
 say "vmm-tiny: VM Manager tiny template, kernel $(uname -r)"
-while read -r module; do
-    insmod "/lib/modules/$module" 2>/dev/null || say "vmm-tiny: could not load $module"
-done </etc/modules
+# The modules of a list file of the build, in its order.
+load_modules() {
+    while read -r module; do
+        insmod "/lib/modules/$module" 2>/dev/null || say "vmm-tiny: could not load $module"
+    done <"$1"
+}
+load_modules /etc/modules
 
 # The seed is a CD with the ISO9660 label cidata. The CD-ROM shows up a moment after ata_piix
 # probes its channels: look for up to 5 s. busybox findfs misses some ISOs (pycdlib's, made by
@@ -263,6 +282,7 @@ hostile_agent() {
 
 case " $(cat /proc/cmdline) " in
     *" vmm.agent=hostile "*)
+        load_modules /etc/modules.agent
         if port=$(virtio_port org.qemu.guest_agent.0); then
             say "vmm-tiny: agent on $port"
             hostile_agent "$port" &
@@ -291,4 +311,4 @@ qemu-img create -q -f qcow2 "$OUT/.base.qcow2.tmp" 256M
 chmod 0644 "$OUT/.base.qcow2.tmp"
 mv -f "$OUT/.base.qcow2.tmp" "$OUT/base.qcow2"
 chmod 0755 "$OUT"
-log "built $OUT (kernel $KVER, modules: $(tr '\n' ' ' <"$ROOT/etc/modules")initrd $(du -k "$OUT/initrd.img" | cut -f1) KiB) in $((SECONDS - start)) s"
+log "built $OUT (kernel $KVER, modules: $(cat "$ROOT"/etc/modules{,.agent} | tr '\n' ' ')initrd $(du -k "$OUT/initrd.img" | cut -f1) KiB) in $((SECONDS - start)) s"
