@@ -31,8 +31,9 @@ LAB_CLASS = "hostile101"
 async def test_a_hostile_guest_agent_gets_only_its_valid_address_shown(
         outside: Outside, tiny_template: Path, open_lab: OpenLab, tmp_path: Path) -> None:
     folder = outside.shared_dir()
-    xml = kernel_domain(outside.name("hostile-agent"), tiny_template / "vmlinuz", tiny_template / "initrd.img",
-                        "console=tty0 console=ttyS0 vmm.agent=hostile", None, folder / "serial.log",
+    xml = kernel_domain(outside.name("hostile-agent"), tiny_template / "vmlinuz",
+                        tiny_template / "initrd.img", "console=tty0 console=ttyS0 vmm.agent=hostile",
+                        None, folder / "serial.log",
                         domain_type=domain_type(), meta=LabMeta(owner="mallory", lab_class=LAB_CLASS),
                         guest_agent=True)
     dom = outside.conn.defineXML(xml)
@@ -55,11 +56,14 @@ async def test_a_hostile_guest_agent_gets_only_its_valid_address_shown(
     table = vm_manager("-c", URI, "list", "--class", LAB_CLASS, **env)
     assert table.returncode == 0, table.stderr
     header, row = table.stdout.splitlines()  # one row: no line the guest made up
-    assert header.split()[-1] == "IP" and row.split()[-1] == VALID
+    assert header.split()[-1] == "IP"
+    assert row.split()[-1] == VALID
     listed = vm_manager("-c", URI, "list", "--json", "--class", LAB_CLASS, **env)
     assert listed.returncode == 0, listed.stderr
     assert [r["ips"] for r in json.loads(listed.stdout)] == [[VALID]]
     for out in (table, listed):
         text = out.stdout + out.stderr
         assert not {"\x1b", "\x07", "\x9b", "\r"} & set(text)
-        assert "FAKEROW" not in text and "PWNED" not in text and "ZWNob" not in text
+        assert "FAKEROW" not in text
+        assert "PWNED" not in text
+        assert "ZWNob" not in text

@@ -45,7 +45,8 @@ def uri(tmp_path: Path) -> str:
     ])
 
 
-def run(data_dir: Path, *args: str, user: str = "teacher", stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(data_dir: Path, *args: str, user: str = "teacher",
+        stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     out = vm_manager(*args, VMM_DATA_DIR=str(data_dir), SUDO_USER=user, stdin=stdin)
     assert "Traceback" not in out.stderr
     return out
@@ -63,8 +64,10 @@ def test_list_shows_names_owners_and_classes_escaped(data_dir: Path, uri: str) -
     out = run(data_dir, "-c", uri, "list")
     assert out.returncode == 0, out.stderr
     text = shown(out)
-    assert "rtl\\u202egpj.exe" in text and "csi\\x9b2J" in text
-    assert "mal\\u2066lory" in text and "net\\x85101" in text
+    assert "rtl\\u202egpj.exe" in text
+    assert "csi\\x9b2J" in text
+    assert "mal\\u2066lory" in text
+    assert "net\\x85101" in text
     assert len(out.stdout.splitlines()) == 3  # the header and one row a VM: U+0085 made no line
 
 
@@ -72,7 +75,8 @@ def test_list_json_escapes_c1_and_bidi_and_reads_back_exactly(data_dir: Path, ur
     out = run(data_dir, "-c", uri, "list", "--json")
     assert out.returncode == 0, out.stderr
     shown(out)
-    assert "\\u202e" in out.stdout and "\\u009b" in out.stdout
+    assert "\\u202e" in out.stdout
+    assert "\\u009b" in out.stdout
     rows = json.loads(out.stdout)
     assert {(r["name"], r["owner"], r["class"]) for r in rows} == {(SPOOF, OWNER, "net101"),
                                                                    (CSI, "bob", "net\x85101")}
@@ -122,7 +126,8 @@ def test_requests_show_reasons_and_names_escaped(data_dir: Path, uri: str) -> No
     out = run(data_dir, "requests")
     assert out.returncode == 0, out.stderr
     text = shown(out)
-    assert "2048 MiB of memory for rtl\\u202egpj.exe" in text and "for \\u202eevil\\x9b2J" in text
+    assert "2048 MiB of memory for rtl\\u202egpj.exe" in text
+    assert "for \\u202eevil\\x9b2J" in text
     out = run(data_dir, "requests", "--json")
     shown(out)
     assert json.loads(out.stdout)[0]["reason"] == "for \u202eevil\x9b2J"

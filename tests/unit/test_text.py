@@ -49,6 +49,8 @@ def test_json_text_escapes_what_json_dumps_lets_through_and_reads_back_the_same(
     text = json_text(value)
     assert json.loads(text) == value
     assert not set(text) & set(UNSHOWN_CHARS) - {"\n"}  # line feeds: only the indent's
-    assert "\\u009b" in text and "\\u202e" in text and "\\u007f" in text
+    assert "\\u009b" in text
+    assert "\\u202e" in text
+    assert "\\u007f" in text
     assert "é名" in text  # UTF-8 as it is
     assert json_text(value, indent=None).count("\n") == 0
