@@ -19,6 +19,7 @@ from pathlib import Path
 
 from core.errors import ConfigError
 from core.settings import Settings
+from core.text import printable
 
 _SECRET = re.compile(r"(?i)((?:password|passwd|secret|token|key)[\"']?[ \t]*[=:][ \t]*[\"']?)([^\s\"',;&]+)")
 """``password=…``, ``token: …`` and the like, on one line (an error message's ``token:`` at the end
@@ -31,10 +32,6 @@ _TOKEN_LIKE = re.compile(r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*[A-Z_])[A-Za-z0-9_
 both once in 10^10), so that VM names (up to 63 characters) and Python's names, written in lower
 case, stay readable."""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-"""C0 and C1 control characters, DEL, the Unicode line and paragraph separators, and lone
-surrogates (a file name's undecodable bytes), which the UTF-8 file could not hold."""
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 CONTINUATION = "| "
 """What begins every line of a record after its first (its traceback): no record starts so."""
 
@@ -43,17 +40,6 @@ def redact(text: str) -> str:
     """``text`` with ``password=…``-like values, share-link paths and token-like strings masked."""
     text = _SECRET.sub(r"\1***", text)
     return _TOKEN_LIKE.sub("<redacted>", _SHARE_LINK.sub("/c/<redacted>", text))
-
-
-def escape_controls(text: str, keep: str = "") -> str:
-    """``text`` with its control characters (but those in ``keep``) written out: ``\\n``, ``\\x1b``."""
-    def written(match: re.Match[str]) -> str:
-        char = match[0]
-        if char in keep:
-            return char
-        return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
-
-    return _CONTROL.sub(written, text)
 
 
 class LogFormatter(logging.Formatter):
@@ -72,7 +58,7 @@ class LogFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        record.message = redact(escape_controls(record.getMessage()))
+        record.message = redact(printable(record.getMessage()))
         if self.usesTime():
             record.asctime = self.formatTime(record, self.datefmt)
         text = self.formatMessage(record)
@@ -84,7 +70,7 @@ class LogFormatter(logging.Formatter):
         if record.stack_info:
             below.append(self.formatStack(record.stack_info))
         for block in below:
-            for line in redact(escape_controls(block, keep="\n")).split("\n"):
+            for line in redact(printable(block, multiline=True)).split("\n"):
                 text += "\n" + CONTINUATION + line
         return text
 

@@ -6,8 +6,9 @@
 finds the control characters that no name, password or address we keep may hold.
 
 Text from outside (VM names, owners, addresses, reasons, full names, the command line's own
-arguments, error messages) is written to a terminal or a page only through :func:`printable`,
-and to JSON only through :func:`json_text`: the one rule for what may reach a screen as it is.
+arguments, error messages) is written to a terminal, a page or the log only through
+:func:`printable`, and to JSON only through :func:`json_text`: the one rule for what may reach a
+screen as it is.
 """
 
 from __future__ import annotations
@@ -20,24 +21,29 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 """C0 control characters and DEL: refused in names, passwords and addresses we store or pass on."""
 
 _BIDI = r"\u202a-\u202e\u2066-\u2069"
-UNSHOWN = re.compile(rf"[\x00-\x1f\x7f-\x9f{_BIDI}]")
-"""What outside text may not put on a screen as it is: C0 controls, DEL and C1 controls (terminal
-escapes such as ESC [2J, OSC 0 titles and OSC 52 clipboard writes, line breaks that make up table
-rows; a terminal takes U+009B as ESC [), and the bidirectional embeddings, overrides and isolates,
-which reorder what follows them (``rtl`` U+202E ``gpj.exe`` reads ``rtlexe.jpg``)."""
-_UNSHOWN_BUT_NEWLINE = re.compile(rf"[\x00-\x09\x0b-\x1f\x7f-\x9f{_BIDI}]")
+_OTHERS = r"\x7f-\x9f\u2028\u2029\ud800-\udfff" + _BIDI
+UNSHOWN = re.compile(rf"[\x00-\x1f{_OTHERS}]")
+"""What outside text may not put on a screen, a page or a log line as it is: C0 controls, DEL and
+C1 controls (terminal escapes such as ESC [2J, OSC 0 titles and OSC 52 clipboard writes; line
+breaks that make up table rows or log records; a terminal takes U+009B as ESC [), the Unicode line
+and paragraph separators, lone surrogates (a file name's undecodable bytes, which UTF-8 output
+cannot hold), and the bidirectional embeddings, overrides and isolates, which reorder what follows
+them (``rtl`` U+202E ``gpj.exe`` reads ``rtlexe.jpg``)."""
+_UNSHOWN_BUT_NEWLINE = re.compile(rf"[\x00-\x09\x0b-\x1f{_OTHERS}]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _escape(match: re.Match[str]) -> str:
-    code = ord(match[0])
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    char = match[0]
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
 
 
 def printable(text: str, *, multiline: bool = False) -> str:
-    """``text`` with every character of :data:`UNSHOWN` shown as Python writes it (``\\x1b``,
-    ``\\x9b``, ``\\u202e``); everything else, backslashes included, as it is.
+    """``text`` with every character of :data:`UNSHOWN` written out as Python writes it (``\\n``,
+    ``\\x1b``, ``\\x9b``, ``\\u202e``); everything else, backslashes included, as it is.
 
-    ``multiline`` keeps line feeds, for messages whose lines we made (a list of problems).
+    ``multiline`` keeps line feeds, for text whose lines we made (a list of problems, a traceback).
     """
     pattern = _UNSHOWN_BUT_NEWLINE if multiline else UNSHOWN
     if pattern.search(text) is None:
@@ -47,7 +53,8 @@ def printable(text: str, *, multiline: bool = False) -> str:
 
 def json_text(value: object, *, indent: int | None = 2) -> str:
     """``value`` as JSON for a terminal: UTF-8 as it is, but every character of :data:`UNSHOWN` as a
-    JSON escape (``json.dumps`` escapes C0 only; DEL, C1 and the bidi controls would pass)."""
+    JSON escape (``json.dumps`` escapes C0 only: DEL, C1, the bidi controls and lone surrogates, which
+    a UTF-8 terminal could not even be sent, would pass)."""
     dumped = json.dumps(value, ensure_ascii=False, indent=indent)  # line feeds: only its own indent
     return _UNSHOWN_BUT_NEWLINE.sub(lambda m: f"\\u{ord(m[0]):04x}", dumped)
 

@@ -94,7 +94,7 @@ def test_no_such_vm_echoes_the_argument_escaped(data_dir: Path, uri: str) -> Non
     assert out.returncode == 1
     shown(out)
     assert out.stderr.splitlines() == ["ghost\\x1b[2J\\x1b]0;PWNED\\x07: no such VM",
-                                       "10.1.1.1\\x0aFAKEROW running root: no such VM"]
+                                       "10.1.1.1\\nFAKEROW running root: no such VM"]
 
 
 def test_argparse_errors_quote_the_command_line_escaped(data_dir: Path, uri: str) -> None:
