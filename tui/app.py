@@ -18,6 +18,7 @@ from typing import ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.dom import DOMNode
+from textual.notifications import SeverityLevel
 from textual.signal import Signal
 
 from core import web
@@ -27,6 +28,7 @@ from core.links import load_secret_key
 from core.model import VM, Change, HostStatus, Key, Update
 from core.records import Actor, NewRequests
 from core.settings import Settings
+from tui import format as fmt
 from tui.coalesce import Coalescer
 from tui.commands import VMCommands
 from tui.history import StatsHistory
@@ -96,6 +98,14 @@ class VMManagerApp(App[None]):
     @property
     def main(self) -> MainScreen:
         return self.get_screen("main")  # type: ignore[return-value]
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification (screens' and widgets' too: theirs come here) through the one rule of
+        :func:`core.text.printable`: a name or a message from outside shows its controls and bidi
+        overrides escaped, wherever it was put together."""
+        super().notify(fmt.printable(message, multiline=True), title=fmt.printable(title),
+                       severity=severity, timeout=timeout, markup=markup)
 
     def get_default_screen(self) -> MainScreen:
         return MainScreen(self.uri or self.settings.connect_uri or "", self.clock, self.log_visible)

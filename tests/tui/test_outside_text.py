@@ -2,7 +2,7 @@
 
 A name ``rtl`` U+202E ``gpj.exe`` would read "rtlexe.jpg" where the override acts; C1 controls
 (U+009B: CSI) would reach the terminal. Both read escaped in the table, the event log, the
-notifications and the detail view.
+notifications (every one: the app's ``notify`` applies the rule) and the detail view.
 """
 
 from __future__ import annotations
@@ -10,11 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.tuitest import log_text, notifications, vm_named, wait_until
+from support.tuitest import FIXED_TIME, log_text, notifications, vm_named, wait_until
 
+from core.lab import Lab
 from core.metadata import LabMeta
 from core.model import VMState
+from core.records.requests import Kind, RequestStore
 from core.testing import testdriver
+from tui.app import VMManagerApp
 from tui.screens.detail import DetailScreen
 
 SPOOF = "rtl\u202egpj.exe"
@@ -57,3 +60,20 @@ async def test_a_bidi_name_reads_escaped_everywhere(make_app) -> None:
         assert SHOWN in summary
         assert "net\\x9b101" in summary
         assert no_raw(summary)
+
+
+async def test_a_request_naming_a_bidi_vm_is_told_escaped(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new-request notification puts the VM's name in its message unescaped: notify escapes it."""
+    monkeypatch.setattr("tui.app.REQUESTS_INTERVAL", 0.1)
+    store = RequestStore(lab.settings.database_path)
+    try:
+        app = VMManagerApp(lab=lab, clock=lambda: FIXED_TIME)
+        async with app.run_test(size=(140, 30)) as pilot:
+            await pilot.pause(0.3)
+            made = store.create("alice", Kind.VCPUS, vm_uuid=testdriver.Spec(SPOOF).domain_uuid,
+                                vm_name=SPOOF, amount=3, reason="threads")
+            await wait_until(lambda: any(n.startswith("New request|") for n in notifications(app)))
+            told = [n for n in notifications(app) if n.startswith("New request|")]
+            assert told == [f"New request|#{made.id} alice: 3 vCPUs for {SHOWN} — ctrl+r to answer"]
+    finally:
+        store.close()

@@ -81,9 +81,11 @@ class EventLog(Widget, can_focus=False):
         self._base = None
 
     def add(self, line: Text | str, style: str = "", *, repaint: bool = True) -> None:
-        """Stamp and keep a line; ``repaint=False`` leaves the repaint to a later :meth:`repaint`."""
+        """Stamp and keep a line; ``repaint=False`` leaves the repaint to a later :meth:`repaint`.
+        A plain string goes through :func:`core.text.printable` here; a :class:`Text`'s parts did
+        where it was assembled."""
         stamped = Text(self.clock().strftime("%H:%M:%S "), "dim")
-        stamped.append_text(line if isinstance(line, Text) else Text(line, style))
+        stamped.append_text(line if isinstance(line, Text) else Text(fmt.printable(line), style))
         self.lines.append(stamped)
         self._strips.append(text_strip(stamped, self.app.console))
         self._dirty = True
