@@ -3,8 +3,9 @@
 Every command that prints a VM's name, an owner, a reason, a full name, a user or its own
 arguments, run as a process: its output holds no control character but its own line feeds, and
 no bidi override; what was there reads escaped. Names in a test-driver file cannot hold C0 (XML
-forbids it) but can hold C1 (U+009B is CSI, ESC [, to a terminal) and the bidi controls; the
-command line, the audit log's user (``SUDO_USER``) and the requests can hold ESC itself.
+forbids it) but can hold C1 (U+009B is CSI, ESC [, to a terminal) and the bidi controls, as can a
+request's reason and an account's full name; the command line and the audit log's user
+(``SUDO_USER``) can hold ESC itself.
 """
 
 from __future__ import annotations
