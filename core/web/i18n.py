@@ -21,7 +21,7 @@ from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
 from core.model import VMState
-from core.text import N_
+from core.text import N_, printable
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -59,9 +59,11 @@ def of_request(request: web.BaseRequest) -> str:
 
 
 def gettext(lang: str, text: str, **values: object) -> str:
-    """``text`` in ``lang``, with ``values`` put in (``%(name)s``) after translating."""
+    """``text`` in ``lang``, with ``values`` put in (``%(name)s``) after translating, through the one
+    rule of :func:`core.text.printable` (a VM's name may hold a bidi override): the server's own
+    pages and the console page's status messages show it escaped, as the portal's pages do."""
     translated = translations()[lang].gettext(text)
-    return translated % values if values else translated
+    return printable(translated % values, multiline=True) if values else translated
 
 
 STATE_LABELS = {

@@ -30,8 +30,10 @@ from support.webtest import (
 )
 
 from core.lab import Lab
+from core.model import VMState
 from core.records.audit import Actor, AuditLog
 from core.settings import RecordSettings, Settings
+from core.testing import testdriver
 from core.web.console.proxy import CLOSE_VM_STOPPED
 from core.web.console.routes import COOKIE
 from core.web.keys import ENDPOINTS, find_vm
@@ -465,6 +467,24 @@ async def test_console_status_tells_the_page_why(console: StartConsole, test_lab
         assert response.status == 405
     assert server.running() == {}
     assert websockify_pids(server.settings.run_path) == []
+
+
+async def test_console_status_shows_a_bidi_name_escaped(console: StartConsole, web_settings: Settings,
+                                                        tmp_path: Path) -> None:
+    """A VM's name in the console page's status message goes through the one rule of core.text:
+    its bidi override shows escaped (``rtl`` U+202E ``gpj.exe`` would read "rtlexe.jpg")."""
+    uri = testdriver.write(tmp_path / "bidi.xml", [testdriver.Spec("rtl\u202egpj.exe", VMState.SHUTOFF)])
+    lab = await Lab.open(web_settings, uri)
+    try:
+        server = await console(lab)
+        uuid = uuid_of(lab, "rtl\u202egpj.exe")
+        browser = server.browser()
+        _, token = server.link(uuid)
+        assert await server.open_link(browser, token) == 303
+        _, body = await status_of(server, browser, uuid)
+        assert body["reason"] == "rtl\\u202egpj.exe is off: the console opens again when it runs."
+    finally:
+        await lab.close()
 
 
 async def test_the_servers_own_pages_speak_the_browsers_language(console: StartConsole, test_lab: Lab,
