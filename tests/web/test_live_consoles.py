@@ -613,23 +613,34 @@ async def test_one_link_cannot_take_every_console_of_a_vm(console: StartConsole,
     await eventually(lambda: not server.running(), what="the endpoint to stop")
 
 
+async def watching_from_the_portal(
+        console: StartConsole, live_lab: Lab, outside: Outside, web_settings: Settings,
+        user: str, address: str, vm: str) -> tuple[Console, Student, str, aiohttp.ClientWebSocketResponse]:
+    """``user`` (a local account, see add_accounts) signed in from ``address`` and watching alice's
+    running VM ``vm`` through a console opened from the portal: the server, the browser, the
+    VM's UUID and the console's websocket (past the VM's greeting)."""
+    settings = dataclasses.replace(
+        web_settings, web=dataclasses.replace(web_settings.web, trusted_proxies="127.0.0.1")
+    )
+    add_accounts(settings)
+    meta = LabMeta("alice", "net101")
+    uuid = await running_vm(live_lab, outside, "", domain_xml(outside.name(vm), meta=meta))
+    server = await console(live_lab, settings)
+    browser = Student(server, address)
+    assert (await browser.sign_in(user)).location == "/"
+    assert (await browser.submit(f"/vms/{uuid}/console")).location == f"/console/{uuid}"
+    ws = await server.websocket(browser.browser, uuid)
+    assert await greeting(ws) == GREETING
+    return server, browser, uuid, ws
+
+
 async def test_a_password_change_closes_the_consoles_its_sessions_opened(
         console: StartConsole, live_lab: Lab, outside: Outside, web_settings: Settings,
         env: dict[str, str]) -> None:
     """An operator watches a student's VM from the portal; ``vm-manager user passwd`` of the
     operator (another process) closes that console at once, and its session opens nothing more."""
-    settings = dataclasses.replace(
-        web_settings, web=dataclasses.replace(web_settings.web, trusted_proxies="127.0.0.1")
-    )
-    add_accounts(settings)
-    uuid = await running_vm(live_lab, outside, "", domain_xml(outside.name("web-passwd"),
-                                                              meta=LabMeta("alice", "net101")))
-    server = await console(live_lab, settings)
-    olga = Student(server, "192.0.2.40")
-    assert (await olga.sign_in("olga")).location == "/"
-    assert (await olga.submit(f"/vms/{uuid}/console")).location == f"/console/{uuid}"
-    ws = await server.websocket(olga.browser, uuid)
-    assert await greeting(ws) == GREETING
+    server, olga, uuid, ws = await watching_from_the_portal(console, live_lab, outside, web_settings,
+                                                            "olga", "192.0.2.40", "web-passwd")
     shared = await viewer(server, uuid)  # a share link's viewer of the same VM stays
     assert await greeting(shared) == GREETING
 
@@ -649,19 +660,9 @@ async def test_an_open_console_ends_with_its_session_without_a_page_loaded(
         console: StartConsole, live_lab: Lab, outside: Outside, web_settings: Settings) -> None:
     """alice's account changed by other means than the CLI while she only watches her VM: the
     server checks the sessions behind open consoles too, and hers ends, closing the console."""
-    settings = dataclasses.replace(
-        web_settings, web=dataclasses.replace(web_settings.web, trusted_proxies="127.0.0.1")
-    )
-    add_accounts(settings)
-    uuid = await running_vm(live_lab, outside, "", domain_xml(outside.name("web-watch"),
-                                                              meta=LabMeta("alice", "net101")))
-    server = await console(live_lab, settings)
-    alice = Student(server, "192.0.2.10")
-    assert (await alice.sign_in("alice")).location == "/"
-    assert (await alice.submit(f"/vms/{uuid}/console")).location == f"/console/{uuid}"
-    ws = await server.websocket(alice.browser, uuid)
-    assert await greeting(ws) == GREETING
-    accounts = Accounts(settings.database_path)
+    server, alice, _, ws = await watching_from_the_portal(console, live_lab, outside, web_settings,
+                                                          "alice", "192.0.2.10", "web-watch")
+    accounts = Accounts(server.settings.database_path)
     try:
         accounts.set_password("alice", "alice-secret-new")
     finally:
