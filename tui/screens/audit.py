@@ -16,7 +16,7 @@ from tui import format as fmt
 
 POLL_INTERVAL = 2.0
 SHOWN = 500
-_OUTCOME_STYLE = {"ok": "green", "failed": "bold red", "refused": "yellow"}
+_OUTCOME_STYLE = {"ok": "green", "failed": "bold red", "refused": "yellow", "abandoned": "bold yellow"}
 
 
 class AuditScreen(Screen[None]):
