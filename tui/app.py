@@ -18,6 +18,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.command import Provider
 from textual.dom import DOMNode
 from textual.notifications import SeverityLevel
 from textual.signal import Signal
@@ -55,7 +56,7 @@ REQUESTS_INTERVAL = 5.0
 class VMManagerApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "VM Manager"
-    COMMANDS = App.COMMANDS | {VMCommands}
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {VMCommands}  # Textual's own too
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "help", "Help", id="help"),
         Binding("ctrl+p", "command_palette", "Commands", show=False, id="command_palette",
