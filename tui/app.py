@@ -47,6 +47,7 @@ from tui.screens.provision import ProvisionScreen
 from tui.screens.requests import RequestsScreen
 from tui.screens.share import ShareScreen
 from tui.screens.templates import TemplatesScreen
+from tui.widgets.listing import ListScreen
 from tui.widgets.vmtable import VMTable
 
 REQUESTS_INTERVAL = 5.0
@@ -272,6 +273,7 @@ class VMManagerApp(App[None]):
                 ("Templates screen", TemplatesScreen.BINDINGS),
                 ("Requests screen", RequestsScreen.BINDINGS), ("Audit log screen", AuditScreen.BINDINGS),
                 ("Share links screen", ShareScreen.BINDINGS),
+                ("Audit, requests and share lists", ListScreen.BINDINGS),
                 ("Name prompt", PromptScreen.BINDINGS),
                 ("Connection error", ConnectErrorScreen.BINDINGS)]
 
