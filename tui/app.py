@@ -57,7 +57,8 @@ REQUESTS_INTERVAL = 5.0
 class VMManagerApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "VM Manager"
-    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {VMCommands}  # Textual's own too
+    # one provider: ours, then Textual's own (theme, screenshot...), in that order
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {VMCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "help", "Help", id="help"),
         Binding("ctrl+p", "command_palette", "Commands", show=False, id="command_palette",
