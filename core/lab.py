@@ -12,7 +12,9 @@ import functools
 import logging
 import socket
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +25,7 @@ from core.lifecycle.actions import Action, ActionResult
 from core.lifecycle.ownership import Protected
 from core.lifecycle.runner import run_bulk
 from core.metadata import NAMESPACE, PREFIX
-from core.model import VM, HostStatus, Student, Update
+from core.model import VM, HostStatus, Key, Student, Update
 from core.names import check_class_name, check_username
 from core.provision.guests.answer_cd import AnswerCDEjector
 from core.provision.templates import Template, load_templates
@@ -73,6 +75,36 @@ def choose_uri(settings: Settings, explicit: str | None = None) -> tuple[str, bo
     return DEMO_URI, True
 
 
+ABANDONED = "left unfinished: the operator quit before it ended"
+
+
+@dataclass
+class InFlight:
+    """An action under way on some VMs, and the results in so far (told on the core loop, read on
+    the caller's: hence the lock)."""
+
+    action: str
+    vms: tuple[VM, ...]
+    actor: Actor
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    abandoned: bool = False
+    _results: dict[Key, ActionResult] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def done(self, result: ActionResult) -> None:
+        with self._lock:
+            self._results[result.vm.key] = result
+
+    def results(self) -> list[ActionResult]:
+        with self._lock:
+            return list(self._results.values())
+
+    def pending(self) -> list[VM]:
+        """The VMs whose action has not finished yet."""
+        with self._lock:
+            return [vm for vm in self.vms if vm.key not in self._results]
+
+
 class Lab:
     """Hosts feeding one inventory, and the actions on their VMs."""
 
@@ -83,6 +115,7 @@ class Lab:
         self.actor = Actor.local("cli")
         """Who acts when a call names nobody: the TUI sets its own; the web names each user."""
         self._ejectors: list[AnswerCDEjector] = []
+        self._in_flight: list[InFlight] = []
 
     @functools.cached_property
     def audit(self) -> AuditLog:
@@ -183,13 +216,43 @@ class Lab:
         each recorded in the audit log as ``actor``'s."""
         timeout = self.settings.actions.halt_timeout if halt_timeout is None else halt_timeout
         deleting = Action(action) == Action.DELETE
-        protected = await asyncio.to_thread(self.protected) if deleting else Protected()
-        results = await eventloop.run_on_core(run_bulk(
-            self.hosts, action, list(vms), concurrency=self.settings.actions.bulk_concurrency,
-            halt_timeout=timeout, protected=protected, vm_root=self.settings.provision.student_vms_dir,
-            socket_dir=self.settings.consoles.socket_dir, snapshot=snapshot))
-        self._record_results(actor, results)
+        running = InFlight(Action(action).value, tuple(vms), actor or self.actor)
+        self._in_flight.append(running)
+        try:
+            protected = await asyncio.to_thread(self.protected) if deleting else Protected()
+            results = await eventloop.run_on_core(run_bulk(
+                self.hosts, action, running.vms, concurrency=self.settings.actions.bulk_concurrency,
+                halt_timeout=timeout, protected=protected, vm_root=self.settings.provision.student_vms_dir,
+                socket_dir=self.settings.consoles.socket_dir, snapshot=snapshot, on_result=running.done))
+        finally:
+            self._in_flight.remove(running)
+            running.ended.set()
+        if not running.abandoned:
+            self._record_results(actor, results)
         return results
+
+    def in_flight(self) -> list[InFlight]:
+        """The actions under way (:meth:`act` calls not returned yet), oldest first."""
+        return list(self._in_flight)
+
+    async def settled(self) -> None:
+        """Return once no action is under way (those started meanwhile included)."""
+        while self._in_flight:
+            await self._in_flight[0].ended.wait()
+
+    def abandon(self) -> int:
+        """The caller leaves without waiting: each action under way is recorded now, one entry per
+        VM, its VMs still waiting as ``abandoned`` (the action will not finish: a halt's forced
+        power-off never comes), the others with their results. Returns how many were abandoned."""
+        abandoned = 0
+        for running in self.in_flight():
+            running.abandoned = True
+            vms = running.pending()
+            self._record_results(running.actor, running.results())
+            self.record(running.actor, [Item(running.action, vm.name, vm.uuid, "abandoned", ABANDONED)
+                                        for vm in vms])
+            abandoned += len(vms)
+        return abandoned
 
     def protected(self) -> Protected:
         """What delete must never remove: the template folder and every file templates.toml

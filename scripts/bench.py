@@ -12,22 +12,17 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
 import secrets
-import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import libvirt
 
 ROOT = Path(__file__).resolve().parents[1]
-ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-Za-z]|.)")
 sys.path.insert(0, str(ROOT))
 
 from core.lab import SYSTEM_URI as SYSTEM  # noqa: E402
@@ -36,6 +31,7 @@ from core.model import VMState  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.testing import testdriver  # noqa: E402
 from core.testing.domains import tiny_domain  # noqa: E402
+from core.testing.terminal import pane  # noqa: E402
 from core.testing.testdriver import Spec  # noqa: E402
 from core.virt import eventloop  # noqa: E402
 
@@ -51,92 +47,6 @@ def figure(name: str, value: float | str, unit: str = "") -> None:
 
 def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) >= 2 else values[0]
-
-
-# -- a real terminal ------------------------------------------------------------------------------
-class Pane:
-    """A program in a detached tmux session of a fixed size."""
-
-    def __init__(self, argv: list[str], width: int = 160, height: int = 50,
-                 env: dict[str, str] | None = None) -> None:
-        self.session = f"vmm-bench-{secrets.token_hex(3)}"
-        extra = [f"-e{k}={v}" for k, v in (env or {}).items()]
-        command = ["tmux", "new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height),
-                   *extra, "exec " + shlex.join(argv)]
-        for _attempt in range(3):  # "server exited unexpectedly": the previous pane's server was exiting
-            if subprocess.run(command, capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
-            subprocess.run(command, check=True)
-        self.pid = int(subprocess.run(["tmux", "display-message", "-p", "-t", self.session,
-                                       "#{pane_pid}"], capture_output=True, text=True,
-                                      check=True).stdout)
-
-    def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session],
-                              capture_output=True, text=True).stdout
-
-    def keys(self, *keys: str, literal: bool = False) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.session, *(["-l"] if literal else []), *keys],
-                       check=True)
-
-    def wait(self, predicate: Callable[[str], bool], timeout: float = 30.0, interval: float = 0.0) -> float:
-        """Poll the screen until ``predicate`` holds; returns the CLOCK_MONOTONIC time it did.
-
-        Back to back (``interval`` 0), the polling (a ``tmux capture-pane`` process each time)
-        takes about one of this machine's two cores; a pause of ``interval`` between polls
-        leaves that core to the program measured, and adds at most ``interval`` to the time.
-        """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if predicate(screen):
-                return time.monotonic()
-            if interval:
-                time.sleep(interval)
-        raise TimeoutError(f"screen never matched; last screen:\n{self.screen()}")
-
-    def record_output(self, fifo: Path) -> list[tuple[float, str]]:
-        """Timestamp everything the program writes to the terminal from now on (tmux pipe-pane).
-
-        Returns a list that a reader thread keeps appending ``(time, text without escapes)`` to:
-        the moment bytes reach the terminal, with no screen polling in between.
-        """
-        os.mkfifo(fifo)
-        chunks: list[tuple[float, str]] = []
-
-        def read() -> None:
-            with open(fifo, "rb", buffering=0) as stream:
-                while data := stream.read(65536):
-                    chunks.append((time.monotonic(), ANSI.sub(" ", data.decode("utf-8", "replace"))))
-
-        threading.Thread(target=read, daemon=True).start()
-        subprocess.run(["tmux", "pipe-pane", "-O", "-t", self.session,
-                        f"exec cat > {shlex.quote(str(fifo))}"], check=True)
-        return chunks
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
-
-
-@contextlib.contextmanager
-def pane(*args: object, **kwargs: object) -> Iterator[Pane]:
-    p = Pane(*args, **kwargs)  # type: ignore[arg-type]
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 def row_state(screen: str, name: str) -> str | None:

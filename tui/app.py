@@ -15,19 +15,22 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import ClassVar
 
+from rich.text import Text
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.command import Provider
 from textual.dom import DOMNode
 from textual.notifications import SeverityLevel
 from textual.signal import Signal
 
 from core import web
 from core.errors import VMManagerError
-from core.lab import Lab
+from core.lab import InFlight, Lab
 from core.links import load_secret_key
 from core.model import VM, Change, HostStatus, Key, Update
 from core.records import Actor, NewRequests
 from core.settings import Settings
+from core.text import count
 from tui import format as fmt
 from tui.coalesce import Coalescer
 from tui.commands import VMCommands
@@ -44,6 +47,7 @@ from tui.screens.provision import ProvisionScreen
 from tui.screens.requests import RequestsScreen
 from tui.screens.share import ShareScreen
 from tui.screens.templates import TemplatesScreen
+from tui.widgets.listing import ListScreen
 from tui.widgets.vmtable import VMTable
 
 REQUESTS_INTERVAL = 5.0
@@ -53,7 +57,8 @@ REQUESTS_INTERVAL = 5.0
 class VMManagerApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "VM Manager"
-    COMMANDS = App.COMMANDS | {VMCommands}
+    # one provider: ours, then Textual's own (theme, screenshot...), in that order
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {VMCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "help", "Help", id="help"),
         Binding("ctrl+p", "command_palette", "Commands", show=False, id="command_palette",
@@ -269,6 +274,7 @@ class VMManagerApp(App[None]):
                 ("Templates screen", TemplatesScreen.BINDINGS),
                 ("Requests screen", RequestsScreen.BINDINGS), ("Audit log screen", AuditScreen.BINDINGS),
                 ("Share links screen", ShareScreen.BINDINGS),
+                ("Audit, requests and share lists", ListScreen.BINDINGS),
                 ("Name prompt", PromptScreen.BINDINGS),
                 ("Connection error", ConnectErrorScreen.BINDINGS)]
 
@@ -307,17 +313,60 @@ class VMManagerApp(App[None]):
                         title="Keymap clash", severity="warning", timeout=15, markup=False)
 
     async def action_quit(self) -> None:
-        """Quit -- but not while VMs are being made: they would be left half-made."""
+        """Quit -- but not while VMs are being made: they would be left half-made; and with
+        actions under way, only once they finish or the operator says to leave them."""
         if any(isinstance(screen, ProvisionScreen) and screen.busy == "provision"
                for screen in self.screen_stack):
             self.notify("VMs are being made: wait for the report, then quit.", title="Provisioning",
                         severity="warning", markup=False)
             return
+        running = self.lab.in_flight() if self.lab is not None else []
+        if not running:
+            self.exit()
+            return
+        if isinstance(self.screen, ConfirmScreen):
+            return  # already asking
+
+        def answered(leave: bool | None) -> None:
+            if leave:
+                self.quit_and_leave()
+            else:
+                self.notify("Quitting once the actions under way finish (q again: leave them).",
+                            title="Waiting", markup=False)
+                self.run_worker(self._quit_after_actions(), group="quit", exclusive=True,
+                                exit_on_error=False)
+
+        self.push_screen(quit_question(running), answered)
+
+    def quit_and_leave(self) -> None:
+        """Quit now: what is still under way is recorded as abandoned, one audit entry per VM."""
+        if self.lab is not None:
+            self.lab.abandon()
+        self.exit()
+
+    async def _quit_after_actions(self) -> None:
+        """Wait for the actions under way (and any started meanwhile), then quit."""
+        if self.lab is not None:
+            await self.lab.settled()
         self.exit()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.key_catalogue(), str(self.settings.keymap_path)))
+
+
+def quit_question(running: Sequence[InFlight]) -> ConfirmScreen:
+    """"1 action in progress: wait, or quit and leave it?", listing each action and its VMs."""
+    lines = []
+    for action in running:
+        vms = action.pending() or list(action.vms)
+        names = ", ".join(fmt.printable(vm.name) for vm in vms[:3]) + (" …" if len(vms) > 3 else "")
+        lines.append(Text.assemble((action.action, "bold"), f"  {count(len(vms), 'VM')}: {names}"))
+    return ConfirmScreen(
+        f"{count(len(running), 'action')} in progress: wait, or quit and leave it?",
+        "Waiting quits once they finish. Leaving them quits now: they stop where they are (a halt "
+        "never forces its VMs off) and each VM is recorded as abandoned in the audit log.",
+        "Quit and leave it", lines=lines, no="Wait")
 
 
 def _close_unwanted(opening: concurrent.futures.Future[Lab]) -> None:

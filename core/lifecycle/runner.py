@@ -29,15 +29,23 @@ log = logging.getLogger(__name__)
 async def run_bulk(hosts: Mapping[str, Host], action: Action | str, vms: Iterable[VM], *,
                    concurrency: int = 8, halt_timeout: float = 60.0,
                    protected: Protected | None = None, vm_root: Path | None = None,
-                   socket_dir: Path | None = None, snapshot: str = "") -> list[ActionResult]:
-    """Run ``action`` on every VM; one failure does not stop the others. Results keep input order."""
+                   socket_dir: Path | None = None, snapshot: str = "",
+                   on_result: Callable[[ActionResult], None] | None = None) -> list[ActionResult]:
+    """Run ``action`` on every VM; one failure does not stop the others. Results keep input order;
+    ``on_result`` hears each VM's as it comes (on the core loop)."""
     action = Action(action)
     if action.needs_name:
         check_snapshot_name(snapshot)
     run = Run(asyncio.Semaphore(concurrency), halt_timeout, protected or Protected(), vm_root, socket_dir,
               snapshot)
-    targets = list(vms)
-    return list(await asyncio.gather(*(_perform(hosts, vm, action, run) for vm in targets)))
+
+    async def one(vm: VM) -> ActionResult:
+        result = await _perform(hosts, vm, action, run)
+        if on_result is not None:
+            on_result(result)
+        return result
+
+    return list(await asyncio.gather(*(one(vm) for vm in vms)))
 
 
 async def _perform(hosts: Mapping[str, Host], vm: VM, action: Action, run: Run) -> ActionResult:

@@ -26,7 +26,7 @@ from core.records import database
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("ok", "failed", "refused")
+OUTCOMES = ("ok", "failed", "refused", "abandoned")  # abandoned: the TUI quit before it finished
 SOURCES = ("tui", "cli", "web")
 COLLAPSE_WINDOW = 15 * 60.0  # repeats of a collapsed entry within this of its first time join it
 

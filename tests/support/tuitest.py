@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from core.metadata import LabMeta
 from core.model import VM, VMState
+from core.settings import Settings
 from core.testing import testdriver
+from core.testing.terminal import Pane, pane
+from support.cli import BARE_ENV, settings_env
 from tui.app import VMManagerApp
 
 FIXED_TIME = datetime(2026, 11, 24, 9, 0, 0)
@@ -57,3 +62,18 @@ def log_text(app: VMManagerApp) -> str:
 
 def notifications(app: VMManagerApp) -> list[str]:
     return [f"{n.title}|{n.message}" for n in app._notifications]
+
+
+@contextlib.contextmanager
+def tui_in_pane(settings: Settings, uri: str, size: tuple[int, int] = SIZE) -> Iterator[Pane]:
+    """``vm-manager -c URI`` as an operator runs it, in a real tmux pane of ``size``: keys sent
+    with ``Pane.keys(..., literal=True)`` reach it in one write, as over a laggy SSH link."""
+    env = {**BARE_ENV, **settings_env(settings)}
+    with pane([sys.executable, "-m", "tui.cli", "-c", uri], *size, env=env) as terminal:
+        yield terminal
+
+
+def status_line(screen: str) -> str:
+    """The line under the table (the filter prompt and the counts), from a captured screen."""
+    lines = screen.rstrip("\n").split("\n")
+    return lines[-2] if len(lines) >= 2 else ""

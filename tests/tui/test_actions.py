@@ -121,7 +121,7 @@ async def test_command_palette_offers_every_action(make_app) -> None:
         from tui.commands import VMCommands
 
         provider = VMCommands(app.main)
-        names = [name for name, _help, _cb in provider._commands()]
+        names = [command.name for command in provider._commands()]
         for expected in ("Start", "Halt", "Destroy (force off)", "Reboot", "Suspend (pause)", "Resume",
                          "Delete VM and its disks", "Details", "Filter", "Mark", "Log", "Help"):
             assert expected in names

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from support.tuitest import SIZE, shown_names
+from support.tuitest import SIZE, shown_names, status_line, tui_in_pane
 
 from core.metadata import LabMeta
 from core.model import VM, VMState
 from core.query import fields_of, parse
+from core.records import AuditLog
+from core.settings import Settings
 from tui.widgets.statusbar import FilterInput, StatusBar
 
 ALICE = VM("localhost", "u1", "net101-alice", VMState.RUNNING, 2, 2048,
@@ -112,3 +114,44 @@ async def test_a_filter_keystroke_puts_the_cursor_on_the_first_match(make_app) -
         assert table.cursor_vm is not None
         assert table.cursor_vm.name == shown_names(app)[0]
         assert shown_names(app)[0] in table.render_line(1).text  # the first match is on screen
+
+
+async def test_a_slash_in_the_open_prompt_is_text(make_app) -> None:
+    """`/` opens the prompt at once (a priority binding); in the open prompt it is a character."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("slash", *"re:a/b")
+        assert isinstance(app.focused, FilterInput)
+        assert app.query_one(FilterInput).value == "re:a/b"
+
+
+def typed_filter(screen: str) -> str:
+    """The `/` prompt and what it holds, as the terminal shows it ("" when it is not open)."""
+    words = status_line(screen).split()
+    return words[0] if words and words[0].startswith("/") else ""
+
+
+def test_keys_sent_in_one_write_after_slash_are_all_filter_text(settings: Settings, lab_uri: str) -> None:
+    """Over a laggy SSH link the keys typed after `/` arrive together: every one of them is filter
+    text, however fast it comes (`s` would start the VM under the cursor, `t` open the templates).
+
+    Through a real terminal: Pilot waits for the app to be idle between two keys, so it cannot
+    send keys the way they come here, in one write."""
+    with tui_in_pane(settings, lab_uri) as terminal:
+        terminal.wait(lambda screen: "net101-alice" in screen)
+        terminal.keys("/state", literal=True)
+        terminal.wait(lambda screen: typed_filter(screen).endswith("e"))  # the last key is in
+        screen = terminal.screen()
+        assert typed_filter(screen) == "/state", screen
+        assert "NAME" in screen, screen  # still the VM list
+        assert "Templates" not in screen, screen
+        terminal.keys("Escape")  # the prompt: cleared and left; every VM shown again
+        terminal.wait(lambda screen: "8/8 shown" in status_line(screen))
+        assert "shutoff" in next(line for line in terminal.screen().splitlines()
+                                 if "[@click=app.quit]x" in line)  # the VM under the cursor
+    audit = AuditLog(settings.database_path)
+    try:
+        assert [entry.action for entry in audit.entries()] == []  # nothing was started
+    finally:
+        audit.close()

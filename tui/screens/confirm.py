@@ -46,6 +46,7 @@ class ConfirmScreen(ModalScreen[bool]):
     """Returns True to go ahead. Cancel has the focus, so a stray Enter changes nothing.
 
     ``lines`` are what it touches (a VM a line); :meth:`for_action` asks before an action on VMs.
+    ``no`` names the safe answer ("Cancel", or "Wait" before quitting with actions under way).
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -54,11 +55,12 @@ class ConfirmScreen(ModalScreen[bool]):
     ]
 
     def __init__(self, title: str, consequence: str, yes: str, *, vms: Sequence[VM] = (),
-                 lines: Sequence[Text] = ()) -> None:
+                 lines: Sequence[Text] = (), no: str = "Cancel") -> None:
         super().__init__()
         self.title_text = title
         self.consequence = consequence
         self.yes = yes
+        self.no = no
         self.vms = list(vms)
         self.lines = [*map(vm_line, self.vms), *lines]
 
@@ -79,7 +81,7 @@ class ConfirmScreen(ModalScreen[bool]):
                 for line in self.lines:
                     yield Static(line, classes="confirm-vm")
             with Horizontal(id="confirm-buttons"):
-                yield Button("Cancel (n)", id="cancel", compact=True)
+                yield Button(f"{self.no} (n)", id="cancel", compact=True)
                 yield Button(f"{self.yes} (y)", id="confirm", variant="error", compact=True)
 
     def on_mount(self) -> None:

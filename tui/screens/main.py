@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -57,7 +58,8 @@ def failure_message(results: Sequence[ActionResult]) -> str:
 class MainScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "details", "Details", id="details"),
-        Binding("slash", "filter", "Filter", id="filter"),
+        # priority: run as the app reads the key, before it hands the next one on (see action_filter)
+        Binding("slash", "filter", "Filter", id="filter", priority=True),
         Binding("space", "mark", "Mark", show=False, id="mark"),
         Binding("ctrl+a", "mark_all", "Mark all shown", show=False, id="mark_all"),
         Binding("escape", "clear", "Clear marks, then filter", show=False, id="clear"),
@@ -171,6 +173,19 @@ class MainScreen(Screen[None]):
 
     # -- filter --
     def action_filter(self) -> None:
+        """Open the prompt and focus it now, so every key after `/` is filter text however fast it
+        comes (keys in one write, over a laggy link).
+
+        The app hands each key it reads to the focused widget's queue, and a normal binding runs
+        only once the key has come back up from there: by then the keys after it had gone to the
+        table (`s` started a VM, `t` opened the templates). A priority binding runs as the app
+        reads the key, and the focus set here, not a frame later as ``focus()`` does, sends the
+        next key to the prompt. In the open prompt the key is text (``re:net/a``): the action
+        steps aside (Textual would let an Input take a printable key before a priority binding,
+        but it does not know `slash` as a character).
+        """
+        if self.focused is self.query_one(FilterInput):  # has_focus follows a frame later
+            raise SkipAction()
         self.query_one(StatusBar).open_filter()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

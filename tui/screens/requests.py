@@ -14,7 +14,6 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from core.errors import VMManagerError
@@ -23,16 +22,18 @@ from core.records import Kind, Request, RequestStore, Status
 from core.text import format_time
 from tui import format as fmt
 from tui.screens.prompt import PromptScreen
+from tui.widgets.listing import ListFilter, ListScreen, ListTable, row_matches
 
 POLL_INTERVAL = 2.0
 _STATUS_STYLE = {Status.PENDING: "bold yellow", Status.APPROVED: "green", Status.REJECTED: "red"}
 
 
-class RequestsScreen(Screen[None]):
-    """Pending requests first, then the answered ones; ``a`` approves, ``x`` rejects (with a word)."""
+class RequestsScreen(ListScreen):
+    """Pending requests first, then the answered ones; ``a`` approves, ``x`` rejects (with a word).
+    The selected request is shown whole under the table (its reason wraps)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "app.pop_screen", "Back", id="requests_back"),
+        Binding("escape,q", "leave", "Back", id="requests_back"),
         Binding("a", "answer(True)", "Approve", id="requests_approve"),
         Binding("x", "answer(False)", "Reject", id="requests_reject"),
         Binding("f", "toggle_answered", "Show answered", id="requests_answered"),
@@ -50,10 +51,11 @@ class RequestsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Resource requests", "bold"), id="requests-title")
-        table: DataTable[Text | str] = DataTable(id="requests-table", cursor_type="row", zebra_stripes=True)
+        table = ListTable(id="requests-table", cursor_type="row", zebra_stripes=True)
         table.add_columns(*self.COLUMNS)
         yield table
         yield Static(id="requests-detail")
+        yield ListFilter()
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -77,17 +79,36 @@ class RequestsScreen(Screen[None]):
         table = self.query_one(DataTable)
         selected = self.selected()
         table.clear()
+        query = self.filter_query
         for r in self.requests:
             # Text, never str: a str cell is read as markup, and names and reasons are students' words
-            table.add_row(str(r.id), Text(r.status.value, _STATUS_STYLE[r.status]),
-                          Text(fmt.printable(r.username)), Text(fmt.printable(r.summary())),
-                          Text(fmt.printable(r.reason[:60])), format_time(r.created),
-                          Text(fmt.printable(r.answer or (r.answered_by or ""))), key=str(r.id))
-        if selected is not None and any(r.id == selected.id for r in self.requests):
+            cells = (str(r.id), Text(r.status.value, _STATUS_STYLE[r.status]),
+                     Text(fmt.printable(r.username)), Text(fmt.printable(r.summary())),
+                     Text(fmt.printable(r.reason[:60])),
+                     format_time(r.created), Text(fmt.printable(r.answer or (r.answered_by or ""))))
+            if row_matches(query, (*cells, fmt.printable(r.reason))):
+                table.add_row(*cells, key=str(r.id))
+        if selected is not None and str(selected.id) in table.rows:
             table.move_cursor(row=table.get_row_index(str(selected.id)))
+        self.show_selected()
+
+    def refilter(self) -> None:
+        self._show()
+
+    def show_selected(self) -> None:
+        """The count, and the selected request whole: at 80 columns its reason column is cut."""
         what = "requests" if self.show_answered else "pending requests"
-        self.query_one("#requests-detail", Static).update(
-            Text(f"{len(self.requests)} {what}" if self.requests else f"No {what}.", "dim"))
+        shown = self.query_one(DataTable).row_count
+        text = Text(f"{len(self.requests)} {what}" if self.requests else f"No {what}.", "dim")
+        if shown < len(self.requests):
+            text.append(f", {shown} matching the filter", "dim")
+        if (request := self.selected()) is not None:
+            text.append("\n")
+            text.append_text(request_text(request))
+        self.query_one("#requests-detail", Static).update(text)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_selected()
 
     def selected(self) -> Request | None:
         table = self.query_one(DataTable)
@@ -115,9 +136,10 @@ class RequestsScreen(Screen[None]):
             if word is not None:
                 self.answer(request, approve, word)
 
+        reason = f"Reason: {fmt.printable(request.reason)}\n" if request.reason else ""
         self.app.push_screen(PromptScreen(
             f"{verb} #{request.id}: {fmt.printable(request.summary())} for {fmt.printable(request.username)}",
-            "a word for the student" + ("" if not approve else " (optional)"), explanation=effect,
+            "a word for the student" + ("" if not approve else " (optional)"), explanation=reason + effect,
             required=not approve), answered)
 
     @work(group="requests", exit_on_error=False)
@@ -130,3 +152,15 @@ class RequestsScreen(Screen[None]):
             told = f" ({done.email} is told by mail)" if done.email and self.lab.settings.smtp.host else ""
             self.notify(f"#{done.id} {done.status}{told}", markup=False)
         self.reload(force=True)
+
+
+def request_text(request: Request) -> Text:
+    """One request whole: who asks for what, and why (wrapped), and the answer if any."""
+    text = Text(f"#{request.id} {fmt.printable(request.username)}: {fmt.printable(request.summary())}",
+                "bold")
+    if request.reason:
+        text.append("\n" + fmt.printable(request.reason))
+    if request.answer or request.answered_by:
+        by, answer = fmt.printable(request.answered_by or ""), fmt.printable(request.answer or "")
+        text.append(f"\nanswer ({by}): {answer}", "dim")
+    return text

@@ -15,7 +15,6 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from core.links import SharedLink, ShareResult
@@ -23,6 +22,7 @@ from core.model import VM
 from core.text import count
 from tui import format as fmt
 from tui.screens.confirm import ConfirmScreen
+from tui.widgets.listing import ListFilter, ListScreen, ListTable, row_matches
 
 QUIET_ZONE = 2  # modules of white around the code: scanners want some; 80x24 has room for 2
 QR_STYLE = Style(color="#000000", bgcolor="#ffffff")  # explicit: a theme's "black" may be grey
@@ -60,18 +60,19 @@ class QRCode(Static):
         self.update(Text("\n".join(self.lines), QR_STYLE, no_wrap=True, overflow="crop"))
 
 
-class ShareScreen(Screen[None]):
+class ShareScreen(ListScreen):
     """The links of one share: VM, URL, expiry and id; the QR code of the row under the cursor."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "copy", "Copy the link", id="share_copy"),
-        Binding("escape", "close", "Back", id="share_close"),
+        Binding("escape", "leave", "Back", id="share_close"),
     ]
 
     def __init__(self, result: ShareResult, note: str = "") -> None:
         super().__init__()
         self.result = result
         self.links = list(result.links)
+        self.shown = self.links  # those the filter lets through
         self.note = note
 
     def compose(self) -> ComposeResult:
@@ -79,10 +80,11 @@ class ShareScreen(Screen[None]):
         yield Static(Text(title, "bold"), id="share-title")
         with Horizontal(id="share-body"):
             with Vertical(id="share-left"):
-                yield DataTable(id="share-links", cursor_type="row", zebra_stripes=True)
+                yield ListTable(id="share-links", cursor_type="row", zebra_stripes=True)
                 yield Static(id="share-selected")
                 yield Static(self._notes(), id="share-notes")
             yield QRCode(id="share-qr")
+        yield ListFilter()
         yield Footer(compact=True)
 
     def _notes(self) -> Text:
@@ -98,23 +100,30 @@ class ShareScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("VM", "URL", "EXPIRES", "ID")
-        for link in self.links:  # Text cells: a str cell would be read as markup
+        self.refilter()
+        table.focus()
+
+    def refilter(self) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        self.shown = [link for link in self.links
+                      if row_matches(self.filter_query, (fmt.printable(link.vm_name), link.url, link.id))]
+        for link in self.shown:  # Text cells: a str cell would be read as markup
             table.add_row(Text(fmt.printable(link.vm_name)), Text(link.url), Text(link.expires),
                           Text(link.id), key=link.id)
-        table.focus()
         self.show(0)
 
     @property
     def selected(self) -> SharedLink | None:
         row = self.query_one(DataTable).cursor_row
-        return self.links[row] if 0 <= row < len(self.links) else None
+        return self.shown[row] if 0 <= row < len(self.shown) else None
 
     @property
     def qr(self) -> QRCode:
         return self.query_one(QRCode)
 
     def show(self, row: int) -> None:
-        link = self.links[row] if 0 <= row < len(self.links) else None
+        link = self.shown[row] if 0 <= row < len(self.shown) else None
         details = Text()
         if link is not None:
             details.append(fmt.printable(link.vm_name), "bold")
@@ -133,9 +142,6 @@ class ShareScreen(Screen[None]):
         self.app.copy_to_clipboard(link.url)  # OSC 52: tmux passes it on with `set-clipboard on`
         self.notify(f"The link of {fmt.printable(link.vm_name)} is on the clipboard (OSC 52; in tmux: "
                     "set -g set-clipboard on).", title="Copied", markup=False)
-
-    def action_close(self) -> None:
-        self.dismiss(None)
 
 
 class RevokeScreen(ConfirmScreen):

@@ -81,8 +81,10 @@ class StatusBar(Horizontal):
         self.query_one("#status", Static).update(status_text(status), layout=False)
 
     def open_filter(self) -> None:
+        """Show the prompt and focus it at once (``Widget.focus`` would wait for the next turn:
+        keys already read would still go to the table)."""
         self.remove_class("-idle")
-        self.query_one(FilterInput).focus()
+        self.screen.set_focus(self.query_one(FilterInput))
 
     def close_filter(self, clear: bool = False) -> None:
         filter_input = self.query_one(FilterInput)

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
@@ -32,20 +32,14 @@ from core.query import Query
 from tui import format as fmt
 from tui.tablemodel import GUTTER, MARK, Layout, Row, TableModel, TableStatus, fit, line_pieces
 from tui.textual_private import update_scrollbars
+from tui.widgets.listing import NAVIGATION
 
 
 class VMTable(ScrollView, can_focus=True):
     """The live list of VMs: draws a :class:`TableModel` (filter, sort, marks and a cursor, kept
     by VM key across updates) and repaints only what changed on screen."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "cursor_up", "Cursor up", show=False, id="cursor_up"),
-        Binding("down,j", "cursor_down", "Cursor down", show=False, id="cursor_down"),
-        Binding("pageup", "page_up", "Page up", show=False, id="page_up"),
-        Binding("pagedown", "page_down", "Page down", show=False, id="page_down"),
-        Binding("home,g", "first", "First VM", show=False, id="first"),
-        Binding("end,G", "last", "Last VM", show=False, id="last"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = NAVIGATION  # the moves of every list
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "vmtable--header", "vmtable--cursor", "vmtable--marked", "vmtable--placeholder",
