@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import libvirt
 
+from core.demo import demo_settings, remove_scratch
 from core.errors import ActionFailed, ConfigError, InvalidInput, NotFound, VMManagerError, from_libvirt
 from core.lifecycle.actions import Action, ActionResult
 from core.lifecycle.ownership import Protected
@@ -83,6 +84,7 @@ class Lab:
         self.actor = Actor.local("cli")
         """Who acts when a call names nobody: the TUI sets its own; the web names each user."""
         self._ejectors: list[AnswerCDEjector] = []
+        self._scratch: Path | None = None  # the demo's own folder (its database), removed at close
 
     @functools.cached_property
     def audit(self) -> AuditLog:
@@ -145,8 +147,12 @@ class Lab:
             for host in connected:  # no half-open lab: close what did connect
                 await host.close()
             raise
+        scratch = None
+        if demo:  # its links, requests and audit stay in a database of its own, gone at close
+            settings, scratch = demo_settings(settings)
         lab = cls(settings, hosts, inventory)
         lab._ejectors = ejectors
+        lab._scratch = scratch
         return lab
 
     # -- reading --
@@ -389,3 +395,6 @@ class Lab:
         await asyncio.shield(eventloop.run_on_core(close_all()))
         if (audit := self.__dict__.pop("audit", None)) is not None:  # opened (a cached_property)
             audit.close()
+        if self._scratch is not None:
+            remove_scratch(self._scratch)
+            self._scratch = None

@@ -19,6 +19,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
+from core.demo import DEMO_NOTE
 from core.errors import VMManagerError
 from core.lifecycle import Action, ActionResult, check_snapshot_name
 from core.links import VIEWER_POLL, Consoles, parse_ttl
@@ -225,7 +226,8 @@ class MainScreen(Screen[None]):
             self.app.push_screen(ProvisionScreen(self.lab))
 
     def action_templates(self) -> None:
-        self.app.push_screen(TemplatesScreen(self.lab.settings if self.lab else self.app.settings))  # type: ignore[attr-defined]
+        self.app.push_screen(TemplatesScreen(self.lab.settings if self.lab else self.app.settings,  # type: ignore[attr-defined]
+                                             demo=self.lab is not None and self.lab.demo))
 
     def action_requests(self) -> None:
         if self.lab is not None:
@@ -371,6 +373,8 @@ class MainScreen(Screen[None]):
                         markup=False)
         if result.links:
             note = "" if result.via_server else self.consoles.no_server_note()
+            if self.lab is not None and self.lab.demo:
+                note = f"{DEMO_NOTE}. {note}".strip()
             self.app.push_screen(ShareScreen(result, note))
         self.poll_viewers()
 

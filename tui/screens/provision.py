@@ -239,7 +239,7 @@ class ProvisionScreen(Screen[None]):
     async def load_templates(self) -> None:
         select = self.query_one("#template", Select)
         try:
-            infos = await asyncio.to_thread(read_templates, self.lab.settings)
+            infos = await asyncio.to_thread(read_templates, self.lab.settings, self.lab.demo)
         except Exception as exc:  # a bad templates.toml: say so, in the screen
             self._show_error(*error_lines(exc))
             select.prompt = "no templates (see below)"
