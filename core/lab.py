@@ -339,15 +339,16 @@ class Lab:
 
     async def plan_provision(self, template: Template, lab_class: str, students: Sequence[Student], *,
                              start: bool = False, overcommit: bool = False,
-                             fix_permissions: bool = False) -> provision.Plan:
-        """Check a class's request and decide every name and path; makes nothing (the dry run)."""
+                             fix_permissions: bool = False, add: bool = False) -> provision.Plan:
+        """Check a class's request and decide every name and path; makes nothing (the dry run).
+        ``add``: the roster's VMs that exist are kept, only the missing ones planned."""
         from core import provision
 
         host = self._local_host()
         taken = {vm.name for vm in self.vms() if vm.host == host.name}
         work = functools.partial(provision.plan, self.settings, host, template, lab_class, students,
                                  start=start, overcommit=overcommit, fix_permissions=fix_permissions,
-                                 existing=taken)
+                                 existing=taken, add=add)
         return await eventloop.run_on_core(host.call(work))
 
     async def provision(self, plan: provision.Plan, progress: provision.Progress | None = None, *,

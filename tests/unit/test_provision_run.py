@@ -27,7 +27,8 @@ from support.cli import BARE_ENV, CHECKOUT, settings_env, vm_manager
 from core import failpoints
 from core.errors import InvalidInput
 from core.lab import Lab
-from core.model import Student
+from core.metadata import LabMeta
+from core.model import Student, VMState
 from core.provision import kvmprobe
 from core.provision.planning import Plan
 from core.provision.templates import load_templates
@@ -220,10 +221,43 @@ def test_a_dry_run_with_domain_type_auto_makes_nothing(settings: Settings, uri: 
     out = cli(settings, uri, "--template", "automini", "--class", "c7", "--users", roster, "--dry-run")
     assert out.returncode == 0, out.stderr
     assert "domain type decided when the VMs are made" in out.stdout
-    assert "c7-alice: owner alice" in out.stdout
+    assert "c7-alice  alice" in out.stdout  # a row of the plan's table
     assert not kvmprobe.cache_file(settings).exists()
     assert not settings.passwords_dir.exists()
     assert not settings.provision.student_vms_dir.exists()
+
+
+def test_add_makes_only_the_missing_vms_of_a_roster_and_keeps_the_others(
+        settings: Settings, tmp_path: Path) -> None:
+    """A late student joins: the roster plus one new name. Without --add it is refused whole;
+    with it only the new VM is made, the existing one is named as kept and never touched."""
+    uri = testdriver.write(tmp_path / "lab.xml", [testdriver.Spec(
+        "c8-alice", VMState.RUNNING, 1, 64, LabMeta("alice", "c8", "mini"))])
+    roster = tmp_path / "users.csv"
+    roster.write_text(HEADER + "alice,Alice,,\nbob,Bob,,\n")
+    refused = cli(settings, uri, "--template", "mini", "--class", "c8", "--users", roster, "--dry-run")
+    assert refused.returncode == 2
+    assert "c8-alice: a VM of that name exists" in refused.stderr
+    assert "--add" in refused.stderr
+    dry = cli(settings, uri, "--template", "mini", "--class", "c8", "--users", roster, "--dry-run", "--add")
+    assert dry.returncode == 0, dry.stderr
+    rows = [line.split() for line in dry.stdout.splitlines()]
+    header = rows.index(["VM", "owner", "host", "template", "what"])
+    assert [row[:2] for row in rows[header + 1:header + 3]] == [["c8-bob", "bob"], ["c8-alice", "alice"]]
+    assert rows[header + 1][3] == "mini" and "new," in dry.stdout  # noqa: PT018
+    assert "kept: exists, not touched" in dry.stdout
+    assert "kept: 1 VM of the roster" in dry.stdout
+    made = cli(settings, uri, "--template", "mini", "--class", "c8", "--users", roster, "--add")
+    assert made.returncode == 0, made.stderr
+    assert "c8-bob: made" in made.stdout
+    assert "c8-alice" not in made.stdout
+    assert made_folders(settings) == ["c8-bob"]
+    # every VM of the roster exists already: nothing to add, said so
+    only_alice = tmp_path / "alice.csv"
+    only_alice.write_text(HEADER + "alice,Alice,,\n")
+    nothing = cli(settings, uri, "--template", "mini", "--class", "c8", "--users", only_alice, "--add")
+    assert nothing.returncode == 2
+    assert "there is nothing to add" in nothing.stderr
 
 
 def test_the_test_driver_offers_no_kvm() -> None:

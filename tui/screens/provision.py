@@ -22,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import (
     Button,
     Checkbox,
+    DataTable,
     Footer,
     Input,
     Label,
@@ -63,6 +64,7 @@ class Inputs:
     where: str  # the roster's path, or the group's DN
     start: bool
     overcommit: bool
+    add: bool = False  # only the roster's VMs that do not exist yet
 
     def missing(self) -> list[str]:
         found = []
@@ -125,6 +127,10 @@ class ProvisionScreen(Screen[None]):
                 yield Label("", classes="form-label")
                 yield Checkbox("start when made", id="start", compact=True)
                 yield Checkbox("overcommit (ignore the capacity check)", id="overcommit", compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("", classes="form-label")
+                yield Checkbox("only the missing VMs (a class that exists: keep its VMs, add the new "
+                               "students')", id="add", compact=True)
             yield Static(Text(WINDOWS_NOTE, "yellow"), id="provision-note")
             with Horizontal(id="provision-buttons"):
                 yield Button("Preview (ctrl+r)", id="preview", compact=True)
@@ -132,12 +138,14 @@ class ProvisionScreen(Screen[None]):
                              disabled=True)
         yield Static(id="provision-status")
         yield ProgressBar(total=1, id="provision-progress", show_eta=False)  # not indeterminate: no animation
+        yield DataTable[str](id="provision-plan", cursor_type="row", zebra_stripes=True)
         yield RichLog(id="provision-output", wrap=True, min_width=20, markup=False, highlight=False)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#provision-note").display = False
         self.query_one(ProgressBar).display = False
+        self.query_one("#provision-plan", DataTable).display = False
         self._status("Fill in the form, then Preview: nothing is made until you press Provision.")
         self.query_one("#template", Select).focus()
         self.load_templates()
@@ -149,7 +157,8 @@ class ProvisionScreen(Screen[None]):
         return Inputs(template or "", self.query_one("#class", Input).value.strip(), source,
                       self.query_one("#users", Input).value.strip(),
                       self.query_one("#start", Checkbox).value,
-                      self.query_one("#overcommit", Checkbox).value)
+                      self.query_one("#overcommit", Checkbox).value,
+                      self.query_one("#add", Checkbox).value)
 
     @property
     def selected_template(self) -> Template | None:
@@ -220,6 +229,9 @@ class ProvisionScreen(Screen[None]):
     def _clear(self) -> None:
         self.output_lines.clear()
         self.query_one(RichLog).clear()
+        table = self.query_one("#provision-plan", DataTable)
+        table.clear(columns=True)
+        table.display = False
 
     def _out(self, line: str, style: str = "", *, follow: bool = True) -> None:
         """One line in the output panel; ``follow`` scrolls to it."""
@@ -287,7 +299,7 @@ class ProvisionScreen(Screen[None]):
             students = await self._students(inputs, template)
             plan = await self.lab.plan_provision(template, inputs.lab_class, students,
                                                  start=inputs.start, overcommit=inputs.overcommit,
-                                                 fix_permissions=fix_permissions)
+                                                 fix_permissions=fix_permissions, add=inputs.add)
         except Unreachable as exc:
             self._show_error(*error_lines(exc))
             self._ask_to_grant(inputs, template, exc.folders)
@@ -335,7 +347,13 @@ class ProvisionScreen(Screen[None]):
         if plan.template.os == "windows":
             self._out(WINDOWS_NOTE, "yellow", follow=False)
         self.query_one(RichLog).scroll_home(animate=False)  # capacity on top, in view
-        self._status(Text(f"Preview: {count(len(plan.vms), 'VM')} to make, nothing made "
+        table = self.query_one("#provision-plan", DataTable)
+        table.add_columns(*plan.TABLE_HEADER)
+        for row in plan.table():
+            table.add_row(*(fmt.printable(cell) for cell in row))
+        table.display = True
+        kept = f", {count(len(plan.kept), 'VM')} kept" if plan.kept else ""
+        self._status(Text(f"Preview: {count(len(plan.vms), 'VM')} to make{kept}, nothing made "
                           "yet; Provision (ctrl+g) makes them.", "green"))
 
     # -- provisioning --
