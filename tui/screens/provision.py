@@ -129,8 +129,7 @@ class ProvisionScreen(Screen[None]):
                 yield Checkbox("overcommit (ignore the capacity check)", id="overcommit", compact=True)
             with Horizontal(classes="form-row"):
                 yield Label("", classes="form-label")
-                yield Checkbox("only the missing VMs (a class that exists: keep its VMs, add the new "
-                               "students')", id="add", compact=True)
+                yield Checkbox("only the missing VMs (keep those that exist)", id="add", compact=True)
             yield Static(Text(WINDOWS_NOTE, "yellow"), id="provision-note")
             with Horizontal(id="provision-buttons"):
                 yield Button("Preview (ctrl+r)", id="preview", compact=True)
