@@ -225,6 +225,9 @@ async def test_provision_needs_a_preview_of_exactly_the_inputs_shown(make_app, t
         await preview(pilot, screen)  # an empty form: every missing input is named
         assert screen.output_lines == ["Cannot preview yet", "choose a template", "enter a class name",
                                        "enter the roster's path"]
+        assert str(screen.query_one("#provision-status", Static).render()) == (  # what to do
+            "To preview: choose a template, enter a class name, enter the roster's path, then "
+            "Preview (ctrl+r).")
         await fill(pilot, screen, "mini", "cls3", str(users))
         await preview(pilot, screen)
         assert not run_button(screen).disabled

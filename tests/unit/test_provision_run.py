@@ -11,18 +11,13 @@ import csv
 import dataclasses
 import json
 import logging
-import os
-import pty
-import select
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import libvirt
 import pytest
-from support.cli import BARE_ENV, CHECKOUT, settings_env, vm_manager
+from support.cli import settings_env, vm_manager, vm_manager_on_a_terminal
 
 from core import failpoints
 from core.errors import InvalidInput
@@ -352,31 +347,7 @@ def test_fix_permissions_lets_qemu_pass_with_an_acl_then_makes_the_class(
 def provision_on_a_terminal(settings: Settings, uri: str, answer: bytes,
                             *args: str | Path) -> tuple[int, str]:
     """The CLI's provision with a terminal for stdin, stdout and stderr; ``answer`` typed at its question."""
-    master, slave = pty.openpty()
-    env = {**BARE_ENV, "TERM": "dumb", **settings_env(settings)}
-    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "-c", uri, "provision", *map(str, args)],
-                            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=CHECKOUT)
-    os.close(slave)
-    seen, asked = b"", False
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1.0)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the other end is closed, the command ended
-                break
-            if not chunk:
-                break
-            seen += chunk
-            if not asked and b"[y/N]" in seen:
-                os.write(master, answer + b"\n")
-                asked = True
-    finally:
-        os.close(master)
-    return proc.wait(timeout=30), seen.decode(errors="replace")
+    return vm_manager_on_a_terminal("-c", uri, "provision", *args, answer=answer, **settings_env(settings))
 
 
 @pytest.mark.parametrize(("answer", "made"), [(b"n", False), (b"y", True)])

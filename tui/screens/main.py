@@ -22,7 +22,7 @@ from textual.widgets import Footer, Input
 from core.demo import DEMO_NOTE
 from core.errors import VMManagerError
 from core.lifecycle import Action, ActionResult, check_snapshot_name
-from core.links import VIEWER_POLL, Consoles, parse_ttl
+from core.links import VIEWER_POLL, Consoles, describe_ttl, parse_ttl
 from core.model import VM, Change, HostStatus
 from core.text import count
 from tui import format as fmt
@@ -278,7 +278,8 @@ class MainScreen(Screen[None]):
                 self.event_log.add(Text(f"{action.value} cancelled", "dim"))
 
         self.app.push_screen(ConfirmScreen.for_action(action, vms, self.lab.settings.actions.halt_timeout,
-                                                      snapshot=snapshot), answered)
+                                                      snapshot=snapshot, every_vm=self.table.all_vms()),
+                             answered)
 
     def perform(self, action: Action, vms: Sequence[VM], snapshot: str = "") -> None:
         """Run the action in a worker; marks are cleared so the next action starts afresh."""
@@ -339,11 +340,13 @@ class MainScreen(Screen[None]):
         self.app.push_screen(
             PromptScreen(
                 f"Share the console of {what}",
-                "how long: 30m, 4h, 2d",
+                "how long: 30m, 4h, 2d, 1h30m",
                 value=self.lab.settings.consoles.share_ttl,
                 check=parse_ttl,
+                meaning=describe_ttl,
                 explanation="One link per VM: whoever opens it sees and uses the VM's "
-                "screen in a browser until the link expires or you revoke it (C).",
+                "screen in a browser until the link expires or you revoke it (C). How long it "
+                "works: minutes, hours or days (30m, 4h, 2d, 1h30m; at most 30 days).",
             ),
             chosen,
         )

@@ -238,12 +238,14 @@ class ProvisionScreen(Screen[None]):
         self.output_lines.append(line)
         self.query_one(RichLog).write(Text(line, style), scroll_end=follow)
 
-    def _show_error(self, title: str, lines: list[str]) -> None:
+    def _show_error(self, title: str, lines: list[str], status: str = "") -> None:
+        """The problems in the output panel; the status line says ``status`` (else that nothing
+        was made)."""
         self._clear()
         self._out(title, "bold red")
         for line in lines:
             self._out(line, "red")
-        self._status(Text(f"{title}: nothing was made.", "bold red"))
+        self._status(Text(status or f"{title}: nothing was made.", "bold red"))
 
     # -- templates --
     @work(exclusive=True, group="provision-templates", exit_on_error=False)
@@ -280,11 +282,13 @@ class ProvisionScreen(Screen[None]):
             return
         inputs = self.inputs()
         if missing := inputs.missing():
-            self._show_error("Cannot preview yet", missing)
+            self._show_error("Cannot preview yet", missing,
+                             f"To preview: {', '.join(missing)}, then Preview (ctrl+r).")
             return
         info = self.templates.get(inputs.template)
         if info is None:
-            self._show_error("Cannot preview yet", [f"no template {inputs.template!r}"])
+            self._show_error("Cannot preview yet", [f"no template {inputs.template!r}"],
+                             "To preview: choose one of the templates, then Preview (ctrl+r).")
             return
         self.busy = "preview"
         self.plan = self.plan_inputs = None

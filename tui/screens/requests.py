@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Footer, Static
 from core.errors import VMManagerError
 from core.lab import Lab
 from core.records import Kind, Request, RequestStore, Status
-from core.text import format_time
+from core.text import count, format_time
 from tui import format as fmt
 from tui.screens.prompt import PromptScreen
 
@@ -85,9 +85,9 @@ class RequestsScreen(Screen[None]):
                           Text(fmt.printable(r.answer or (r.answered_by or ""))), key=str(r.id))
         if selected is not None and any(r.id == selected.id for r in self.requests):
             table.move_cursor(row=table.get_row_index(str(selected.id)))
-        what = "requests" if self.show_answered else "pending requests"
+        what = "request" if self.show_answered else "pending request"
         self.query_one("#requests-detail", Static).update(
-            Text(f"{len(self.requests)} {what}" if self.requests else f"No {what}.", "dim"))
+            Text(count(len(self.requests), what) if self.requests else f"No {what}s.", "dim"))
 
     def selected(self) -> Request | None:
         table = self.query_one(DataTable)
