@@ -19,7 +19,6 @@ from pathlib import Path
 from core.settings import Settings
 
 DEMO_DIR = Path(__file__).parent
-DEMO_TEMPLATES = DEMO_DIR / "templates.toml"
 DEMO_NOTE = "demo: links work only while this runs"
 
 
@@ -27,14 +26,13 @@ def demo_settings(settings: Settings) -> tuple[Settings, Path]:
     """The demo's settings and its scratch folder (mode 0700; :func:`remove_scratch` removes it).
 
     Everything the demo writes goes under the scratch folder: the database (links, audit,
-    requests), the passwords files, the server's sockets. The operator's other settings stay.
+    requests), the passwords files, the server's sockets. Its templates are those of
+    ``templates.toml`` here; the operator's other settings stay (the TUI's keymap is read from
+    the operator's own settings, not these).
     """
     scratch = Path(tempfile.mkdtemp(prefix="vm-manager-demo-"))
-    config = scratch / "config"
-    config.mkdir()
-    shutil.copyfile(DEMO_TEMPLATES, config / "templates.toml")
-    demo = dataclasses.replace(
-        settings, data_dir=scratch / "data", config_dir=config, template_dir=DEMO_DIR,
+    demo = dataclasses.replace(  # the config folder is this one: its templates.toml
+        settings, data_dir=scratch / "data", config_dir=DEMO_DIR, template_dir=DEMO_DIR,
         runtime_dir=scratch / "run", log_file=settings.log_path,
         provision=dataclasses.replace(settings.provision, student_vms_dir=scratch / "student_vms"),
         consoles=dataclasses.replace(settings.consoles, socket_dir=scratch / "consoles"),

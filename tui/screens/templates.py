@@ -39,7 +39,7 @@ def read_templates(settings: Settings, demo: bool = False) -> list[TemplateInfo]
             for t in sorted(templates.values(), key=lambda t: t.name)]
 
 
-DEMO_FILES = "demo: fictional files, nothing is read or made"
+DEMO_FILES = "demo: fictional, none read"
 
 
 def template_summary(template: Template) -> str:
