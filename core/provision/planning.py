@@ -103,7 +103,8 @@ class Plan:
         kind = ("domain type decided when the VMs are made (a KVM probe boot, once per host)"
                 if self.domain_type == AUTO else self.domain_type)
         lines = [f"template {self.template.name} ({self.template.os}, {kind}, "
-                 f"{self.template.vcpus} vCPU, {self.template.memory_mib} MiB), class {self.lab_class}, "
+                 f"{count(self.template.vcpus, 'vCPU')}, {self.template.memory_mib} MiB), "
+                 f"class {self.lab_class}, "
                  f"{count(len(self.vms), 'VM')}"
                  f"{', started' if self.start else ''}",
                  f"capacity: {self.capacity.describe()}"]

@@ -205,7 +205,7 @@ async def test_a_student_root_qemu_cannot_pass_is_asked_about_then_let_through(
         await pilot.press("ctrl+g")
         await wait_until(lambda: screen.report is not None, limit=30)
         await pilot.pause()
-        assert screen.output_lines[0] == "class cls8: 1 of 1 VMs made"
+        assert screen.output_lines[0] == "class cls8: 1 of 1 VM made"
         assert f"libvirt-qemu may now pass {home} (POSIX ACL)" in screen.output_lines
     assert acl_entries(home) == ["user:libvirt-qemu:--x"]
     assert (home / "checkout" / "student_vms" / "zoe" / "cls8-zoe" / "disk.qcow2").is_file()
@@ -279,6 +279,7 @@ async def test_only_the_missing_vms_keeps_those_that_exist_and_makes_the_new_one
         await pilot.press("ctrl+g")
         await wait_until(lambda: screen.report is not None, limit=30)
         assert [o.name for o in screen.report.outcomes] == ["net101-zoe"]
+        assert screen.output_lines[0] == "class net101: 1 of 1 VM made"
         assert all(o.ok for o in screen.report.outcomes)
     same = next(vm for vm in lab.vms() if vm.name == "net101-alice")
     assert (same.uuid, same.state, same.meta) == (alice.uuid, alice.state, alice.meta)

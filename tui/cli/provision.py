@@ -29,7 +29,7 @@ from core.provision import (
 )
 from core.settings import Settings
 from core.storage import QEMU_USER, grant_command
-from core.text import json_text, printable
+from core.text import count, json_text, printable
 from tui.cli.common import EXIT_FAILED, EXIT_OK, Commands, ProgressBar, on_terminal, print_table, yes
 
 
@@ -79,8 +79,8 @@ def list_templates(args: argparse.Namespace, settings: Settings) -> int:
         print(f"no templates: declare them in {printable(str(settings.templates_file))}")
     else:
         for name, template in found.items():
-            print(f"{printable(name)}  {template.os}  {template.domain_type}  {template.vcpus} vCPU  "
-                  f"{template.memory_mib} MiB")
+            print(f"{printable(name)}  {template.os}  {template.domain_type}  "
+                  f"{count(template.vcpus, 'vCPU')}  {template.memory_mib} MiB")
             for check in checks[name]:
                 print(f"  {check.role:<7}{printable(str(check.path))}  {printable(check.problem or 'ok')}")
     return EXIT_FAILED if any(c.problem for cs in checks.values() for c in cs) else EXIT_OK

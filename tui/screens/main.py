@@ -375,7 +375,7 @@ class MainScreen(Screen[None]):
                                     "bold red"), mine=True)
         if result.errors:
             self.notify("\n".join(f"{fmt.printable(n)}: {fmt.printable(w)}" for n, w in result.errors),
-                        title=f"No link for {len(result.errors)} VM(s)", severity="error", timeout=15,
+                        title=f"No link for {count(len(result.errors), 'VM')}", severity="error", timeout=15,
                         markup=False)
         if result.links:
             note = "" if result.via_server else self.consoles.no_server_note()

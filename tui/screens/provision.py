@@ -372,11 +372,11 @@ class ProvisionScreen(Screen[None]):
         bar.update(total=len(plan.vms), progress=0)
         bar.display = True
         self._clear()
-        self._out(f"making {len(plan.vms)} VMs of class {plan.lab_class}…", "bold")
+        self._out(f"making {count(len(plan.vms), 'VM')} of class {plan.lab_class}…", "bold")
         # as the CLI does: say why nothing moves while the probe boots
         self._status(f"Deciding the domain type first: a KVM probe boot (once per host, up to "
                      f"{KVM_PROBE_DEADLINE:g} s)…" if plan.domain_type == AUTO
-                     else f"Making 0 of {len(plan.vms)} VMs…")
+                     else f"Making 0 of {count(len(plan.vms), 'VM')}…")
         self._sync()
         self._provision(plan)
 
@@ -401,14 +401,14 @@ class ProvisionScreen(Screen[None]):
         if not self.is_mounted:
             return
         self.query_one(ProgressBar).update(total=total, progress=done)
-        self._status(f"Made {done} of {total} VMs…")
+        self._status(f"Made {done} of {count(total, 'VM')}…")
         self._out(_outcome_line(outcome), "" if outcome.ok else "red")
 
     def _show_report(self, plan: Plan, report: Report) -> None:
         self._clear()
         total, failed = len(report.outcomes), len(report.failed)
         made = total - failed
-        summary = f"class {plan.lab_class}: {made} of {total} VMs made" + (f", {failed} failed"
+        summary = f"class {plan.lab_class}: {made} of {count(total, 'VM')} made" + (f", {failed} failed"
                                                                           if failed else "")
         self._out(summary, "bold red" if failed else "bold green", follow=False)
         for outcome in report.outcomes:

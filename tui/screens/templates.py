@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from core.errors import VMManagerError
 from core.provision import FileCheck, Template, check_files, load_templates
+from core.text import count
 from tui import format as fmt
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ DEMO_FILES = "demo: fictional, none read"
 
 def template_summary(template: Template) -> str:
     """One line: os, vCPUs and memory (for pickers)."""
-    return (f"{template.name}  {template.os}, {template.vcpus} vCPU, "
+    return (f"{template.name}  {template.os}, {count(template.vcpus, 'vCPU')}, "
             f"{fmt.size_mib(template.memory_mib)}")
 
 
