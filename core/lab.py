@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import libvirt
 
+from core.demo import demo_settings, remove_scratch
 from core.errors import ActionFailed, ConfigError, InvalidInput, NotFound, VMManagerError, from_libvirt
 from core.lifecycle.actions import Action, ActionResult
 from core.lifecycle.ownership import Protected
@@ -116,6 +117,7 @@ class Lab:
         """Who acts when a call names nobody: the TUI sets its own; the web names each user."""
         self._ejectors: list[AnswerCDEjector] = []
         self._in_flight: list[InFlight] = []
+        self._scratch: Path | None = None  # the demo's own folder (its database), removed at close
 
     @functools.cached_property
     def audit(self) -> AuditLog:
@@ -178,8 +180,12 @@ class Lab:
             for host in connected:  # no half-open lab: close what did connect
                 await host.close()
             raise
+        scratch = None
+        if demo:  # its links, requests and audit stay in a database of its own, gone at close
+            settings, scratch = demo_settings(settings)
         lab = cls(settings, hosts, inventory)
         lab._ejectors = ejectors
+        lab._scratch = scratch
         return lab
 
     # -- reading --
@@ -396,15 +402,16 @@ class Lab:
 
     async def plan_provision(self, template: Template, lab_class: str, students: Sequence[Student], *,
                              start: bool = False, overcommit: bool = False,
-                             fix_permissions: bool = False) -> provision.Plan:
-        """Check a class's request and decide every name and path; makes nothing (the dry run)."""
+                             fix_permissions: bool = False, add: bool = False) -> provision.Plan:
+        """Check a class's request and decide every name and path; makes nothing (the dry run).
+        ``add``: the roster's VMs that exist are kept, only the missing ones planned."""
         from core import provision
 
         host = self._local_host()
         taken = {vm.name for vm in self.vms() if vm.host == host.name}
         work = functools.partial(provision.plan, self.settings, host, template, lab_class, students,
                                  start=start, overcommit=overcommit, fix_permissions=fix_permissions,
-                                 existing=taken)
+                                 existing=taken, add=add)
         return await eventloop.run_on_core(host.call(work))
 
     async def provision(self, plan: provision.Plan, progress: provision.Progress | None = None, *,
@@ -452,3 +459,6 @@ class Lab:
         await asyncio.shield(eventloop.run_on_core(close_all()))
         if (audit := self.__dict__.pop("audit", None)) is not None:  # opened (a cached_property)
             audit.close()
+        if self._scratch is not None:
+            remove_scratch(self._scratch)
+            self._scratch = None

@@ -73,7 +73,8 @@ def _negate(predicate: Predicate) -> Predicate:
 
 
 def parse(text: str) -> Query:
-    """Parse a filter; a bad regular expression is matched as plain text and reported in ``error``."""
+    """Parse a filter; a bad regular expression or an unknown field is matched as plain text and
+    reported in ``error``."""
     predicates: list[Predicate] = []
     errors: list[str] = []
     for raw in text.split():
@@ -89,6 +90,9 @@ def parse(text: str) -> Query:
                 predicate = _substring(value.lower())
         elif sep and name.lower() in FIELDS:
             predicate = _field(FIELDS.index(name.lower()), value.lower())
+        elif sep and name.isalpha():  # a field name mistyped (foo:bar): said, then matched as text
+            errors.append(f"unknown field {name!r} (fields: {', '.join(FIELDS)}, re); matched as text")
+            predicate = _substring(term.lower())
         else:
             predicate = _substring(term.lower())
         predicates.append(_negate(predicate) if negated else predicate)

@@ -9,7 +9,7 @@ from core.lifecycle.actions import Action, ActionResult
 from core.lifecycle.ownership import Protected
 from core.lifecycle.runner import run_bulk
 from core.lifecycle.snapshots import check_snapshot_name
-from core.lifecycle.targets import Resolved, check_classes, resolve
+from core.lifecycle.targets import Resolved, check_classes, confirmation_word, resolve
 
 __all__ = ["Action", "ActionResult", "Protected", "Resolved", "check_classes", "check_snapshot_name",
-           "resolve", "run_bulk"]
+           "confirmation_word", "resolve", "run_bulk"]

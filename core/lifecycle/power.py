@@ -85,7 +85,11 @@ async def resume(host: Host, vm: VM, run: Run) -> str:
     if state == VMState.PMSUSPENDED:
         await call(host, run, "pMWakeup", vm, 0)
         return "woken up"
+    if state == VMState.RUNNING:
+        return "already running"
+    if state == VMState.SHUTOFF:  # refused, as suspend refuses it: resume would do nothing
+        raise ActionFailed("it is shut off: start it instead")
     if state != VMState.PAUSED:
-        return "already running" if state == VMState.RUNNING else f"not paused (it is {state})"
+        raise ActionFailed(f"it is {state}, not paused")
     await call(host, run, "resume", vm)
     return "resumed"

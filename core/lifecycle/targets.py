@@ -50,3 +50,21 @@ def check_classes(classes: Sequence[str]) -> None:
     """Refuse (InvalidInput) any class that is not a valid class name, the empty one included."""
     for lab_class in classes:
         check_class_name(lab_class)
+
+
+TYPED_FROM = 5
+"""A delete of this many VMs or more asks for their count to be typed, not a single y."""
+
+
+def confirmation_word(action: str, vms: Sequence[VM], every_vm: Iterable[VM]) -> str:
+    """What the operator must type to delete ``vms`` ("" when a y will do), as k9s and GitHub ask
+    for a destructive bulk action: the class's name when they are all of a class's VMs (two or
+    more), else their count when they are :data:`TYPED_FROM` or more."""
+    if action != "delete" or len(vms) < 2:
+        return ""
+    classes = {vm.meta.lab_class for vm in vms}
+    if len(classes) == 1 and (lab_class := classes.pop()):
+        chosen = {vm.key for vm in vms}
+        if all(vm.key in chosen for vm in every_vm if vm.meta.lab_class == lab_class):
+            return lab_class
+    return str(len(vms)) if len(vms) >= TYPED_FROM else ""

@@ -25,7 +25,7 @@ from typing import Any
 from core.errors import InvalidInput
 from core.links.secret import keyed_hash
 from core.records import database
-from core.text import format_time
+from core.text import count, format_time
 
 MAX_TTL = 30 * 86400.0
 TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # token_urlsafe(32)
@@ -72,6 +72,18 @@ def parse_ttl(text: str) -> float:
     if seconds > MAX_TTL:
         raise InvalidInput(f"bad duration {text!r}: a share link lasts at most 30 days")
     return seconds
+
+
+def describe_ttl(text: str) -> str:
+    """What a duration means in words (``4h``: ``4 hours``; ``1h30m``: ``1 hour 30 minutes``);
+    InvalidInput as :func:`parse_ttl`."""
+    left = int(parse_ttl(text))
+    words = []
+    for unit, noun in ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+        if left >= unit:
+            words.append(count(left // unit, noun))
+            left %= unit
+    return " ".join(words)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,9 @@ VM is removed, the failure is its line of the report, and the other VMs go on. A
 killed half-way leaves what ``vm-manager doctor`` finds and removes (``core.provision.doctor``); a lock on
 the student folder root keeps the doctor away from a run in progress.
 
+On the demo lab (libvirt's test driver, whose storage is fictional and whose domains live in
+its memory) only ``define`` and ``start`` run: no folder, disk, seed or lock is made.
+
 A plan whose domain type is ``auto`` first boots the KVM probe (once per host, cached); a plan
 with ``grants`` first lets QEMU's user pass those folders (a POSIX ACL).
 """
@@ -20,6 +23,7 @@ with ``grants`` first lets QEMU's user pass those folders (a POSIX ACL).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import subprocess
@@ -47,6 +51,7 @@ from core.virt.connection import Host
 log = logging.getLogger(__name__)
 
 STEPS = ("folder", "disk", "seed", "define", "start")
+DEMO_STEPS = ("define", "start")  # the demo lab's: its domains are all there is of its VMs
 
 
 @dataclass(frozen=True)
@@ -82,11 +87,12 @@ async def execute(plan: Plan, settings: Settings, host: Host, progress: Progress
         decided = await host.call(kvmprobe.decide, settings, host.connection())
         log.info("provision %s: domain type %s", plan.lab_class, decided)
         plan = dataclasses.replace(plan, domain_type=decided)
-    await asyncio.to_thread(folders.prepare, settings)
+    if not host.demo:
+        await asyncio.to_thread(folders.prepare, settings)
     slots = asyncio.Semaphore(settings.provision.concurrency)
     done = 0
-    with (folders.run_lock(settings.provision.student_vms_dir),
-          PasswordFile(settings, plan.lab_class) as passwords):
+    lock = contextlib.nullcontext() if host.demo else folders.run_lock(settings.provision.student_vms_dir)
+    with lock, PasswordFile(settings, plan.lab_class) as passwords:
         async def one(vm: VMPlan) -> Outcome:
             nonlocal done
             async with slots:
@@ -106,7 +112,7 @@ async def _make(plan: Plan, vm: VMPlan, host: Host, passwords: PasswordFile) -> 
     made: list[str] = []
     step = STEPS[0]
     try:
-        for step in STEPS:
+        for step in DEMO_STEPS if host.demo else STEPS:
             if step == "start" and not plan.start:
                 break
             failpoints.hit(step, vm.name)
@@ -193,12 +199,14 @@ def _define(host: Host, plan: Plan, vm: VMPlan) -> None:
 def _start(host: Host, _plan: Plan, vm: VMPlan) -> None:
     """Started paused: QEMU is up and the VM is whole, but its CPUs wait (see :func:`_resume_all`).
     The folder's STARTING mark says so until the resume, for ``doctor`` after a killed run."""
-    mark = vm.folder / folders.STARTING
-    mark.touch(mode=0o600)
+    mark = None if host.demo else vm.folder / folders.STARTING
+    if mark is not None:
+        mark.touch(mode=0o600)
     try:
         host.domain(vm.uuid).createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
     except BaseException:
-        mark.unlink(missing_ok=True)
+        if mark is not None:
+            mark.unlink(missing_ok=True)
         raise
 
 

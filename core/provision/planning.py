@@ -92,25 +92,36 @@ class Plan:
     created: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     grants: tuple[Path, ...] = ()
     """Folders QEMU's user gets search permission on (a POSIX ACL) before anything is made."""
+    kept: tuple[tuple[str, str], ...] = ()
+    """(VM, owner) of the roster's VMs that exist already (``add``): named here, never touched."""
+    host: str = ""
+
+    TABLE_HEADER = ("VM", "owner", "host", "template", "what")
 
     def describe(self) -> list[str]:
-        """What would be made, one line a VM (the dry run)."""
+        """What would be made, in a few lines (the dry run); :meth:`table` has a row a VM."""
         kind = ("domain type decided when the VMs are made (a KVM probe boot, once per host)"
                 if self.domain_type == AUTO else self.domain_type)
         lines = [f"template {self.template.name} ({self.template.os}, {kind}, "
-                 f"{self.template.vcpus} vCPU, {self.template.memory_mib} MiB), class {self.lab_class}, "
+                 f"{count(self.template.vcpus, 'vCPU')}, {self.template.memory_mib} MiB), "
+                 f"class {self.lab_class}, "
                  f"{count(len(self.vms), 'VM')}"
                  f"{', started' if self.start else ''}",
                  f"capacity: {self.capacity.describe()}"]
         if self.grants:
             lines.append(f"folders: {access.QEMU_USER} gets search permission (a POSIX ACL) on "
                          f"{', '.join(map(str, self.grants))} before anything is made")
-        for vm in self.vms:
-            seed = vm.files.seed or "no seed"
-            lines.append(f"{vm.name}: owner {vm.student.username}, folder {vm.folder}, "
-                         f"disk {vm.files.disk or 'none'}, seed {seed}, "
-                         f"password {'generated' if vm.generated else 'from the roster'}")
+        if self.kept:
+            lines.append(f"kept: {count(len(self.kept), 'VM')} of the roster that exist already "
+                         "(never touched)")
         return lines
+
+    def table(self) -> list[tuple[str, str, str, str, str]]:
+        """A row a VM of the roster, as :data:`TABLE_HEADER` says: the VMs to make, then those kept."""
+        rows = [(vm.name, vm.student.username, self.host, self.template.name,
+                 f"new, password {'generated' if vm.generated else 'from the roster'}") for vm in self.vms]
+        rows += [(name, owner, self.host, "—", "kept: exists, not touched") for name, owner in self.kept]
+        return rows
 
 
 def vm_name(scheme: str, lab_class: str, username: str, template: str) -> str:
@@ -132,13 +143,15 @@ class Unreachable(InvalidInput):
 
 def plan(settings: Settings, host: Host, template: Template, lab_class: str,
          students: Sequence[Student], *, start: bool = False, overcommit: bool = False,
-         fix_permissions: bool = False, existing: set[str] | None = None) -> Plan:
+         fix_permissions: bool = False, existing: set[str] | None = None, add: bool = False) -> Plan:
     """Check the request as a whole and decide everything; makes nothing. Blocking (libvirt calls).
 
     Raises InvalidInput naming every problem: bad names, clashes with existing VMs or folders,
     template files QEMU cannot read, not enough memory or disk (unless ``overcommit``), folders
     QEMU cannot pass on the way to the VMs' files (unless ``fix_permissions``: then the plan
     lets it pass them first); :class:`Unreachable` when those folders are the only problem.
+    With ``add`` (a late student joins), the roster's VMs that exist are kept, not refused: only
+    the missing ones are planned.
     """
     check_class_name(lab_class)
     if not students:
@@ -146,10 +159,13 @@ def plan(settings: Settings, host: Host, template: Template, lab_class: str,
     if host.remote:
         raise InvalidInput(f"provisioning makes files on this machine: run it on {host.name} itself")
     root = settings.provision.student_vms_dir.absolute()
-    problems, blocked = _reach(settings, template, root)
+    # the demo lab's files are fictional (nothing is made or read): nothing for QEMU to reach
+    problems, blocked = ([], []) if host.demo else _reach(settings, template, root)
     conn = host.connection()
     taken = existing if existing is not None else {dom.name() for dom in conn.listAllDomains(0)}
     vms: list[VMPlan] = []
+    kept: list[tuple[str, str]] = []
+    clashed = False
     seen: dict[str, str] = {}
     for student in students:
         check_username(student.username)
@@ -163,12 +179,19 @@ def plan(settings: Settings, host: Host, template: Template, lab_class: str,
             continue
         seen[name] = student.username
         folder = root / student.username / name
+        if name in taken and add:
+            kept.append((name, student.username))
+            continue
         if name in taken:
             problems.append(f"{name}: a VM of that name exists (it is never overwritten)")
+            clashed = True
         elif folder.exists():
             problems.append(f"{name}: {folder} exists (a leftover? see vm-manager doctor)")
         problems += [f"{student.username}: {p}" for p in account_problems(template.os, student, name)]
         vms.append(_vm_plan(settings, template, student, name, folder, problems))
+    if clashed:
+        problems.append("to make only the roster's VMs that do not exist yet (a late student): --add, "
+                        "or \"only the missing VMs\" in the TUI")
     capacity = _capacity(conn, template, len(vms), root)
     if not overcommit:
         problems += [f"{p} (--overcommit to go on anyway)" for p in capacity.problems()]
@@ -180,10 +203,13 @@ def plan(settings: Settings, host: Host, template: Template, lab_class: str,
         if not problems:
             raise Unreachable(f"nothing made:\n  {passage}", blocked)
         problems.append(passage)
+    if not vms and kept and not problems:
+        problems.append(f"every student of the roster has a VM already ({count(len(kept), 'VM')} "
+                        "kept): there is nothing to add")
     if problems:
         raise InvalidInput("nothing made:\n" + "\n".join(f"  {p}" for p in problems))
     return Plan(template, lab_class, _domain_type(settings, template), start, tuple(vms), capacity,
-                grants=tuple(blocked))
+                grants=tuple(blocked), kept=tuple(kept), host=host.name)
 
 
 def _reach(settings: Settings, template: Template, root: Path) -> tuple[list[str], list[Path]]:

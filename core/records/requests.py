@@ -16,7 +16,7 @@ from typing import Any
 
 from core.errors import InvalidInput, NotFound, TranslatableError
 from core.records import database
-from core.text import N_
+from core.text import N_, count
 
 
 class Kind(enum.StrEnum):
@@ -87,7 +87,7 @@ class Request:
     def summary(self) -> str:
         """``4 vCPUs for info1-alice``, ``2048 MiB of memory for …``, ``another VM``."""
         if self.kind is Kind.VCPUS:
-            return f"{self.amount} vCPUs for {self.vm_name}"
+            return f"{count(self.amount or 0, 'vCPU')} for {self.vm_name}"
         if self.kind is Kind.MEMORY:
             return f"{self.amount} MiB of memory for {self.vm_name}"
         return "another VM"

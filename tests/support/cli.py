@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,3 +34,34 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "VMM_STUDENT_VMS_DIR": str(settings.provision.student_vms_dir),
             "VMM_CONSOLE_SOCKET_DIR": str(settings.consoles.socket_dir),
             "VMM_TEMPLATE_DIR": str(settings.templates_path)}
+
+
+def vm_manager_on_a_terminal(*args: str | os.PathLike[str], answer: bytes, asked: bytes = b"[y/N]",
+                             **variables: str) -> tuple[int, str]:
+    """``vm-manager ARGS`` with a terminal for stdin, stdout and stderr; ``answer`` typed once
+    ``asked`` shows. Returns the exit code and all it wrote."""
+    master, slave = pty.openpty()
+    env = {**BARE_ENV, "TERM": "dumb", **variables}
+    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", *map(str, args)],
+                            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=CHECKOUT)
+    os.close(slave)
+    seen, answered = b"", False
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the other end is closed, the command ended
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if not answered and asked in seen:
+                os.write(master, answer + b"\n")
+                answered = True
+    finally:
+        os.close(master)
+    return proc.wait(timeout=30), seen.decode(errors="replace")

@@ -96,6 +96,11 @@ async def preview(pilot, screen: ProvisionScreen) -> None:  # noqa: ANN001
     await pilot.pause()
 
 
+def plan_rows(screen: ProvisionScreen) -> list[list[str]]:
+    table = screen.query_one("#provision-plan", DataTable)
+    return [[str(cell) for cell in table.get_row_at(n)] for n in range(table.row_count)]
+
+
 def run_button(screen: ProvisionScreen) -> Button:
     return screen.query_one("#run", Button)
 
@@ -111,9 +116,11 @@ async def test_preview_lists_each_student_then_provision_makes_the_vms(make_app,
         await preview(pilot, screen)
         lines = screen.output_lines
         assert lines[0].startswith("capacity: memory 192 MiB")  # capacity on top
-        vm_lines = [line for line in lines if line.startswith("cls1-")]
-        assert [line.split(":")[0] for line in vm_lines] == ["cls1-zoe", "cls1-yann", "cls1-xavier"]
-        assert "owner yann" in vm_lines[1] and "password from the roster" in vm_lines[1]  # noqa: PT018
+        plan = plan_rows(screen)  # a table: VM, owner, host, template, what
+        assert [row[0] for row in plan] == ["cls1-zoe", "cls1-yann", "cls1-xavier"]
+        assert plan[1][1] == "yann"
+        assert plan[1][3] == "mini"
+        assert plan[1][4] == "new, password from the roster"
         assert not any(vm.name.startswith("cls1-") for vm in lab.vms())  # a preview makes nothing
         assert not settings.provision.student_vms_dir.exists()
         assert not run_button(screen).disabled
@@ -198,7 +205,7 @@ async def test_a_student_root_qemu_cannot_pass_is_asked_about_then_let_through(
         await pilot.press("ctrl+g")
         await wait_until(lambda: screen.report is not None, limit=30)
         await pilot.pause()
-        assert screen.output_lines[0] == "class cls8: 1 of 1 VMs made"
+        assert screen.output_lines[0] == "class cls8: 1 of 1 VM made"
         assert f"libvirt-qemu may now pass {home} (POSIX ACL)" in screen.output_lines
     assert acl_entries(home) == ["user:libvirt-qemu:--x"]
     assert (home / "checkout" / "student_vms" / "zoe" / "cls8-zoe" / "disk.qcow2").is_file()
@@ -218,6 +225,9 @@ async def test_provision_needs_a_preview_of_exactly_the_inputs_shown(make_app, t
         await preview(pilot, screen)  # an empty form: every missing input is named
         assert screen.output_lines == ["Cannot preview yet", "choose a template", "enter a class name",
                                        "enter the roster's path"]
+        assert str(screen.query_one("#provision-status", Static).render()) == (  # what to do
+            "To preview: choose a template, enter a class name, enter the roster's path, then "
+            "Preview (ctrl+r).")
         await fill(pilot, screen, "mini", "cls3", str(users))
         await preview(pilot, screen)
         assert not run_button(screen).disabled
@@ -245,6 +255,34 @@ async def test_a_clash_with_an_existing_vm_is_listed(make_app, tmp_path: Path) -
         assert screen.output_lines[0] == "Invalid input"
         assert "net101-alice: a VM of that name exists (it is never overwritten)" in screen.output_lines
         assert run_button(screen).disabled
+
+
+async def test_only_the_missing_vms_keeps_those_that_exist_and_makes_the_new_one(
+        make_app, lab, tmp_path: Path) -> None:
+    """A late student joins net101: with the toggle, net101-alice (running) is kept untouched
+    and only net101-zoe is made."""
+    users = roster(tmp_path, "alice,,,\nzoe,,,\n")
+    alice = next(vm for vm in lab.vms() if vm.name == "net101-alice")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_provision(app, pilot)
+        await fill(pilot, screen, "mini", "net101", str(users))
+        await preview(pilot, screen)
+        assert any("--add" in line and "only the missing VMs" in line for line in screen.output_lines)
+        screen.query_one("#add", Checkbox).value = True
+        await pilot.pause()
+        await preview(pilot, screen)
+        rows = plan_rows(screen)
+        assert [row[0] for row in rows] == ["net101-zoe", "net101-alice"]
+        assert rows[1][4] == "kept: exists, not touched"
+        assert "1 VM to make, 1 VM kept" in str(screen.query_one("#provision-status").render())
+        await pilot.press("ctrl+g")
+        await wait_until(lambda: screen.report is not None, limit=30)
+        assert [o.name for o in screen.report.outcomes] == ["net101-zoe"]
+        assert screen.output_lines[0] == "class net101: 1 of 1 VM made"
+        assert all(o.ok for o in screen.report.outcomes)
+    same = next(vm for vm in lab.vms() if vm.name == "net101-alice")
+    assert (same.uuid, same.state, same.meta) == (alice.uuid, alice.state, alice.meta)
 
 
 async def test_an_ldap_group_without_ldap_settings_says_what_to_set(make_app) -> None:

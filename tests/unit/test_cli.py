@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.cli import vm_manager
+from support.cli import vm_manager, vm_manager_on_a_terminal
 
 from core.metadata import LabMeta
 from core.model import VMState
@@ -126,3 +126,21 @@ def test_list_waits_for_the_addresses_read_at_connect() -> None:
     assert out.returncode == 0, out.stderr
     (row,) = json.loads(out.stdout)
     assert row["ips"] == ["192.168.122.3"]  # what libvirt's test driver gives its running VM
+
+
+@pytest.mark.parametrize(("answer", "deleted"), [(b"y", False), (b"2", False), (b"net101", True)])
+def test_deleting_a_whole_class_on_a_terminal_asks_for_its_name(uri: str, answer: bytes,
+                                                                 deleted: bool) -> None:
+    code, seen = vm_manager_on_a_terminal("-c", uri, "delete", "--class", "net101", answer=answer,
+                                          asked=b"to go ahead:", VMM_DATA_DIR="/tmp/vmm-cli-test")
+    assert "type the class's name (net101)" in seen
+    assert ("stu-1: deleted" in seen) is deleted
+    assert code == (0 if deleted else 1), seen
+    if not deleted:
+        assert "nothing done" in seen
+
+
+def test_yes_still_deletes_a_whole_class_from_a_script(uri: str) -> None:
+    out = run("-c", uri, "delete", "--class", "net101", "--yes")
+    assert out.returncode == 0, out.stderr
+    assert "stu-1: deleted" in out.stdout

@@ -11,23 +11,19 @@ import csv
 import dataclasses
 import json
 import logging
-import os
-import pty
-import select
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import libvirt
 import pytest
-from support.cli import BARE_ENV, CHECKOUT, settings_env, vm_manager
+from support.cli import settings_env, vm_manager, vm_manager_on_a_terminal
 
 from core import failpoints
 from core.errors import InvalidInput
 from core.lab import Lab
-from core.model import Student
+from core.metadata import LabMeta
+from core.model import Student, VMState
 from core.provision import kvmprobe
 from core.provision.planning import Plan
 from core.provision.templates import load_templates
@@ -220,10 +216,43 @@ def test_a_dry_run_with_domain_type_auto_makes_nothing(settings: Settings, uri: 
     out = cli(settings, uri, "--template", "automini", "--class", "c7", "--users", roster, "--dry-run")
     assert out.returncode == 0, out.stderr
     assert "domain type decided when the VMs are made" in out.stdout
-    assert "c7-alice: owner alice" in out.stdout
+    assert "c7-alice  alice" in out.stdout  # a row of the plan's table
     assert not kvmprobe.cache_file(settings).exists()
     assert not settings.passwords_dir.exists()
     assert not settings.provision.student_vms_dir.exists()
+
+
+def test_add_makes_only_the_missing_vms_of_a_roster_and_keeps_the_others(
+        settings: Settings, tmp_path: Path) -> None:
+    """A late student joins: the roster plus one new name. Without --add it is refused whole;
+    with it only the new VM is made, the existing one is named as kept and never touched."""
+    uri = testdriver.write(tmp_path / "lab.xml", [testdriver.Spec(
+        "c8-alice", VMState.RUNNING, 1, 64, LabMeta("alice", "c8", "mini"))])
+    roster = tmp_path / "users.csv"
+    roster.write_text(HEADER + "alice,Alice,,\nbob,Bob,,\n")
+    refused = cli(settings, uri, "--template", "mini", "--class", "c8", "--users", roster, "--dry-run")
+    assert refused.returncode == 2
+    assert "c8-alice: a VM of that name exists" in refused.stderr
+    assert "--add" in refused.stderr
+    dry = cli(settings, uri, "--template", "mini", "--class", "c8", "--users", roster, "--dry-run", "--add")
+    assert dry.returncode == 0, dry.stderr
+    rows = [line.split() for line in dry.stdout.splitlines()]
+    header = rows.index(["VM", "owner", "host", "template", "what"])
+    assert [row[:2] for row in rows[header + 1:header + 3]] == [["c8-bob", "bob"], ["c8-alice", "alice"]]
+    assert rows[header + 1][3] == "mini" and "new," in dry.stdout  # noqa: PT018
+    assert "kept: exists, not touched" in dry.stdout
+    assert "kept: 1 VM of the roster" in dry.stdout
+    made = cli(settings, uri, "--template", "mini", "--class", "c8", "--users", roster, "--add")
+    assert made.returncode == 0, made.stderr
+    assert "c8-bob: made" in made.stdout
+    assert "c8-alice" not in made.stdout
+    assert made_folders(settings) == ["c8-bob"]
+    # every VM of the roster exists already: nothing to add, said so
+    only_alice = tmp_path / "alice.csv"
+    only_alice.write_text(HEADER + "alice,Alice,,\n")
+    nothing = cli(settings, uri, "--template", "mini", "--class", "c8", "--users", only_alice, "--add")
+    assert nothing.returncode == 2
+    assert "there is nothing to add" in nothing.stderr
 
 
 def test_the_test_driver_offers_no_kvm() -> None:
@@ -318,31 +347,7 @@ def test_fix_permissions_lets_qemu_pass_with_an_acl_then_makes_the_class(
 def provision_on_a_terminal(settings: Settings, uri: str, answer: bytes,
                             *args: str | Path) -> tuple[int, str]:
     """The CLI's provision with a terminal for stdin, stdout and stderr; ``answer`` typed at its question."""
-    master, slave = pty.openpty()
-    env = {**BARE_ENV, "TERM": "dumb", **settings_env(settings)}
-    proc = subprocess.Popen([sys.executable, "-m", "tui.cli", "-c", uri, "provision", *map(str, args)],
-                            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=CHECKOUT)
-    os.close(slave)
-    seen, asked = b"", False
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1.0)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the other end is closed, the command ended
-                break
-            if not chunk:
-                break
-            seen += chunk
-            if not asked and b"[y/N]" in seen:
-                os.write(master, answer + b"\n")
-                asked = True
-    finally:
-        os.close(master)
-    return proc.wait(timeout=30), seen.decode(errors="replace")
+    return vm_manager_on_a_terminal("-c", uri, "provision", *args, answer=answer, **settings_env(settings))
 
 
 @pytest.mark.parametrize(("answer", "made"), [(b"n", False), (b"y", True)])

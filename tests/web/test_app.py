@@ -34,7 +34,7 @@ from core.model import VMState
 from core.records.audit import Actor, AuditLog
 from core.settings import RecordSettings, Settings
 from core.testing import testdriver
-from core.web.console.proxy import CLOSE_VM_STOPPED
+from core.web.console.proxy import CLOSE_VM_STOPPED, DISPLAY_CLOSED
 from core.web.console.routes import COOKIE
 from core.web.keys import ENDPOINTS, find_vm
 from core.web.middlewares import ACCESS_LOG
@@ -396,6 +396,43 @@ async def test_relay_and_vm_stop_without_qemu(console: StartConsole, test_lab: L
     assert not sockets[b].closed
     await sockets[b].close()
     await eventually(lambda: fake.released == 2, what="both viewers to release the endpoint")
+    await fake.session.close()
+
+
+@pytest.fixture
+async def ending_vnc() -> AsyncIterator[str]:
+    """A stand-in endpoint whose VM's display greets, then ends the connection."""
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(protocols=("binary",))
+        await ws.prepare(request)
+        await ws.send_bytes(b"RFB 003.008\n")
+        await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    server = TestServer(app)
+    await server.start_server()
+    yield f"http://127.0.0.1:{server.port}/"
+    await server.close()
+
+
+async def test_a_console_the_vm_side_ended_says_so(console: StartConsole, test_lab: Lab, ending_vnc: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page shows the close's reason ("the server closed the console: ..."): it names what ended."""
+    server = await console(test_lab)
+    fake, _ = relay_to(server, ending_vnc, monkeypatch)
+    uuid = uuid_of(test_lab, "web-a")
+    _, token = server.link(uuid)
+    browser = server.browser()
+    assert await server.open_link(browser, token) == 303
+    ws = await server.websocket(browser, uuid)
+    assert await greeting(ws) == b"RFB 003.008\n"
+    message = await ws.receive()
+    assert message.type == aiohttp.WSMsgType.CLOSE
+    assert message.data == aiohttp.WSCloseCode.OK
+    assert message.extra == DISPLAY_CLOSED
+    assert "display" in message.extra
     await fake.session.close()
 
 

@@ -2,7 +2,7 @@
 
     vm-manager templates [--json]
     vm-manager provision --template T --class C (--users CSV | --ldap-group DN) [--start] [--dry-run]
-                         [--overcommit] [--fix-permissions]
+                         [--overcommit] [--fix-permissions] [--add]
     vm-manager doctor [--fix]
 """
 
@@ -29,8 +29,8 @@ from core.provision import (
 )
 from core.settings import Settings
 from core.storage import QEMU_USER, grant_command
-from core.text import json_text, printable
-from tui.cli.common import EXIT_FAILED, EXIT_OK, Commands, ProgressBar, on_terminal, yes
+from core.text import count, json_text, printable
+from tui.cli.common import EXIT_FAILED, EXIT_OK, Commands, ProgressBar, on_terminal, print_table, yes
 
 
 def add_parsers(commands: Commands) -> None:
@@ -48,6 +48,9 @@ def add_parsers(commands: Commands) -> None:
                      "generated, written to a file only you can read)")
     who.add_argument("--ldap-group", metavar="DN", help="the members of this LDAP group")
     prov.add_argument("--start", action="store_true", help="start each VM once made")
+    prov.add_argument("--add", action="store_true",
+                      help="make only the roster's VMs that do not exist yet (a late student joins); "
+                      "those that exist are kept, never touched")
     prov.add_argument("--dry-run", action="store_true", help="show what would be made; make nothing")
     prov.add_argument("--overcommit", action="store_true",
                       help="go on when the host has less free memory or disk than the class needs")
@@ -76,8 +79,8 @@ def list_templates(args: argparse.Namespace, settings: Settings) -> int:
         print(f"no templates: declare them in {printable(str(settings.templates_file))}")
     else:
         for name, template in found.items():
-            print(f"{printable(name)}  {template.os}  {template.domain_type}  {template.vcpus} vCPU  "
-                  f"{template.memory_mib} MiB")
+            print(f"{printable(name)}  {template.os}  {template.domain_type}  "
+                  f"{count(template.vcpus, 'vCPU')}  {template.memory_mib} MiB")
             for check in checks[name]:
                 print(f"  {check.role:<7}{printable(str(check.path))}  {printable(check.problem or 'ok')}")
     return EXIT_FAILED if any(c.problem for cs in checks.values() for c in cs) else EXIT_OK
@@ -89,14 +92,16 @@ async def provision(args: argparse.Namespace, settings: Settings) -> int:
     try:
         try:
             plan = await lab.plan_provision(template, args.lab_class, students, start=args.start,
-                                            overcommit=args.overcommit, fix_permissions=args.fix_permissions)
+                                            overcommit=args.overcommit, fix_permissions=args.fix_permissions,
+                                            add=args.add)
         except Unreachable as refused:
             if args.dry_run or not _may_grant(refused.folders):
                 raise
             plan = await lab.plan_provision(template, args.lab_class, students, start=args.start,
-                                            overcommit=args.overcommit, fix_permissions=True)
+                                            overcommit=args.overcommit, fix_permissions=True, add=args.add)
         if args.dry_run:
             print("\n".join(map(printable, plan.describe())))
+            print_table(plan.TABLE_HEADER, plan.table())
             print("dry run: nothing made")
             return EXIT_OK
         bar = ProgressBar(len(plan.vms))

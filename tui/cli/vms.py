@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from core.lab import Lab
-from core.lifecycle import Action, check_snapshot_name, resolve
+from core.lifecycle import Action, check_snapshot_name, confirmation_word, resolve
 from core.model import VM
 from core.names import check_class_name, check_username
 from core.settings import Settings
@@ -114,7 +114,7 @@ async def act(args: argparse.Namespace, settings: Settings) -> int:
     try:
         found = resolve(lab.vms(), args.targets, args.classes)
         unmatched(found.unmatched)
-        if found.vms and action.destructive and not args.yes and not _confirm(action, found.vms):
+        if found.vms and action.destructive and not args.yes and not _confirm(action, found.vms, lab.vms()):
             print("nothing done", file=sys.stderr)
             return EXIT_FAILED
         timeout = getattr(args, "timeout", None)
@@ -139,9 +139,16 @@ async def assign_owner(args: argparse.Namespace, settings: Settings) -> int:
         await lab.close()
 
 
-def _confirm(action: Action, vms: list[VM]) -> bool:
+def _confirm(action: Action, vms: list[VM], every_vm: list[VM]) -> bool:
+    """Ask on the terminal: y, or for a whole class or many VMs deleted, the class's name or the
+    count typed (as the TUI asks)."""
     if not on_terminal():
         raise UsageError(f"{action.value} asks for confirmation: pass --yes when not on a terminal")
     names = ", ".join(printable(vm.name) for vm in vms[:10])
     names += f" and {len(vms) - 10} more" if len(vms) > 10 else ""
-    return yes(f"{action.value.capitalize()} {count(len(vms), 'VM')}: {names}? [y/N] ")
+    question = f"{action.value.capitalize()} {count(len(vms), 'VM')}: {names}?"
+    if word := confirmation_word(action.value, vms, every_vm):
+        what = "how many VMs" if word.isdigit() else "the class's name"
+        return input(f"{question} This cannot be undone: type {what} ({printable(word)}) to go "
+                     "ahead: ").strip() == word
+    return yes(f"{question} [y/N] ")

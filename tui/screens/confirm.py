@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button, Input, Static
 
-from core.lifecycle import Action
+from core.lifecycle import Action, confirmation_word
 from core.model import VM
 from core.text import count
 from tui import format as fmt
@@ -31,15 +32,21 @@ CONSEQUENCES = {
 }
 
 
-def vm_line(vm: VM) -> Text:
-    line = Text(no_wrap=True, overflow="ellipsis")
-    line.append(fmt.printable(vm.name), "bold")
-    line.append(f"  {vm.state.value}", fmt.STATE_STYLES[vm.state])
-    if vm.meta.owner:
-        line.append(f"  {fmt.printable(vm.meta.owner)}")
-    if vm.meta.lab_class:
-        line.append(f"  {fmt.printable(vm.meta.lab_class)}", "dim")
-    return line
+def vm_lines(vms: Sequence[VM]) -> list[Text]:
+    """A line a VM: name, state, owner and class, each in a column as wide as its widest cell."""
+    cells = [(fmt.printable(vm.name), vm.state.value, fmt.printable(vm.meta.owner or ""),
+              fmt.printable(vm.meta.lab_class or "")) for vm in vms]
+    widths = [max((cell_len(row[i]) for row in cells), default=0) for i in range(3)]
+    lines = []
+    for vm, (name, state, owner, lab_class) in zip(vms, cells, strict=True):
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(name + " " * (widths[0] - cell_len(name)), "bold")
+        line.append("  " + state.ljust(widths[1]), fmt.STATE_STYLES[vm.state])
+        line.append("  " + owner + " " * (widths[2] - cell_len(owner)))
+        line.append(f"  {lab_class}", "dim")
+        line.rstrip()
+        lines.append(line)
+    return lines
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -55,22 +62,27 @@ class ConfirmScreen(ModalScreen[bool]):
     ]
 
     def __init__(self, title: str, consequence: str, yes: str, *, vms: Sequence[VM] = (),
-                 lines: Sequence[Text] = (), no: str = "Cancel") -> None:
+                 lines: Sequence[Text] = (), no: str = "Cancel", word: str = "") -> None:
+        """``no``: the label of the way back; ``word``: what must be typed to go ahead (a class's
+        name, a count), for the actions that cannot be undone on many VMs; without it, y does."""
         super().__init__()
+        self.word = word
         self.title_text = title
         self.consequence = consequence
         self.yes = yes
         self.no = no
         self.vms = list(vms)
-        self.lines = [*map(vm_line, self.vms), *lines]
+        self.lines = [*vm_lines(self.vms), *lines]
 
     @classmethod
     def for_action(cls, action: Action, vms: Sequence[VM], halt_timeout: float = 60.0, *,
-                   snapshot: str = "") -> ConfirmScreen:
+                   snapshot: str = "", every_vm: Sequence[VM] = ()) -> ConfirmScreen:
+        """``every_vm``: the lab's VMs, to tell a whole class (whose name must be typed to delete it)."""
         consequence = CONSEQUENCES.get(action, "").format(timeout=halt_timeout,
                                                           snapshot=fmt.printable(snapshot))
         return cls(f"{action.value.capitalize()} {count(len(vms), 'VM')}?", consequence,
-                   action.value.capitalize(), vms=vms)
+                   action.value.capitalize(), vms=vms,
+                   word=confirmation_word(action.value, vms, every_vm or vms))
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -80,18 +92,45 @@ class ConfirmScreen(ModalScreen[bool]):
             with VerticalScroll(id="confirm-list"):
                 for line in self.lines:
                     yield Static(line, classes="confirm-vm")
+            if self.word:
+                what = "the class's name" if not self.word.isdigit() else "how many VMs"
+                yield Static(Text.assemble(f"This cannot be undone. Type {what}, ",
+                                           (fmt.printable(self.word), "bold"), ", to go ahead:"),
+                             id="confirm-ask")
+                yield Input(placeholder=fmt.printable(self.word), id="confirm-word", compact=True)
             with Horizontal(id="confirm-buttons"):
-                yield Button(f"{self.no} (n)", id="cancel", compact=True)
-                yield Button(f"{self.yes} (y)", id="confirm", variant="error", compact=True)
+                yield Button(f"{self.no} (esc)" if self.word else f"{self.no} (n)", id="cancel", compact=True)
+                yield Button(self.yes if self.word else f"{self.yes} (y)", id="confirm", variant="error",
+                             compact=True, disabled=bool(self.word))
 
     def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
+        if self.word:  # a stray Enter there changes nothing either: only the word goes ahead
+            self.query_one("#confirm-word", Input).focus()
+        else:
+            self.query_one("#cancel", Button).focus()
+
+    @property
+    def typed(self) -> bool:
+        """Whether what must be typed (if anything) is."""
+        return not self.word or self.query_one("#confirm-word", Input).value.strip() == self.word
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.query_one("#confirm", Button).disabled = not self.typed
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_confirm()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "confirm")
+        if event.button.id == "confirm":
+            self.action_confirm()
+        else:
+            self.dismiss(False)
 
     def action_confirm(self) -> None:
-        self.dismiss(True)
+        if self.typed:
+            self.dismiss(True)
 
     def action_cancel(self) -> None:
         self.dismiss(False)

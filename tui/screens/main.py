@@ -20,9 +20,10 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
+from core.demo import DEMO_NOTE
 from core.errors import VMManagerError
 from core.lifecycle import Action, ActionResult, check_snapshot_name
-from core.links import VIEWER_POLL, Consoles, parse_ttl
+from core.links import VIEWER_POLL, Consoles, describe_ttl, parse_ttl
 from core.model import VM, Change, HostStatus
 from core.text import count
 from tui import format as fmt
@@ -148,7 +149,7 @@ class MainScreen(Screen[None]):
             for change in changes:
                 line = change_line(change)
                 if line is not None:
-                    log.add(line, repaint=False)
+                    log.add(line, repaint=False, vm=change.vm, mine=change.cause is not None)
         connection = False
         for status in hosts:
             old = self.hosts.get(status.name)
@@ -170,6 +171,7 @@ class MainScreen(Screen[None]):
 
     def on_vmtable_status_changed(self, event: VMTable.StatusChanged) -> None:
         self.query_one(StatusBar).show_status(event.status)
+        self.event_log.follow(self.table.model.query)  # the log shows what the table shows
 
     # -- filter --
     def action_filter(self) -> None:
@@ -240,7 +242,8 @@ class MainScreen(Screen[None]):
             self.app.push_screen(ProvisionScreen(self.lab))
 
     def action_templates(self) -> None:
-        self.app.push_screen(TemplatesScreen(self.lab.settings if self.lab else self.app.settings))  # type: ignore[attr-defined]
+        self.app.push_screen(TemplatesScreen(self.lab.settings if self.lab else self.app.settings,  # type: ignore[attr-defined]
+                                             demo=self.lab is not None and self.lab.demo))
 
     def action_requests(self) -> None:
         if self.lab is not None:
@@ -264,7 +267,7 @@ class MainScreen(Screen[None]):
             if snapshot:
                 self.confirm_then_perform(action, vms, snapshot)
             else:
-                self.event_log.add(Text(f"{action.value} cancelled", "dim"))
+                self.event_log.add(Text(f"{action.value} cancelled", "dim"), mine=True)
 
         what = fmt.printable(vms[0].name) if len(vms) == 1 else count(len(vms), "VM")
         if action == Action.SNAPSHOT:
@@ -288,17 +291,19 @@ class MainScreen(Screen[None]):
             if confirmed:
                 self.perform(action, vms, snapshot)
             else:
-                self.event_log.add(Text(f"{action.value} cancelled", "dim"))
+                self.event_log.add(Text(f"{action.value} cancelled", "dim"), mine=True)
 
         self.app.push_screen(ConfirmScreen.for_action(action, vms, self.lab.settings.actions.halt_timeout,
-                                                      snapshot=snapshot), answered)
+                                                      snapshot=snapshot, every_vm=self.table.all_vms()),
+                             answered)
 
     def perform(self, action: Action, vms: Sequence[VM], snapshot: str = "") -> None:
         """Run the action in a worker; marks are cleared so the next action starts afresh."""
         if self.table.marked:
             self.table.clear_marks()
         named = f" {snapshot}" if snapshot else ""
-        self.event_log.add(Text(f"{action.value}{named} requested on {count(len(vms), 'VM')}", "bold"))
+        self.event_log.add(Text(f"{action.value}{named} requested on {count(len(vms), 'VM')}", "bold"),
+                           mine=True)
         self.run_worker(self._perform(action, list(vms), snapshot), group="actions",
                         exit_on_error=False)
 
@@ -307,12 +312,13 @@ class MainScreen(Screen[None]):
         try:
             results = await self.lab.act(action, vms, snapshot=snapshot)
         except VMManagerError as exc:
-            self.event_log.add(Text(f"{action.value} failed: {fmt.printable(exc.message)}", "bold red"))
+            self.event_log.add(Text(f"{action.value} failed: {fmt.printable(exc.message)}", "bold red"),
+                               mine=True)
             self.notify(exc.message, title=f"{action.value.capitalize()} failed", severity="error",
                         timeout=15, markup=False)
             return
         for result in results:
-            self.event_log.add(result_line(result))
+            self.event_log.add(result_line(result), vm=result.vm, mine=True)
         failed = sum(1 for r in results if not r.ok)
         if failed:
             self.notify(failure_message(results), severity="error", timeout=15, markup=False,
@@ -346,17 +352,19 @@ class MainScreen(Screen[None]):
             if ttl:
                 self.share(vms, ttl)
             else:
-                self.event_log.add(Text("share cancelled", "dim"))
+                self.event_log.add(Text("share cancelled", "dim"), mine=True)
 
         what = fmt.printable(vms[0].name) if len(vms) == 1 else count(len(vms), "VM")
         self.app.push_screen(
             PromptScreen(
                 f"Share the console of {what}",
-                "how long: 30m, 4h, 2d",
+                "how long: 30m, 4h, 2d, 1h30m",
                 value=self.lab.settings.consoles.share_ttl,
                 check=parse_ttl,
+                meaning=describe_ttl,
                 explanation="One link per VM: whoever opens it sees and uses the VM's "
-                "screen in a browser until the link expires or you revoke it (C).",
+                "screen in a browser until the link expires or you revoke it (C). How long it "
+                "works: minutes, hours or days (30m, 4h, 2d, 1h30m; at most 30 days).",
             ),
             chosen,
         )
@@ -364,7 +372,7 @@ class MainScreen(Screen[None]):
     def share(self, vms: Sequence[VM], ttl: str) -> None:
         if self.table.marked:
             self.table.clear_marks()
-        self.event_log.add(Text(f"share requested on {count(len(vms), 'VM')} for {ttl}", "bold"))
+        self.event_log.add(Text(f"share requested on {count(len(vms), 'VM')} for {ttl}", "bold"), mine=True)
         self.run_worker(self._share(list(vms), ttl), group="consoles", exit_on_error=False)
 
     async def _share(self, vms: list[VM], ttl: str) -> None:
@@ -376,16 +384,18 @@ class MainScreen(Screen[None]):
             return
         for link in result.links:  # the id, never the URL: it holds the token
             self.event_log.add(f"{fmt.printable(link.vm_name)}  share link {link.id} made, expires "
-                               f"{link.expires}")
+                               f"{link.expires}", mine=True)
         for name, why in result.errors:
             self.event_log.add(Text(f"{fmt.printable(name)}  no share link: {fmt.printable(why)}",
-                                    "bold red"))
+                                    "bold red"), mine=True)
         if result.errors:
             self.notify("\n".join(f"{fmt.printable(n)}: {fmt.printable(w)}" for n, w in result.errors),
-                        title=f"No link for {len(result.errors)} VM(s)", severity="error", timeout=15,
+                        title=f"No link for {count(len(result.errors), 'VM')}", severity="error", timeout=15,
                         markup=False)
         if result.links:
             note = "" if result.via_server else self.consoles.no_server_note()
+            if self.lab is not None and self.lab.demo:
+                note = f"{DEMO_NOTE}. {note}".strip()
             self.app.push_screen(ShareScreen(result, note))
         self.poll_viewers()
 
@@ -400,14 +410,14 @@ class MainScreen(Screen[None]):
             if confirmed:
                 self.revoke_links(vms)
             else:
-                self.event_log.add(Text("revoke links cancelled", "dim"))
+                self.event_log.add(Text("revoke links cancelled", "dim"), mine=True)
 
         self.app.push_screen(RevokeScreen(vms, server=self.table.viewers is not None), answered)
 
     def revoke_links(self, vms: Sequence[VM]) -> None:
         if self.table.marked:
             self.table.clear_marks()
-        self.event_log.add(Text(f"revoke links requested on {count(len(vms), 'VM')}", "bold"))
+        self.event_log.add(Text(f"revoke links requested on {count(len(vms), 'VM')}", "bold"), mine=True)
         self.run_worker(self._revoke_links(list(vms)), group="consoles", exit_on_error=False)
 
     async def _revoke_links(self, vms: list[VM]) -> None:
@@ -418,7 +428,7 @@ class MainScreen(Screen[None]):
             self._console_failure("Revoke links", exc)
             return
         for link_id, name in result.revoked:
-            self.event_log.add(f"{fmt.printable(name)}  share link {link_id} revoked")
+            self.event_log.add(f"{fmt.printable(name)}  share link {link_id} revoked", mine=True)
         revoked = len(result.revoked)
         message = f"{count(revoked, 'link')} revoked" if revoked else "no active link to revoke"
         if result.closed:
@@ -430,5 +440,5 @@ class MainScreen(Screen[None]):
 
     def _console_failure(self, what: str, exc: Exception) -> None:
         message = exc.message if isinstance(exc, VMManagerError) else f"{type(exc).__name__}: {exc}"
-        self.event_log.add(Text(f"{what.lower()} failed: {fmt.printable(message)}", "bold red"))
+        self.event_log.add(Text(f"{what.lower()} failed: {fmt.printable(message)}", "bold red"), mine=True)
         self.notify(message, title=f"{what} failed", severity="error", timeout=15, markup=False)

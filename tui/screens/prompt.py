@@ -25,7 +25,9 @@ class PromptScreen(ModalScreen[str | None]):
     ]
 
     def __init__(self, title: str, label: str, *, explanation: str = "", value: str = "",
-                 check: Callable[[str], object] | None = None, required: bool = True) -> None:
+                 check: Callable[[str], object] | None = None, required: bool = True,
+                 meaning: Callable[[str], str] | None = None) -> None:
+        """``meaning`` says under the box, as it is typed, what the value means (``4h``: 4 hours)."""
         super().__init__()
         self.required = required
         self.title_text = title
@@ -33,6 +35,7 @@ class PromptScreen(ModalScreen[str | None]):
         self.explanation = explanation
         self.initial = value
         self.check = check
+        self.meaning = meaning
 
     def compose(self) -> ComposeResult:
         with Vertical(id="prompt-box"):
@@ -45,6 +48,19 @@ class PromptScreen(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
+        self._say_meaning(self.initial)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._say_meaning(event.value)
+
+    def _say_meaning(self, value: str) -> None:
+        if self.meaning is None:
+            return
+        try:
+            said = Text(f"= {self.meaning(value)}", "green") if value.strip() else Text("")
+        except VMManagerError as exc:
+            said = Text(fmt.printable(exc.message), "dim")
+        self.query_one("#prompt-error", Static).update(said)
 
     @property
     def error(self) -> str:

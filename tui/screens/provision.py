@@ -22,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import (
     Button,
     Checkbox,
+    DataTable,
     Footer,
     Input,
     Label,
@@ -63,6 +64,7 @@ class Inputs:
     where: str  # the roster's path, or the group's DN
     start: bool
     overcommit: bool
+    add: bool = False  # only the roster's VMs that do not exist yet
 
     def missing(self) -> list[str]:
         found = []
@@ -125,6 +127,9 @@ class ProvisionScreen(Screen[None]):
                 yield Label("", classes="form-label")
                 yield Checkbox("start when made", id="start", compact=True)
                 yield Checkbox("overcommit (ignore the capacity check)", id="overcommit", compact=True)
+            with Horizontal(classes="form-row"):
+                yield Label("", classes="form-label")
+                yield Checkbox("only the missing VMs (keep those that exist)", id="add", compact=True)
             yield Static(Text(WINDOWS_NOTE, "yellow"), id="provision-note")
             with Horizontal(id="provision-buttons"):
                 yield Button("Preview (ctrl+r)", id="preview", compact=True)
@@ -132,12 +137,14 @@ class ProvisionScreen(Screen[None]):
                              disabled=True)
         yield Static(id="provision-status")
         yield ProgressBar(total=1, id="provision-progress", show_eta=False)  # not indeterminate: no animation
+        yield DataTable[str](id="provision-plan", cursor_type="row", zebra_stripes=True)
         yield RichLog(id="provision-output", wrap=True, min_width=20, markup=False, highlight=False)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#provision-note").display = False
         self.query_one(ProgressBar).display = False
+        self.query_one("#provision-plan", DataTable).display = False
         self._status("Fill in the form, then Preview: nothing is made until you press Provision.")
         self.query_one("#template", Select).focus()
         self.load_templates()
@@ -149,7 +156,8 @@ class ProvisionScreen(Screen[None]):
         return Inputs(template or "", self.query_one("#class", Input).value.strip(), source,
                       self.query_one("#users", Input).value.strip(),
                       self.query_one("#start", Checkbox).value,
-                      self.query_one("#overcommit", Checkbox).value)
+                      self.query_one("#overcommit", Checkbox).value,
+                      self.query_one("#add", Checkbox).value)
 
     @property
     def selected_template(self) -> Template | None:
@@ -220,6 +228,9 @@ class ProvisionScreen(Screen[None]):
     def _clear(self) -> None:
         self.output_lines.clear()
         self.query_one(RichLog).clear()
+        table = self.query_one("#provision-plan", DataTable)
+        table.clear(columns=True)
+        table.display = False
 
     def _out(self, line: str, style: str = "", *, follow: bool = True) -> None:
         """One line in the output panel; ``follow`` scrolls to it."""
@@ -227,19 +238,21 @@ class ProvisionScreen(Screen[None]):
         self.output_lines.append(line)
         self.query_one(RichLog).write(Text(line, style), scroll_end=follow)
 
-    def _show_error(self, title: str, lines: list[str]) -> None:
+    def _show_error(self, title: str, lines: list[str], status: str = "") -> None:
+        """The problems in the output panel; the status line says ``status`` (else that nothing
+        was made)."""
         self._clear()
         self._out(title, "bold red")
         for line in lines:
             self._out(line, "red")
-        self._status(Text(f"{title}: nothing was made.", "bold red"))
+        self._status(Text(status or f"{title}: nothing was made.", "bold red"))
 
     # -- templates --
     @work(exclusive=True, group="provision-templates", exit_on_error=False)
     async def load_templates(self) -> None:
         select = self.query_one("#template", Select)
         try:
-            infos = await asyncio.to_thread(read_templates, self.lab.settings)
+            infos = await asyncio.to_thread(read_templates, self.lab.settings, self.lab.demo)
         except Exception as exc:  # a bad templates.toml: say so, in the screen
             self._show_error(*error_lines(exc))
             select.prompt = "no templates (see below)"
@@ -269,11 +282,13 @@ class ProvisionScreen(Screen[None]):
             return
         inputs = self.inputs()
         if missing := inputs.missing():
-            self._show_error("Cannot preview yet", missing)
+            self._show_error("Cannot preview yet", missing,
+                             f"To preview: {', '.join(missing)}, then Preview (ctrl+r).")
             return
         info = self.templates.get(inputs.template)
         if info is None:
-            self._show_error("Cannot preview yet", [f"no template {inputs.template!r}"])
+            self._show_error("Cannot preview yet", [f"no template {inputs.template!r}"],
+                             "To preview: choose one of the templates, then Preview (ctrl+r).")
             return
         self.busy = "preview"
         self.plan = self.plan_inputs = None
@@ -287,7 +302,7 @@ class ProvisionScreen(Screen[None]):
             students = await self._students(inputs, template)
             plan = await self.lab.plan_provision(template, inputs.lab_class, students,
                                                  start=inputs.start, overcommit=inputs.overcommit,
-                                                 fix_permissions=fix_permissions)
+                                                 fix_permissions=fix_permissions, add=inputs.add)
         except Unreachable as exc:
             self._show_error(*error_lines(exc))
             self._ask_to_grant(inputs, template, exc.folders)
@@ -335,7 +350,13 @@ class ProvisionScreen(Screen[None]):
         if plan.template.os == "windows":
             self._out(WINDOWS_NOTE, "yellow", follow=False)
         self.query_one(RichLog).scroll_home(animate=False)  # capacity on top, in view
-        self._status(Text(f"Preview: {count(len(plan.vms), 'VM')} to make, nothing made "
+        table = self.query_one("#provision-plan", DataTable)
+        table.add_columns(*plan.TABLE_HEADER)
+        for row in plan.table():
+            table.add_row(*(fmt.printable(cell) for cell in row))
+        table.display = True
+        kept = f", {count(len(plan.kept), 'VM')} kept" if plan.kept else ""
+        self._status(Text(f"Preview: {count(len(plan.vms), 'VM')} to make{kept}, nothing made "
                           "yet; Provision (ctrl+g) makes them.", "green"))
 
     # -- provisioning --
@@ -351,11 +372,11 @@ class ProvisionScreen(Screen[None]):
         bar.update(total=len(plan.vms), progress=0)
         bar.display = True
         self._clear()
-        self._out(f"making {len(plan.vms)} VMs of class {plan.lab_class}…", "bold")
+        self._out(f"making {count(len(plan.vms), 'VM')} of class {plan.lab_class}…", "bold")
         # as the CLI does: say why nothing moves while the probe boots
         self._status(f"Deciding the domain type first: a KVM probe boot (once per host, up to "
                      f"{KVM_PROBE_DEADLINE:g} s)…" if plan.domain_type == AUTO
-                     else f"Making 0 of {len(plan.vms)} VMs…")
+                     else f"Making 0 of {count(len(plan.vms), 'VM')}…")
         self._sync()
         self._provision(plan)
 
@@ -380,14 +401,14 @@ class ProvisionScreen(Screen[None]):
         if not self.is_mounted:
             return
         self.query_one(ProgressBar).update(total=total, progress=done)
-        self._status(f"Made {done} of {total} VMs…")
+        self._status(f"Made {done} of {count(total, 'VM')}…")
         self._out(_outcome_line(outcome), "" if outcome.ok else "red")
 
     def _show_report(self, plan: Plan, report: Report) -> None:
         self._clear()
         total, failed = len(report.outcomes), len(report.failed)
         made = total - failed
-        summary = f"class {plan.lab_class}: {made} of {total} VMs made" + (f", {failed} failed"
+        summary = f"class {plan.lab_class}: {made} of {count(total, 'VM')} made" + (f", {failed} failed"
                                                                           if failed else "")
         self._out(summary, "bold red" if failed else "bold green", follow=False)
         for outcome in report.outcomes:

@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Footer, Static
 from core.errors import VMManagerError
 from core.lab import Lab
 from core.records import Kind, Request, RequestStore, Status
-from core.text import format_time
+from core.text import count, format_time
 from tui import format as fmt
 from tui.screens.prompt import PromptScreen
 from tui.widgets.listing import ListFilter, ListScreen, ListTable, row_matches
@@ -97,9 +97,9 @@ class RequestsScreen(ListScreen):
 
     def show_selected(self) -> None:
         """The count, and the selected request whole: at 80 columns its reason column is cut."""
-        what = "requests" if self.show_answered else "pending requests"
+        what = "request" if self.show_answered else "pending request"
         shown = self.query_one(DataTable).row_count
-        text = Text(f"{len(self.requests)} {what}" if self.requests else f"No {what}.", "dim")
+        text = Text(count(len(self.requests), what) if self.requests else f"No {what}s.", "dim")
         if shown < len(self.requests):
             text.append(f", {shown} matching the filter", "dim")
         if (request := self.selected()) is not None:

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from core.errors import VMManagerError
 from core.provision import FileCheck, Template, check_files, load_templates
+from core.text import count
 from tui import format as fmt
 
 if TYPE_CHECKING:
@@ -31,20 +32,27 @@ class TemplateInfo:
         return not any(check.problem for check in self.files)
 
 
-def read_templates(settings: Settings) -> list[TemplateInfo]:
-    """Every template with its file checks (blocking: file system and account lookups)."""
+def read_templates(settings: Settings, demo: bool = False) -> list[TemplateInfo]:
+    """Every template with its file checks (blocking: file system and account lookups); the demo
+    lab's files are fictional, never checked."""
     templates = load_templates(settings.templates_file, settings.templates_path)
-    return [TemplateInfo(t, check_files(t)) for t in sorted(templates.values(), key=lambda t: t.name)]
+    return [TemplateInfo(t, [] if demo else check_files(t))
+            for t in sorted(templates.values(), key=lambda t: t.name)]
+
+
+DEMO_FILES = "demo: fictional, none read"
 
 
 def template_summary(template: Template) -> str:
     """One line: os, vCPUs and memory (for pickers)."""
-    return (f"{template.name}  {template.os}, {template.vcpus} vCPU, "
+    return (f"{template.name}  {template.os}, {count(template.vcpus, 'vCPU')}, "
             f"{fmt.size_mib(template.memory_mib)}")
 
 
 def files_cell(files: list[FileCheck]) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
+    if not files:
+        text.append(DEMO_FILES, "dim")
     for n, check in enumerate(files):
         if n:
             text.append("  ")
@@ -62,6 +70,8 @@ def files_text(info: TemplateInfo) -> Text:
     if info.template.cmdline:
         text.append("  cmdline ", "dim")
         text.append(fmt.printable(info.template.cmdline))
+    if not info.files:
+        text.append(f"\n  {DEMO_FILES}", "dim")
     for check in info.files:
         text.append(f"\n  {check.role:<7}", "bold")
         text.append(fmt.printable(str(check.path)))
@@ -82,9 +92,10 @@ class TemplatesScreen(Screen[None]):
 
     COLUMNS = ("Name", "OS", "Type", "vCPUs", "Memory", "Disk", "Files (QEMU can read?)")
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, demo: bool = False) -> None:
         super().__init__()
         self.settings = settings
+        self.demo = demo
         self.infos: list[TemplateInfo] = []
         self.error = ""
         self.loaded = False
@@ -107,7 +118,7 @@ class TemplatesScreen(Screen[None]):
     @work(exclusive=True, group="templates", exit_on_error=False)
     async def action_reload(self) -> None:
         try:
-            self.infos, self.error = await asyncio.to_thread(read_templates, self.settings), ""
+            self.infos, self.error = await asyncio.to_thread(read_templates, self.settings, self.demo), ""
         except VMManagerError as exc:
             self.infos, self.error = [], exc.message
         except Exception as exc:  # never a traceback: say what went wrong

@@ -25,6 +25,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 CLOSE_REVOKED = 4001  # the share link was revoked or expired
 CLOSE_VM_STOPPED = 4002
 _SENDABLE = frozenset({1000, 1001, 1003, 1007, 1008, 1009, 1011})
+DISPLAY_CLOSED = "the VM's display ended the connection (did the VM stop or restart?)"
+"""Why a console closed when the VM's side ended it: the page shows it when the server knows no more."""
 
 Socket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
@@ -163,4 +165,4 @@ async def relay(browser: web.WebSocketResponse, upstream: aiohttp.ClientWebSocke
                 await task
         await _close(upstream, WSCloseCode.OK, "")
         code = upstream.close_code if upstream.close_code in _SENDABLE else WSCloseCode.OK
-        await _close(browser, code, "the console closed" if code == WSCloseCode.OK else "")
+        await _close(browser, code, DISPLAY_CLOSED if code == WSCloseCode.OK else "")
