@@ -7,6 +7,7 @@ of :mod:`core.text`: controls and bidi overrides shown escaped) and is placed in
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
@@ -98,6 +99,18 @@ def memory(vm: VM) -> str:
     if used is None:
         return size_mib(vm.memory_mib)
     return f"{size_mib(used)}/{size_mib(vm.memory_mib)}"
+
+
+def created(stamp: str) -> str:
+    """The day a VM was made (``2026-11-24``, local time) from its metadata's ISO 8601 stamp; the
+    stamp as written when it is no date; ``—`` when there is none."""
+    if not stamp:
+        return DASH
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return printable(stamp)
+    return (when.astimezone() if when.tzinfo else when).date().isoformat()
 
 
 def text_or_dash(value: str) -> str:

@@ -357,8 +357,9 @@ class VMTable(ScrollView, can_focus=True):
 
     def _render_header(self, width: int) -> Strip:
         style = self.get_component_rich_style("vmtable--header")
-        cells = self.model.header_cells(self._layout(width))
-        return Strip([Segment(piece, style) for piece in line_pieces(" " * GUTTER, cells, width)], width)
+        layout = self._layout(width)
+        pieces = line_pieces(" " * GUTTER, self.model.header_cells(layout), width, layout.gap)
+        return Strip([Segment(piece, style) for piece in pieces], width)
 
     def _render_row(self, key: Key, index: int, width: int) -> Strip:
         model = self.model
@@ -373,7 +374,8 @@ class VMTable(ScrollView, can_focus=True):
         if cached is not None and cached[0] == signature:
             return cached[1]
         style = self._row_style(row.vm.state, marked, cursor)
-        pieces = line_pieces(MARK if marked else " ", model.row_cells(row, layout, uptime, viewers), width)
+        pieces = line_pieces(MARK if marked else " ", model.row_cells(row, layout, uptime, viewers), width,
+                             layout.gap)
         strip = Strip([Segment(piece, style) for piece in pieces], width)
         if len(self._strips) > 2000:
             self._strips.clear()
