@@ -93,12 +93,27 @@ def ips(vm: VM) -> str:
     return printable(vm.ips[0]) + (f"+{extra}" if extra else "")
 
 
+MEMORY_HELP = ("MEM", "used/allocated (310M/1G) when the guest's balloon driver reports its use; "
+                      "else the allocation alone (1G)")
+"""What the table's memory cell says, for the help screen."""
+
+
 def memory(vm: VM) -> str:
-    """Allocated memory, preceded by what the guest uses when the driver reports it."""
+    """Allocated memory, preceded by what the guest says it uses when it says so (see
+    :data:`MEMORY_HELP`)."""
     used = vm.figures.mem_used_mib
     if used is None:
         return size_mib(vm.memory_mib)
     return f"{size_mib(used)}/{size_mib(vm.memory_mib)}"
+
+
+def memory_detail(vm: VM) -> str:
+    """The memory as the detail view says it: which figure is the guest's own."""
+    used = vm.figures.mem_used_mib
+    if used is None:
+        return f"{size_mib(vm.memory_mib)} allocated" + (
+            " (no use reported)" if vm.state.is_active else "")
+    return f"{size_mib(used)} used of {size_mib(vm.memory_mib)}"
 
 
 def created(stamp: str) -> str:

@@ -13,7 +13,9 @@ import sys
 from support.cli import CHECKOUT
 
 from core.metadata import LabMeta
-from core.model import VM, Change, VMState
+from core.model import VM, Change, Figures, VMState
+from tui import format as fmt
+from tui.screens.help import help_text
 from tui.tablemodel import COLUMNS, NO_COUNT, TableModel, compute_layout, fit, line_pieces
 
 LONG = "net101-" + "x" * 33  # 40 characters: a name column's most
@@ -307,3 +309,16 @@ def test_the_model_loads_no_textual() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=CHECKOUT)
     assert out.stdout.strip() == "[]"
+
+
+def test_memory_shows_the_guests_use_only_when_it_reports_one_and_says_which() -> None:
+    reported = dataclasses.replace(ALICE, figures=Figures(mem_used_mib=310))
+    model = model_of(reported, BOB)
+    assert model.row_text(0, 80, now=0.0).split()[6] == "310M/2G"  # used/allocated
+    assert model.row_text(1, 80, now=0.0).split()[6] == "1G"  # allocated alone
+    assert fmt.memory_detail(reported) == "310M used of 2G"
+    assert fmt.memory_detail(ALICE) == "2G allocated (no use reported)"
+    assert fmt.memory_detail(BOB) == "1G allocated"  # shut off: nothing to report
+    help_lines = help_text([], "keymap.toml").plain.splitlines()
+    assert any(line.split()[:2] == ["MEM", "used/allocated"] and "allocation alone" in line
+               for line in help_lines)

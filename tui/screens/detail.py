@@ -49,7 +49,7 @@ def summary_text(vm: VM, now: float, removed: bool = False) -> Text:
     lines = [
         [("Owner", fmt.text_or_dash(vm.meta.owner)), ("Class", fmt.text_or_dash(vm.meta.lab_class)),
          ("Template", fmt.text_or_dash(vm.meta.template)), ("Created", fmt.text_or_dash(vm.meta.created))],
-        [("vCPUs", str(vm.vcpus)), ("Memory", fmt.memory(vm)),
+        [("vCPUs", str(vm.vcpus)), ("Memory", fmt.memory_detail(vm)),
          ("CPU", fmt.percent(vm.figures.cpu_percent)), ("Uptime", fmt.uptime(vm, now)),
          ("IPs", ", ".join(fmt.printable(ip) for ip in vm.ips) or fmt.DASH)],
         [("UUID", vm.uuid), ("Host", fmt.printable(vm.host)),
