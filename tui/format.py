@@ -80,6 +80,27 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
+HALTING_WIDEST = "halting… 59m59s"
+"""As wide as a halting VM's state gets (for a column's width): what :func:`state` says."""
+
+
+def halting(vm: VM) -> bool:
+    return vm.halting_until is not None and vm.state.is_active
+
+
+def state(vm: VM, now: float) -> str:
+    """libvirt's state, or ``halting… 42s`` (the time left before the power-off) while this
+    process halts it."""
+    if vm.halting_until is None or not vm.state.is_active:
+        return vm.state.value
+    return f"halting… {duration(vm.halting_until - now)}"
+
+
+def style_state(vm: VM) -> VMState:
+    """The state a row is coloured as: a halting VM as one shutting down."""
+    return VMState.SHUTDOWN if halting(vm) else vm.state
+
+
 def uptime(vm: VM, now: float) -> str:
     if vm.started_at is None or not vm.state.is_active:
         return DASH

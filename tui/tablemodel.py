@@ -41,7 +41,7 @@ class Column(NamedTuple):
 COLUMNS: tuple[Column, ...] = (
     Column("name", "NAME", 10, 40, 0, flexible=True),
     Column("host", "HOST", 6, 16, 1, flexible=True),  # only with more than one host
-    Column("state", "STATE", 5, 11, 2),
+    Column("state", "STATE", 5, 15, 2),  # "halting… 59m59s" at most
     Column("owner", "OWNER", 5, 16, 3, flexible=True),
     Column("class", "CLASS", 5, 12, 4, flexible=True),
     Column("template", "TEMPLATE", 8, 16, 11, flexible=True),
@@ -58,6 +58,7 @@ _INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
 _UPTIME = _INDEX["uptime"]
 _VIEWERS = _INDEX["viewers"]
 _NAME = _INDEX["name"]
+_STATE = _INDEX["state"]
 NO_COUNT = "—"  # no console server answers: nobody can be counted
 _SHRINK_ORDER = ("ip", "template", "class", "owner", "host", "name")
 NAME_KEPT = 24
@@ -87,9 +88,10 @@ class Layout(tuple[tuple[int, int], ...]):
 
 def _cells(vm: VM) -> tuple[str, ...]:
     """Every cell but the uptime (the clock's) and the viewers (the console server's), as plain,
-    printable strings."""
+    printable strings; a halting VM's state (the clock's too) as wide as it gets."""
     meta = vm.meta
-    return (fmt.printable(vm.name), fmt.printable(vm.host), vm.state.value,
+    return (fmt.printable(vm.name), fmt.printable(vm.host),
+            fmt.HALTING_WIDEST if fmt.halting(vm) else vm.state.value,
             fmt.text_or_dash(meta.owner), fmt.text_or_dash(meta.lab_class),
             fmt.text_or_dash(meta.template), fmt.ips(vm), str(vm.vcpus), fmt.memory(vm),
             fmt.percent(vm.figures.cpu_percent), "", "", fmt.created(meta.created))
@@ -516,10 +518,11 @@ class TableModel:
             cells.append(fit(title, w, column.right and column.key != self.sort_column))
         return cells
 
-    def row_cells(self, row: Row, layout: Layout, uptime: str, viewers: str) -> list[str]:
-        """A row's cells fitted to ``layout``, with the uptime and viewer count given."""
+    def row_cells(self, row: Row, layout: Layout, uptime: str, viewers: str, state: str) -> list[str]:
+        """A row's cells fitted to ``layout``, with the uptime, viewer count and state given."""
+        live = {_UPTIME: uptime, _VIEWERS: viewers, _STATE: state}
         cells = row.cells
-        texts = [uptime if i == _UPTIME else viewers if i == _VIEWERS else cells[i] for i, _ in layout]
+        texts = [live.get(i, cells[i]) for i, _ in layout]
         return [fit(text, w, COLUMNS[i].right) for text, (i, w) in zip(texts, layout, strict=True)]
 
     def header_text(self, width: int) -> str:
@@ -532,7 +535,8 @@ class TableModel:
         key = self._order[index]
         row = self._rows[key]
         layout = self.layout(width)
-        cells = self.row_cells(row, layout, fmt.uptime(row.vm, now), self.viewers_text(row.vm))
+        cells = self.row_cells(row, layout, fmt.uptime(row.vm, now), self.viewers_text(row.vm),
+                               fmt.state(row.vm, now))
         return "".join(line_pieces(MARK if key in self.marked else " ", cells, width, layout.gap))
 
     # -- internals --

@@ -15,6 +15,7 @@ from support.cli import CHECKOUT
 from core.metadata import LabMeta
 from core.model import VM, Change, Figures, VMState
 from tui import format as fmt
+from tui.screens.detail import summary_text
 from tui.screens.help import help_text
 from tui.tablemodel import COLUMNS, NO_COUNT, TableModel, compute_layout, fit, line_pieces
 
@@ -322,3 +323,17 @@ def test_memory_shows_the_guests_use_only_when_it_reports_one_and_says_which() -
     help_lines = help_text([], "keymap.toml").plain.splitlines()
     assert any(line.split()[:2] == ["MEM", "used/allocated"] and "allocation alone" in line
                for line in help_lines)
+
+
+def test_a_vm_being_halted_shows_halting_and_the_time_left() -> None:
+    halting = dataclasses.replace(ALICE, halting_until=1042.4)
+    model = model_of(halting, BOB)
+    row = model.row_text(0, 80, now=1000.0)
+    assert "halting… 42s " in row
+    assert "running" not in row
+    assert "halting… 2s " in model.row_text(0, 80, now=1040.0)  # the clock's, as the uptime
+    assert model.row_text(1, 80, now=1000.0).split()[1] == "shutoff"
+    summary = summary_text(halting, 1000.0).plain
+    assert "net101-alice  halting… 42s  (ACPI shutdown sent; powered off then" in summary
+    off = dataclasses.replace(halting, state=VMState.SHUTOFF)  # a stopped VM is no longer halting
+    assert fmt.state(off, 1000.0) == "shutoff"

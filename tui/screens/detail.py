@@ -43,7 +43,9 @@ def summary_text(vm: VM, now: float, removed: bool = False) -> Text:
     """Name and state, then labelled fields, a few to a line (they wrap on a narrow terminal)."""
     text = Text()
     text.append(fmt.printable(vm.name), "bold")
-    text.append(f"  {vm.state.value}", fmt.STATE_STYLES[vm.state])
+    text.append(f"  {fmt.state(vm, now)}", fmt.STATE_STYLES[fmt.style_state(vm)])
+    if fmt.halting(vm):
+        text.append("  (ACPI shutdown sent; powered off then if the guest has not stopped)", "dim")
     if removed:
         text.append("  (removed from the hypervisor)", "bold red")
     lines = [
@@ -167,7 +169,7 @@ class DetailScreen(Screen[None]):
         self._show_devices()
 
     def _tick(self) -> None:
-        if self.vm.started_at is not None:
+        if self.vm.started_at is not None or self.vm.halting_until is not None:
             self.query_one("#detail-summary", Static).update(
                 summary_text(self.vm, self.now(), self.removed))
 
