@@ -80,8 +80,8 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-HALTING_WIDEST = "halting… 59m59s"
-"""As wide as a halting VM's state gets (for a column's width): what :func:`state` says."""
+HALTING_WIDEST = "halting… 999s"
+"""As wide as a halting VM's state gets (for a column's width; a longer halt timeout is cut)."""
 
 
 def halting(vm: VM) -> bool:
@@ -93,7 +93,7 @@ def state(vm: VM, now: float) -> str:
     process halts it."""
     if vm.halting_until is None or not vm.state.is_active:
         return vm.state.value
-    return f"halting… {duration(vm.halting_until - now)}"
+    return f"halting… {max(0, round(vm.halting_until - now))}s"  # seconds alone: a narrow cell
 
 
 def style_state(vm: VM) -> VMState:

@@ -41,7 +41,7 @@ class Column(NamedTuple):
 COLUMNS: tuple[Column, ...] = (
     Column("name", "NAME", 10, 40, 0, flexible=True),
     Column("host", "HOST", 6, 16, 1, flexible=True),  # only with more than one host
-    Column("state", "STATE", 5, 15, 2),  # "halting… 59m59s" at most
+    Column("state", "STATE", 5, 13, 2),  # "halting… 999s" at most
     Column("owner", "OWNER", 5, 16, 3, flexible=True),
     Column("class", "CLASS", 5, 12, 4, flexible=True),
     Column("template", "TEMPLATE", 8, 16, 11, flexible=True),
