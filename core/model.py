@@ -74,6 +74,10 @@ class VM:
     started_at: float | None = None
     figures: Figures = field(default_factory=Figures)
     persistent: bool = True
+    halting_until: float | None = None
+    """While this process halts it: when the guest is powered off if ACPI has not stopped it
+    (``time.time()``). libvirt has no "shutting down" state for an ACPI shutdown, so another
+    process (a CLI halt) shows such a VM as running."""
 
     @property
     def key(self) -> Key:
@@ -96,6 +100,7 @@ class VM:
             "ips": list(self.ips),
             "started_at": self.started_at,
             "cpu_percent": self.figures.cpu_percent,
+            "halting_until": self.halting_until,
         }
 
 

@@ -7,6 +7,7 @@ of :mod:`core.text`: controls and bidi overrides shown escaped) and is placed in
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
@@ -79,6 +80,27 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
+HALTING_WIDEST = "halting… 999s"
+"""As wide as a halting VM's state gets (for a column's width; a longer halt timeout is cut)."""
+
+
+def halting(vm: VM) -> bool:
+    return vm.halting_until is not None and vm.state.is_active
+
+
+def state(vm: VM, now: float) -> str:
+    """libvirt's state, or ``halting… 42s`` (the time left before the power-off) while this
+    process halts it."""
+    if vm.halting_until is None or not vm.state.is_active:
+        return vm.state.value
+    return f"halting… {max(0, round(vm.halting_until - now))}s"  # seconds alone: a narrow cell
+
+
+def style_state(vm: VM) -> VMState:
+    """The state a row is coloured as: a halting VM as one shutting down."""
+    return VMState.SHUTDOWN if halting(vm) else vm.state
+
+
 def uptime(vm: VM, now: float) -> str:
     if vm.started_at is None or not vm.state.is_active:
         return DASH
@@ -92,12 +114,39 @@ def ips(vm: VM) -> str:
     return printable(vm.ips[0]) + (f"+{extra}" if extra else "")
 
 
+MEMORY_HELP = ("MEM", "used/allocated (310M/1G) when the guest's balloon driver reports its use; "
+                      "else the allocation alone (1G)")
+"""What the table's memory cell says, for the help screen."""
+
+
 def memory(vm: VM) -> str:
-    """Allocated memory, preceded by what the guest uses when the driver reports it."""
+    """Allocated memory, preceded by what the guest says it uses when it says so (see
+    :data:`MEMORY_HELP`)."""
     used = vm.figures.mem_used_mib
     if used is None:
         return size_mib(vm.memory_mib)
     return f"{size_mib(used)}/{size_mib(vm.memory_mib)}"
+
+
+def memory_detail(vm: VM) -> str:
+    """The memory as the detail view says it: which figure is the guest's own."""
+    used = vm.figures.mem_used_mib
+    if used is None:
+        return f"{size_mib(vm.memory_mib)} allocated" + (
+            " (no use reported)" if vm.state.is_active else "")
+    return f"{size_mib(used)} used of {size_mib(vm.memory_mib)}"
+
+
+def created(stamp: str) -> str:
+    """The day a VM was made (``2026-11-24``, local time) from its metadata's ISO 8601 stamp; the
+    stamp as written when it is no date; ``—`` when there is none."""
+    if not stamp:
+        return DASH
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return printable(stamp)
+    return (when.astimezone() if when.tzinfo else when).date().isoformat()
 
 
 def text_or_dash(value: str) -> str:

@@ -25,46 +25,76 @@ from tui import format as fmt
 
 
 class Column(NamedTuple):
+    """One column: its width bounds (never under its title, so a header is never cut) and its
+    rank (0 is kept longest: a narrow terminal drops the highest ranks first, before the name is
+    cut; a wide one shows them all)."""
+
     key: str
     title: str
     minimum: int
     maximum: int
+    rank: int
     right: bool = False
     flexible: bool = False
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("name", "NAME", 10, 40, flexible=True),
-    Column("host", "HOST", 6, 16, flexible=True),
-    Column("state", "STATE", 5, 11),
-    Column("owner", "OWNER", 5, 16, flexible=True),
-    Column("class", "CLASS", 5, 12, flexible=True),
-    Column("ip", "IP", 4, 18, flexible=True),
-    Column("vcpus", "VCPU", 4, 4, right=True),
-    Column("memory", "MEM", 3, 11, right=True),
-    Column("cpu", "CPU%", 4, 5, right=True),
-    Column("uptime", "UPTIME", 6, 6, right=True),
-    Column("viewers", "VIEW", 4, 4, right=True),  # browser consoles open: "—" without a server
+    Column("name", "NAME", 10, 40, 0, flexible=True),
+    Column("host", "HOST", 6, 16, 1, flexible=True),  # only with more than one host
+    Column("state", "STATE", 5, 13, 2),  # "halting… 999s" at most
+    Column("owner", "OWNER", 5, 16, 3, flexible=True),
+    Column("class", "CLASS", 5, 12, 4, flexible=True),
+    Column("template", "TEMPLATE", 8, 16, 11, flexible=True),
+    Column("ip", "IP", 4, 18, 8, flexible=True),
+    Column("vcpus", "VCPU", 4, 4, 7, right=True),
+    Column("memory", "MEM", 3, 11, 6, right=True),
+    Column("cpu", "CPU%", 4, 5, 5, right=True),
+    Column("uptime", "UPTIME", 6, 6, 9, right=True),
+    Column("viewers", "VIEW", 4, 4, 10, right=True),  # browser consoles open: "—" without a server
+    Column("created", "CREATED", 10, 10, 12),
 )
 SORTABLE = tuple(c.key for c in COLUMNS if c.key != "viewers")
 _INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
 _UPTIME = _INDEX["uptime"]
 _VIEWERS = _INDEX["viewers"]
+_NAME = _INDEX["name"]
+_STATE = _INDEX["state"]
 NO_COUNT = "—"  # no console server answers: nobody can be counted
-_SHRINK_ORDER = ("ip", "class", "owner", "host", "name")
+_SHRINK_ORDER = ("ip", "template", "class", "owner", "host", "name")
+NAME_KEPT = 24
+"""How wide the name column stays while columns are dropped for room: longer names are cut
+only when every droppable column has gone (and are shown whole when there is room)."""
+KEPT_RANK = 2
+"""Columns of this rank and under (name, host, state) are never dropped: they shrink instead."""
+GAP_MAX = 3
+"""Cells between two columns on a wide terminal, when every column shows with room to spare."""
+SPARE_FOR_GAPS = 40
+"""Cells left over (every column shown) from which the gaps widen: an 80-column table stays tight."""
 GUTTER = 1  # the mark column: "●" or a space
 MARK = "●"
 
-Layout = tuple[tuple[int, int], ...]
-"""The columns shown, as (index in COLUMNS, width), left to right."""
+
+class Layout(tuple[tuple[int, int], ...]):
+    """The columns shown, as (index in COLUMNS, width), left to right, and the cells between two
+    columns (``gap``)."""
+
+    gap: int = 1
+
+    def __new__(cls, columns: Iterable[tuple[int, int]], gap: int = 1) -> Layout:
+        layout = super().__new__(cls, columns)
+        layout.gap = gap
+        return layout
 
 
 def _cells(vm: VM) -> tuple[str, ...]:
     """Every cell but the uptime (the clock's) and the viewers (the console server's), as plain,
-    printable strings."""
-    return (fmt.printable(vm.name), fmt.printable(vm.host), vm.state.value,
-            fmt.text_or_dash(vm.meta.owner), fmt.text_or_dash(vm.meta.lab_class), fmt.ips(vm),
-            str(vm.vcpus), fmt.memory(vm), fmt.percent(vm.figures.cpu_percent), "", "")
+    printable strings; a halting VM's state (the clock's too) as wide as it gets."""
+    meta = vm.meta
+    return (fmt.printable(vm.name), fmt.printable(vm.host),
+            fmt.HALTING_WIDEST if fmt.halting(vm) else vm.state.value,
+            fmt.text_or_dash(meta.owner), fmt.text_or_dash(meta.lab_class),
+            fmt.text_or_dash(meta.template), fmt.ips(vm), str(vm.vcpus), fmt.memory(vm),
+            fmt.percent(vm.figures.cpu_percent), "", "", fmt.created(meta.created))
 
 
 def _missing_last(value: Any) -> tuple[bool, Any]:
@@ -77,12 +107,14 @@ SORT_KEYS: dict[str, Callable[[VM], Any]] = {
     "state": lambda vm: (vm.state.value, vm.name.casefold(), vm.key),
     "owner": lambda vm: (vm.meta.owner.casefold() or "\U0010ffff", vm.name.casefold(), vm.key),
     "class": lambda vm: (vm.meta.lab_class.casefold() or "\U0010ffff", vm.name.casefold(), vm.key),
+    "template": lambda vm: (vm.meta.template.casefold() or "\U0010ffff", vm.name.casefold(), vm.key),
     "ip": lambda vm: (vm.ips[0] if vm.ips else "\U0010ffff", vm.name.casefold(), vm.key),
     "vcpus": lambda vm: (vm.vcpus, vm.name.casefold(), vm.key),
     "memory": lambda vm: (vm.memory_mib, vm.name.casefold(), vm.key),
     "cpu": lambda vm: (_missing_last(vm.figures.cpu_percent), vm.name.casefold(), vm.key),
     "uptime": lambda vm: (_missing_last(None if vm.started_at is None else -vm.started_at),
                           vm.name.casefold(), vm.key),
+    "created": lambda vm: (vm.meta.created or "\U0010ffff", vm.name.casefold(), vm.key),
 }
 """What each column sorts by; ties go by name, then key, so the order never depends on arrival."""
 
@@ -138,14 +170,17 @@ def fit(text: str, width: int, right: bool) -> str:
     return pad + text if right else text + pad
 
 
-def line_pieces(gutter: str, cells: Iterable[str], width: int) -> list[str]:
-    """A line as pieces exactly ``width`` cells long in all: the gutter, then a space and each
-    cell, cut at the edge, padded to it. The widget draws one segment per piece, so a wide glyph
-    can never shift the next column (terminal or SVG)."""
+def line_pieces(gutter: str, cells: Iterable[str], width: int, gap: int = 1) -> list[str]:
+    """A line as pieces exactly ``width`` cells long in all: the gutter, a space and the first
+    cell, then ``gap`` spaces before each next one, cut at the edge, padded to it. The widget
+    draws one segment per piece, so a wide glyph can never shift the next column (terminal or
+    SVG)."""
     pieces = [gutter]
     used = GUTTER
+    space = " "
     for cell in cells:
-        text = " " + cell
+        text = space + cell
+        space = " " * gap
         length = len(text) if text.isascii() else _WIDTHS[text]
         if used + length > width:
             text = set_cell_size(text, width - used)
@@ -159,23 +194,46 @@ def line_pieces(gutter: str, cells: Iterable[str], width: int) -> list[str]:
     return pieces
 
 
-def compute_layout(content: Sequence[int], multi_host: bool, width: int) -> Layout:
-    """Each column as wide as its widest cell (within its bounds); when that is too wide for
-    ``width``, the flexible columns give way, the one with the most room first (IP, class, owner,
-    host, then name on a tie). The host column shows only with more than one host."""
+def compute_layout(content: Sequence[int], multi_host: bool, width: int, sort: str = "") -> Layout:
+    """The columns that fit ``width``, each as wide as its widest cell within its bounds.
+
+    Columns are dropped by rank, highest first (VIEW, UPTIME, IP… before anything is cut), while
+    the name is held at up to :data:`NAME_KEPT` cells; the name then takes the room left, up to
+    its widest cell. Only when nothing is left to drop do the flexible columns give way, the one
+    with the most room first (IP, template, class, owner, host, then name on a tie). The host
+    column shows only with more than one host; the sorted column's title keeps room for its
+    arrow. Every column shown with room to spare (a wide terminal): the gaps widen, up to
+    :data:`GAP_MAX`.
+    """
     shown = [i for i, c in enumerate(COLUMNS) if c.key != "host" or multi_host]
-    widths = {i: max(COLUMNS[i].minimum, min(COLUMNS[i].maximum, content[i])) for i in shown}
-    excess = GUTTER + sum(widths.values()) + len(shown) - width
+    floors = {i: len(COLUMNS[i].title) + (COLUMNS[i].key == sort) for i in shown}
+    floors = {i: max(COLUMNS[i].minimum, floor) for i, floor in floors.items()}
+    widths = {i: max(floors[i], min(max(COLUMNS[i].maximum, floors[i]), content[i])) for i in shown}
+    wanted_name = widths[_NAME]
+    widths[_NAME] = max(floors[_NAME], min(wanted_name, NAME_KEPT))
+
+    def excess() -> int:
+        return GUTTER + sum(widths.values()) + len(widths) - width
+
+    for i in sorted(shown, key=lambda i: COLUMNS[i].rank, reverse=True):
+        if excess() <= 0 or COLUMNS[i].rank <= KEPT_RANK:
+            break
+        del widths[i]
+    widths[_NAME] = min(wanted_name, widths[_NAME] + max(0, -excess()))
+    over = excess()
     flexible = [_INDEX[k] for k in _SHRINK_ORDER if _INDEX[k] in widths]
-    while excess > 0:
-        room = [(widths[i] - COLUMNS[i].minimum, -n, i) for n, i in enumerate(flexible)
-                if widths[i] > COLUMNS[i].minimum]
+    while over > 0:
+        room = [(widths[i] - floors[i], -n, i) for n, i in enumerate(flexible) if widths[i] > floors[i]]
         if not room:
             break
         _, _, widest = max(room)
         widths[widest] -= 1
-        excess -= 1
-    return tuple((i, widths[i]) for i in shown)
+        over -= 1
+    gap = 1
+    spare = -excess()
+    if len(widths) == len(shown) and spare >= SPARE_FOR_GAPS:
+        gap = min(GAP_MAX, 1 + spare // max(1, len(widths) - 1))
+    return Layout(((i, widths[i]) for i in shown if i in widths), gap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +277,7 @@ class TableModel:
         self._width_counts: list[Counter[int]] = [Counter() for _ in COLUMNS]
         self._hosts: Counter[str] = Counter()
         self._multi_host = False
-        self._layout: Layout = ()
+        self._layout = Layout(())
         self._layout_for: tuple[Any, ...] = ()
 
     # -- reading --
@@ -371,8 +429,10 @@ class TableModel:
 
     # -- sort --
     def cycle_sort(self) -> str:
-        """Sort by the next column (the host column only when it shows)."""
-        columns = [c for c in SORTABLE if c != "host" or self._multi_host]
+        """Sort by the next column shown at the last width laid out (all of them before the first
+        layout; the host column only with more than one host)."""
+        shown = {COLUMNS[i].key for i, _ in self._layout} if self._layout else set(SORTABLE)
+        columns = [c for c in SORTABLE if c in shown and (c != "host" or self._multi_host)]
         index = columns.index(self.sort_column) if self.sort_column in columns else -1
         return self.sort_by(columns[(index + 1) % len(columns)])
 
@@ -437,10 +497,10 @@ class TableModel:
     def layout(self, width: int) -> Layout:
         """The columns shown at ``width`` and their widths; the same object until the width, a
         column's widest cell or the host count changes."""
-        signature = (width, tuple(self._content), self._multi_host)
+        signature = (width, tuple(self._content), self._multi_host, self.sort_column)
         if signature != self._layout_for:
             self._layout_for = signature
-            self._layout = compute_layout(self._content, self._multi_host, width)
+            self._layout = compute_layout(self._content, self._multi_host, width, self.sort_column)
         return self._layout
 
     def columns(self, width: int) -> list[str]:
@@ -458,22 +518,26 @@ class TableModel:
             cells.append(fit(title, w, column.right and column.key != self.sort_column))
         return cells
 
-    def row_cells(self, row: Row, layout: Layout, uptime: str, viewers: str) -> list[str]:
-        """A row's cells fitted to ``layout``, with the uptime and viewer count given."""
+    def row_cells(self, row: Row, layout: Layout, uptime: str, viewers: str, state: str) -> list[str]:
+        """A row's cells fitted to ``layout``, with the uptime, viewer count and state given."""
+        live = {_UPTIME: uptime, _VIEWERS: viewers, _STATE: state}
         cells = row.cells
-        texts = [uptime if i == _UPTIME else viewers if i == _VIEWERS else cells[i] for i, _ in layout]
+        texts = [live.get(i, cells[i]) for i, _ in layout]
         return [fit(text, w, COLUMNS[i].right) for text, (i, w) in zip(texts, layout, strict=True)]
 
     def header_text(self, width: int) -> str:
         """The header line as drawn at ``width`` (plain text)."""
-        return "".join(line_pieces(" " * GUTTER, self.header_cells(self.layout(width)), width))
+        layout = self.layout(width)
+        return "".join(line_pieces(" " * GUTTER, self.header_cells(layout), width, layout.gap))
 
     def row_text(self, index: int, width: int, now: float) -> str:
         """Shown row ``index`` as drawn at ``width`` at time ``now`` (plain text, mark included)."""
         key = self._order[index]
         row = self._rows[key]
-        cells = self.row_cells(row, self.layout(width), fmt.uptime(row.vm, now), self.viewers_text(row.vm))
-        return "".join(line_pieces(MARK if key in self.marked else " ", cells, width))
+        layout = self.layout(width)
+        cells = self.row_cells(row, layout, fmt.uptime(row.vm, now), self.viewers_text(row.vm),
+                               fmt.state(row.vm, now))
+        return "".join(line_pieces(MARK if key in self.marked else " ", cells, width, layout.gap))
 
     # -- internals --
     def _tally(self, row: Row, sign: int) -> None:

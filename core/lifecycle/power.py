@@ -4,6 +4,7 @@ resume. A halt holds a slot only while it calls libvirt, never while the guest t
 from __future__ import annotations
 
 import asyncio
+import time
 
 from core.errors import ActionFailed
 from core.lifecycle.actions import Run, call, current
@@ -22,12 +23,21 @@ async def start(host: Host, vm: VM, run: Run) -> str:
 
 
 async def halt(host: Host, vm: VM, run: Run) -> str:
-    stopped = host.inventory.watch(vm.key, lambda v: v is None or not v.state.is_active)
+    """ACPI shutdown, then destroy after ``run.halt_timeout``; meanwhile the VM's record says it
+    is halting, and until when. A second halt of it (in this process) starts no second wait."""
+    inventory = host.inventory
+    if (under_way := inventory.halting_until(vm.key)) is not None:
+        return _already_halting(under_way)
+    stopped = inventory.watch(vm.key, lambda v: v is None or not v.state.is_active)
+    mine = False
     try:
         async with run.slots:
             pressed = await host.call(_press_power_button, host, vm.uuid)
         if not pressed:
             return "already shut off"
+        if (under_way := inventory.begin_halt(vm.key, time.time() + run.halt_timeout)) is not None:
+            return _already_halting(under_way)  # another halt pressed the button meanwhile
+        mine = True
         try:
             await asyncio.wait_for(asyncio.shield(stopped), run.halt_timeout)
             return "halted"
@@ -41,7 +51,13 @@ async def halt(host: Host, vm: VM, run: Run) -> str:
             raise
         return f"destroyed after {run.halt_timeout:g} s: the guest ignored the ACPI shutdown"
     finally:
-        host.inventory.unwatch(stopped)
+        inventory.unwatch(stopped)
+        if mine:
+            inventory.end_halt(vm.key)
+
+
+def _already_halting(deadline: float) -> str:
+    return f"already halting: powered off in {max(0, round(deadline - time.time()))} s if it does not stop"
 
 
 def _press_power_button(host: Host, uuid: str) -> bool:

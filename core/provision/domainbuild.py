@@ -64,6 +64,10 @@ class VMFiles:
     vnc_socket: StrPath
 
 
+BALLOON_STATS_PERIOD = 5
+"""Seconds between two memory reports of a guest's balloon driver."""
+
+
 def provisioned_domain(name: str, uuid: str, template: Template, files: VMFiles, *,
                        domain_type: str, meta: LabMeta) -> str:
     """The domain of one VM made from ``template``.
@@ -101,7 +105,16 @@ def provisioned_domain(name: str, uuid: str, template: Template, files: VMFiles,
     graphics = ET.SubElement(devices, "graphics", type="vnc", sharePolicy="force-shared")
     ET.SubElement(graphics, "listen", type="socket", socket=os.fspath(files.vnc_socket))
     ET.SubElement(ET.SubElement(devices, "video"), "model", type="vga")
+    _memory_balloon(devices)
     return ET.tostring(domain, encoding="unicode")
+
+
+def _memory_balloon(devices: ET.Element) -> None:
+    """A virtio balloon asked for the guest's memory figures every few seconds: a guest with the
+    driver (Linux's virtio_balloon, Windows' balloon service) then says what it uses, which the
+    table shows; without one, the table shows the allocation."""
+    balloon = ET.SubElement(devices, "memballoon", model="virtio")
+    ET.SubElement(balloon, "stats", period=str(BALLOON_STATS_PERIOD))
 
 
 def _disk(devices: ET.Element, device: str, fmt: str, path: StrPath, bus: str,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from core.model import VM, Change, HostStatus, Key, Update
 
@@ -36,6 +36,7 @@ class Inventory:
         self._flush_scheduled = False
         self._causes: dict[Key, tuple[str, float]] = {}
         self._waiters: list[_Waiter] = []
+        self._halting: dict[Key, float] = {}  # halts this process waits on: their power-off times
 
     # -- reading (safe from any thread: returns copies of immutable records) --
     def vms(self) -> list[VM]:
@@ -60,7 +61,14 @@ class Inventory:
         self._causes[key] = (cause, time.monotonic() + within)
 
     def put(self, vm: VM, what: str = "") -> None:
-        """Add or replace a record; notifies only when something differs."""
+        """Add or replace a record; notifies only when something differs. A VM being halted keeps
+        its ``halting_until`` while it runs (the hosts' records know nothing of it)."""
+        deadline = self._halting.get(vm.key)
+        if deadline is not None and not vm.state.is_active:
+            del self._halting[vm.key]
+            deadline = None
+        if vm.halting_until != deadline:
+            vm = replace(vm, halting_until=deadline)
         old = self._vms.get(vm.key)
         if old == vm:
             return
@@ -69,7 +77,27 @@ class Inventory:
         cause = self._take_cause(vm.key) if what != "stats" else None
         self._emit(Change(kind, vm, cause, what or _describe(old, vm)))
 
+    def halting_until(self, key: Key) -> float | None:
+        """When the halt this process waits on powers the VM off; None when none is under way."""
+        return self._halting.get(key)
+
+    def begin_halt(self, key: Key, deadline: float) -> float | None:
+        """Mark the VM as halting until ``deadline`` (``time.time()``) — unless a halt is already
+        under way: then its deadline, and nothing changes."""
+        if key in self._halting:
+            return self._halting[key]
+        self._halting[key] = deadline
+        if (vm := self._vms.get(key)) is not None:
+            self.put(vm, "halting")
+        return None
+
+    def end_halt(self, key: Key) -> None:
+        """The halt is over (stopped, forced off, or failed): the mark goes."""
+        if self._halting.pop(key, None) is not None and (vm := self._vms.get(key)) is not None:
+            self.put(vm, "halt over")
+
     def remove(self, key: Key, what: str = "undefined") -> None:
+        self._halting.pop(key, None)
         vm = self._vms.pop(key, None)
         if vm is not None:
             self._emit(Change("removed", vm, self._take_cause(key), what))

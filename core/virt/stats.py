@@ -39,12 +39,6 @@ def _int(raw: Raw, key: str) -> int | None:
 
 def sample(raw: Raw, at: float, vcpus: int) -> Sample:
     """Pick the counters we use out of one domain's stats record."""
-    available, unused = _int(raw, "balloon.available"), _int(raw, "balloon.unused")
-    mem_used: int | None
-    if available is not None and unused is not None:
-        mem_used = available - unused  # what the guest itself reports (virtio balloon stats)
-    else:
-        mem_used = _int(raw, "balloon.rss")  # else the QEMU process's resident memory
     return Sample(
         at=at,
         cpu_ns=_int(raw, "cpu.time"),
@@ -53,8 +47,23 @@ def sample(raw: Raw, at: float, vcpus: int) -> Sample:
         disk_write=_sum(raw, "block", "wr.bytes"),
         net_rx=_sum(raw, "net", "rx.bytes"),
         net_tx=_sum(raw, "net", "tx.bytes"),
-        mem_used_kib=mem_used,
+        mem_used_kib=guest_memory_used_kib(raw),
     )
+
+
+def guest_memory_used_kib(raw: Raw) -> int | None:
+    """What the guest itself says it uses, from its balloon driver's figures (it needs one, and
+    ``<stats period>`` on the balloon): all it has but what it could still hand out without
+    swapping (``usable``, else the plainly free ``unused``). None when the guest says nothing:
+    QEMU's resident memory (``balloon.rss``) is the emulator's own, its code and buffers besides
+    every page the guest ever touched (209M for a 96M guest), so it is not offered as a use."""
+    available = _int(raw, "balloon.available")
+    if available is None:
+        return None
+    free = _int(raw, "balloon.usable")
+    if free is None:
+        free = _int(raw, "balloon.unused")
+    return None if free is None else max(0, available - free)
 
 
 def _rate(new: int | None, old: int | None, seconds: float) -> float | None:

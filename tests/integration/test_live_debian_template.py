@@ -33,11 +33,13 @@ from support.livelab import RUN_PREFIX, URI, Outside, remove_domain, system_answ
 
 from core.storage import images
 from core.testing import guest
+from core.virt import stats
 
 pytestmark = pytest.mark.integration
 
 SCRIPT = CHECKOUT / "scripts" / "build_template_debian.sh"
 BUILD_WITHIN = 1200.0
+GUEST_MEMORY_WITHIN = 60.0  # the balloon driver's first report: one period after it loaded
 BOOT_WITHIN = 600.0  # start -> cloud-init done; about 50-120 s on a 2-core TCG host
 PASSWORD = "Tr0ub4dor & 3 été"  # spaces, a shell metacharacter, non-ASCII: all data
 TEMPLATES_TOML = """\
@@ -145,6 +147,18 @@ def test_provisioned_debian_vm_applies_its_seed(outside: Outside, debian_templat
         result = json.loads(run(dom, "cat", "/run/cloud-init/result.json"))
         assert result["v1"]["errors"] == [], result
         print(f"provision --start -> cloud-init done: {booted:.1f} s")
+
+        # its balloon driver says what it uses (the table's "used/allocated"), far under QEMU's RSS
+        used = None
+        waited = time.monotonic()
+        while used is None and time.monotonic() - waited < GUEST_MEMORY_WITHIN:
+            [(_, raw)] = outside.conn.domainListGetStats([dom], libvirt.VIR_DOMAIN_STATS_BALLOON)
+            used = stats.guest_memory_used_kib(raw)
+            time.sleep(0.5)
+        assert used is not None, f"no guest memory figures in {GUEST_MEMORY_WITHIN:g} s: {raw}"
+        assert 0 < used < raw["balloon.current"] == 1024 * 1024
+        assert used < raw["balloon.rss"]
+        print(f"guest memory: {used // 1024} MiB used of 1024, QEMU RSS {raw['balloon.rss'] // 1024} MiB")
 
         # the account, with the roster's password as a SHA-512 crypt hash
         shadow = run(dom, "getent", "shadow", "alice").strip().split(":")

@@ -14,7 +14,7 @@ from core.settings import HostSettings
 pytestmark = pytest.mark.integration
 
 
-async def test_running_vm_gets_cpu_and_memory_figures(outside: Outside, open_lab) -> None:
+async def test_running_vm_gets_cpu_figures_and_no_invented_memory_use(outside: Outside, open_lab) -> None:
     lab, watch = await open_lab(hosts=HostSettings(stats_interval=0.5))
     idle = outside.define("nostats").UUIDString()
     uuid = outside.define("stats", start=True).UUIDString()
@@ -23,14 +23,15 @@ async def test_running_vm_gets_cpu_and_memory_figures(outside: Outside, open_lab
 
     def figured():
         current = watch.vm(uuid)
-        ready = current is not None and current.figures.cpu_percent is not None \
-            and current.figures.mem_used_mib is not None
+        ready = current is not None and current.figures.cpu_percent is not None
         return current if ready else None
 
     # Two samples are needed for a rate: about two intervals, with room for a loaded machine.
-    vm = await watch.until(figured, within=10, what="CPU and memory figures")
+    vm = await watch.until(figured, within=10, what="CPU figures")
     assert 0.0 <= vm.figures.cpu_percent <= 100.0
-    assert vm.figures.mem_used_mib > 0
+    # no guest driver reports its memory use: none is invented (QEMU's RSS is not one); the
+    # table shows the allocation (the Debian guest's use: tests/integration/test_live_debian_template.py)
+    assert vm.figures.mem_used_mib is None
     off = watch.vm(idle)
     assert off is not None
     assert off.figures.cpu_percent is None

@@ -5,6 +5,7 @@ A diskless SeaBIOS guest never answers the ACPI power button, which is just what
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -16,6 +17,7 @@ from core.settings import ActionSettings, load_settings
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 3.0
+HALTING_TIMEOUT = 6.0
 BULK_TIMEOUT = 20.0  # long next to a destroy (1.5-4 s here, slower on a loaded machine)
 
 
@@ -74,3 +76,28 @@ async def test_halt_of_a_paused_vm_resumes_it_first(outside: Outside, open_lab) 
     assert result.ok, result.message
     assert result.message.startswith("destroyed after 1 s")
     assert outside.state(uuid) == VMState.SHUTOFF
+
+
+async def test_a_vm_being_halted_says_so_and_a_second_halt_waits_on_the_first(outside: Outside,
+                                                                               open_lab) -> None:
+    lab, watch = await open_lab(actions=ActionSettings(halt_timeout=HALTING_TIMEOUT))
+    uuid = outside.define("halting", start=True).UUIDString()
+    vm = await watch.vm_in(uuid, VMState.RUNNING)
+
+    began = time.time()
+    first = asyncio.ensure_future(lab.act("halt", [vm]))
+    halting = await watch.until(lambda: (v := watch.vm(uuid)) is not None and v.halting_until is not None
+                                and v, what="the halting mark")
+    assert halting.state == VMState.RUNNING  # libvirt still says running: the mark is ours
+    assert began + HALTING_TIMEOUT <= halting.halting_until <= time.time() + HALTING_TIMEOUT
+    assert [c.what for c in watch.changes(uuid)].count("halting") == 1
+
+    [second] = await lab.act("halt", [halting])  # answers at once, presses no second button
+    assert second.ok
+    assert second.message.startswith("already halting: powered off in ")
+    assert not first.done()
+
+    [result] = await first
+    assert result.message == f"destroyed after {HALTING_TIMEOUT:g} s: the guest ignored the ACPI shutdown"
+    off = await watch.vm_in(uuid, VMState.SHUTOFF)
+    assert off.halting_until is None  # the mark went with the halt

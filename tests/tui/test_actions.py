@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from support.tuitest import SIZE, log_text, notifications, shown_names, vm_named, wait_until
 
 from core.model import VMState
+from core.virt import eventloop
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.main import MainScreen
 
@@ -134,3 +137,34 @@ async def test_command_palette_offers_every_action(make_app) -> None:
         assert app.screen.title_text == "Halt 1 VM?"
         await pilot.press("y")
         await wait_until(lambda: vm_named(app, "net101-bob").state == VMState.SHUTOFF)
+
+
+async def test_a_vm_being_halted_counts_down_and_a_second_halt_says_so(make_app, lab) -> None:  # noqa: ANN001
+    """The mark a halt under way puts on the record (made for real, with a guest that ignores
+    ACPI, in tests/integration/test_live_halt.py; the test driver stops at once: put by hand)."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        alice = vm_named(app, "net101-alice")
+
+        async def mark() -> None:
+            assert lab.inventory.begin_halt(alice.key, time.time() + 3.4) is None
+
+        async def unmark() -> None:
+            lab.inventory.end_halt(alice.key)
+
+        await eventloop.run_on_core(mark())
+        table = app.main.table
+
+        def row() -> str:
+            return table.row_text(shown_names(app).index("net101-alice"))
+
+        await wait_until(lambda: "halting… 3s" in row())
+        assert "running" not in row()
+        await wait_until(lambda: "halting… 1s" in row())  # counts down with the clock, no event
+        assert table.move_to(alice.key)
+        await pilot.press("h", "y")
+        await wait_until(lambda: "already halting: powered off in" in log_text(app))
+        assert vm_named(app, "net101-alice").state == VMState.RUNNING  # no second button pressed
+        await eventloop.run_on_core(unmark())
+        await wait_until(lambda: "running" in row())

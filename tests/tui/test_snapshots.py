@@ -31,8 +31,18 @@ async def loaded(pilot: Pilot) -> None:
     await pilot.pause()
 
 
+def test_main_60x20(snap_compare) -> None:
+    """Narrow: VIEW, UPTIME, IP and VCPU give way; names, owners and classes show whole."""
+    assert snap_compare(demo_app(), terminal_size=(60, 20), run_before=loaded)
+
+
 def test_main_80x24(snap_compare) -> None:
     assert snap_compare(demo_app(), terminal_size=(80, 24), run_before=loaded)
+
+
+def test_main_200x50(snap_compare) -> None:
+    """Wide: the template and the creation day show too, and the gaps widen."""
+    assert snap_compare(demo_app(), terminal_size=(200, 50), run_before=loaded)
 
 
 def test_main_160x50_with_event_log(snap_compare) -> None:

@@ -13,7 +13,10 @@ import sys
 from support.cli import CHECKOUT
 
 from core.metadata import LabMeta
-from core.model import VM, Change, VMState
+from core.model import VM, Change, Figures, VMState
+from tui import format as fmt
+from tui.screens.detail import summary_text
+from tui.screens.help import help_text
 from tui.tablemodel import COLUMNS, NO_COUNT, TableModel, compute_layout, fit, line_pieces
 
 LONG = "net101-" + "x" * 33  # 40 characters: a name column's most
@@ -108,10 +111,15 @@ def test_sort_by_column_and_reverse() -> None:
 
 def test_the_sort_cycles_over_the_columns_the_host_column_only_with_hosts() -> None:
     model = model_of()
-    seen = [model.cycle_sort() for _ in range(9)]
-    assert seen == ["state", "owner", "class", "ip", "vcpus", "memory", "cpu", "uptime", "name"]
+    seen = [model.cycle_sort() for _ in range(11)]
+    assert seen == ["state", "owner", "class", "template", "ip", "vcpus", "memory", "cpu", "uptime",
+                    "created", "name"]
+    model.layout(60)  # only the columns shown are sorted by: no template, uptime or creation day
+    assert [model.cycle_sort() for _ in range(8)] == ["state", "owner", "class", "ip", "vcpus", "memory",
+                                                      "cpu", "name"]
     model.apply([Change("added", vm("lab2-vm", host="lab2"))])
     assert model.multi_host
+    model.layout(60)  # drawn again: with two hosts, the host column shows at any width
     assert model.cycle_sort() == "host"
 
 
@@ -197,33 +205,58 @@ def test_the_cursor_goes_to_the_first_match_of_a_new_filter_and_is_clamped() -> 
 # -- layout --
 def test_layout_at_80_columns_one_host() -> None:
     model = model_of()
-    assert model.columns(80) == ["name", "state", "owner", "class", "ip", "vcpus", "memory", "cpu",
-                                 "uptime", "viewers"]  # as tests/tui/test_table.py sees it
+    assert model.columns(80) == ["name", "state", "owner", "class", "template", "ip", "vcpus", "memory",
+                                 "cpu", "uptime", "viewers"]  # short names: room for the template too
     widths = dict(zip(model.columns(80), (w for _, w in model.layout(80)), strict=True))
-    # the widest cell of each column, at least its title: nothing needs to shrink
-    assert widths == {"name": 12, "state": 7, "owner": 5, "class": 6, "ip": 8, "vcpus": 4, "memory": 3,
-                      "cpu": 4, "uptime": 6, "viewers": 4}
+    # the widest cell of each column, at least its title (the sorted one's with its arrow)
+    assert widths == {"name": 12, "state": 7, "owner": 5, "class": 6, "template": 8, "ip": 8, "vcpus": 4,
+                      "memory": 3, "cpu": 4, "uptime": 6, "viewers": 4}
     line = model.row_text(0, 80, now=0.0)
     assert len(line) == 80
-    assert line.split() == ["net101-alice", "running", "alice", "net101", "10.0.0.5", "2", "2G", "—", "—",
-                            NO_COUNT]
-    assert model.header_text(80).split() == ["NAME▲", "STATE", "OWNER", "CLASS", "IP", "VCPU", "MEM", "CPU%",
-                                             "UPTIME", "VIEW"]
+    assert line.split() == ["net101-alice", "running", "alice", "net101", "—", "10.0.0.5", "2", "2G", "—",
+                            "—", NO_COUNT]
+    assert model.header_text(80).split() == ["NAME▲", "STATE", "OWNER", "CLASS", "TEMPLATE", "IP", "VCPU",
+                                             "MEM", "CPU%", "UPTIME", "VIEW"]
 
 
-def test_a_long_name_gives_way_at_80_columns_and_shows_whole_at_160() -> None:
+def test_a_long_name_drops_the_least_useful_columns_before_it_is_cut() -> None:
     model = model_of(ALICE, vm(LONG, owner="bob", lab_class="net101"))
     narrow = dict(zip(model.columns(80), (w for _, w in model.layout(80)), strict=True))
-    # 1 gutter + 10 separators + the columns' widths = 80 exactly; the name shrank (most room)
-    assert 1 + 10 + sum(narrow.values()) == 80
-    assert narrow["name"] == 80 - 11 - (7 + 5 + 6 + 8 + 4 + 3 + 4 + 6 + 4)
+    # VIEW, then the template and the creation day went; the name took the room they left
+    assert list(narrow) == ["name", "state", "owner", "class", "ip", "vcpus", "memory", "cpu", "uptime"]
+    assert 1 + len(narrow) + sum(narrow.values()) == 80
+    assert narrow["name"] == 80 - 10 - (7 + 5 + 6 + 8 + 4 + 3 + 4 + 6) > 24
     line = model.row_text(names(model).index(LONG), 80, now=0.0)
     assert len(line) == 80
     assert line.split()[0] == LONG[:narrow["name"] - 1] + "…"
+    assert model.columns(60) == ["name", "state", "owner", "class", "memory", "cpu"]  # IP, VCPU, UPTIME gone
     wide = dict(zip(model.columns(160), (w for _, w in model.layout(160)), strict=True))
     assert wide["name"] == 40
     assert LONG in model.row_text(names(model).index(LONG), 160, now=0.0)
     assert len(model.row_text(0, 160, now=0.0)) == 160
+
+
+def test_headers_are_never_cut_the_sorted_one_keeps_room_for_its_arrow() -> None:
+    model = model_of()
+    for column in ("name", "vcpus", "cpu", "created"):
+        model.sort_by(column)
+        for width in (40, 60, 80, 120, 200):
+            titles = model.header_text(width).split()
+            assert all(title.rstrip("▲") in {c.title for c in COLUMNS} for title in titles), (width, titles)
+
+
+def test_a_wide_terminal_shows_template_and_creation_day_and_widens_the_gaps() -> None:
+    made = dataclasses.replace(ALICE, meta=LabMeta("alice", "net101", "debian12", "2026-09-01T08:00:00Z"))
+    model = model_of(made, BOB)
+    assert model.columns(80)[-1] == "viewers"
+    assert "created" not in model.columns(80)
+    assert model.columns(200)[-3:] == ["uptime", "viewers", "created"]
+    assert model.layout(80).gap == 1
+    assert model.layout(200).gap == 3
+    row = model.row_text(0, 200, now=0.0)
+    assert "   debian12   " in row
+    assert row.rstrip().endswith("2026-09-01")
+    assert model.row_text(1, 200, now=0.0).split()[4] == "—"  # no template in its metadata
 
 
 def test_a_second_host_adds_the_host_column() -> None:
@@ -251,6 +284,7 @@ def test_the_flexible_columns_shrink_to_their_minimum_and_no_further() -> None:
     layout = compute_layout(content, multi_host=True, width=20)
     assert {COLUMNS[i].key: w for i, w in layout}["name"] == COLUMNS[0].minimum
     assert all(w >= COLUMNS[i].minimum for i, w in layout)
+    assert [COLUMNS[i].key for i, _ in layout] == ["name", "host", "state"]  # the ones never dropped
 
 
 def test_cells_are_fitted_and_cut_by_display_width() -> None:
@@ -276,3 +310,30 @@ def test_the_model_loads_no_textual() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=CHECKOUT)
     assert out.stdout.strip() == "[]"
+
+
+def test_memory_shows_the_guests_use_only_when_it_reports_one_and_says_which() -> None:
+    reported = dataclasses.replace(ALICE, figures=Figures(mem_used_mib=310))
+    model = model_of(reported, BOB)
+    assert model.row_text(0, 80, now=0.0).split()[6] == "310M/2G"  # used/allocated
+    assert model.row_text(1, 80, now=0.0).split()[6] == "1G"  # allocated alone
+    assert fmt.memory_detail(reported) == "310M used of 2G"
+    assert fmt.memory_detail(ALICE) == "2G allocated (no use reported)"
+    assert fmt.memory_detail(BOB) == "1G allocated"  # shut off: nothing to report
+    help_lines = help_text([], "keymap.toml").plain.splitlines()
+    assert any(line.split()[:2] == ["MEM", "used/allocated"] and "allocation alone" in line
+               for line in help_lines)
+
+
+def test_a_vm_being_halted_shows_halting_and_the_time_left() -> None:
+    halting = dataclasses.replace(ALICE, halting_until=1042.4)
+    model = model_of(halting, BOB)
+    row = model.row_text(0, 80, now=1000.0)
+    assert "halting… 42s " in row
+    assert "running" not in row
+    assert "halting… 2s " in model.row_text(0, 80, now=1040.0)  # the clock's, as the uptime
+    assert model.row_text(1, 80, now=1000.0).split()[1] == "shutoff"
+    summary = summary_text(halting, 1000.0).plain
+    assert "net101-alice  halting… 42s  (ACPI shutdown sent; powered off then" in summary
+    off = dataclasses.replace(halting, state=VMState.SHUTOFF)  # a stopped VM is no longer halting
+    assert fmt.state(off, 1000.0) == "shutoff"

@@ -9,7 +9,13 @@ from pathlib import Path
 import libvirt
 
 from core.metadata import NAMESPACE, LabMeta
-from core.provision.domainbuild import GUEST_AGENT_CHANNEL, VMFiles, kernel_domain, provisioned_domain
+from core.provision.domainbuild import (
+    BALLOON_STATS_PERIOD,
+    GUEST_AGENT_CHANNEL,
+    VMFiles,
+    kernel_domain,
+    provisioned_domain,
+)
 from core.provision.templates import Template
 
 
@@ -79,6 +85,14 @@ def test_provisioned_domain_listens_on_its_socket_only_shared() -> None:
     assert root.find("devices/channel/target").get("name") == GUEST_AGENT_CHANNEL
     assert root.find("devices/interface") is None
     assert root.findtext(f"metadata/{{{NAMESPACE}}}vm/{{{NAMESPACE}}}class") == "net1"
+
+
+def test_provisioned_domain_asks_the_guest_for_its_memory_figures() -> None:
+    root = ET.fromstring(provisioned_domain("net1-alice", "5f0c6a0e-7d43-4c8e-9a53-3c1f1f0a9d11",
+                                            _template(), FILES, domain_type="qemu", meta=LabMeta()))
+    [balloon] = root.findall("devices/memballoon")
+    assert balloon.get("model") == "virtio"
+    assert [stats.attrib for stats in balloon] == [{"period": str(BALLOON_STATS_PERIOD)}]
 
 
 def test_provisioned_windows_domain_bridge_and_uefi() -> None:

@@ -2,15 +2,17 @@
 
 import asyncio
 import time
+from dataclasses import replace
 
 import libvirt
 import pytest
 
 from core.lab import Lab
 from core.metadata import LabMeta
-from core.model import Update, VMState
+from core.model import VM, Update, VMState
 from core.testing import testdriver
 from core.testing.testdriver import Spec
+from core.virt.inventory import Inventory
 
 
 class Recorder:
@@ -198,3 +200,23 @@ def test_only_addresses_that_parse_and_reach_the_vm_are_kept() -> None:
     }
     assert reachable_addresses(found) == ("10.2.3.4", "2001:db8::1")
     assert reachable_addresses({}) == ()
+
+
+async def test_a_halt_under_way_is_marked_on_the_record_until_the_vm_stops() -> None:
+    inventory = Inventory()
+    vm = VM("h", "u-1", "v", VMState.RUNNING, 1, 512)
+    inventory.put(vm)
+    assert inventory.begin_halt(vm.key, 1000.0) is None
+    assert inventory.get(vm.key).halting_until == 1000.0
+    assert inventory.begin_halt(vm.key, 2000.0) == 1000.0  # one halt at a time: the first's deadline
+    inventory.put(replace(vm, ips=("10.0.0.5",)))  # a host's fresh record knows nothing of the halt
+    assert inventory.get(vm.key).halting_until == 1000.0
+    inventory.put(replace(vm, state=VMState.SHUTOFF))  # stopped: the mark goes
+    assert inventory.get(vm.key).halting_until is None
+    assert inventory.halting_until(vm.key) is None
+    inventory.put(vm)  # started again: not halting
+    assert inventory.get(vm.key).halting_until is None
+    assert inventory.begin_halt(vm.key, 3000.0) is None
+    inventory.end_halt(vm.key)  # a halt that failed: the mark goes too
+    assert inventory.get(vm.key).halting_until is None
+    await asyncio.sleep(0)

@@ -15,22 +15,32 @@ def test_rates_between_two_samples() -> None:
     fig = stats.figures(new, old)
     # 1 s of CPU time in 2 s of wall time, over 2 vCPUs: 25 %.
     assert fig.cpu_percent == pytest.approx(25.0)
-    assert fig.mem_used_mib == pytest.approx(200.0)
+    assert fig.mem_used_mib is None  # QEMU's RSS alone: the guest said nothing
     assert fig.disk_read_bps == pytest.approx(2000.0)
     assert fig.disk_write_bps == 0
     assert fig.net_rx_bps == pytest.approx(1024.0)
 
 
 def test_first_sample_has_memory_but_no_rates() -> None:
-    fig = stats.figures(stats.sample(RAW_1, 1.0, 2), None)
+    raw = {**RAW_1, "balloon.available": 1048576, "balloon.unused": 524288}
+    fig = stats.figures(stats.sample(raw, 1.0, 2), None)
     assert fig.cpu_percent is None
     assert fig.disk_read_bps is None
-    assert fig.mem_used_mib == pytest.approx(200.0)
+    assert fig.mem_used_mib == pytest.approx(512.0)
 
 
 def test_guest_reported_memory_wins_over_rss() -> None:
     raw = {**RAW_1, "balloon.available": 1048576, "balloon.unused": 524288}
     assert stats.figures(stats.sample(raw, 1.0, 2), None).mem_used_mib == pytest.approx(512.0)
+
+
+def test_guest_memory_is_what_it_has_but_could_still_hand_out() -> None:
+    # usable (free + reclaimable cache, as MemAvailable) over unused (plainly free) when both come
+    raw = {**RAW_1, "balloon.current": 1048576, "balloon.available": 1000000,
+           "balloon.unused": 100000, "balloon.usable": 700000}
+    assert stats.guest_memory_used_kib(raw) == 300000
+    assert stats.guest_memory_used_kib({**RAW_1, "balloon.current": 1048576}) is None  # no driver
+    assert stats.guest_memory_used_kib({**RAW_1, "balloon.available": 1000000}) is None  # half a report
 
 
 def test_driver_without_figures_gives_none_never_zero() -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
+import time
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -24,6 +26,7 @@ from core.model import VMState
 from core.records.requests import Kind, RequestStore
 from core.settings import Settings
 from core.testing import testdriver
+from core.virt import eventloop
 from core.web.portal import LOGIN_COOKIE, PORTAL, SESSION_COOKIE
 from core.web.portal.signin import DEVICE_COOKIE
 
@@ -836,3 +839,34 @@ async def test_share_links_and_console_pages_keep_their_policy(server: Console, 
     assert "form-action 'self'" in login.headers["Content-Security-Policy"]
     assert "script-src 'self'" in login.headers["Content-Security-Policy"]
     assert "<script" not in login.text  # the portal's pages work without JavaScript
+
+
+async def test_a_vm_being_halted_says_so_and_its_halt_button_is_off(server: Console, lab: Lab,
+                                                                    proxied: Settings) -> None:
+    """The mark a halt under way puts on the record (tests/integration/test_live_halt.py makes it
+    with a guest that ignores ACPI; the test driver stops at once, so it is put here by hand)."""
+    alice = await signed_in(server, "alice", "192.0.2.31")
+    uuid = uuid_of(lab, "alice-1")
+    key = next(vm.key for vm in lab.vms() if vm.uuid == uuid)
+
+    async def mark() -> None:
+        assert lab.inventory.begin_halt(key, time.time() + 42.5) is None
+
+    async def unmark() -> None:
+        lab.inventory.end_halt(key)
+
+    await eventloop.run_on_core(mark())
+    try:
+        row = (await alice.get("/")).text.split(f'data-uuid="{uuid}"')[1].split("</tr>")[0]
+        assert re.search(r"halting: powered off in 4[12] s", row), row
+        assert re.search(r'<button type="submit" disabled>Halt</button>', row), row
+        page = await alice.submit(f"/vms/{uuid}/halt")  # a form sent before the page said so
+        assert page.location == "/"
+        assert "alice-1 is already halting: it is powered off in 4" in (await alice.get("/")).text
+        assert state_of(lab, "alice-1") == VMState.RUNNING
+        assert "halt" not in [e.action for e in audit_entries(proxied, user="alice")]  # nothing sent
+    finally:
+        await eventloop.run_on_core(unmark())
+    row = (await alice.get("/")).text.split(f'data-uuid="{uuid}"')[1].split("</tr>")[0]
+    assert "halting" not in row
+    assert '<button type="submit">Halt</button>' in row

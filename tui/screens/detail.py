@@ -43,13 +43,15 @@ def summary_text(vm: VM, now: float, removed: bool = False) -> Text:
     """Name and state, then labelled fields, a few to a line (they wrap on a narrow terminal)."""
     text = Text()
     text.append(fmt.printable(vm.name), "bold")
-    text.append(f"  {vm.state.value}", fmt.STATE_STYLES[vm.state])
+    text.append(f"  {fmt.state(vm, now)}", fmt.STATE_STYLES[fmt.style_state(vm)])
+    if fmt.halting(vm):
+        text.append("  (ACPI shutdown sent; powered off then if the guest has not stopped)", "dim")
     if removed:
         text.append("  (removed from the hypervisor)", "bold red")
     lines = [
         [("Owner", fmt.text_or_dash(vm.meta.owner)), ("Class", fmt.text_or_dash(vm.meta.lab_class)),
          ("Template", fmt.text_or_dash(vm.meta.template)), ("Created", fmt.text_or_dash(vm.meta.created))],
-        [("vCPUs", str(vm.vcpus)), ("Memory", fmt.memory(vm)),
+        [("vCPUs", str(vm.vcpus)), ("Memory", fmt.memory_detail(vm)),
          ("CPU", fmt.percent(vm.figures.cpu_percent)), ("Uptime", fmt.uptime(vm, now)),
          ("IPs", ", ".join(fmt.printable(ip) for ip in vm.ips) or fmt.DASH)],
         [("UUID", vm.uuid), ("Host", fmt.printable(vm.host)),
@@ -167,7 +169,7 @@ class DetailScreen(Screen[None]):
         self._show_devices()
 
     def _tick(self) -> None:
-        if self.vm.started_at is not None:
+        if self.vm.started_at is not None or self.vm.halting_until is not None:
             self.query_one("#detail-summary", Static).update(
                 summary_text(self.vm, self.now(), self.removed))
 

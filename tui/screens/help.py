@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from core import query
+from tui import format as fmt
 from tui.keymap import KeyInfo
 
 
@@ -32,6 +33,10 @@ def help_text(infos: Sequence[KeyInfo], keymap_path: str) -> Text:
     for example, meaning in query.SYNTAX:
         text.append(f"  {example:<20}", "bold cyan")
         text.append(f"{meaning}\n")
+    text.append("\nColumns\n", "bold underline")
+    column, meaning = fmt.MEMORY_HELP
+    text.append(f"  {column:<20}", "bold cyan")
+    text.append(f"{meaning}\n")
     text.append("\nRemap keys in ", "dim")
     text.append(keymap_path, "dim bold")
     text.append(" by binding id (right column):\n", "dim")

@@ -326,10 +326,10 @@ class VMTable(ScrollView, can_focus=True):
         now = self.now()
         rows = self.model.rows
         for key in order[top:top + self._page()]:
-            row = rows[key]
-            if row.vm.started_at is not None and row.vm.state.is_active:
+            vm = rows[key].vm
+            if vm.state.is_active and (vm.started_at is not None or vm.halting_until is not None):
                 cached = self._strips.get(key)
-                if cached is None or cached[0][-1] != fmt.uptime(row.vm, now):  # the uptime
+                if cached is None or cached[0][-1] != (fmt.state(vm, now), fmt.uptime(vm, now)):
                     self._refresh_key(key)
 
     # -- rendering --
@@ -351,8 +351,9 @@ class VMTable(ScrollView, can_focus=True):
 
     def _render_header(self, width: int) -> Strip:
         style = self.get_component_rich_style("vmtable--header")
-        cells = self.model.header_cells(self._layout(width))
-        return Strip([Segment(piece, style) for piece in line_pieces(" " * GUTTER, cells, width)], width)
+        layout = self._layout(width)
+        pieces = line_pieces(" " * GUTTER, self.model.header_cells(layout), width, layout.gap)
+        return Strip([Segment(piece, style) for piece in pieces], width)
 
     def _render_row(self, key: Key, index: int, width: int) -> Strip:
         model = self.model
@@ -360,14 +361,16 @@ class VMTable(ScrollView, can_focus=True):
         layout = self._layout(width)
         marked = key in model.marked
         cursor = index == model.cursor
-        uptime = fmt.uptime(row.vm, self.now())
+        now = self.now()
+        clock = (fmt.state(row.vm, now), fmt.uptime(row.vm, now))  # what the tick compares
         viewers = model.viewers_text(row.vm)
-        signature = (row, marked, cursor, self.has_focus, width, viewers, uptime)  # uptime last: tick
+        signature = (row, marked, cursor, self.has_focus, width, viewers, clock)  # the clock's last
         cached = self._strips.get(key)
         if cached is not None and cached[0] == signature:
             return cached[1]
-        style = self._row_style(row.vm.state, marked, cursor)
-        pieces = line_pieces(MARK if marked else " ", model.row_cells(row, layout, uptime, viewers), width)
+        style = self._row_style(fmt.style_state(row.vm), marked, cursor)
+        cells = model.row_cells(row, layout, clock[1], viewers, clock[0])
+        pieces = line_pieces(MARK if marked else " ", cells, width, layout.gap)
         strip = Strip([Segment(piece, style) for piece in pieces], width)
         if len(self._strips) > 2000:
             self._strips.clear()

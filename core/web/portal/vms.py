@@ -33,7 +33,18 @@ _UNDER_WAY = {Action.START: N_("%(name)s is starting."),
 
 async def my_vms(ctx: Ctx) -> web.StreamResponse:
     return ctx.render("vms.html", vms=vms_of(ctx), csrf=csrf(ctx), state_label=_state_label(ctx),
-                      consoles=True)
+                      consoles=True, halting_left=_halting_left(ctx))
+
+
+def _halting_left(ctx: Ctx) -> Callable[[VM], int | None]:
+    """Seconds until a VM this server halts is powered off (None: no halt of this server's is
+    under way; one from the CLI or the TUI shows only as libvirt's state)."""
+    def left(vm: VM) -> int | None:
+        if vm.halting_until is None or not vm.state.is_active:
+            return None
+        return max(0, round(vm.halting_until - ctx.portal.clock()))
+
+    return left
 
 
 def _state_label(ctx: Ctx) -> Callable[[VMState], str]:
@@ -48,6 +59,10 @@ def lifecycle(action: Action) -> PageHandler:
             return refuse_vm(ctx, str(action))
         if action is Action.RESET and form_field(await ctx.request.post(), "confirm", 10) != "yes":
             return ctx.redirect(f"/vms/{vm.uuid}/reset")
+        if action is Action.HALT and (left := _halting_left(ctx)(vm)) is not None:
+            ctx.flash("info", ctx._("%(name)s is already halting: it is powered off in %(seconds)d s if it "
+                                    "does not stop.", name=vm.name, seconds=left))
+            return ctx.redirect("/")
         work = ctx.portal.spawn(ctx.portal.lab.act(action, [vm], actor=ctx.actor()), f"portal-{action}")
         done, _ = await asyncio.wait({work}, timeout=ACTION_WAIT)
         if not done:  # a halt waits for the guest: tell the student and let it run on
