@@ -106,10 +106,16 @@ class Lab:
                             for r in results])
 
     @classmethod
-    async def open(cls, settings: Settings, uri: str | None = None) -> Lab:
-        """Connect (to the chosen URI) and fill the inventory; raises HypervisorUnavailable."""
+    async def open(cls, settings: Settings, uri: str | None = None, *, addresses: bool = True,
+                   figures: bool = True) -> Lab:
+        """Connect (to the chosen URI) and fill the inventory; raises HypervisorUnavailable.
+
+        For a one-shot command: ``addresses=False``, the running VMs' addresses are not looked up
+        (``share`` shows none, so neither asks nor waits for them); ``figures=False``, no CPU or
+        I/O figures are sampled (a rate needs two samples, and closing waits for a call under way).
+        """
         chosen, demo = choose_uri(settings, uri)
-        return await eventloop.run_on_core(cls._open(settings, [chosen], demo))
+        return await eventloop.run_on_core(cls._open(settings, [chosen], demo, addresses, figures))
 
     @classmethod
     def open_soon(cls, settings: Settings, uri: str | None = None) -> concurrent.futures.Future[Lab]:
@@ -127,11 +133,13 @@ class Lab:
         return host is not None and host.remote
 
     @classmethod
-    async def _open(cls, settings: Settings, uris: list[str], demo: bool) -> Lab:
+    async def _open(cls, settings: Settings, uris: list[str], demo: bool, addresses: bool = True,
+                    figures: bool = True) -> Lab:
         inventory = Inventory()
         hosts = [Host(uri, inventory, stats_interval=settings.hosts.stats_interval,
                       keepalive=(settings.hosts.keepalive_interval, settings.hosts.keepalive_count),
-                      reconnect_max_delay=settings.hosts.reconnect_max_delay, demo=demo)
+                      reconnect_max_delay=settings.hosts.reconnect_max_delay, demo=demo,
+                      look_up_addresses=addresses, sample_figures=figures)
                  for uri in uris]
         ejectors = [AnswerCDEjector(host) for host in hosts]  # before the first sync: it sees every VM
         connected: list[Host] = []

@@ -198,3 +198,29 @@ def test_only_addresses_that_parse_and_reach_the_vm_are_kept() -> None:
     }
     assert reachable_addresses(found) == ("10.2.3.4", "2001:db8::1")
     assert reachable_addresses({}) == ()
+
+
+def test_addresses_are_asked_only_of_whoever_can_tell() -> None:
+    """Leases for an interface on a libvirt network, the agent when its channel is there and not
+    known to be disconnected; a domain with neither has no address to look up."""
+    import xml.etree.ElementTree as ET
+
+    import libvirt
+
+    from core.provision.domainbuild import kernel_domain
+    from core.testing.domains import tiny_domain
+    from core.virt import domainxml
+    from core.virt.connection import address_sources
+
+    lease = libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE
+    agent = libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT
+    assert address_sources(domainxml.parse(tiny_domain("quiet"))) == ()
+    with_agent = kernel_domain("agent", "/k", "/i", guest_agent=True)
+    assert address_sources(domainxml.parse(with_agent)) == (agent,)
+    root = ET.fromstring(with_agent)
+    root.find("devices/channel/target").set("state", "disconnected")  # as the live XML says it
+    interface = ET.SubElement(root.find("devices"), "interface", type="network")
+    ET.SubElement(interface, "source", network="default")
+    assert address_sources(domainxml.parse(ET.tostring(root, encoding="unicode"))) == (lease,)
+    root.find("devices/channel/target").set("state", "connected")
+    assert address_sources(domainxml.parse(ET.tostring(root, encoding="unicode"))) == (lease, agent)

@@ -197,3 +197,16 @@ def test_local_account_changes_are_audited(env: dict[str, str]) -> None:
     assert {(e["user"], e["source"], e["address"]) for e in entries} == {("teacher", "cli", "198.51.100.4")}
     assert password.strip() not in out.stdout
     assert "Hunter2" not in out.stdout
+
+
+def test_share_and_revoke_look_no_address_up(env: dict[str, str]) -> None:
+    """A link needs no address: ``share`` and ``revoke`` of a running VM with an interface (the test
+    driver's own, whose address libvirt would give) never look one up, so they never wait for a
+    guest agent. An address look-up here kills the process (the failpoint)."""
+    key = {"SECRET_KEY": KEY, "VMM_FAILPOINT": "kill:ip-lookup"}
+    out = run(env, "-c", "test:///default", "share", "test", **key)
+    assert out.returncode == 0, out.stderr
+    assert "vm test" in out.stdout
+    out = run(env, "-c", "test:///default", "revoke", "test", **key)
+    assert out.returncode == 0, out.stderr
+    assert "revoked link" in out.stdout

@@ -95,7 +95,7 @@ async def share_links(args: argparse.Namespace, settings: Settings) -> int:
     need_targets(args)
     ttl = args.ttl or settings.consoles.share_ttl
     parse_ttl(ttl)  # a bad duration is refused before the hypervisor is asked anything
-    lab = await Lab.open(settings, args.connect)
+    lab = await Lab.open(settings, args.connect, addresses=False, figures=False)  # a link needs neither
     try:
         found = resolve(lab.vms(), args.targets, args.classes)
     finally:
@@ -122,7 +122,7 @@ async def revoke_links(args: argparse.Namespace, settings: Settings) -> int:
     failed = False
     vms: list[VM] = []
     if asked["vm"] or args.classes:
-        lab = await Lab.open(settings, args.connect)
+        lab = await Lab.open(settings, args.connect, addresses=False, figures=False)
         try:
             found = resolve(lab.vms(), asked["vm"], args.classes)
         finally:

@@ -83,7 +83,7 @@ def add_assign_parser(commands: Commands) -> None:
 
 
 async def list_vms(args: argparse.Namespace, settings: Settings) -> int:
-    lab = await Lab.open(settings, args.connect)
+    lab = await Lab.open(settings, args.connect, figures=False)
     try:
         await lab.addresses_looked_up(within=LIST_ADDRESS_WAIT)
         return _print_vms(lab.vms(), args)
