@@ -21,6 +21,7 @@ import libvirt
 from core.errors import ActionFailed, ConfigError, InvalidInput, NotFound, VMManagerError, from_libvirt
 from core.lifecycle.actions import Action, ActionResult
 from core.lifecycle.ownership import Protected
+from core.lifecycle.resources import write_resources
 from core.lifecycle.runner import run_bulk
 from core.metadata import NAMESPACE, PREFIX
 from core.model import VM, HostStatus, Student, Update
@@ -192,12 +193,21 @@ class Lab:
         timeout = self.settings.actions.halt_timeout if halt_timeout is None else halt_timeout
         deleting = Action(action) == Action.DELETE
         protected = await asyncio.to_thread(self.protected) if deleting else Protected()
+        approved = await asyncio.to_thread(self.approved_requests) if Action(action) == Action.REVERT else []
         results = await eventloop.run_on_core(run_bulk(
             self.hosts, action, list(vms), concurrency=self.settings.actions.bulk_concurrency,
             halt_timeout=timeout, protected=protected, vm_root=self.settings.provision.student_vms_dir,
-            socket_dir=self.settings.consoles.socket_dir, snapshot=snapshot))
+            socket_dir=self.settings.consoles.socket_dir, snapshot=snapshot, approved=approved))
         self._record_results(actor, results)
         return results
+
+    def approved_requests(self) -> list[Request]:
+        """Every approved vCPU or memory request (what a revert must not silently undo)."""
+        store = RequestStore(self.settings.database_path)
+        try:
+            return [r for r in store.list(status=Status.APPROVED) if r.kind in (Kind.VCPUS, Kind.MEMORY)]
+        finally:
+            store.close()
 
     def protected(self) -> Protected:
         """What delete must never remove: the template folder and every file templates.toml
@@ -259,19 +269,7 @@ class Lab:
         amount = request.amount
 
         def write() -> None:
-            dom = host.domain(vm.uuid)
-            config = libvirt.VIR_DOMAIN_AFFECT_CONFIG
-            now = domainxml.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-            if request.kind is Kind.VCPUS:
-                steps = [(dom.setVcpusFlags, amount, config | libvirt.VIR_DOMAIN_VCPU_MAXIMUM),
-                         (dom.setVcpusFlags, amount, config)]
-                growing = amount >= now.vcpus
-            else:
-                steps = [(dom.setMemoryFlags, amount * 1024, config | libvirt.VIR_DOMAIN_MEM_MAXIMUM),
-                         (dom.setMemoryFlags, amount * 1024, config)]
-                growing = amount >= now.memory_mib
-            for setter, value, flags in steps if growing else reversed(steps):  # the maximum stays ≥ current
-                setter(value, flags)
+            write_resources(host.domain(vm.uuid), request.kind, amount)
 
         try:
             await eventloop.run_on_core(host.call(write))

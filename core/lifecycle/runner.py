@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import libvirt
@@ -21,6 +21,7 @@ from core.lifecycle.actions import Action, ActionResult, Run
 from core.lifecycle.ownership import Protected
 from core.lifecycle.snapshots import check_snapshot_name
 from core.model import VM
+from core.records.requests import Request
 from core.virt.connection import Host
 
 log = logging.getLogger(__name__)
@@ -29,13 +30,15 @@ log = logging.getLogger(__name__)
 async def run_bulk(hosts: Mapping[str, Host], action: Action | str, vms: Iterable[VM], *,
                    concurrency: int = 8, halt_timeout: float = 60.0,
                    protected: Protected | None = None, vm_root: Path | None = None,
-                   socket_dir: Path | None = None, snapshot: str = "") -> list[ActionResult]:
-    """Run ``action`` on every VM; one failure does not stop the others. Results keep input order."""
+                   socket_dir: Path | None = None, snapshot: str = "",
+                   approved: Sequence[Request] = ()) -> list[ActionResult]:
+    """Run ``action`` on every VM; one failure does not stop the others. Results keep input order.
+    ``approved``: the approved requests, which a revert re-applies when they came after the snapshot."""
     action = Action(action)
     if action.needs_name:
         check_snapshot_name(snapshot)
     run = Run(asyncio.Semaphore(concurrency), halt_timeout, protected or Protected(), vm_root, socket_dir,
-              snapshot)
+              snapshot, approved)
     targets = list(vms)
     return list(await asyncio.gather(*(_perform(hosts, vm, action, run) for vm in targets)))
 
@@ -69,7 +72,8 @@ async def _snapshot(host: Host, vm: VM, run: Run) -> str:
 
 async def _revert(host: Host, vm: VM, run: Run) -> str:
     async with run.slots:
-        return await host.call(snapshots.revert, host.domain(vm.uuid), run.snapshot)
+        mine = [request for request in run.approved if request.vm_uuid == vm.uuid]
+        return await host.call(snapshots.revert, host.domain(vm.uuid), run.snapshot, mine)
 
 
 _ACTIONS: dict[Action, Callable[[Host, VM, Run], Awaitable[str]]] = {

@@ -144,4 +144,7 @@ def _confirm(action: Action, vms: list[VM]) -> bool:
         raise UsageError(f"{action.value} asks for confirmation: pass --yes when not on a terminal")
     names = ", ".join(printable(vm.name) for vm in vms[:10])
     names += f" and {len(vms) - 10} more" if len(vms) > 10 else ""
+    if action == Action.REVERT:
+        print("Each VM stays running, paused or shut off as it is now; the vCPUs or memory of requests "
+              "approved since the snapshot are put back (from the next boot).", file=sys.stderr)
     return yes(f"{action.value.capitalize()} {count(len(vms), 'VM')}: {names}? [y/N] ")
