@@ -23,6 +23,7 @@ from core.lifecycle.actions import Action, ActionResult
 from core.lifecycle.ownership import Protected
 from core.lifecycle.resources import write_resources
 from core.lifecycle.runner import run_bulk
+from core.lifecycle.snapshots import SnapshotInfo, list_snapshots
 from core.metadata import NAMESPACE, PREFIX
 from core.model import VM, HostStatus, Student, Update
 from core.names import check_class_name, check_username
@@ -306,6 +307,11 @@ class Lab:
                                  done.vm_uuid or "", "ok", f"#{done.id} {done.summary()}: {word}")])
         await notify_answer(self.settings, done)
         return done
+
+    async def snapshots(self, vm: VM) -> list[SnapshotInfo]:
+        """The VM's snapshots, oldest first (the current one marked)."""
+        host = self.hosts[vm.host]
+        return await eventloop.run_on_core(host.call(lambda: list_snapshots(host.domain(vm.uuid))))
 
     async def details(self, vm: VM) -> domainxml.DomainInfo:
         host = self.hosts[vm.host]

@@ -4,11 +4,13 @@ an approved request (the definition goes back with the snapshot; the request is 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import libvirt
 import pytest
-from support.livelab import Disk, OpenLab, Outside, qemu_img
+from support.cli import vm_manager
+from support.livelab import URI, Disk, OpenLab, Outside, qemu_img
 
 from core.lifecycle import Action
 from core.metadata import LabMeta
@@ -35,6 +37,13 @@ async def test_revert_keeps_a_shut_off_vm_off_and_re_applies_an_approved_request
                            what="the VM running")
     (taken,) = await lab.act(Action.SNAPSHOT, [vm], snapshot="lab1")  # with its memory: it runs
     assert taken.ok, taken.message
+    listed = vm_manager("-c", URI, "snapshots", vm.name, "--json", VMM_DATA_DIR=str(lab.settings.data_dir))
+    assert listed.returncode == 0, listed.stderr
+    (row,) = json.loads(listed.stdout)
+    assert (row["vm"], row["name"], row["state"], row["with_memory"], row["current"]) == (
+        vm.name, "lab1", "running", True, True)
+    shown = [s.name for s in await lab.snapshots(vm)]
+    assert shown == ["lab1"]
     (off,) = await lab.act(Action.DESTROY, [vm])
     assert off.ok, off.message
     assert _persistent_memory(dom) == 64  # the tiny domain's, as the snapshot has it
