@@ -397,7 +397,9 @@ class MainScreen(Screen[None]):
                         markup=False)
         if result.links:
             note = "" if result.via_server else self.consoles.no_server_note()
-            self.app.push_screen(ShareScreen(result, note))
+            settings = self.lab.settings if self.lab else self.app.settings  # type: ignore[attr-defined]
+            self.app.push_screen(ShareScreen(result, note, owners={vm.uuid: vm.meta.owner for vm in vms},
+                                             save_dir=settings.data_dir / "share-links"))
         self.poll_viewers()
 
     def action_revoke_links(self) -> None:
