@@ -274,6 +274,7 @@ class Lab:
 
         try:
             await eventloop.run_on_core(host.call(write))
+            await eventloop.run_on_core(host.refresh(vm.uuid))  # no event says the definition changed
             result = ActionResult(vm, f"request-{request.kind}", True,
                                   f"request #{request.id}: {request.summary()} from the next boot")
         except VMManagerError as exc:

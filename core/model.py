@@ -74,6 +74,10 @@ class VM:
     started_at: float | None = None
     figures: Figures = field(default_factory=Figures)
     persistent: bool = True
+    next_vcpus: int | None = None
+    """A running VM's vCPUs from its next boot, when its definition says other than it runs with
+    (an approved request); None: the same."""
+    next_memory_mib: int | None = None  # likewise, its memory
 
     @property
     def key(self) -> Key:
@@ -96,6 +100,8 @@ class VM:
             "ips": list(self.ips),
             "started_at": self.started_at,
             "cpu_percent": self.figures.cpu_percent,
+            "next_boot": {"vcpus": self.next_vcpus, "memory_mib": self.next_memory_mib}
+            if self.next_vcpus is not None or self.next_memory_mib is not None else None,
         }
 
 

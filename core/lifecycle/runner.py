@@ -73,7 +73,9 @@ async def _snapshot(host: Host, vm: VM, run: Run) -> str:
 async def _revert(host: Host, vm: VM, run: Run) -> str:
     async with run.slots:
         mine = [request for request in run.approved if request.vm_uuid == vm.uuid]
-        return await host.call(snapshots.revert, host.domain(vm.uuid), run.snapshot, mine)
+        message = await host.call(snapshots.revert, host.domain(vm.uuid), run.snapshot, mine)
+    await host.refresh(vm.uuid)  # what was re-applied came after the events of the revert
+    return message
 
 
 _ACTIONS: dict[Action, Callable[[Host, VM, Run], Awaitable[str]]] = {

@@ -342,13 +342,19 @@ class Host:
             if started is not None:
                 self._started_at[uuid] = started
         old = self.inventory.get((self.name, uuid))
+        persistent = bool(dom.isPersistent())
+        next_vcpus = next_memory = None
+        if vm_state.is_active and persistent:  # what an approved request changed waits for the next boot
+            defined = domainxml.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            next_vcpus = defined.vcpus if defined.vcpus != info.vcpus else None
+            next_memory = defined.memory_mib if defined.max_memory_mib != info.max_memory_mib else None
         return VM(
             host=self.name, uuid=uuid, name=info.name, state=vm_state, vcpus=info.vcpus,
-            memory_mib=info.memory_mib, meta=info.meta,
+            memory_mib=info.memory_mib, meta=info.meta, next_vcpus=next_vcpus, next_memory_mib=next_memory,
             ips=old.ips if old is not None and vm_state.is_active else (),
             started_at=started,
             figures=old.figures if old is not None and vm_state.is_active else Figures(),
-            persistent=bool(dom.isPersistent()),
+            persistent=persistent,
         )
 
     def _read_all(self) -> list[VM]:

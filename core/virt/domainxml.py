@@ -53,6 +53,7 @@ class DomainInfo:
     disks: tuple[Disk, ...]
     interfaces: tuple[Interface, ...]
     graphics: tuple[Graphics, ...]
+    max_memory_mib: int = 0  # <memory>: what the guest may be given (a balloon moves only the current)
     agent_state: str | None = None
     """The guest-agent channel's state in the live XML (``connected``, ``disconnected``, ``""`` when
     libvirt does not say); None: the domain has no such channel, no agent can answer."""
@@ -128,6 +129,7 @@ def parse(xml: str) -> DomainInfo:
         disks=disks,
         interfaces=interfaces,
         graphics=graphics,
+        max_memory_mib=round(_kib(root.find("memory")) / 1024),
         agent_state=_agent_state(root),
     )
 

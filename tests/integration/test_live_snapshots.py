@@ -85,3 +85,38 @@ async def test_revert_keeps_a_running_vm_running(outside: Outside, open_lab: Ope
     assert reverted.ok, reverted.message
     assert dom.isActive()
     assert "running" in reverted.message
+
+
+async def test_an_approved_request_shows_from_the_next_boot_until_the_vm_restarts(
+        outside: Outside, open_lab: OpenLab) -> None:
+    from tui import format as fmt
+    from tui.screens.detail import summary_text
+
+    dom = outside.define("next-boot", meta=LabMeta("alice", "snap101"), start=True)
+    uuid = dom.UUIDString()
+    lab, watch = await open_lab()
+    vm = await watch.until(lambda: (v := watch.vm(uuid)) is not None and v.state is VMState.RUNNING and v,
+                           what="the VM running")
+    assert vm.next_memory_mib is None
+    store = RequestStore(lab.settings.database_path)
+    try:
+        asked = store.create("alice", Kind.MEMORY, reason="more", vm_uuid=uuid, vm_name=vm.name,
+                             amount=APPROVED_MIB)
+    finally:
+        store.close()
+    await lab.answer_request(asked.id, approve=True)
+    vm = await watch.until(lambda: (v := watch.vm(uuid)) is not None and v.next_memory_mib and v,
+                           what="the memory waiting for the next boot")
+    assert (vm.memory_mib, vm.next_memory_mib) == (64, APPROVED_MIB)  # it runs with 64 until then
+    assert fmt.next_boot(vm) == f"{APPROVED_MIB} MiB"
+    assert f"From the next boot {APPROVED_MIB} MiB" in summary_text(vm, 0.0).plain
+    listed = vm_manager("-c", URI, "list", "--json", "--class", "snap101",
+                        VMM_DATA_DIR=str(lab.settings.data_dir))
+    (row,) = json.loads(listed.stdout)
+    assert row["next_boot"] == {"vcpus": None, "memory_mib": APPROVED_MIB}
+
+    dom.destroy()
+    dom.create()  # the next boot: nothing waits any more
+    vm = await watch.until(lambda: (v := watch.vm(uuid)) is not None and v.state is VMState.RUNNING
+                           and v.memory_mib == APPROVED_MIB and v, what="the VM restarted with 512 MiB")
+    assert vm.next_memory_mib is None

@@ -57,6 +57,8 @@ def summary_text(vm: VM, now: float, removed: bool = False) -> Text:
         [("UUID", vm.uuid), ("Host", fmt.printable(vm.host)),
          ("Persistent", "yes" if vm.persistent else "no (transient)")],
     ]
+    if pending := fmt.next_boot(vm):
+        lines[1].insert(2, ("From the next boot", pending))
     for fields in lines:
         text.append("\n")
         for n, (label, value) in enumerate(fields):
