@@ -24,7 +24,9 @@ from core.demo import demo_settings, remove_scratch
 from core.errors import ActionFailed, ConfigError, InvalidInput, NotFound, VMManagerError, from_libvirt
 from core.lifecycle.actions import Action, ActionResult
 from core.lifecycle.ownership import Protected
+from core.lifecycle.resources import write_resources
 from core.lifecycle.runner import run_bulk
+from core.lifecycle.snapshots import SnapshotInfo, list_snapshots
 from core.metadata import NAMESPACE, PREFIX
 from core.model import VM, HostStatus, Key, Student, Update
 from core.names import check_class_name, check_username
@@ -141,10 +143,16 @@ class Lab:
                             for r in results])
 
     @classmethod
-    async def open(cls, settings: Settings, uri: str | None = None) -> Lab:
-        """Connect (to the chosen URI) and fill the inventory; raises HypervisorUnavailable."""
+    async def open(cls, settings: Settings, uri: str | None = None, *, addresses: bool = True,
+                   figures: bool = True) -> Lab:
+        """Connect (to the chosen URI) and fill the inventory; raises HypervisorUnavailable.
+
+        For a one-shot command: ``addresses=False``, the running VMs' addresses are not looked up
+        (``share`` shows none, so neither asks nor waits for them); ``figures=False``, no CPU or
+        I/O figures are sampled (a rate needs two samples, and closing waits for a call under way).
+        """
         chosen, demo = choose_uri(settings, uri)
-        return await eventloop.run_on_core(cls._open(settings, [chosen], demo))
+        return await eventloop.run_on_core(cls._open(settings, [chosen], demo, addresses, figures))
 
     @classmethod
     def open_soon(cls, settings: Settings, uri: str | None = None) -> concurrent.futures.Future[Lab]:
@@ -162,11 +170,13 @@ class Lab:
         return host is not None and host.remote
 
     @classmethod
-    async def _open(cls, settings: Settings, uris: list[str], demo: bool) -> Lab:
+    async def _open(cls, settings: Settings, uris: list[str], demo: bool, addresses: bool = True,
+                    figures: bool = True) -> Lab:
         inventory = Inventory()
         hosts = [Host(uri, inventory, stats_interval=settings.hosts.stats_interval,
                       keepalive=(settings.hosts.keepalive_interval, settings.hosts.keepalive_count),
-                      reconnect_max_delay=settings.hosts.reconnect_max_delay, demo=demo)
+                      reconnect_max_delay=settings.hosts.reconnect_max_delay, demo=demo,
+                      look_up_addresses=addresses, sample_figures=figures)
                  for uri in uris]
         ejectors = [AnswerCDEjector(host) for host in hosts]  # before the first sync: it sees every VM
         connected: list[Host] = []
@@ -226,16 +236,27 @@ class Lab:
         self._in_flight.append(running)
         try:
             protected = await asyncio.to_thread(self.protected) if deleting else Protected()
+            reverting = Action(action) == Action.REVERT
+            approved = await asyncio.to_thread(self.approved_requests) if reverting else []
             results = await eventloop.run_on_core(run_bulk(
                 self.hosts, action, running.vms, concurrency=self.settings.actions.bulk_concurrency,
                 halt_timeout=timeout, protected=protected, vm_root=self.settings.provision.student_vms_dir,
-                socket_dir=self.settings.consoles.socket_dir, snapshot=snapshot, on_result=running.done))
+                socket_dir=self.settings.consoles.socket_dir, snapshot=snapshot, approved=approved,
+                on_result=running.done))
         finally:
             self._in_flight.remove(running)
             running.ended.set()
         if not running.abandoned:
             self._record_results(actor, results)
         return results
+
+    def approved_requests(self) -> list[Request]:
+        """Every approved vCPU or memory request (what a revert must not silently undo)."""
+        store = RequestStore(self.settings.database_path)
+        try:
+            return [r for r in store.list(status=Status.APPROVED) if r.kind in (Kind.VCPUS, Kind.MEMORY)]
+        finally:
+            store.close()
 
     def in_flight(self) -> list[InFlight]:
         """The actions under way (:meth:`act` calls not returned yet), oldest first."""
@@ -320,22 +341,11 @@ class Lab:
         amount = request.amount
 
         def write() -> None:
-            dom = host.domain(vm.uuid)
-            config = libvirt.VIR_DOMAIN_AFFECT_CONFIG
-            now = domainxml.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-            if request.kind is Kind.VCPUS:
-                steps = [(dom.setVcpusFlags, amount, config | libvirt.VIR_DOMAIN_VCPU_MAXIMUM),
-                         (dom.setVcpusFlags, amount, config)]
-                growing = amount >= now.vcpus
-            else:
-                steps = [(dom.setMemoryFlags, amount * 1024, config | libvirt.VIR_DOMAIN_MEM_MAXIMUM),
-                         (dom.setMemoryFlags, amount * 1024, config)]
-                growing = amount >= now.memory_mib
-            for setter, value, flags in steps if growing else reversed(steps):  # the maximum stays ≥ current
-                setter(value, flags)
+            write_resources(host.domain(vm.uuid), request.kind, amount)
 
         try:
             await eventloop.run_on_core(host.call(write))
+            await eventloop.run_on_core(host.refresh(vm.uuid))  # no event says the definition changed
             result = ActionResult(vm, f"request-{request.kind}", True,
                                   f"request #{request.id}: {request.summary()} from the next boot")
         except VMManagerError as exc:
@@ -369,6 +379,11 @@ class Lab:
                                  done.vm_uuid or "", "ok", f"#{done.id} {done.summary()}: {word}")])
         await notify_answer(self.settings, done)
         return done
+
+    async def snapshots(self, vm: VM) -> list[SnapshotInfo]:
+        """The VM's snapshots, oldest first (the current one marked)."""
+        host = self.hosts[vm.host]
+        return await eventloop.run_on_core(host.call(lambda: list_snapshots(host.domain(vm.uuid))))
 
     async def details(self, vm: VM) -> domainxml.DomainInfo:
         host = self.hosts[vm.host]

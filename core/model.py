@@ -78,6 +78,10 @@ class VM:
     """While this process halts it: when the guest is powered off if ACPI has not stopped it
     (``time.time()``). libvirt has no "shutting down" state for an ACPI shutdown, so another
     process (a CLI halt) shows such a VM as running."""
+    next_vcpus: int | None = None
+    """A running VM's vCPUs from its next boot, when its definition says other than it runs with
+    (an approved request); None: the same."""
+    next_memory_mib: int | None = None  # likewise, its memory
 
     @property
     def key(self) -> Key:
@@ -101,6 +105,8 @@ class VM:
             "started_at": self.started_at,
             "cpu_percent": self.figures.cpu_percent,
             "halting_until": self.halting_until,
+            "next_boot": {"vcpus": self.next_vcpus, "memory_mib": self.next_memory_mib}
+            if self.next_vcpus is not None or self.next_memory_mib is not None else None,
         }
 
 

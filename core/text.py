@@ -7,14 +7,17 @@ finds the control characters that no name, password or address we keep may hold.
 
 Text from outside (VM names, owners, addresses, reasons, full names, the command line's own
 arguments, error messages) is written to a terminal, a page or the log only through
-:func:`printable`, and to JSON only through :func:`json_text`: the one rule for what may reach a
-screen as it is.
+:func:`printable`, to JSON only through :func:`json_text`, to CSV only through :func:`csv_text`:
+the one rule for what may reach a screen as it is.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -57,6 +60,21 @@ def json_text(value: object, *, indent: int | None = 2) -> str:
     a UTF-8 terminal could not even be sent, would pass)."""
     dumped = json.dumps(value, ensure_ascii=False, indent=indent)  # line feeds: only its own indent
     return _UNSHOWN_BUT_NEWLINE.sub(lambda m: f"\\u{ord(m[0]):04x}", dumped)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A CSV document (the csv module's quoting), every cell through :func:`printable` and safe to
+    open in a spreadsheet: a cell that would start a formula (``=`` ``+`` ``-`` ``@``) gets a leading
+    ``'`` (OWASP's advice against CSV injection)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for row in [header, *rows]:
+        cells = [printable(str(cell)) for cell in row]
+        writer.writerow(["'" + cell if cell.startswith(_FORMULA_START) else cell for cell in cells])
+    return out.getvalue()
 
 
 def count(number: int, noun: str, plural: str = "") -> str:

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.lab import SYSTEM_URI as SYSTEM  # noqa: E402
 from core.lab import Lab  # noqa: E402
+from core.metadata import LabMeta  # noqa: E402
 from core.model import VMState  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.testing import testdriver  # noqa: E402
@@ -286,6 +287,43 @@ def bench_list(runs: int = 5) -> None:
     figure("vm_manager_list", statistics.median(ours) * 1000, "ms")
 
 
+def bench_quiet_class(vms: RealVMs, work: Path, env: dict[str, str], count: int = 30, runs: int = 5) -> None:
+    """``list --json`` and ``share --class`` on a class of running VMs without network, against
+    ``vm-manager --version`` in the same run: what is left is the work on the VMs themselves.
+
+    Goal (issue 12): list within 100 ms of --version, share within 300 ms: a VM without an
+    interface has no address to wait for, and ``share`` reads none at all.
+    """
+    lab_class = f"bench{secrets.token_hex(2)}"
+    made = []
+    for _ in range(count):
+        name = f"{vms.prefix}q{len(vms.doms):02d}"
+        dom = vms.conn.defineXML(tiny_domain(name, domain_type=vms.domain_type,
+                                             meta=LabMeta(owner="bench", lab_class=lab_class)))
+        vms.doms.append(dom)
+        dom.create()
+        made.append(dom)
+    run_env = {**os.environ, **env, "SECRET_KEY": secrets.token_hex(32)}
+
+    def timed(*argv: str) -> float:
+        t0 = time.monotonic()
+        subprocess.run([VM_MANAGER, *argv], capture_output=True, check=True, env=run_env)
+        return time.monotonic() - t0
+
+    version, listing, sharing = [], [], []
+    for _ in range(runs):  # interleaved, so the machine's mood weighs on all three alike
+        version.append(timed("--version"))
+        listing.append(timed("-c", SYSTEM, "list", "--json"))
+        sharing.append(timed("-c", SYSTEM, "share", "--class", lab_class, "--ttl", "5m"))
+    base = statistics.median(version) * 1000
+    list_ms, share_ms = statistics.median(listing) * 1000, statistics.median(sharing) * 1000
+    figure("vm_manager_version", base, "ms")
+    figure(f"list_json_{count}_running_no_network", list_ms, "ms")
+    figure(f"share_class_{count}_running", share_ms, "ms")
+    figure(f"list_json_{count}_over_version", list_ms - base, "ms (goal <= 100)")
+    figure(f"share_class_{count}_over_version", share_ms - base, "ms (goal <= 300)")
+
+
 def system_answers() -> bool:
     try:
         libvirt.open(SYSTEM).close()
@@ -301,6 +339,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the slow real-VM figures")
     parser.add_argument("--first-table", action="store_true",
                         help="only the 1,000-VM first-table figure (and the imports alone)")
+    parser.add_argument("--quiet-class", action="store_true",
+                        help="only list/share on 30 running VMs without network, beside --version")
     parser.add_argument("--runs", type=int, default=9, help="start-ups timed for the first-table figure")
     args = parser.parse_args()
     libvirt.registerErrorHandler(lambda *_: None, None)
@@ -312,6 +352,13 @@ def main() -> None:
         if args.first_table:
             bench_first_table(work, env, args.runs)
             return
+        if args.quiet_class:
+            quiet = RealVMs(os.environ.get("VMM_DOMAIN_TYPE", "qemu").replace("auto", "qemu"))
+            try:
+                bench_quiet_class(quiet, work, env)
+            finally:
+                quiet.cleanup()
+            return
         bench_thousand(work, env, args.runs)
         bench_storm(work, env)
         if not system_answers():
@@ -322,6 +369,7 @@ def main() -> None:
         vms = RealVMs(domain_type)
         try:
             bench_list()
+            bench_quiet_class(vms, work, env)
             bench_event_to_screen(vms, env, work)
             if not args.quick:
                 settings = Settings(data_dir=work / "data", config_dir=work / "config")

@@ -149,5 +149,13 @@ def created(stamp: str) -> str:
     return (when.astimezone() if when.tzinfo else when).date().isoformat()
 
 
+def next_boot(vm: VM) -> str:
+    """What a running VM gets at its next boot, when its definition changed (``512 MiB, 2 vCPUs``:
+    an approved request); "" when nothing waits."""
+    parts = ([f"{vm.next_memory_mib} MiB"] if vm.next_memory_mib is not None else []) + \
+        ([f"{vm.next_vcpus} vCPUs"] if vm.next_vcpus is not None else [])
+    return ", ".join(parts)
+
+
 def text_or_dash(value: str) -> str:
     return printable(value) if value else DASH

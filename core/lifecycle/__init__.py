@@ -8,8 +8,8 @@ reset may remove; :mod:`targets` resolves names, globs and classes to VMs.
 from core.lifecycle.actions import Action, ActionResult
 from core.lifecycle.ownership import Protected
 from core.lifecycle.runner import run_bulk
-from core.lifecycle.snapshots import check_snapshot_name
+from core.lifecycle.snapshots import SnapshotInfo, check_snapshot_name
 from core.lifecycle.targets import Resolved, check_classes, confirmation_word, resolve
 
-__all__ = ["Action", "ActionResult", "Protected", "Resolved", "check_classes", "check_snapshot_name",
-           "confirmation_word", "resolve", "run_bulk"]
+__all__ = ["Action", "ActionResult", "Protected", "Resolved", "SnapshotInfo", "check_classes",
+           "check_snapshot_name", "confirmation_word", "resolve", "run_bulk"]

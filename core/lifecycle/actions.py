@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.lifecycle.ownership import Protected
 from core.model import VM
+from core.records.requests import Request
 from core.virt.connection import Host
 
 
@@ -59,6 +61,7 @@ class Run:
     vm_root: Path | None = None  # provisioning's student folders: a deleted VM's folder goes too
     socket_dir: Path | None = None  # provisioning's VNC sockets: a deleted VM's socket goes too
     snapshot: str = ""
+    approved: Sequence[Request] = ()  # approved requests (a revert puts back those it would undo)
     disk_users: dict[str, tuple[dict[str, set[str]], list[str]]] = field(default_factory=dict)
 
 

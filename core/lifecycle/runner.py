@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import libvirt
@@ -21,6 +21,7 @@ from core.lifecycle.actions import Action, ActionResult, Run
 from core.lifecycle.ownership import Protected
 from core.lifecycle.snapshots import check_snapshot_name
 from core.model import VM
+from core.records.requests import Request
 from core.virt.connection import Host
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,16 @@ async def run_bulk(hosts: Mapping[str, Host], action: Action | str, vms: Iterabl
                    concurrency: int = 8, halt_timeout: float = 60.0,
                    protected: Protected | None = None, vm_root: Path | None = None,
                    socket_dir: Path | None = None, snapshot: str = "",
+                   approved: Sequence[Request] = (),
                    on_result: Callable[[ActionResult], None] | None = None) -> list[ActionResult]:
     """Run ``action`` on every VM; one failure does not stop the others. Results keep input order;
-    ``on_result`` hears each VM's as it comes (on the core loop)."""
+    ``on_result`` hears each VM's as it comes (on the core loop). ``approved``: the approved
+    requests, which a revert re-applies when they came after the snapshot."""
     action = Action(action)
     if action.needs_name:
         check_snapshot_name(snapshot)
     run = Run(asyncio.Semaphore(concurrency), halt_timeout, protected or Protected(), vm_root, socket_dir,
-              snapshot)
+              snapshot, approved)
 
     async def one(vm: VM) -> ActionResult:
         result = await _perform(hosts, vm, action, run)
@@ -77,7 +80,10 @@ async def _snapshot(host: Host, vm: VM, run: Run) -> str:
 
 async def _revert(host: Host, vm: VM, run: Run) -> str:
     async with run.slots:
-        return await host.call(snapshots.revert, host.domain(vm.uuid), run.snapshot)
+        mine = [request for request in run.approved if request.vm_uuid == vm.uuid]
+        message = await host.call(snapshots.revert, host.domain(vm.uuid), run.snapshot, mine)
+    await host.refresh(vm.uuid)  # what was re-applied came after the events of the revert
+    return message
 
 
 _ACTIONS: dict[Action, Callable[[Host, VM, Run], Awaitable[str]]] = {

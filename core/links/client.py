@@ -20,7 +20,7 @@ from typing import Any
 
 from core.errors import VMManagerError
 from core.links.secret import load_secret_key
-from core.links.shares import Revocation, TokenStore, parse_ttl
+from core.links.shares import Link, Revocation, TokenStore, parse_ttl
 from core.links.urls import base_url, share_url
 from core.model import VM
 from core.records import audit
@@ -91,6 +91,12 @@ class RevokeResult:
         return tuple(link for result in self.results for link in result.revoked)
 
 
+@dataclass(frozen=True)
+class ListedLink:
+    link: Link
+    viewers: int | None  # consoles open through it now; None: no server answers, nobody is counted
+
+
 class Consoles:
     """Talks to the admin API of ``settings`` (its Unix socket), else to the database; what it
     makes and revokes is audited as the operator at this terminal (``source``: tui or cli)."""
@@ -159,16 +165,32 @@ class Consoles:
         finally:
             store.close()
 
-    async def viewers(self) -> dict[str, int] | None:
-        """Open consoles per VM UUID, or None when no server answers."""
+    async def viewers(self, by: str = "by_vm") -> dict[str, int] | None:
+        """Open consoles per VM UUID (``by="by_link"``: per link id), or None when no server answers."""
         try:
             reply = await call(self.settings, "GET", "/viewers")
+            if reply is None:
+                return None
+            return {str(key): int(count) for key, count in reply.get(by, {}).items()}
         except Exception:  # a count is best effort: a server answering nonsense counts as none
             log.debug("counting the viewers failed", exc_info=True)
             return None
-        if reply is None:
-            return None
-        return {str(uuid): int(count) for uuid, count in reply.get("by_vm", {}).items()}
+
+    async def listed(self) -> tuple[ListedLink, ...]:
+        """The share links still open, oldest first, each with its viewers when a server answers.
+        They come from the database, where a token is kept only as its HMAC: a listed link has its
+        id, never its URL (that is shown once, when it is made)."""
+        links = await asyncio.to_thread(self._links_in_store)
+        counts = await self.viewers("by_link")
+        return tuple(ListedLink(link, None if counts is None else counts.get(link.id, 0))
+                     for link in sorted(links, key=lambda link: (link.created, link.id)))
+
+    def _links_in_store(self) -> list[Link]:
+        store = TokenStore(self.settings.database_path, "")  # listing hashes nothing: no key
+        try:
+            return [link for link in store.links() if link.owner is None]  # not students' portal sessions
+        finally:
+            store.close()
 
     def no_server_note(self) -> str:
         """What an operator should know about links made without a server."""

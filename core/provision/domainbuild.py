@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from core.metadata import LabMeta
 from core.provision.templates import Template
+from core.virt.domainxml import GUEST_AGENT_CHANNEL
 
 StrPath = str | os.PathLike[str]
 
@@ -51,7 +52,6 @@ def kernel_domain(name: str, kernel: StrPath, initrd: StrPath, cmdline: str = "c
 
 
 _DISK_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd", "ide": "hd"}
-GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,22 @@ _EVENT_NAMES = {
     libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
 }
 _IP_RETRY_DELAYS = (3.0, 10.0, 30.0, 60.0, 120.0)
+_LEASE = libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE
+_AGENT = libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT
+ALL_ADDRESS_SOURCES = (_LEASE, _AGENT)
+IP_LOOKUP_CONCURRENCY = 8  # domains whose addresses one (re)sync looks up at once
+
+
+def address_sources(info: domainxml.DomainInfo) -> tuple[int, ...]:
+    """Who can tell a running domain's addresses: libvirt's DHCP leases, for an interface on a
+    libvirt network; the guest agent, when the domain has its channel and libvirt does not know it
+    disconnected. Empty: nobody can (no interface, no agent), so nothing is asked or waited for."""
+    sources = []
+    if any(interface.kind == "network" for interface in info.interfaces):
+        sources.append(_LEASE)
+    if info.agent_state is not None and info.agent_state != "disconnected":
+        sources.append(_AGENT)
+    return tuple(sources)
 
 
 def host_name_for(uri: str) -> str:
@@ -94,7 +110,10 @@ class Host:
 
     def __init__(self, uri: str, inventory: Inventory, *, stats_interval: float = 2.0,
                  keepalive: tuple[int, int] = (5, 3), reconnect_max_delay: float = 30.0,
-                 demo: bool = False, name: str | None = None) -> None:
+                 demo: bool = False, name: str | None = None, look_up_addresses: bool = True,
+                 sample_figures: bool = True) -> None:
+        """``look_up_addresses`` / ``sample_figures``: False for a one-shot reader that shows no
+        address (``share``) / no figures (any one-shot command: a rate needs two samples)."""
         self.uri = uri
         self.name = name or host_name_for(uri)
         self.demo = demo
@@ -108,6 +127,10 @@ class Host:
         self._callback_ids: list[int] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._addresses: asyncio.Task[Any] | None = None
+        self.look_up_addresses = look_up_addresses
+        self.sample_figures = sample_figures
+        # Per domain, the sources its addresses can come from (see address_sources), as last read.
+        self._address_sources: dict[str, tuple[int, ...]] = {}
         self._dirty: set[str] = set()
         # Events seen per domain: a read that started before the latest event is stale.
         self._events_seen: dict[str, int] = {}
@@ -227,7 +250,8 @@ class Host:
         self._set_status(ConnState.ACTIVE, "connected")
         log.info("connected to %s (%d VMs)", self.uri,
                  sum(1 for vm in self.inventory.vms() if vm.host == self.name))
-        self._stats_task = asyncio.create_task(self.sampler.run(), name=f"stats-{self.name}")
+        if self.sample_figures:
+            self._stats_task = asyncio.create_task(self.sampler.run(), name=f"stats-{self.name}")
 
     def _register(self, conn: libvirt.virConnect) -> list[int]:
         """Keepalive, close callback and domain event callbacks (runs in a worker thread)."""
@@ -311,19 +335,26 @@ class Host:
         info = domainxml.parse(dom.XMLDesc(0))
         vm_state = VMState.from_libvirt(state)
         uuid = info.uuid
+        self._address_sources[uuid] = address_sources(info)
         started = self._started_at.get(uuid) if vm_state.is_active else None
         if vm_state.is_active and started is None:
             started = self._process_start(info.name)
             if started is not None:
                 self._started_at[uuid] = started
         old = self.inventory.get((self.name, uuid))
+        persistent = bool(dom.isPersistent())
+        next_vcpus = next_memory = None
+        if vm_state.is_active and persistent:  # what an approved request changed waits for the next boot
+            defined = domainxml.parse(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            next_vcpus = defined.vcpus if defined.vcpus != info.vcpus else None
+            next_memory = defined.memory_mib if defined.max_memory_mib != info.max_memory_mib else None
         return VM(
             host=self.name, uuid=uuid, name=info.name, state=vm_state, vcpus=info.vcpus,
-            memory_mib=info.memory_mib, meta=info.meta,
+            memory_mib=info.memory_mib, meta=info.meta, next_vcpus=next_vcpus, next_memory_mib=next_memory,
             ips=old.ips if old is not None and vm_state.is_active else (),
             started_at=started,
             figures=old.figures if old is not None and vm_state.is_active else Figures(),
-            persistent=bool(dom.isPersistent()),
+            persistent=persistent,
         )
 
     def _read_all(self) -> list[VM]:
@@ -364,12 +395,12 @@ class Host:
             return None
         return boot + ticks / os.sysconf("SC_CLK_TCK")
 
-    def _read_ips(self, uuid: str) -> tuple[str, ...]:
+    def _read_ips(self, uuid: str, sources: tuple[int, ...] = ALL_ADDRESS_SOURCES) -> tuple[str, ...]:
         """The DHCP leases' addresses, else the guest agent's (a guest's own word: see
         :func:`reachable_addresses`)."""
+        failpoints.hit("ip-lookup", uuid)
         dom = self.domain(uuid)
-        for source in (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
-                       libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT):
+        for source in sources:
             try:
                 found = dom.interfaceAddresses(source, 0) or {}
             except libvirt.libvirtError:
@@ -394,7 +425,10 @@ class Host:
         self.inventory.replace_host(self.name, current + keep)
         for uuid in recheck:
             self._mark_dirty(uuid)
-        self._addresses = self._spawn(self._look_up_ips([vm.uuid for vm in current if vm.state.is_active]))
+        askable = [vm.uuid for vm in current if vm.state.is_active and self._address_sources.get(vm.uuid)]
+        self._addresses = None
+        if askable and self.look_up_addresses:
+            self._addresses = self._spawn(self._look_up_ips(askable))
 
     async def addresses_looked_up(self) -> None:
         """Wait for the address look-up of the last (re)sync: a one-shot reader (``list``) wants
@@ -403,7 +437,7 @@ class Host:
             await asyncio.shield(self._addresses)
 
     async def _look_up_ips(self, uuids: list[str]) -> None:
-        """The addresses of every running VM after a (re)sync: one worker job, not one per VM."""
+        """The addresses of the running VMs after a (re)sync: one worker job, not one per VM."""
         try:
             found = await self._run(self._read_ips_many, uuids)
         except (libvirt.libvirtError, VMManagerError):
@@ -414,12 +448,20 @@ class Host:
                 self.inventory.put(replace(vm, ips=ips))
 
     def _read_ips_many(self, uuids: list[str]) -> dict[str, tuple[str, ...]]:
-        found = {}
-        for uuid in uuids:
-            failpoints.hit("ip-lookup", uuid)
-            with contextlib.suppress(libvirt.libvirtError):
-                found[uuid] = self._read_ips(uuid)
-        return found
+        """One pass over ``uuids``, a few at once (a slow guest agent delays only its own VM), each
+        asking only the sources its definition has."""
+        def read(uuid: str) -> tuple[str, ...] | None:
+            try:
+                return self._read_ips(uuid, self._address_sources.get(uuid, ALL_ADDRESS_SOURCES))
+            except libvirt.libvirtError:
+                return None
+
+        if not uuids:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(IP_LOOKUP_CONCURRENCY, len(uuids)),
+                                thread_name_prefix=f"ips-{self.name}") as pool:
+            answers = list(pool.map(read, uuids))
+        return {uuid: ips for uuid, ips in zip(uuids, answers, strict=True) if ips is not None}
 
     # -- events (core loop: record and schedule, nothing blocking) --
     def _on_lifecycle(self, _conn: object, dom: libvirt.virDomain, event: int, detail: int,
@@ -433,6 +475,7 @@ class Host:
         if event == libvirt.VIR_DOMAIN_EVENT_UNDEFINED:
             self.inventory.remove(key)
             self._started_at.pop(uuid, None)
+            self._address_sources.pop(uuid, None)
             self._events_seen.pop(uuid, None)  # a read in flight now differs, and is re-done
             return
         vm = self.inventory.get(key)

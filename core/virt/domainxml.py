@@ -11,6 +11,7 @@ from core.metadata import LabMeta
 _UNIT_TO_KIB = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "kb": 1000 / 1024,
                 "m": 1024, "mib": 1024, "mb": 1e6 / 1024, "g": 1024**2, "gib": 1024**2,
                 "gb": 1e9 / 1024, "t": 1024**3, "tib": 1024**3}
+GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"  # the virtio-serial port QEMU's guest agent answers on
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,10 @@ class DomainInfo:
     disks: tuple[Disk, ...]
     interfaces: tuple[Interface, ...]
     graphics: tuple[Graphics, ...]
+    max_memory_mib: int = 0  # <memory>: what the guest may be given (a balloon moves only the current)
+    agent_state: str | None = None
+    """The guest-agent channel's state in the live XML (``connected``, ``disconnected``, ``""`` when
+    libvirt does not say); None: the domain has no such channel, no agent can answer."""
 
 
 def _kib(element: ET.Element | None) -> float:
@@ -124,7 +129,17 @@ def parse(xml: str) -> DomainInfo:
         disks=disks,
         interfaces=interfaces,
         graphics=graphics,
+        max_memory_mib=round(_kib(root.find("memory")) / 1024),
+        agent_state=_agent_state(root),
     )
+
+
+def _agent_state(root: ET.Element) -> str | None:
+    for channel in root.iterfind("devices/channel"):
+        target = channel.find("target")
+        if target is not None and target.get("name") == GUEST_AGENT_CHANNEL:
+            return target.get("state", "")
+    return None
 
 
 def _attr(element: ET.Element, child: str, attr: str) -> str:

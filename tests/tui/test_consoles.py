@@ -34,6 +34,7 @@ from core.text import format_time
 from core.web import app as web_app
 from core.web.app import VIEWERS
 from core.web.console.proxy import Viewer, Viewers
+from tui import format as fmt
 from tui.app import VMManagerApp
 from tui.screens.main import MainScreen
 from tui.screens.prompt import PromptScreen
@@ -407,3 +408,31 @@ async def test_a_second_server_is_refused_and_the_tui_goes_on(server, lab: Lab, 
         assert app.server_url is None
         await wait_until(lambda: app.main.table.viewers is not None)  # it counts the other one's
     assert settings.admin_socket.exists()  # the other server's socket is left alone
+
+
+async def test_the_share_screen_copies_all_the_links_and_saves_them_as_csv(make_app,
+                                                                           settings: Settings) -> None:
+    import csv
+    import io
+    import stat as stat_mod
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        names = [vm.name for vm in app.lab.vms() if vm.meta.lab_class == "net101"]
+        await mark(app, pilot, *names)
+        screen = await share(app, pilot)
+        assert len(screen.links) == len(names)
+        await pilot.press("a")  # copy all: a line per link, VM tab URL
+        lines = [f"{fmt.printable(link.vm_name)}\t{link.url}\n" for link in screen.links]
+        assert app.clipboard == "".join(lines)
+        await pilot.press("s")
+        await wait_until(lambda: screen.saved is not None)
+        saved = screen.saved
+        assert saved is not None and saved.parent == settings.data_dir / "share-links"  # noqa: PT018
+        assert stat_mod.S_IMODE(saved.stat().st_mode) == 0o600  # the URLs hold the tokens
+        rows = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8"))))
+        owners = {vm.name: vm.meta.owner for vm in app.lab.vms()}
+        assert [(r["vm"], r["owner"], r["url"], r["id"]) for r in rows] == [
+            (fmt.printable(link.vm_name), owners[link.vm_name], link.url, link.id) for link in screen.links]
+        assert any(f"saved to {saved}" in n for n in notifications(app))

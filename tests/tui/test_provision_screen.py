@@ -32,7 +32,7 @@ from core.provision.roster import read_roster
 from core.settings import ActionSettings, ConsoleSettings, ProvisionSettings, Settings
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.main import MainScreen
-from tui.screens.prompt import PromptScreen
+from tui.screens.prompt import ChoiceScreen, PromptScreen
 from tui.screens.provision import WINDOWS_NOTE, ProvisionScreen
 from tui.screens.templates import TemplatesScreen
 
@@ -433,18 +433,22 @@ async def test_snapshot_asks_a_valid_name_then_revert_asks_and_confirms(make_app
         assert isinstance(app.screen, MainScreen)  # a snapshot loses nothing: no confirmation
         await wait_until(lambda: "✓ snapshot net101-chloe: snapshot before-lab taken" in log_text(app))
 
-        await pilot.press("V")
-        assert isinstance(app.screen, PromptScreen)
-        await pilot.press(*"before-lab", "enter")
+        await pilot.press("V")  # the snapshots the VM has, to pick from: no name to get wrong
+        await wait_until(lambda: isinstance(app.screen, ChoiceScreen))
+        assert app.screen.values == ["before-lab"]
+        await pilot.press("enter")
         dialog = app.screen
         assert isinstance(dialog, ConfirmScreen)
         assert dialog.title_text == "Revert 1 VM?"
         assert "back to its snapshot before-lab: everything written since is lost" in dialog.consequence
+        assert "stays running, paused or shut off" in dialog.consequence
         await pilot.press("y")
         await wait_until(lambda: "✓ revert net101-chloe: reverted to before-lab" in log_text(app))
 
-        await pilot.press("V", *"nosuch", "enter", "y")
-        await wait_until(lambda: "✗ revert net101-chloe: it has no snapshot 'nosuch'" in log_text(app))
+        app.main.table.move_to(vm_named(app, "net101-alice").key)
+        await pilot.press("V")  # a VM without snapshots: said at once, nothing to confirm
+        await wait_until(lambda: any("has no snapshot to revert to" in n for n in notifications(app)))
+        assert isinstance(app.screen, MainScreen)
         await pilot.press("ctrl+s", "escape")  # cancelled at the prompt: nothing sent
         assert isinstance(app.screen, MainScreen)
         assert "snapshot cancelled" in log_text(app)
@@ -473,3 +477,21 @@ async def test_reset_asks_first_then_gives_a_fresh_disk(make_app, lab, tmp_path:
         await pilot.press("R", "y")
         await wait_until(lambda: "✓ reset cls7-zoe: reset to its template" in log_text(app))
         assert b"written by the student" not in disk.read_bytes()
+
+
+async def test_the_detail_view_lists_the_snapshots(make_app, lab) -> None:
+    from core.lifecycle import Action
+    from tui.screens.detail import DetailScreen
+
+    chloe = next(vm for vm in lab.vms() if vm.name == "net101-chloe")
+    (taken,) = await lab.act(Action.SNAPSHOT, [chloe], snapshot="before-lab")
+    assert taken.ok, taken.message
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.main.table.move_to(vm_named(app, "net101-chloe").key)
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailScreen)
+        section = app.screen.query_one("#detail-snapshots")
+        await wait_until(lambda: "before-lab" in str(section.render()))
+        assert "current" in str(section.render())

@@ -71,7 +71,7 @@ def test_detail_80x24(snap_compare) -> None:
         await pilot.press("down", "down", "enter")
         screen = pilot.app.screen
         assert isinstance(screen, DetailScreen)
-        await wait_until(lambda: screen.info is not None)
+        await wait_until(lambda: screen.info is not None and screen.snapshots is not None)
         await pilot.pause()
 
     assert snap_compare(demo_app(), terminal_size=(80, 24), run_before=run_before)

@@ -144,3 +144,13 @@ def test_yes_still_deletes_a_whole_class_from_a_script(uri: str) -> None:
     out = run("-c", uri, "delete", "--class", "net101", "--yes")
     assert out.returncode == 0, out.stderr
     assert "stu-1: deleted" in out.stdout
+
+
+def test_list_asks_no_address_of_a_vm_nobody_can_tell(tmp_path: Path) -> None:
+    """A running VM without an interface or a guest-agent channel has no address to look up: ``list``
+    asks nothing for it (an address look-up kills the process: the failpoint), and does not wait."""
+    quiet = testdriver.write(tmp_path / "quiet.xml", [
+        Spec(f"quiet-{i}", VMState.RUNNING, meta=LabMeta("alice", "net101")) for i in range(3)])
+    out = run("-c", quiet, "list", "--json", VMM_FAILPOINT="kill:ip-lookup")
+    assert out.returncode == 0, out.stderr
+    assert [row["ips"] for row in json.loads(out.stdout)] == [[], [], []]

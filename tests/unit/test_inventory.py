@@ -220,3 +220,29 @@ async def test_a_halt_under_way_is_marked_on_the_record_until_the_vm_stops() -> 
     inventory.end_halt(vm.key)  # a halt that failed: the mark goes too
     assert inventory.get(vm.key).halting_until is None
     await asyncio.sleep(0)
+
+
+def test_addresses_are_asked_only_of_whoever_can_tell() -> None:
+    """Leases for an interface on a libvirt network, the agent when its channel is there and not
+    known to be disconnected; a domain with neither has no address to look up."""
+    import xml.etree.ElementTree as ET
+
+    import libvirt
+
+    from core.provision.domainbuild import kernel_domain
+    from core.testing.domains import tiny_domain
+    from core.virt import domainxml
+    from core.virt.connection import address_sources
+
+    lease = libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE
+    agent = libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT
+    assert address_sources(domainxml.parse(tiny_domain("quiet"))) == ()
+    with_agent = kernel_domain("agent", "/k", "/i", guest_agent=True)
+    assert address_sources(domainxml.parse(with_agent)) == (agent,)
+    root = ET.fromstring(with_agent)
+    root.find("devices/channel/target").set("state", "disconnected")  # as the live XML says it
+    interface = ET.SubElement(root.find("devices"), "interface", type="network")
+    ET.SubElement(interface, "source", network="default")
+    assert address_sources(domainxml.parse(ET.tostring(root, encoding="unicode"))) == (lease,)
+    root.find("devices/channel/target").set("state", "connected")
+    assert address_sources(domainxml.parse(ET.tostring(root, encoding="unicode"))) == (lease, agent)

@@ -61,3 +61,17 @@ def test_json_text_escapes_what_json_dumps_lets_through_and_reads_back_the_same(
     assert "\\udcff" in text  # a UTF-8 terminal could not even be sent it raw
     assert "é名" in text  # UTF-8 as it is
     assert json_text(value, indent=None).count("\n") == 0
+
+
+def test_csv_text_quotes_escapes_and_defuses_formulas() -> None:
+    import csv
+    import io
+
+    from core.text import csv_text
+
+    hostile = ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "a,b \"c\"", "line\nfeed\x1b[2J", "plain"]
+    text = csv_text(["cell"], [[cell] for cell in hostile])
+    read = [row[0] for row in csv.reader(io.StringIO(text))]
+    assert read == ["cell", "'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "a,b \"c\"",
+                    "line\\nfeed\\x1b[2J", "plain"]
+    assert "\x1b" not in text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -197,3 +199,41 @@ def test_local_account_changes_are_audited(env: dict[str, str]) -> None:
     assert {(e["user"], e["source"], e["address"]) for e in entries} == {("teacher", "cli", "198.51.100.4")}
     assert password.strip() not in out.stdout
     assert "Hunter2" not in out.stdout
+
+
+def test_share_and_revoke_look_no_address_up(env: dict[str, str]) -> None:
+    """A link needs no address: ``share`` and ``revoke`` of a running VM with an interface (the test
+    driver's own, whose address libvirt would give) never look one up, so they never wait for a
+    guest agent. An address look-up here kills the process (the failpoint)."""
+    key = {"SECRET_KEY": KEY, "VMM_FAILPOINT": "kill:ip-lookup"}
+    out = run(env, "-c", "test:///default", "share", "test", **key)
+    assert out.returncode == 0, out.stderr
+    assert "vm test" in out.stdout
+    out = run(env, "-c", "test:///default", "revoke", "test", **key)
+    assert out.returncode == 0, out.stderr
+    assert "revoked link" in out.stdout
+
+
+def test_links_lists_the_open_links_by_id_with_their_owner_and_viewers(env: dict[str, str], uri: str,
+                                                                       serve: StartServe) -> None:
+    key = {"SECRET_KEY": KEY}
+    made = run(env, "-c", uri, "share", "--class", "net101", **key)
+    assert made.returncode == 0, made.stderr
+    ids = {m[5]: m[4] for line in made.stdout.splitlines() if (m := LINE.match(line))}
+    out = run(env, "-c", uri, "links", "--csv", **key)
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert sorted((r["vm"], r["owner"], r["id"], r["viewers"]) for r in rows) == [
+        ("web-a", "alice", ids["web-a"], ""), ("web-b", "bob", ids["web-b"], "")]  # no server: not counted
+    assert "/c/" not in out.stdout  # a listed link cannot show its URL: its token is stored hashed
+    table = run(env, "-c", uri, "links", "--class", "nosuch", **key)
+    assert table.returncode == 0
+    assert table.stdout.splitlines() == ["VM  OWNER  ID  EXPIRES  VIEWERS"]
+    assert "shown only when it is made" in table.stderr
+    assert run(env, "-c", uri, "links", "--class", "", **key).returncode == 2
+
+    server = serve("-c", uri, "serve", **key)
+    server.wait_for("serving consoles at")
+    counted = run(env, "-c", uri, "links", "--csv", **key)
+    assert [r["viewers"] for r in csv.DictReader(io.StringIO(counted.stdout))] == ["0", "0"]
+    assert server.stop() == 0

@@ -97,3 +97,31 @@ async def test_a_request_goes_from_the_student_page_to_the_tui_and_back(
         assert ("request-approve", "tui") in actions
     finally:
         await server_lab.close()
+
+
+async def test_an_approved_request_shows_from_the_next_boot_on_the_students_page(
+        console: StartConsole, web_settings: Settings, tmp_path: Path) -> None:
+    add_accounts(web_settings)
+    uri = testdriver.write(tmp_path / "lab.xml", [
+        testdriver.Spec("alice-1", VMState.RUNNING, vcpus=2, memory_mib=1024,
+                        meta=LabMeta("alice", "net101"))])
+    lab = await Lab.open(web_settings, uri)
+    try:
+        server = await console(lab, web_settings)
+        alice = Student(server, "192.0.2.10")
+        assert (await alice.sign_in("alice")).location == "/"
+        vm = lab.vms()[0]
+        page = await alice.submit("/requests", kind="memory", vm=vm.uuid, amount="2048", reason="builds")
+        assert page.status == 303
+        store = RequestStore(web_settings.database_path)
+        try:
+            [asked] = store.list()
+        finally:
+            store.close()
+        await lab.answer_request(asked.id, approve=True)
+        await eventually(lambda: lab.vms()[0].next_memory_mib == 2048, what="the memory of the next boot")
+        shown = (await alice.get("/")).text
+        assert "1024 MiB" in shown  # what it runs with now
+        assert "2048 MiB from the next boot" in shown
+    finally:
+        await lab.close()

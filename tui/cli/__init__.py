@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     vms.add_list_parser(commands)
     vms.add_action_parsers(commands)
+    vms.add_snapshots_parser(commands)
     provision.add_parsers(commands)
     vms.add_assign_parser(commands)
     consoles.add_parsers(commands)

@@ -1,8 +1,9 @@
-"""Browser consoles: ``serve`` (the web server), ``share`` (a link per VM) and ``revoke``.
+"""Browser consoles: ``serve`` (the web server), ``share`` (a link per VM), ``revoke`` and ``links``.
 
     vm-manager serve [--host 127.0.0.1] [--port 5000] [--generate-secret]
     vm-manager share TARGET... [--class C] [--ttl 2h]
     vm-manager revoke TOKEN|LINK-ID|TARGET... [--class C]
+    vm-manager links [--class C] [--csv]
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 
 from core.errors import ConfigError
 from core.lab import DEMO_URI, Lab, choose_uri
-from core.lifecycle import resolve
+from core.lifecycle import check_classes, resolve
 from core.links import (
     Consoles,
     base_url,
@@ -26,9 +27,18 @@ from core.links import (
 )
 from core.model import VM
 from core.settings import Settings
-from core.text import printable
+from core.text import csv_text, format_time, printable
 from core.web import serve
-from tui.cli.common import EXIT_FAILED, EXIT_OK, Commands, UsageError, add_targets, need_targets, unmatched
+from tui.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Commands,
+    UsageError,
+    add_targets,
+    need_targets,
+    print_table,
+    unmatched,
+)
 
 
 def add_parsers(commands: Commands) -> None:
@@ -50,6 +60,12 @@ def add_parsers(commands: Commands) -> None:
     revoke.add_argument("--class", dest="classes", action="append", default=[], metavar="C",
                         help="the links of every VM of class C (repeatable)")
     revoke.set_defaults(handler=revoke_links)
+    listing = commands.add_parser("links", help="list the share links still open: VM, owner, id, expiry, "
+                                  "viewers (a URL is shown only when its link is made)")
+    listing.add_argument("--class", dest="classes", action="append", default=[], metavar="C",
+                         help="only the links of VMs of class C (repeatable)")
+    listing.add_argument("--csv", action="store_true", help="CSV, with a header line")
+    listing.set_defaults(handler=list_links)
 
 
 async def run_server(args: argparse.Namespace, settings: Settings) -> int:
@@ -95,7 +111,7 @@ async def share_links(args: argparse.Namespace, settings: Settings) -> int:
     need_targets(args)
     ttl = args.ttl or settings.consoles.share_ttl
     parse_ttl(ttl)  # a bad duration is refused before the hypervisor is asked anything
-    lab = await Lab.open(settings, args.connect)
+    lab = await Lab.open(settings, args.connect, addresses=False, figures=False)  # a link needs neither
     try:
         found = resolve(lab.vms(), args.targets, args.classes)
     finally:
@@ -122,7 +138,7 @@ async def revoke_links(args: argparse.Namespace, settings: Settings) -> int:
     failed = False
     vms: list[VM] = []
     if asked["vm"] or args.classes:
-        lab = await Lab.open(settings, args.connect)
+        lab = await Lab.open(settings, args.connect, addresses=False, figures=False)
         try:
             found = resolve(lab.vms(), asked["vm"], args.classes)
         finally:
@@ -146,3 +162,34 @@ async def revoke_links(args: argparse.Namespace, settings: Settings) -> int:
     if result.closed:
         print(f"closed {result.closed} open console(s)", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+LINK_COLUMNS = ("vm", "owner", "id", "expires", "viewers")
+
+
+async def list_links(args: argparse.Namespace, settings: Settings) -> int:
+    """The open share links: a link is named by its id (its token is kept only as an HMAC, so its
+    URL cannot be shown again); viewers are counted when a console server answers."""
+    check_classes(args.classes)
+    lab = await Lab.open(settings, args.connect, addresses=False, figures=False)
+    try:
+        vms = {vm.uuid: vm for vm in lab.vms()}
+    finally:
+        await lab.close()
+    listed = await Consoles(settings, source="cli").listed()
+    rows = []
+    for item in listed:
+        vm = vms.get(item.link.vm_uuid)
+        if args.classes and (vm is None or vm.meta.lab_class not in args.classes):
+            continue
+        rows.append((item.link.vm_name, vm.meta.owner if vm is not None else "", item.link.id,
+                     format_time(item.link.expires), "" if item.viewers is None else str(item.viewers)))
+    if args.csv:
+        print(csv_text(LINK_COLUMNS, rows), end="")
+    else:
+        print_table([c.upper() for c in LINK_COLUMNS], [[cell or "—" for cell in row] for row in rows])
+        note = "a link's URL is shown only when it is made (its token is stored hashed)"
+        if listed and listed[0].viewers is None:
+            note += "; no console server answers: viewers are not counted"
+        print(note, file=sys.stderr)
+    return EXIT_OK

@@ -4,6 +4,7 @@
     vm-manager list [--json] [--class C]
     vm-manager start|halt|destroy|reboot|suspend|resume|delete|reset TARGET... [--class C] [--yes]
     vm-manager snapshot|revert NAME [TARGET...] [--class C]
+    vm-manager snapshots [TARGET...] [--class C] [--json]
     vm-manager assign NAME... --owner USER [--class C]
 """
 
@@ -12,12 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.errors import VMManagerError
 from core.lab import Lab
-from core.lifecycle import Action, check_snapshot_name, confirmation_word, resolve
+from core.lifecycle import Action, SnapshotInfo, check_snapshot_name, confirmation_word, resolve
 from core.model import VM
 from core.names import check_class_name, check_username
 from core.settings import Settings
-from core.text import count, json_text, printable
+from core.text import count, format_time, json_text, printable
 from tui.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -74,6 +76,13 @@ def add_action_parsers(commands: Commands) -> None:
         sub.set_defaults(handler=act, action=action)
 
 
+def add_snapshots_parser(commands: Commands) -> None:
+    listing = commands.add_parser("snapshots", help="list the VMs' snapshots (every VM's without a TARGET)")
+    add_targets(listing)
+    listing.add_argument("--json", action="store_true", help="one JSON array of snapshot objects")
+    listing.set_defaults(handler=list_snapshots)
+
+
 def add_assign_parser(commands: Commands) -> None:
     assign = commands.add_parser("assign", help="record a VM's owner (and class) in its metadata")
     assign.add_argument("targets", nargs="+", metavar="NAME", help="a VM name or a glob (stu-*)")
@@ -83,12 +92,43 @@ def add_assign_parser(commands: Commands) -> None:
 
 
 async def list_vms(args: argparse.Namespace, settings: Settings) -> int:
-    lab = await Lab.open(settings, args.connect)
+    lab = await Lab.open(settings, args.connect, figures=False)
     try:
         await lab.addresses_looked_up(within=LIST_ADDRESS_WAIT)
         return _print_vms(lab.vms(), args)
     finally:
         await lab.close()
+
+
+async def list_snapshots(args: argparse.Namespace, settings: Settings) -> int:
+    """Each VM's snapshots: name, when taken, the VM's state then (with memory or not), current."""
+    lab = await Lab.open(settings, args.connect, addresses=False, figures=False)
+    try:
+        if args.targets or args.classes:
+            found = resolve(lab.vms(), args.targets, args.classes)
+            unmatched(found.unmatched)
+            vms, failed = found.vms, bool(found.unmatched)
+        else:
+            vms, failed = lab.vms(), False
+        rows: list[tuple[VM, SnapshotInfo]] = []
+        for vm in sorted(vms, key=lambda vm: (vm.name, vm.host)):
+            try:
+                rows += [(vm, snapshot) for snapshot in await lab.snapshots(vm)]
+            except VMManagerError as exc:
+                print(f"{printable(vm.name)}: {printable(exc.message)}", file=sys.stderr)
+                failed = True
+    finally:
+        await lab.close()
+    if args.json:
+        print(json_text([{"vm": vm.name, "uuid": vm.uuid, "name": s.name, "created": s.created,
+                          "state": s.state, "with_memory": s.with_memory, "current": s.current}
+                         for vm, s in rows]))
+    else:
+        print_table(("VM", "SNAPSHOT", "CREATED", "STATE", "MEMORY", "CURRENT"),
+                    [(vm.name, s.name, format_time(s.created), s.state or "—",
+                      "with memory" if s.with_memory else "disks only", "current" if s.current else "")
+                     for vm, s in rows])
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _print_vms(vms: list[VM], args: argparse.Namespace) -> int:
@@ -146,6 +186,9 @@ def _confirm(action: Action, vms: list[VM], every_vm: list[VM]) -> bool:
         raise UsageError(f"{action.value} asks for confirmation: pass --yes when not on a terminal")
     names = ", ".join(printable(vm.name) for vm in vms[:10])
     names += f" and {len(vms) - 10} more" if len(vms) > 10 else ""
+    if action == Action.REVERT:
+        print("Each VM stays running, paused or shut off as it is now; the vCPUs or memory of requests "
+              "approved since the snapshot are put back (from the next boot).", file=sys.stderr)
     question = f"{action.value.capitalize()} {count(len(vms), 'VM')}: {names}?"
     if word := confirmation_word(action.value, vms, every_vm):
         what = "how many VMs" if word.isdigit() else "the class's name"

@@ -28,7 +28,8 @@ CONSEQUENCES = {
     Action.RESET: "gives each VM a fresh disk from its template: everything written since is lost, "
                   "its snapshots too; a running VM is restarted",
     Action.REVERT: "takes each VM back to its snapshot {snapshot}: everything written since is "
-                   "lost",
+                   "lost. Each stays running, paused or shut off as it is now, and the vCPUs or "
+                   "memory of requests approved since are put back (from the next boot)",
 }
 
 

@@ -1,9 +1,9 @@
-"""One VM in full: metadata, disks, interfaces with IPs, graphics, and live sparklines."""
+"""One VM in full: metadata, disks, interfaces with IPs, graphics, snapshots, and live sparklines."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -16,7 +16,9 @@ from textual.signal import Signal
 from textual.widgets import Footer, Sparkline, Static
 
 from core.errors import VMManagerError
+from core.lifecycle import SnapshotInfo
 from core.model import VM, Key
+from core.text import format_time
 from core.virt import DomainInfo
 from tui import format as fmt
 from tui.history import SERIES, Series, StatsHistory
@@ -57,6 +59,8 @@ def summary_text(vm: VM, now: float, removed: bool = False) -> Text:
         [("UUID", vm.uuid), ("Host", fmt.printable(vm.host)),
          ("Persistent", "yes" if vm.persistent else "no (transient)")],
     ]
+    if pending := fmt.next_boot(vm):
+        lines[1].insert(2, ("From the next boot", pending))
     for fields in lines:
         text.append("\n")
         for n, (label, value) in enumerate(fields):
@@ -99,6 +103,24 @@ def devices_text(info: DomainInfo | None, vm: VM, error: str = "") -> Text:
     return text
 
 
+# -- snapshots: a section of its own -----------------------------------------------------------------
+def snapshots_text(snapshots: Sequence[SnapshotInfo] | None, error: str = "") -> Text:
+    """The VM's snapshots, oldest first: name, when taken, with memory or disks only, current."""
+    text = Text("Snapshots\n", "bold underline")
+    if error:
+        text.append(f"  cannot list them: {fmt.printable(error)}\n", "red")
+    elif snapshots is None:
+        text.append("  loading…\n", "dim italic")
+    elif not snapshots:
+        text.append("  none (ctrl+s takes one)\n", "dim")
+    for snapshot in snapshots or ():
+        text.append(f"  {fmt.printable(snapshot.name):<20}", "bold")
+        text.append(f"{format_time(snapshot.created)}  {snapshot.state or fmt.DASH}")
+        text.append(", with memory" if snapshot.with_memory else ", disks only", "dim")
+        text.append("  current\n" if snapshot.current else "\n", "green")
+    return text
+
+
 class DetailScreen(Screen[None]):
     """Follows its VM live through the app's update signal; Escape goes back to the list."""
 
@@ -116,6 +138,7 @@ class DetailScreen(Screen[None]):
         self.updates = updates
         self.now = now
         self.info: DomainInfo | None = None
+        self.snapshots: list[SnapshotInfo] | None = None  # None: not read yet
         self.error = ""
         self.removed = False
         self.has_figures = lab.has_figures(vm)
@@ -131,12 +154,14 @@ class DetailScreen(Screen[None]):
                     yield Static(id=f"label-{name}", classes="spark-label")
                     yield Sparkline([], id=f"spark-{name}", summary_function=max)
             yield Static(devices_text(None, self.vm), id="detail-devices")
+            yield Static(snapshots_text(None), id="detail-snapshots")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.updates.subscribe(self, self._on_updates)
         self._show_series()
         self.load_details()
+        self.load_snapshots()
         self.set_interval(1.0, self._tick)
 
     @work(exclusive=True, group="details")
@@ -146,6 +171,14 @@ class DetailScreen(Screen[None]):
         except VMManagerError as exc:
             self.error = exc.message
         self._show_devices()
+
+    @work(exclusive=True, group="snapshots")
+    async def load_snapshots(self) -> None:
+        try:
+            self.snapshots, error = await self.lab.snapshots(self.vm), ""
+        except VMManagerError as exc:
+            self.snapshots, error = [], exc.message
+        self.query_one("#detail-snapshots", Static).update(snapshots_text(self.snapshots, error))
 
     @work(exclusive=True, group="ips")
     async def action_refresh_ips(self) -> None:

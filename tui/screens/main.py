@@ -22,16 +22,16 @@ from textual.widgets import Footer, Input
 
 from core.demo import DEMO_NOTE
 from core.errors import VMManagerError
-from core.lifecycle import Action, ActionResult, check_snapshot_name
+from core.lifecycle import Action, ActionResult, SnapshotInfo, check_snapshot_name
 from core.links import VIEWER_POLL, Consoles, describe_ttl, parse_ttl
 from core.model import VM, Change, HostStatus
-from core.text import count
+from core.text import count, format_time
 from tui import format as fmt
 from tui.coalesce import Throttle
 from tui.screens.audit import AuditScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import DetailScreen
-from tui.screens.prompt import PromptScreen
+from tui.screens.prompt import ChoiceScreen, PromptScreen
 from tui.screens.provision import ProvisionScreen
 from tui.screens.requests import RequestsScreen
 from tui.screens.share import RevokeScreen, ShareScreen
@@ -274,12 +274,38 @@ class MainScreen(Screen[None]):
             prompt = PromptScreen(f"Snapshot {what}", "snapshot name", check=check_snapshot_name,
                                   explanation="Each VM's disks (and memory, when running) are saved "
                                               "under this name, to revert to later.")
+            self.app.push_screen(prompt, named)
         else:
-            prompt = PromptScreen(f"Revert {what} to a snapshot", "snapshot name",
-                                  check=check_snapshot_name,
-                                  explanation="The name of the snapshot to go back to; you confirm "
-                                              "next.")
-        self.app.push_screen(prompt, named)
+            self.run_worker(self._pick_snapshot(vms, what, named), group="snapshots", exclusive=True,
+                            exit_on_error=False)
+
+    async def _pick_snapshot(self, vms: Sequence[VM], what: str, then: Callable[[str | None], None]) -> None:
+        """Offer the snapshots the VMs have (with how many of them have each), newest first."""
+        assert self.lab is not None
+        having: dict[str, list[SnapshotInfo]] = {}
+        for vm in vms:
+            try:
+                for snapshot in await self.lab.snapshots(vm):
+                    having.setdefault(snapshot.name, []).append(snapshot)
+            except VMManagerError as exc:
+                self.notify(f"{vm.name}: {exc.message}", title="Cannot list snapshots", severity="error",
+                            markup=False)
+                return
+        if not having:
+            self.notify(f"{what} has no snapshot to revert to (ctrl+s takes one).", severity="warning",
+                        markup=False)
+            return
+        choices = []
+        for name, found in sorted(having.items(), key=lambda item: -max(s.created for s in item[1])):
+            label = Text(fmt.printable(name), "bold")
+            newest = max(found, key=lambda s: s.created)
+            label.append(f"  {format_time(newest.created)}", "dim")
+            label.append(", with memory" if newest.with_memory else ", disks only", "dim")
+            if len(vms) > 1:
+                label.append(f"  {len(found)} of {len(vms)} VMs", "yellow" if len(found) < len(vms) else "")
+            choices.append((name, label))
+        self.app.push_screen(ChoiceScreen(f"Revert {what} to a snapshot", choices,
+                                          explanation="The snapshot to go back to; you confirm next."), then)
 
     def confirm_then_perform(self, action: Action, vms: Sequence[VM], snapshot: str = "") -> None:
         assert self.lab is not None
@@ -396,7 +422,9 @@ class MainScreen(Screen[None]):
             note = "" if result.via_server else self.consoles.no_server_note()
             if self.lab is not None and self.lab.demo:
                 note = f"{DEMO_NOTE}. {note}".strip()
-            self.app.push_screen(ShareScreen(result, note))
+            settings = self.lab.settings if self.lab else self.app.settings  # type: ignore[attr-defined]
+            self.app.push_screen(ShareScreen(result, note, owners={vm.uuid: vm.meta.owner for vm in vms},
+                                             save_dir=settings.data_dir / "share-links"))
         self.poll_viewers()
 
     def action_revoke_links(self) -> None:

@@ -1,8 +1,9 @@
-"""A small modal asking for one value (a snapshot name), checked before it is returned."""
+"""Small modals asking for one value: typed (a snapshot name), checked before it is returned, or
+chosen from a list (the snapshots a VM has)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from rich.text import Text
@@ -10,7 +11,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Input, Static
+from textual.widgets import Input, OptionList, Static
+from textual.widgets.option_list import Option
 
 from core.errors import VMManagerError
 from tui import format as fmt
@@ -79,6 +81,46 @@ class PromptScreen(ModalScreen[str | None]):
             self.query_one("#prompt-error", Static).update(Text(fmt.printable(problem), "red"))
             return
         self.dismiss(value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ChoiceScreen(ModalScreen[str | None]):
+    """Returns the chosen value, or None when cancelled (or when there is nothing to choose).
+    Enter picks the highlighted choice; each choice is (value, label shown)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="prompt_cancel"),
+    ]
+
+    def __init__(self, title: str, choices: Sequence[tuple[str, Text]], *, explanation: str = "") -> None:
+        super().__init__()
+        self.title_text = title
+        self.choices = list(choices)
+        self.explanation = explanation
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="prompt-box"):
+            yield Static(Text(self.title_text, "bold"), id="prompt-title")
+            if self.explanation:
+                yield Static(Text(self.explanation), id="prompt-explanation")
+            yield OptionList(*(Option(label, id=str(n)) for n, (_value, label) in enumerate(self.choices)),
+                             id="choice-list", compact=True)
+            yield Static(Text("↑↓: choose   enter: go ahead   esc: cancel", "dim"), id="prompt-help")
+
+    def on_mount(self) -> None:
+        options = self.query_one(OptionList)
+        options.focus()
+        options.highlighted = 0 if self.choices else None
+
+    @property
+    def values(self) -> list[str]:
+        return [value for value, _label in self.choices]
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(self.choices[int(event.option.id or 0)][0])
 
     def action_cancel(self) -> None:
         self.dismiss(None)

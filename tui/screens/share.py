@@ -1,4 +1,5 @@
-"""The share links just made: one row per VM, a QR code of the selected link, copy with OSC 52.
+"""The share links just made: one row per VM, a QR code of the selected link, copy one or all of
+them with OSC 52, save them as CSV.
 
 A link's URL holds its token and is shown only here, once: the event log names links by id.
 The QR code is drawn with half blocks (two modules per character cell), black on white whatever
@@ -7,7 +8,10 @@ the terminal's colours, inside a quiet zone, so a phone scans it straight from t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import ClassVar
 
 from rich.style import Style
@@ -19,13 +23,14 @@ from textual.widgets import DataTable, Footer, Static
 
 from core.links import SharedLink, ShareResult
 from core.model import VM
-from core.text import count
+from core.text import count, csv_text
 from tui import format as fmt
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.listing import ListFilter, ListScreen, ListTable, row_matches
 
 QUIET_ZONE = 2  # modules of white around the code: scanners want some; 80x24 has room for 2
 QR_STYLE = Style(color="#000000", bgcolor="#ffffff")  # explicit: a theme's "black" may be grey
+SHARE_CSV_COLUMNS = ("vm", "owner", "url", "id", "expires")
 _HALF_BLOCKS = {(False, False): " ", (True, False): "▀", (False, True): "▄", (True, True): "█"}
 
 
@@ -65,15 +70,22 @@ class ShareScreen(ListScreen):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "copy", "Copy the link", id="share_copy"),
+        Binding("a", "copy_all", "Copy all", id="share_copy_all"),
+        Binding("s", "save_csv", "Save as CSV", id="share_save_csv"),
         Binding("escape", "leave", "Back", id="share_close"),
     ]
 
-    def __init__(self, result: ShareResult, note: str = "") -> None:
+    def __init__(self, result: ShareResult, note: str = "", *, owners: Mapping[str, str] | None = None,
+                 save_dir: Path | None = None) -> None:
+        """``owners``: VM UUID -> owner, for the CSV; ``save_dir``: where "save as CSV" writes."""
         super().__init__()
         self.result = result
         self.links = list(result.links)
         self.shown = self.links  # those the filter lets through
         self.note = note
+        self.owners = dict(owners or {})
+        self.save_dir = save_dir
+        self.saved: Path | None = None  # the last CSV written
 
     def compose(self) -> ComposeResult:
         title = f"Console links: {count(len(self.links), 'VM')}, for {self.result.ttl}"
@@ -94,7 +106,8 @@ class ShareScreen(ListScreen):
         if self.note:
             notes.append(self.note + "\n", "yellow")
         notes.append("Each link opens its VM's screen for whoever holds it, until it expires or "
-                     "you revoke it (C in the VM list). c copies the selected link (OSC 52).", "dim")
+                     "you revoke it (C in the VM list). c copies the selected link, a all of them "
+                     "(OSC 52); s saves them as CSV (the URLs are shown only here).", "dim")
         return notes
 
     def on_mount(self) -> None:
@@ -142,6 +155,37 @@ class ShareScreen(ListScreen):
         self.app.copy_to_clipboard(link.url)  # OSC 52: tmux passes it on with `set-clipboard on`
         self.notify(f"The link of {fmt.printable(link.vm_name)} is on the clipboard (OSC 52; in tmux: "
                     "set -g set-clipboard on).", title="Copied", markup=False)
+
+    def all_lines(self) -> str:
+        """One line per link: the VM's name, a tab, its URL (what "copy all" puts on the clipboard)."""
+        return "".join(f"{fmt.printable(link.vm_name)}\t{link.url}\n" for link in self.links)
+
+    def csv(self) -> str:
+        return csv_text(SHARE_CSV_COLUMNS, [(link.vm_name, self.owners.get(link.vm_uuid, ""), link.url,
+                                             link.id, link.expires) for link in self.links])
+
+    def action_copy_all(self) -> None:
+        self.app.copy_to_clipboard(self.all_lines())
+        self.notify(f"{count(len(self.links), 'link')} on the clipboard, a line each: VM, tab, URL "
+                    "(OSC 52; in tmux: set -g set-clipboard on).", title="Copied", markup=False)
+
+    def action_save_csv(self) -> None:
+        """Write the links to a new file of their own, readable by this user only: the URLs hold
+        the tokens."""
+        if self.save_dir is None:
+            return
+        path = self.save_dir / f"share-links-{time.strftime('%Y%m%d-%H%M%S')}-{self.links[0].id}.csv"
+        try:
+            self.save_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+                out.write(self.csv())
+        except OSError as exc:
+            self.notify(f"{path}: {exc.strerror or exc}", title="Not saved", severity="error", markup=False)
+            return
+        self.saved = path
+        self.notify(f"{count(len(self.links), 'link')} saved to {path} (mode 0600).", title="Saved",
+                    markup=False)
 
 
 class RevokeScreen(ConfirmScreen):
