@@ -53,6 +53,10 @@ class Figures:
     disk_write_bps: float | None = None
     net_rx_bps: float | None = None
     net_tx_bps: float | None = None
+    disk_used_mib: float | None = None
+    """What the VM's disks take on the host (for an overlay: what the student wrote), summed."""
+    disk_size_mib: float | None = None
+    """The size of the VM's disks as the guest sees them, summed."""
 
 
 Key = tuple[str, str]

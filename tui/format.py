@@ -117,6 +117,8 @@ def ips(vm: VM) -> str:
 MEMORY_HELP = ("MEM", "used/allocated (310M/1G) when the guest's balloon driver reports its use; "
                       "else the allocation alone (1G)")
 """What the table's memory cell says, for the help screen."""
+DISK_HELP = ("DISK", "a running VM's disks and CDs: what they take on the host (an overlay: what was "
+                     "written since it was made) / their size to the guest; wide terminals only")
 
 
 def memory(vm: VM) -> str:
@@ -126,6 +128,16 @@ def memory(vm: VM) -> str:
     if used is None:
         return size_mib(vm.memory_mib)
     return f"{size_mib(used)}/{size_mib(vm.memory_mib)}"
+
+
+def disk(vm: VM) -> str:
+    """What a running VM's disks (and CDs) take on the host, and their size to the guest (``12M/1G``: for
+    an overlay, what the student wrote so far); ``—`` for a VM not running (bulk stats, which the
+    figures come from, cover running VMs)."""
+    used, size = vm.figures.disk_used_mib, vm.figures.disk_size_mib
+    if used is None:
+        return DASH
+    return size_mib(used) if size is None else f"{size_mib(used)}/{size_mib(size)}"
 
 
 def memory_detail(vm: VM) -> str:

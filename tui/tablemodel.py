@@ -52,6 +52,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("uptime", "UPTIME", 6, 6, 9, right=True),
     Column("viewers", "VIEW", 4, 4, 10, right=True),  # browser consoles open: "—" without a server
     Column("created", "CREATED", 10, 10, 12),
+    Column("disk", "DISK", 4, 11, 13, right=True),  # a running VM's: bulk stats have no shut-off VMs
 )
 SORTABLE = tuple(c.key for c in COLUMNS if c.key != "viewers")
 _INDEX = {c.key: i for i, c in enumerate(COLUMNS)}
@@ -94,7 +95,7 @@ def _cells(vm: VM) -> tuple[str, ...]:
             fmt.HALTING_WIDEST if fmt.halting(vm) else vm.state.value,
             fmt.text_or_dash(meta.owner), fmt.text_or_dash(meta.lab_class),
             fmt.text_or_dash(meta.template), fmt.ips(vm), str(vm.vcpus), fmt.memory(vm),
-            fmt.percent(vm.figures.cpu_percent), "", "", fmt.created(meta.created))
+            fmt.percent(vm.figures.cpu_percent), "", "", fmt.created(meta.created), fmt.disk(vm))
 
 
 def _missing_last(value: Any) -> tuple[bool, Any]:
@@ -115,6 +116,7 @@ SORT_KEYS: dict[str, Callable[[VM], Any]] = {
     "uptime": lambda vm: (_missing_last(None if vm.started_at is None else -vm.started_at),
                           vm.name.casefold(), vm.key),
     "created": lambda vm: (vm.meta.created or "\U0010ffff", vm.name.casefold(), vm.key),
+    "disk": lambda vm: (_missing_last(vm.figures.disk_used_mib), vm.name.casefold(), vm.key),
 }
 """What each column sorts by; ties go by name, then key, so the order never depends on arrival."""
 

@@ -22,6 +22,8 @@ class Sample:
     net_rx: int | None
     net_tx: int | None
     mem_used_kib: int | None
+    disk_used: int | None = None
+    disk_size: int | None = None
 
 
 def _sum(raw: Raw, group: str, field: str) -> int | None:
@@ -48,6 +50,9 @@ def sample(raw: Raw, at: float, vcpus: int) -> Sample:
         net_rx=_sum(raw, "net", "rx.bytes"),
         net_tx=_sum(raw, "net", "tx.bytes"),
         mem_used_kib=guest_memory_used_kib(raw),
+        # physical: the image file's size on the host; allocation where a driver gives no physical
+        disk_used=_sum(raw, "block", "physical") or _sum(raw, "block", "allocation"),
+        disk_size=_sum(raw, "block", "capacity"),
     )
 
 
@@ -75,8 +80,10 @@ def _rate(new: int | None, old: int | None, seconds: float) -> float | None:
 def figures(new: Sample, old: Sample | None) -> Figures:
     """Figures between two samples of the same VM; rates need both, memory needs only the new one."""
     mem = new.mem_used_kib / 1024 if new.mem_used_kib is not None else None
+    disk_used = new.disk_used / 2**20 if new.disk_used else None
+    disk_size = new.disk_size / 2**20 if new.disk_size else None
     if old is None:
-        return Figures(mem_used_mib=mem)
+        return Figures(mem_used_mib=mem, disk_used_mib=disk_used, disk_size_mib=disk_size)
     seconds = new.at - old.at
     cpu = _rate(new.cpu_ns, old.cpu_ns, seconds)
     return Figures(
@@ -87,6 +94,8 @@ def figures(new: Sample, old: Sample | None) -> Figures:
         disk_write_bps=_rate(new.disk_write, old.disk_write, seconds),
         net_rx_bps=_rate(new.net_rx, old.net_rx, seconds),
         net_tx_bps=_rate(new.net_tx, old.net_tx, seconds),
+        disk_used_mib=disk_used,
+        disk_size_mib=disk_size,
     )
 
 

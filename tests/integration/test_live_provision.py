@@ -228,6 +228,15 @@ def test_a_class_of_five_made_booted_reset_and_deleted(lab_class: Class) -> None
     assert raw.get("balloon.rss", 0) > 0  # QEMU's own figure is there...
     assert stats.guest_memory_used_kib(raw) is None  # ...but no guest's use
     assert fmt.memory(VM("h", "u", alice, VMState.RUNNING, 1, raw["balloon.current"] // 1024)) == "96M"
+    # its disks, as the DISK column reads them from the same bulk stats: the overlay's size on the
+    # host (the 64 KiB written above, and qcow2's own tables) and the seed CD's, of the template's
+    # 1 GiB (disk_size_gib) and the CD's few KiB
+    [(_, raw)] = domains[alice].connect().domainListGetStats([domains[alice]], libvirt.VIR_DOMAIN_STATS_BLOCK)
+    figures = stats.figures(stats.sample(raw, 0.0, 1), None)
+    assert figures.disk_size_mib is not None
+    assert 1024 < figures.disk_size_mib < 1025
+    assert figures.disk_used_mib is not None
+    assert 0.06 < figures.disk_used_mib < 8
 
     # reset the running VM: a fresh overlay, and it boots again from it
     first_qemu = Path(f"/run/libvirt/qemu/{alice}.pid").read_text()

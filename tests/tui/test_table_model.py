@@ -111,9 +111,9 @@ def test_sort_by_column_and_reverse() -> None:
 
 def test_the_sort_cycles_over_the_columns_the_host_column_only_with_hosts() -> None:
     model = model_of()
-    seen = [model.cycle_sort() for _ in range(11)]
+    seen = [model.cycle_sort() for _ in range(12)]
     assert seen == ["state", "owner", "class", "template", "ip", "vcpus", "memory", "cpu", "uptime",
-                    "created", "name"]
+                    "created", "disk", "name"]
     model.layout(60)  # only the columns shown are sorted by: no template, uptime or creation day
     assert [model.cycle_sort() for _ in range(8)] == ["state", "owner", "class", "ip", "vcpus", "memory",
                                                       "cpu", "name"]
@@ -250,12 +250,12 @@ def test_a_wide_terminal_shows_template_and_creation_day_and_widens_the_gaps() -
     model = model_of(made, BOB)
     assert model.columns(80)[-1] == "viewers"
     assert "created" not in model.columns(80)
-    assert model.columns(200)[-3:] == ["uptime", "viewers", "created"]
+    assert model.columns(200)[-4:] == ["uptime", "viewers", "created", "disk"]
     assert model.layout(80).gap == 1
     assert model.layout(200).gap == 3
     row = model.row_text(0, 200, now=0.0)
     assert "   debian12   " in row
-    assert row.rstrip().endswith("2026-09-01")
+    assert row.split()[-2:] == ["2026-09-01", "—"]  # then its disks: not running, no figures
     assert model.row_text(1, 200, now=0.0).split()[4] == "—"  # no template in its metadata
 
 
@@ -337,3 +337,14 @@ def test_a_vm_being_halted_shows_halting_and_the_time_left() -> None:
     assert "net101-alice  halting… 42s  (ACPI shutdown sent; powered off then" in summary
     off = dataclasses.replace(halting, state=VMState.SHUTOFF)  # a stopped VM is no longer halting
     assert fmt.state(off, 1000.0) == "shutoff"
+
+
+def test_disk_shows_on_wide_terminals_what_a_running_vms_disks_take_and_their_size() -> None:
+    written = dataclasses.replace(ALICE, figures=Figures(disk_used_mib=12, disk_size_mib=1024))
+    model = model_of(written, BOB)
+    assert "disk" not in model.columns(80)  # the first to go
+    assert model.columns(200)[-1] == "disk"
+    assert model.row_text(0, 200, now=0.0).split()[-1] == "12M/1G"
+    assert model.row_text(1, 200, now=0.0).split()[-1] == "—"  # shut off: no bulk stats
+    help_lines = help_text([], "keymap.toml").plain.splitlines()
+    assert any(line.split()[:1] == ["DISK"] for line in help_lines)

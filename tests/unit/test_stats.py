@@ -60,3 +60,14 @@ def test_host_cpu_percent() -> None:
     new = {"user": 200, "kernel": 150, "idle": 1150, "iowait": 0}
     assert stats.host_cpu_percent(new, old) == pytest.approx(30.0)
     assert stats.host_cpu_percent(new, None) is None
+
+
+def test_disks_are_what_their_images_take_on_the_host_and_their_size_to_the_guest() -> None:
+    raw = {**RAW_1, "block.0.physical": 12 * 2**20, "block.0.capacity": 2**30,
+           "block.1.allocation": 4 * 2**20, "block.1.capacity": 2**30}  # a driver without physical
+    for fig in (stats.figures(stats.sample(raw, 1.0, 2), None),
+                stats.figures(stats.sample(raw, 3.0, 2), stats.sample(RAW_1, 1.0, 2))):
+        assert fig.disk_used_mib == pytest.approx(12.0)  # physical wherever a disk gives it
+        assert fig.disk_size_mib == pytest.approx(2048.0)
+    nothing = stats.figures(stats.sample(RAW_1, 1.0, 2), None)
+    assert (nothing.disk_used_mib, nothing.disk_size_mib) == (None, None)

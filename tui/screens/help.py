@@ -34,9 +34,9 @@ def help_text(infos: Sequence[KeyInfo], keymap_path: str) -> Text:
         text.append(f"  {example:<20}", "bold cyan")
         text.append(f"{meaning}\n")
     text.append("\nColumns\n", "bold underline")
-    column, meaning = fmt.MEMORY_HELP
-    text.append(f"  {column:<20}", "bold cyan")
-    text.append(f"{meaning}\n")
+    for column, meaning in (fmt.MEMORY_HELP, fmt.DISK_HELP):
+        text.append(f"  {column:<20}", "bold cyan")
+        text.append(f"{meaning}\n")
     text.append("\nRemap keys in ", "dim")
     text.append(keymap_path, "dim bold")
     text.append(" by binding id (right column):\n", "dim")
