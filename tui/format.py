@@ -137,7 +137,8 @@ def disk(vm: VM) -> str:
     used, size = vm.figures.disk_used_mib, vm.figures.disk_size_mib
     if used is None:
         return DASH
-    return size_mib(used) if size is None else f"{size_mib(used)}/{size_mib(size)}"
+    taken = "<1M" if used < 1 else size_mib(used)  # a fresh overlay: a few hundred KiB
+    return taken if size is None else f"{taken}/{size_mib(size)}"
 
 
 def memory_detail(vm: VM) -> str:

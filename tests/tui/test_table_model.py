@@ -346,5 +346,7 @@ def test_disk_shows_on_wide_terminals_what_a_running_vms_disks_take_and_their_si
     assert model.columns(200)[-1] == "disk"
     assert model.row_text(0, 200, now=0.0).split()[-1] == "12M/1G"
     assert model.row_text(1, 200, now=0.0).split()[-1] == "—"  # shut off: no bulk stats
+    fresh = dataclasses.replace(ALICE, figures=Figures(disk_used_mib=0.35, disk_size_mib=1024))
+    assert fmt.disk(fresh) == "<1M/1G"  # an overlay nothing was written to yet
     help_lines = help_text([], "keymap.toml").plain.splitlines()
     assert any(line.split()[:1] == ["DISK"] for line in help_lines)
