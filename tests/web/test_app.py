@@ -6,6 +6,7 @@ The test driver has no QEMU, so no VNC: what needs a real console is in test_liv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -331,22 +332,33 @@ class FakeEndpoint:
         return ""
 
 
-@pytest.fixture
-async def echo_vnc() -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def stand_in_vnc(echo: bool) -> AsyncIterator[str]:
+    """A stand-in endpoint's URL: its VM's display greets, then echoes (``echo``) or ends."""
     async def handler(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(protocols=("binary",))
         await ws.prepare(request)
         await ws.send_bytes(b"RFB 003.008\n")
-        async for message in ws:
-            await ws.send_bytes(message.data)
+        if echo:
+            async for message in ws:
+                await ws.send_bytes(message.data)
+        await ws.close()
         return ws
 
     app = web.Application()
     app.router.add_get("/", handler)
     server = TestServer(app)
     await server.start_server()
-    yield f"http://127.0.0.1:{server.port}/"
-    await server.close()
+    try:
+        yield f"http://127.0.0.1:{server.port}/"
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def echo_vnc() -> AsyncIterator[str]:
+    async with stand_in_vnc(echo=True) as url:
+        yield url
 
 
 def relay_to(server: Console, url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[FakeEndpoint, list[str]]:
@@ -402,19 +414,8 @@ async def test_relay_and_vm_stop_without_qemu(console: StartConsole, test_lab: L
 @pytest.fixture
 async def ending_vnc() -> AsyncIterator[str]:
     """A stand-in endpoint whose VM's display greets, then ends the connection."""
-    async def handler(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(protocols=("binary",))
-        await ws.prepare(request)
-        await ws.send_bytes(b"RFB 003.008\n")
-        await ws.close()
-        return ws
-
-    app = web.Application()
-    app.router.add_get("/", handler)
-    server = TestServer(app)
-    await server.start_server()
-    yield f"http://127.0.0.1:{server.port}/"
-    await server.close()
+    async with stand_in_vnc(echo=False) as url:
+        yield url
 
 
 async def test_a_console_the_vm_side_ended_says_so(console: StartConsole, test_lab: Lab, ending_vnc: str,
