@@ -418,17 +418,23 @@ async def ending_vnc() -> AsyncIterator[str]:
         yield url
 
 
-async def test_a_console_the_vm_side_ended_says_so(console: StartConsole, test_lab: Lab, ending_vnc: str,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """The page shows the close's reason ("the server closed the console: ..."): it names what ended."""
-    server = await console(test_lab)
-    fake, _ = relay_to(server, ending_vnc, monkeypatch)
-    uuid = uuid_of(test_lab, "web-a")
+async def watching_web_a(server: Console, lab: Lab) -> aiohttp.ClientWebSocketResponse:
+    """A browser watching VM web-a through a share link: its websocket, past the display's greeting."""
+    uuid = uuid_of(lab, "web-a")
     _, token = server.link(uuid)
     browser = server.browser()
     assert await server.open_link(browser, token) == 303
     ws = await server.websocket(browser, uuid)
     assert await greeting(ws) == b"RFB 003.008\n"
+    return ws
+
+
+async def test_a_console_the_vm_side_ended_says_so(console: StartConsole, test_lab: Lab, ending_vnc: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page shows the close's reason ("the server closed the console: ..."): it names what ended."""
+    server = await console(test_lab)
+    fake, _ = relay_to(server, ending_vnc, monkeypatch)
+    ws = await watching_web_a(server, test_lab)
     message = await ws.receive()
     assert message.type == aiohttp.WSMsgType.CLOSE
     assert message.data == aiohttp.WSCloseCode.OK
@@ -445,12 +451,7 @@ async def test_an_open_console_outlives_the_idle_timeout(console: StartConsole, 
     settings = dataclasses.replace(web_settings, web=dataclasses.replace(web_settings.web, idle_timeout=0.5))
     server = await console(test_lab, settings)
     fake, _ = relay_to(server, echo_vnc, monkeypatch)
-    uuid = uuid_of(test_lab, "web-a")
-    _, token = server.link(uuid)
-    browser = server.browser()
-    assert await server.open_link(browser, token) == 303
-    ws = await server.websocket(browser, uuid)
-    assert await greeting(ws) == b"RFB 003.008\n"
+    ws = await watching_web_a(server, test_lab)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.server.port)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
     assert await asyncio.wait_for(reader.read(), 30) == b""  # closed by the server, unanswered
