@@ -97,8 +97,8 @@ _OURS = "vm-manager"  # the name of the handlers this module adds
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def setup_logging(settings: Settings, *, stderr: bool = False) -> Path:
-    """Send every logger's records to the rotated log file (and warnings to stderr for the CLI)."""
+def setup_logging(settings: Settings) -> Path:
+    """Send every logger's records to the rotated log file."""
     path = settings.log_path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,11 +114,5 @@ def setup_logging(settings: Settings, *, stderr: bool = False) -> Path:
         existing.close()
     handler.set_name(_OURS)
     root.addHandler(handler)
-    if stderr:
-        console = logging.StreamHandler()
-        console.setLevel(logging.WARNING)
-        console.setFormatter(LogFormatter("%(message)s"))
-        console.set_name(_OURS)
-        root.addHandler(console)
     root.setLevel(settings.log_level.upper())
     return path
