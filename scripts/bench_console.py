@@ -41,10 +41,8 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -61,19 +59,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.lab import SYSTEM_URI  # noqa: E402
-from core.links import client as admin_client  # noqa: E402
-from core.settings import Settings  # noqa: E402
 from core.testing.domains import DiskSpec, tiny_domain  # noqa: E402
+from core.testing.processes import cpu_seconds, pss_kib, tree_pss  # noqa: E402
+from core.testing.rfb import RfbViewer, open_direct, open_through_server, open_vnc  # noqa: E402
+from core.testing.served import Server, free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
-VM_MANAGER = BIN / "vm-manager"
 WEBSOCKIFY = BIN / "websockify"
 CHROMIUM = Path(os.environ.get("VMM_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update"]
 NOVNC = ROOT / "noVNC" / "vendor" / "core" / "rfb.js"
 PREFIX = f"vmm-bench-console-{secrets.token_hex(3)}-"
-COOKIE = "vmm_console"
 
 # Set by an init script in the page (CDP-injected, so the page's CSP does not apply): the page clock
 # when a canvas first holds a lit pixel.
@@ -106,49 +103,6 @@ def log(message: str) -> None:
     print(f"bench_console: {message}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# -- memory -----------------------------------------------------------------------------------------
-def descendants(root: int) -> list[int]:
-    """``root`` and every process under it (by parent pid)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def pss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def tree_pss(root: int) -> tuple[float, int]:
-    """PSS of ``root`` and its descendants, MiB, and how many processes that is."""
-    pids = descendants(root)
-    return sum(pss_kib(pid) for pid in pids) / 1024, len(pids)
-
-
 # -- VMs --------------------------------------------------------------------------------------------
 def vnc_port(dom: libvirt.virDomain) -> int:
     graphics = ET.fromstring(dom.XMLDesc()).find("devices/graphics[@type='vnc']")
@@ -174,150 +128,6 @@ def remove_vms(conn: libvirt.virConnect) -> None:
                 dom.destroy()
         with contextlib.suppress(libvirt.libvirtError):
             dom.undefine()
-
-
-# -- a synthetic RFB viewer --------------------------------------------------------------------------
-class RfbViewer:
-    """An RFB 3.8 client over a websocket: security None, Raw encoding only.
-
-    Pixels are counted and dropped, never copied out, so that the client costs as little as it
-    can next to the paths it measures.
-    """
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse | None) -> None:
-        self.ws = ws
-        self._buffer = bytearray()
-        self.width = self.height = self.bpp = 0
-
-    async def _chunk(self) -> bytes:
-        assert self.ws is not None
-        message = await self.ws.receive()
-        if message.type != aiohttp.WSMsgType.BINARY:
-            raise ConnectionError(f"the console closed ({message.type.name} {message.data!r})")
-        return message.data
-
-    async def _send(self, data: bytes) -> None:
-        assert self.ws is not None
-        await self.ws.send_bytes(data)
-
-    async def _read(self, size: int) -> bytes:
-        while len(self._buffer) < size:
-            self._buffer += await self._chunk()
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return data
-
-    async def _skip(self, size: int) -> None:
-        taken = min(size, len(self._buffer))
-        del self._buffer[:taken]
-        size -= taken
-        while size:
-            data = await self._chunk()
-            if len(data) <= size:
-                size -= len(data)
-            else:
-                self._buffer += data[size:]
-                size = 0
-
-    async def handshake(self) -> None:
-        version = await self._read(12)
-        if not version.startswith(b"RFB 003."):
-            raise ConnectionError(f"not an RFB server: {version!r}")
-        await self._send(b"RFB 003.008\n")
-        count = (await self._read(1))[0]
-        types = await self._read(count)
-        if 1 not in types:
-            raise ConnectionError(f"no security type None among {list(types)}")
-        await self._send(b"\x01")
-        (result,) = struct.unpack(">I", await self._read(4))
-        if result != 0:
-            raise ConnectionError(f"security result {result}")
-        await self._send(b"\x01")  # ClientInit: shared
-        self.width, self.height = struct.unpack(">HH", await self._read(4))
-        pixel_format = await self._read(16)
-        self.bpp = pixel_format[0]
-        (name_length,) = struct.unpack(">I", await self._read(4))
-        await self._read(name_length)
-        await self._send(struct.pack(">BxHi", 2, 1, 0))  # SetEncodings: Raw
-
-    async def full_frame(self) -> int:
-        """Ask for the whole screen (non-incremental) and read the update; returns its pixel bytes."""
-        await self._send(struct.pack(">BBHHHH", 3, 0, 0, 0, self.width, self.height))
-        while True:
-            kind = (await self._read(1))[0]
-            if kind == 0:
-                break
-            if kind == 2:  # Bell
-                continue
-            if kind == 3:  # ServerCutText
-                _pad, length = struct.unpack(">3sI", await self._read(7))
-                await self._read(length)
-                continue
-            raise ConnectionError(f"unexpected server message {kind}")
-        _pad, rects = struct.unpack(">BH", await self._read(3))
-        pixels = 0
-        for _ in range(rects):
-            _x, _y, width, height, encoding = struct.unpack(">HHHHi", await self._read(12))
-            if encoding != 0:
-                raise ConnectionError(f"unexpected encoding {encoding}")
-            size = width * height * self.bpp // 8
-            await self._skip(size)
-            pixels += size
-        return pixels
-
-    async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
-
-
-class VncViewer(RfbViewer):
-    """The same client straight on QEMU's VNC port: no websocket, no proxy (QEMU's own ceiling)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        super().__init__(None)
-        self.reader, self.writer = reader, writer
-
-    async def _chunk(self) -> bytes:
-        data = await self.reader.read(1 << 20)
-        if not data:
-            raise ConnectionError("QEMU closed the VNC connection")
-        return data
-
-    async def _send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(OSError):
-            await self.writer.wait_closed()
-
-
-async def open_through_server(session: aiohttp.ClientSession, base: str, link: str) -> RfbViewer:
-    """Share link -> session cookie -> the console websocket, as a browser does it."""
-    async with session.get(link, allow_redirects=False) as answer:
-        if answer.status != 303:
-            raise ConnectionError(f"the share link answered {answer.status}")
-        where = answer.headers["Location"]
-        secret = answer.cookies[COOKIE].value
-    ws = await session.ws_connect(f"{base}{where}/ws", protocols=("binary",), max_msg_size=0,
-                                  headers={"Origin": base, "Cookie": f"{COOKIE}={secret}"})
-    viewer = RfbViewer(ws)
-    await viewer.handshake()
-    return viewer
-
-
-async def open_direct(session: aiohttp.ClientSession, port: int) -> RfbViewer:
-    ws = await session.ws_connect(f"ws://127.0.0.1:{port}/", protocols=("binary",), max_msg_size=0)
-    viewer = RfbViewer(ws)
-    await viewer.handshake()
-    return viewer
-
-
-async def open_vnc(port: int) -> RfbViewer:
-    viewer = VncViewer(*await asyncio.open_connection("127.0.0.1", port, limit=1 << 22))
-    await viewer.handshake()
-    return viewer
 
 
 # -- viewer limits ----------------------------------------------------------------------------------
@@ -362,66 +172,6 @@ async def over_limit(work: Path, uuid: str, rounds: int) -> None:
                 await viewer.close()
     finally:
         server.stop()
-
-
-# -- the server ------------------------------------------------------------------------------------
-class Server:
-    """``vm-manager serve`` in a process of its own, with a private data dir."""
-
-    def __init__(self, work: Path, viewers_per_link: int = 31, viewers_per_vm: int = 31) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.settings = Settings(data_dir=work / "data", config_dir=work / "config", runtime_dir=work / "run")
-        self.env = {**os.environ, "VMM_DATA_DIR": str(work / "data"), "VMM_CONFIG_DIR": str(work / "config"),
-                    "VMM_RUNTIME_DIR": str(work / "run"), "SECRET_KEY": secrets.token_urlsafe(48),
-                    "LIBVIRT_DEFAULT_URI": SYSTEM_URI, "VMM_LOG_FILE": str(work / "server.log"),
-                    # many synthetic viewers share one link per VM here: up to QEMU's own limit
-                    "VMM_VIEWERS_PER_LINK": str(viewers_per_link), "VMM_VIEWERS_PER_VM": str(viewers_per_vm)}
-        self.env.pop("PUBLIC_URL", None)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.stderr = work / "server.stderr"
-
-    async def start(self) -> None:
-        with self.stderr.open("wb") as err:
-            self.proc = subprocess.Popen(  # noqa: ASYNC220 -- returns at once
-                [VM_MANAGER, "-c", SYSTEM_URI, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"vm-manager serve exited: {self.stderr.read_text()[-2000:]}")
-            with contextlib.suppress(Exception):
-                if await admin_client.call(self.settings, "GET", "/viewers") is not None:
-                    return
-            await asyncio.sleep(0.2)
-        raise RuntimeError("vm-manager serve did not answer within 60 s")
-
-    async def links(self, uuids: list[str]) -> dict[str, str]:
-        """A share link per VM; asked again while the server's inventory has not seen a new VM yet."""
-        deadline = time.monotonic() + 20
-        while True:
-            reply = await admin_client.call(self.settings, "POST", "/links", {"vms": uuids, "ttl": "1h"})
-            assert reply is not None
-            if not reply["errors"]:
-                return {row["vm"]: row["url"] for row in reply["links"]}
-            if time.monotonic() > deadline or any(e["error"] != "no such VM" for e in reply["errors"]):
-                raise RuntimeError(f"share links refused: {reply['errors']}")
-            await asyncio.sleep(0.2)
-
-    async def viewers(self) -> dict[str, Any]:
-        reply = await admin_client.call(self.settings, "GET", "/viewers")
-        assert reply is not None
-        return reply
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 # -- the measurements -------------------------------------------------------------------------------
@@ -540,21 +290,6 @@ def start_busy_vm(conn: libvirt.virConnect, directory: Path) -> libvirt.virDomai
     dom = conn.defineXML(tiny_domain(f"{PREFIX}busy", disks=disks))
     dom.create()
     return dom
-
-
-def cpu_seconds(root: int | None) -> tuple[float, float]:
-    """User and system CPU time of ``root``, and of it and every process under it, seconds."""
-    if root is None:
-        return 0.0, 0.0
-    own = total = 0
-    for pid in descendants(root):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-            ticks = int(fields[11]) + int(fields[12])  # utime, stime
-            total += ticks
-            own += ticks if pid == root else 0
-    hz = os.sysconf("SC_CLK_TCK")
-    return own / hz, total / hz
 
 
 def machine_busy() -> tuple[float, float]:
