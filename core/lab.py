@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import libvirt
 
+from core import failpoints
 from core.demo import demo_settings, remove_scratch
 from core.errors import ActionFailed, ConfigError, InvalidInput, NotFound, VMManagerError, from_libvirt
 from core.lifecycle.actions import Action, ActionResult
@@ -246,6 +247,7 @@ class Lab:
         finally:
             self._in_flight.remove(running)
             running.ended.set()
+        failpoints.hit("acted", running.action)  # done in libvirt, not yet in the audit log
         if not running.abandoned:
             self._record_results(actor, results)
         return results
@@ -442,6 +444,7 @@ class Lab:
 
         report = await eventloop.run_on_core(
             provision.execute(plan, self.settings, self._local_host(), relay))
+        failpoints.hit("acted", "provision")
         uuids = {vm.name: vm.uuid for vm in self.vms()}
         granted = [Item("grant-passage", "", "", "ok", f"{provision.QEMU_USER} may pass {folder} (POSIX ACL)")
                    for folder in report.granted]
