@@ -7,7 +7,9 @@ made to happen at an exact point from outside, so those points call :func:`hit` 
 - ``kill:STEP`` or ``kill:STEP:WHAT`` -- the process kills itself (SIGKILL, no clean-up) just
   before STEP (for every VM or write, or only for WHAT);
 - ``fail:STEP`` or ``fail:STEP:WHAT`` -- STEP raises;
-- ``slow:STEP`` -- STEP takes a second longer (a guest agent or DHCP server slow to answer).
+- ``slow:STEP`` -- STEP takes a second longer (a guest agent or DHCP server slow to answer);
+- any of them followed by ``#N``: only the Nth time the point is passed
+  (``kill:committed:audit.record#2``: just after the process's second audit entry).
 
 The points: provisioning's steps (``folder``, ``disk``, ``seed``, ``define``, ``start``,
 ``resume``; WHAT: the VM), ``ip-lookup`` and ``doctor-read``; every database write's ``commit``
@@ -29,14 +31,22 @@ from core.errors import ActionFailed
 VARIABLE = "VMM_FAILPOINT"
 
 
+_passed: dict[str, int] = {}  # ``#N`` points: how many times each was passed
+
+
 def hit(step: str, vm: str) -> None:
     spec = os.environ.get(VARIABLE)
     if not spec:
         return
+    spec, _, nth = spec.partition("#")
     kind, _, rest = spec.partition(":")
     where, _, only = rest.partition(":")
     if where != step or (only and only != vm):
         return
+    if nth:
+        _passed[spec] = times = _passed.get(spec, 0) + 1
+        if times != int(nth):
+            return
     if kind == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     if kind == "slow":

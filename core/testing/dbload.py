@@ -194,7 +194,8 @@ def missing(path: Path, count: int) -> dict[str, int]:
             names = {row[0] for row in db.execute(sql)}
             return sum(tag(role, i) in names for i in range(count))
 
-        refused = db.execute("SELECT coalesce(sum(repeats), 0) FROM audit WHERE outcome = 'refused'").fetchone()
+        refused = db.execute("SELECT coalesce(sum(repeats), 0) FROM audit "
+                             "WHERE outcome = 'refused'").fetchone()
         return {
             "tui audit": count - found("SELECT vm_name FROM audit WHERE action = 'start'", "tui"),
             "cli links": count - found("SELECT vm_name FROM links", "cli"),
@@ -213,8 +214,8 @@ def together(path: Path, count: int, roles: Sequence[str] = ROLES, variant: str 
              ) -> list[dict[str, Any]]:
     """One writer process per role, all starting at the same moment; what each printed."""
     start = time.time() + 1.5  # each has imported and opened its stores by then
-    procs = [subprocess.Popen([sys.executable, "-m", __name__, role, str(path), str(count), str(start), variant],
-                              stdout=subprocess.PIPE, text=True, cwd=CHECKOUT)
+    procs = [subprocess.Popen([sys.executable, "-m", __name__, role, str(path), str(count), str(start),
+                               variant], stdout=subprocess.PIPE, text=True, cwd=CHECKOUT)
              for role in roles]
     return [json.loads(proc.communicate(timeout=600)[0]) for proc in procs]
 
