@@ -173,7 +173,11 @@ def _use(variant: str = "product") -> None:
 def run(role: str, path: Path, count: int, start: float) -> Tally:
     tally = Tally(role)
     logging.getLogger().addHandler(_Errors(tally))
-    one = WRITERS[role](path, count, tally)
+    try:
+        one = WRITERS[role](path, count, tally)
+    except sqlite3.Error as exc:  # the program would not have started
+        tally.errors.append(f"opening: {type(exc).__name__}: {exc}")
+        return tally
     time.sleep(max(0.0, start - time.time()))
     began = time.monotonic()
     for i in range(count):
@@ -191,11 +195,17 @@ def missing(path: Path, count: int) -> dict[str, int]:
     db = sqlite3.connect(path)
     try:
         def found(sql: str, role: str) -> int:
-            names = {row[0] for row in db.execute(sql)}
+            try:
+                names = {row[0] for row in db.execute(sql)}
+            except sqlite3.OperationalError:  # no such table: its writer never opened its store
+                return 0
             return sum(tag(role, i) in names for i in range(count))
 
-        refused = db.execute("SELECT coalesce(sum(repeats), 0) FROM audit "
-                             "WHERE outcome = 'refused'").fetchone()
+        try:
+            refused = db.execute("SELECT coalesce(sum(repeats), 0) FROM audit "
+                                 "WHERE outcome = 'refused'").fetchone()
+        except sqlite3.OperationalError:
+            refused = (0,)
         return {
             "tui audit": count - found("SELECT vm_name FROM audit WHERE action = 'start'", "tui"),
             "cli links": count - found("SELECT vm_name FROM links", "cli"),

@@ -13,60 +13,21 @@ Provisioning's kills run on the real libvirtd (tests/integration/test_live_provi
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
-import shutil
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from support import leftovers
 from support.cli import vm_manager
-from support.crashes import Browser, audited, checked
+from support.crashes import KEY, PASSWORD, Browser, audited, checked
 from support.webtest import Serve
 
 from core.auth.accounts import Accounts
 from core.auth.sessions import SessionStore
 from core.links.shares import TokenStore
-from core.metadata import LabMeta
-from core.model import VMState
 from core.settings import Settings
 from core.testing import testdriver
 
-KEY = secrets.token_urlsafe(32)
-PASSWORD = "alice-secret-1"
 KILLED = -9
-
-
-@pytest.fixture
-def run_dir() -> Iterator[Path]:
-    path = leftovers.run_dir()
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def settings(tmp_path: Path, run_dir: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config", runtime_dir=run_dir)
-
-
-@pytest.fixture
-def env(tmp_path: Path, settings: Settings) -> dict[str, str]:
-    """A ``vm-manager`` process's environment: its own folders and SECRET_KEY."""
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-            "VMM_ENV_FILE": "/nonexistent", "VMM_DATA_DIR": str(settings.data_dir),
-            "VMM_CONFIG_DIR": str(settings.config_dir),
-            "VMM_RUNTIME_DIR": str(settings.runtime_dir), "SECRET_KEY": KEY, "SUDO_USER": "teacher"}
-
-
-@pytest.fixture
-def uri(tmp_path: Path) -> str:
-    return testdriver.write(tmp_path / "lab.xml", [
-        testdriver.Spec("web-a", VMState.RUNNING, meta=LabMeta("alice", "net101")),
-        testdriver.Spec("web-b", VMState.SHUTOFF, meta=LabMeta("bob", "net101")),
-    ])
 
 
 def cli(env: dict[str, str], *args: str, failpoint: str = "") -> subprocess.CompletedProcess[str]:
@@ -180,17 +141,6 @@ PORTAL_POINTS = {  # each commit point of the visit, and the step it is in
 }
 
 
-def portal_visit(browser: Browser, vm_uuid: str) -> None:
-    """Sign in, open a console, file a request, sign out; stops where the server goes away."""
-    try:
-        browser.sign_in("alice", PASSWORD)
-        browser.post("console", f"/vms/{vm_uuid}/console")
-        browser.post("request", "/requests", kind="new_vm", reason="a second VM for the project")
-        browser.post("signout", "/logout")
-    except OSError:  # killed while answering: no answer reached the browser
-        pass
-
-
 @pytest.mark.parametrize("point", [*PORTAL_POINTS, ""])
 def test_the_server_killed_at_each_point_of_a_students_visit(env: dict[str, str], uri: str,
                                                              settings: Settings, point: str) -> None:
@@ -201,7 +151,7 @@ def test_the_server_killed_at_each_point_of_a_students_visit(env: dict[str, str]
     try:
         server.wait_for("serving consoles at")
         browser = Browser(server.port)
-        portal_visit(browser, testdriver.Spec("web-a").domain_uuid)
+        browser.visit(PASSWORD, testdriver.Spec("web-a").domain_uuid, "a second VM for the project")
         status = server.process.wait(timeout=10) if point else server.stop()
     finally:
         if server.process.poll() is None:

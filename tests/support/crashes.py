@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html.parser
 import http.client
+import secrets
 import sqlite3
 import urllib.parse
 from collections.abc import Iterator
@@ -20,6 +21,10 @@ from core.auth.sessions import SessionStore
 from core.links.shares import TokenStore
 from core.records.audit import AuditLog
 from core.records.requests import RequestStore
+
+KEY = secrets.token_urlsafe(32)
+"""The SECRET_KEY of the crash tests' programs."""
+PASSWORD = "alice-secret-1"
 
 
 @contextmanager
@@ -111,3 +116,14 @@ class Browser:
     def post(self, name: str, path: str, **form: str) -> int:
         """A portal form, with the CSRF token of the page it is on."""
         return self.step(name, "POST", path, {"csrf": self.fields("/")["csrf"], **form})
+
+    def visit(self, password: str, vm_uuid: str, reason: str) -> None:
+        """alice's visit: sign in, open her VM's console, file a request (``reason``), sign out;
+        it stops where the server goes away (killed while answering: no answer reached it)."""
+        try:
+            self.sign_in("alice", password)
+            self.post("console", f"/vms/{vm_uuid}/console")
+            self.post("request", "/requests", kind="new_vm", reason=reason)
+            self.post("signout", "/logout")
+        except OSError:
+            pass
