@@ -147,7 +147,7 @@ def _use(variant: str = "product") -> None:
         product = database.transaction
 
         @contextlib.contextmanager
-        def deferred(db: sqlite3.Connection, what: str) -> Iterator[sqlite3.Connection]:
+        def deferred(db: sqlite3.Connection, what: str = "") -> Iterator[sqlite3.Connection]:
             db.execute("BEGIN")
             try:
                 yield db
