@@ -5,15 +5,34 @@ resource requests, the audit log), each with its own connection and its own tabl
 names itself and lists its schema changes; :func:`migrate` applies the missing ones and records
 the store's version in the ``schema_versions`` table, so stores evolve independently.
 WAL lets the server, the TUI and the CLI use the file at once.
+
+The settings, and why (``scripts/bench_database.py``: the TUI's, a command's and the server's
+writes, 1,000 records each at the same moment, three runs; 9,000 records per line):
+
+- every write in :func:`transaction`, begun with ``BEGIN IMMEDIATE``: a plain ``BEGIN`` that reads
+  and then writes cannot wait for the lock (SQLite refuses at once a snapshot that another
+  writer made stale): 2,570 "database is locked" and 8,688 rows lost, against none;
+- a busy timeout of BUSY_TIMEOUT (5 s): without one, 4,420 errors; 0.1 s still lost 3 records to
+  4 errors, so fifty times that (a writer holds the lock for milliseconds: nothing slow, such
+  as a password hash, is done inside a transaction);
+- ``journal_mode=WAL``: a rollback journal makes readers and the writer exclude each other
+  (763 errors and 7.5 times slower: 16.5 s against 2.2 s). The switch of a new file to WAL takes
+  no busy timeout: :func:`connect` waits for it (three programs opening a new file at the same
+  instant failed in 7 of 30 trials before, none since);
+- ``synchronous=NORMAL``: in WAL mode a commit survives the program being killed (the crash
+  tests kill -9 at every commit point), and only a power loss may undo the last commits, never
+  corrupt the file; FULL (an fsync at every commit) took 5.5 s against 2.2 s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from core import failpoints
 from core.errors import ConfigError
@@ -22,9 +41,15 @@ BUSY_TIMEOUT = 5.0
 
 
 class StoreConnection(sqlite3.Connection):
-    """A connection that knows which store it serves (what its commit points are named by)."""
+    """A connection that knows which store it serves (what its commit points are named by), with
+    a lock for its transactions: threads that share it (the core's and the caller's) take turns,
+    where one's BEGIN inside the other's transaction would fail."""
 
     store = "?"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lock = threading.RLock()
 
 
 def connect(path: Path, store: str = "?") -> StoreConnection:
@@ -74,14 +99,15 @@ def transaction(db: sqlite3.Connection, what: str) -> Iterator[sqlite3.Connectio
     (``VMM_FAILPOINT=kill:commit:tokens.create_link``, see :mod:`core.failpoints`).
     """
     point = f"{getattr(db, 'store', '?')}.{what}"
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-        failpoints.hit("commit", point)
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+    with db.lock if isinstance(db, StoreConnection) else contextlib.nullcontext():
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            failpoints.hit("commit", point)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
     failpoints.hit("committed", point)
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+from core.records.audit import Actor, AuditLog
 from core.testing import dbload
 
 RECORDS = 1000
@@ -49,3 +51,29 @@ def test_a_new_database_opened_while_another_program_holds_it(tmp_path: Path) ->
         holder.close()
     out, err = writer.communicate(timeout=30)
     assert (writer.returncode, out, err) == (0, "written\n", "")
+
+
+def test_two_threads_sharing_one_audit_log(tmp_path: Path) -> None:
+    """The audit log is shared by the core's thread and the caller's (:class:`core.lab.Lab`):
+    one's BEGIN inside the other's transaction failed ("cannot start a transaction within a
+    transaction"), and its entries were lost."""
+    log = AuditLog(tmp_path / "vm-manager.db")
+    errors: list[str] = []
+
+    def write(thread: int) -> None:
+        for n in range(300):
+            try:
+                log.record(Actor("teacher", "tui", "local"), "start", vm_name=f"vm-{thread}-{n}")
+            except sqlite3.Error as exc:
+                errors.append(str(exc))
+
+    threads = [threading.Thread(target=write, args=(thread,)) for thread in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        assert len(log.entries(limit=1000)) == 600
+    finally:
+        log.close()
