@@ -18,7 +18,7 @@ writes, 1,000 records each at the same moment, three runs; 9,000 records per lin
 - ``journal_mode=WAL``: a rollback journal makes readers and the writer exclude each other
   (763 errors and 7.5 times slower: 16.5 s against 2.2 s). The switch of a new file to WAL takes
   no busy timeout: :func:`connect` waits for it (three programs opening a new file at the same
-  instant failed in 7 of 30 trials before, none since);
+  instant: one failed in 4 and in 7 of 30 trials in two series before, in none of 30 since);
 - ``synchronous=NORMAL``: in WAL mode a commit survives the program being killed (the crash
   tests kill -9 at every commit point), and only a power loss may undo the last commits, never
   corrupt the file; FULL (an fsync at every commit) took 5.5 s against 2.2 s.
