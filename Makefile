@@ -3,7 +3,8 @@
 #   make test           install, start libvirtd if needed, pytest (all of tests/), ruff, lint-imports
 #                       and mypy, stop it again
 #   make lint           ruff, lint-imports (the import contracts), mypy (core)
-#   make bench          scripts/bench.py (TUI), bench_provision.py, bench_console.py, on real VMs
+#   make bench          scripts/bench.py (TUI), bench_provision.py, bench_console.py, on real VMs;
+#                       bench_database.py (three writers at once on the shared SQLite file)
 #   make screenshots    scripts/screenshots.py, likewise
 #   make template-tiny  scripts/build_template_tiny.sh: the tiny template (kernel + busybox initramfs)
 #                       into $VMM_TEMPLATE_DIR/tiny (default ~/.local/share/vm-manager/templates/tiny)
@@ -51,6 +52,7 @@ bench: setup
 	$(LIBVIRTD) run --optional $(PY) scripts/bench.py $(ARGS)
 	$(LIBVIRTD) run $(PY) scripts/bench_provision.py
 	$(LIBVIRTD) run --optional $(PY) scripts/bench_console.py
+	$(PY) scripts/bench_database.py
 
 screenshots: setup
 	$(LIBVIRTD) run --optional $(PY) scripts/screenshots.py $(ARGS)

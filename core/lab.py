@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import libvirt
 
+from core import failpoints
 from core.demo import demo_settings, remove_scratch
 from core.errors import ActionFailed, ConfigError, InvalidInput, NotFound, VMManagerError, from_libvirt
 from core.lifecycle.actions import Action, ActionResult
@@ -246,6 +247,7 @@ class Lab:
         finally:
             self._in_flight.remove(running)
             running.ended.set()
+        failpoints.hit("acted", running.action)  # done in libvirt, not yet in the audit log
         if not running.abandoned:
             self._record_results(actor, results)
         return results
@@ -431,23 +433,37 @@ class Lab:
 
     async def provision(self, plan: provision.Plan, progress: provision.Progress | None = None, *,
                         actor: Actor | None = None) -> provision.Report:
-        """Make the plan's VMs; ``progress`` is called on the caller's loop after each VM."""
+        """Make the plan's VMs; ``progress`` is called on the caller's loop after each VM.
+
+        Each VM is audited as soon as it is made (before ``progress`` hears of it): a run killed
+        later leaves no VM made without its entry. An outcome the resume of VMs started paused
+        changes is audited again at the end, with the folders QEMU's user was let pass."""
         from core import provision
 
         caller = asyncio.get_running_loop()
+        uuids = {vm.name: vm.uuid for vm in plan.vms}
+        audited: dict[str, provision.Outcome] = {}
 
-        def relay(done: int, total: int, outcome: provision.Outcome) -> None:
-            if progress is not None and not caller.is_closed():
-                caller.call_soon_threadsafe(progress, done, total, outcome)
+        def entry(outcome: provision.Outcome) -> Item:
+            return Item("provision", outcome.name, uuids[outcome.name] if outcome.ok else "",
+                        "ok" if outcome.ok else "failed", f"for {outcome.username}: {outcome.message}")
+
+        def made(done: int, total: int, outcome: provision.Outcome) -> None:  # on the caller's loop
+            self.record(actor, [entry(outcome)])
+            audited[outcome.name] = outcome
+            if progress is not None:
+                progress(done, total, outcome)
+
+        def relay(done: int, total: int, outcome: provision.Outcome) -> None:  # on the core's loop
+            if not caller.is_closed():
+                caller.call_soon_threadsafe(made, done, total, outcome)
 
         report = await eventloop.run_on_core(
             provision.execute(plan, self.settings, self._local_host(), relay))
-        uuids = {vm.name: vm.uuid for vm in self.vms()}
+        failpoints.hit("acted", "provision")
         granted = [Item("grant-passage", "", "", "ok", f"{provision.QEMU_USER} may pass {folder} (POSIX ACL)")
                    for folder in report.granted]
-        self.record(actor, granted + [Item("provision", o.name, uuids.get(o.name, ""),
-                                           "ok" if o.ok else "failed", f"for {o.username}: {o.message}")
-                                      for o in report.outcomes])
+        self.record(actor, granted + [entry(o) for o in report.outcomes if audited.get(o.name) != o])
         return report
 
     async def doctor(self, fix: bool = False, *, actor: Actor | None = None) -> doctor.Checkup:

@@ -96,7 +96,7 @@ class Accounts:
         role = Role(role)
         digest = self._hasher.hash(password)
         now = time.time()
-        with database.transaction(self._db):
+        with database.transaction(self._db, "add"):
             if self._db.execute("SELECT 1 FROM accounts WHERE username = ?", (username,)).fetchone():
                 raise AccountExists(f"a local account {username!r} exists already")
             self._db.execute("INSERT INTO accounts (username, password_hash, role, display_name, email, "
@@ -109,7 +109,7 @@ class Accounts:
         """Give ``username`` a new password; NotFound when there is no such account."""
         check_password(password)
         digest = self._hasher.hash(password)
-        with database.transaction(self._db):
+        with database.transaction(self._db, "passwd"):
             cursor = self._db.execute("UPDATE accounts SET password_hash = ?, password_changed = ? "
                                       "WHERE username = ?", (digest, time.time(), username))
         if cursor.rowcount == 0:
@@ -117,7 +117,7 @@ class Accounts:
         log.info("local account %r: password changed", username)
 
     def delete(self, username: str) -> None:
-        with database.transaction(self._db):
+        with database.transaction(self._db, "delete"):
             cursor = self._db.execute("DELETE FROM accounts WHERE username = ?", (username,))
         if cursor.rowcount == 0:
             raise NotFound(f"no local account {username!r}")
@@ -159,9 +159,10 @@ class Accounts:
                         "with `vm-manager user passwd`", username)
             return None
         if self._hasher.check_needs_rehash(digest):
-            with database.transaction(self._db):
+            rehashed = self._hasher.hash(password)  # before the transaction: others wait while it lasts
+            with database.transaction(self._db, "rehash"):
                 self._db.execute("UPDATE accounts SET password_hash = ? WHERE username = ? AND "
-                                 "password_hash = ?", (self._hasher.hash(password), username, digest))
+                                 "password_hash = ?", (rehashed, username, digest))
             log.info("local account %r: password hash upgraded to the current parameters", username)
         return _account(row[1:])
 

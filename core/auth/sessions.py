@@ -149,7 +149,7 @@ class SessionStore:
         secret = SECRET(SECRET_BYTES)
         session = Session(username, role, display_name, email, source, SECRET(SECRET_BYTES), now, now + ttl,
                           found_by=found_by)
-        with database.transaction(self._db):
+        with database.transaction(self._db, "create"):
             self._db.execute(
                 "INSERT INTO web_sessions (secret_hash, username, role, display_name, email, source, csrf, "
                 "created, expires, found_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -185,13 +185,13 @@ class SessionStore:
 
     def mark_checked(self, handle: bytes) -> None:
         """The session's role was read from the directory again just now."""
-        with database.transaction(self._db):
+        with database.transaction(self._db, "mark_checked"):
             self._db.execute("UPDATE web_sessions SET checked = ? WHERE secret_hash = ?",
                              (self._clock(), handle))
 
     def end(self, handle: bytes) -> list[str]:
         """Delete the session ``handle``; returns the console links it opened."""
-        with database.transaction(self._db):
+        with database.transaction(self._db, "end"):
             links = [row[0] for row in self._db.execute(
                 "SELECT link_id FROM web_session_links WHERE secret_hash = ?", (handle,))]
             self._db.execute("DELETE FROM web_sessions WHERE secret_hash = ?", (handle,))
@@ -200,7 +200,7 @@ class SessionStore:
     def end_user(self, username: str, source: str) -> tuple[int, list[str]]:
         """End every session of ``username`` signed in through ``source`` (``local``: its password
         changed, it was deleted): how many there were, and the console links they opened."""
-        with database.transaction(self._db):
+        with database.transaction(self._db, "end_user"):
             links = [str(row[0]) for row in self._db.execute(
                 "SELECT link_id FROM web_session_links JOIN web_sessions USING (secret_hash) "
                 "WHERE username = ? AND source = ?", (username, source))]
@@ -216,7 +216,7 @@ class SessionStore:
 
     def add_link(self, secret: str, link_id: str) -> None:
         """Remember a console link opened by this session (revoked when it signs out)."""
-        with database.transaction(self._db):
+        with database.transaction(self._db, "add_link"):
             self._db.execute("INSERT INTO web_session_links (secret_hash, link_id) VALUES (?, ?)",
                              (self._hash("web-session", secret), link_id))
 
@@ -226,7 +226,7 @@ class SessionStore:
     def push_flash(self, secret: str, kind: str, text: str) -> None:
         """A message for the next page this session loads (post/redirect/get)."""
         digest = self._hash("web-session", secret)
-        with database.transaction(self._db):
+        with database.transaction(self._db, "push_flash"):
             row = self._db.execute("SELECT flash FROM web_sessions WHERE secret_hash = ?",
                                    (digest,)).fetchone()
             if row is None:
@@ -237,7 +237,7 @@ class SessionStore:
 
     def pop_flash(self, secret: str) -> list[tuple[str, str]]:
         digest = self._hash("web-session", secret)
-        with database.transaction(self._db):
+        with database.transaction(self._db, "pop_flash"):
             row = self._db.execute("SELECT flash FROM web_sessions WHERE secret_hash = ?",
                                    (digest,)).fetchone()
             if row is None or row[0] == "[]":
@@ -248,7 +248,7 @@ class SessionStore:
     def purge(self) -> int:
         """Delete expired sessions and forgotten failures."""
         now = self._clock()
-        with database.transaction(self._db):
+        with database.transaction(self._db, "purge"):
             gone = self._db.execute("DELETE FROM web_sessions WHERE expires <= ?", (now,)).rowcount
             self._db.execute("DELETE FROM signin_failures WHERE at < ?", (now - FAILURE_WINDOW,))
             self._db.execute("DELETE FROM signin_addresses WHERE at <= ?", (now - KNOWN_TTL,))
@@ -287,7 +287,7 @@ class SessionStore:
         against each of them at once, in one transaction: while its password is being checked it
         is a failure, so parallel attempts cannot all pass the check before any failure is known.
         End it with :meth:`failed` (the failure stays, timed now) or :meth:`succeeded`."""
-        with database.transaction(self._db):
+        with database.transaction(self._db, "begin_attempt"):
             wait = max((self.wait(scope, key) for scope, key in keys), default=0.0)
             if wait > 0:
                 return Attempt(wait, ())
@@ -299,11 +299,12 @@ class SessionStore:
 
     def failed(self, attempt: Attempt) -> None:
         """The attempt failed: it stays a failure, timed when it was found out."""
-        self._update_rows("UPDATE signin_failures SET at = ? WHERE rowid IN ({})", attempt, self._clock())
+        self._update_rows("failed", "UPDATE signin_failures SET at = ? WHERE rowid IN ({})", attempt,
+                          self._clock())
 
     def dropped(self, attempt: Attempt) -> None:
         """The attempt was neither good nor bad (the directory did not answer): it no longer counts."""
-        self._update_rows("DELETE FROM signin_failures WHERE rowid IN ({})", attempt)
+        self._update_rows("dropped", "DELETE FROM signin_failures WHERE rowid IN ({})", attempt)
 
     def succeeded(self, attempt: Attempt, address: str, *accounts: str) -> None:
         """A good sign-in from ``address``: the attempt no longer counts, the failures of
@@ -312,7 +313,7 @@ class SessionStore:
         is known to ``accounts`` from now on (:meth:`known_address`)."""
         now = self._clock()
         where = address_key(address)[:MAX_KEY]
-        with database.transaction(self._db):
+        with database.transaction(self._db, "succeeded"):
             if attempt.rows:
                 self._db.execute(f"DELETE FROM signin_failures WHERE rowid IN ({_marks(attempt.rows)})",
                                  attempt.rows)
@@ -357,9 +358,9 @@ class SessionStore:
     def _device_mac(self, account: str, nonce: str, issued: str) -> str:
         return keyed_hash(self._key, "signin-device", f"{account}\n{nonce}\n{issued}").hex()[:32]
 
-    def _update_rows(self, statement: str, attempt: Attempt, *first: object) -> None:
+    def _update_rows(self, what: str, statement: str, attempt: Attempt, *first: object) -> None:
         if attempt.rows:
-            with database.transaction(self._db):
+            with database.transaction(self._db, what):
                 self._db.execute(statement.format(_marks(attempt.rows)), (*first, *attempt.rows))
 
 

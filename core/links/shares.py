@@ -155,7 +155,7 @@ class TokenStore:
         ``owner``: the student the portal opens it for; it then opens only while the VM is theirs."""
         now = self._clock()
         token = secrets.token_urlsafe(32)
-        with database.transaction(self._db):
+        with database.transaction(self._db, "create_link"):
             while True:
                 link = Link(secrets.token_hex(4), vm_uuid, vm_name, now, now + ttl, None, owner)
                 try:
@@ -205,7 +205,7 @@ class TokenStore:
         hashes = [self._hash("link", t) for t in tokens]
         now = self._clock()
         revoked: list[Link] = []
-        with database.transaction(self._db):
+        with database.transaction(self._db, "revoke"):
             for column, values in (("id", list(ids)), ("token_hash", hashes), ("vm_uuid", list(vm_uuids))):
                 for value in values:
                     rows = self._db.execute(
@@ -241,7 +241,7 @@ class TokenStore:
     def open_session(self, link: Link) -> str:
         """A new session secret for a browser that opened ``link``; it lasts as long as the link."""
         secret = secrets.token_urlsafe(32)
-        with database.transaction(self._db):
+        with database.transaction(self._db, "open_session"):
             self._db.execute("INSERT INTO console_sessions (secret_hash, link_id, created, expires) "
                              "VALUES (?, ?, ?, ?)",
                              (self._hash("session", secret), link.id, self._clock(), link.expires))
@@ -270,7 +270,7 @@ class TokenStore:
     def purge(self, older_than: float = 86400.0) -> int:
         """Delete links (and their sessions) expired or revoked more than ``older_than`` s ago."""
         cutoff = self._clock() - older_than
-        with database.transaction(self._db):
+        with database.transaction(self._db, "purge"):
             cursor = self._db.execute("DELETE FROM links WHERE expires < ? OR revoked < ?", (cutoff, cutoff))
         return cursor.rowcount
 

@@ -158,7 +158,7 @@ class AuditLog:
             rows.append((now, actor.user, actor.source, actor.address, item.action, item.vm_name,
                          item.vm_uuid, item.outcome, item.detail[:2000]))
         entries = []
-        with database.transaction(self._db):
+        with database.transaction(self._db, "record"):
             for item, row in zip(items, rows, strict=True):
                 if item.collapse and (entry := self._join(now, row[1:])) is not None:
                     entries.append(entry)
@@ -181,7 +181,7 @@ class AuditLog:
     def purge(self, days: int) -> int:
         """Delete the entries older than ``days`` days (by when they last happened); how many."""
         cutoff = self._clock() - days * 86400.0
-        with database.transaction(self._db):
+        with database.transaction(self._db, "purge"):
             return self._db.execute("DELETE FROM audit WHERE coalesce(last, at) < ?", (cutoff,)).rowcount
 
     def entries(self, *, since: float | None = None, user: str | None = None, vm: str | None = None,

@@ -140,7 +140,7 @@ class RequestStore:
             low, high = LIMITS[kind]
             if amount is None or not low <= amount <= high:
                 raise RequestRefused(_UNITS[kind], low=low, high=high)
-        with database.transaction(self._db):
+        with database.transaction(self._db, "create"):
             cursor = self._db.execute(
                 "INSERT INTO requests (username, email, kind, vm_uuid, vm_name, amount, reason, created) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -171,7 +171,7 @@ class RequestStore:
         word = _clean_text(word, MAX_ANSWER, "the answer is longer than %(limit)d characters",
                            "the answer holds control characters")  # the operator's: English
         status = Status.APPROVED if approve else Status.REJECTED
-        with database.transaction(self._db):
+        with database.transaction(self._db, "answer"):
             cursor = self._db.execute(
                 "UPDATE requests SET status = ?, answered_by = ?, answer = ?, answered = ? "
                 "WHERE id = ? AND status = 'pending'", (status.value, by, word, self._clock(), request_id))

@@ -24,6 +24,7 @@ from pathlib import Path
 import libvirt
 import pytest
 import yaml
+from support import crashes
 from support.cli import vm_manager
 from support.livelab import URI, Outside, remove_domain
 from support.slapd import GROUPS, SERVICE_DN, SERVICE_PASSWORD, SUFFIX, Slapd, lab_entries
@@ -150,6 +151,9 @@ def test_a_class_of_five_made_booted_reset_and_deleted(lab_class: Class) -> None
     made = lab_class.provision(roster)
     assert made.returncode == 0, made.stderr
     assert made.stdout.splitlines() == [f"{lab_class.vm(u)}: made" for u in STUDENTS]
+    with crashes.checked(lab_class.data / "vm-manager.sqlite3") as db:  # each VM reported made is audited
+        for user in STUDENTS:
+            assert crashes.audited(db, "provision", vm_name=lab_class.vm(user), outcome="ok") == 1
 
     domains = lab_class.domains()
     assert sorted(domains) == sorted(lab_class.vm(u) for u in STUDENTS)
@@ -394,12 +398,21 @@ def test_a_failed_step_removes_that_vm_only(lab_class: Class, step: str) -> None
     assert not (lab_class.root / "bob").exists()
 
 
-@pytest.mark.parametrize("step", ["folder", "disk", "seed", "define", "start", "resume"])
+@pytest.mark.parametrize("step", ["folder", "disk", "seed", "define", "start", "resume", "acted"])
 def test_doctor_cleans_up_after_a_run_killed_at_each_step(lab_class: Class, step: str) -> None:
+    """``acted``: every VM made and running, the run killed before it reports them. Each VM made
+    is audited as soon as it is (at ``resume`` they may be, or not yet), none before."""
     roster = lab_class.roster(["alice,Alice,,", "bob,Bob,,"])
     killed = lab_class.provision(roster, "--start", extra_env={"VMM_FAILPOINT": f"kill:{step}"})
     assert killed.returncode == -9, killed.stderr
+    assert killed.stdout == ""  # no VM reported made
     assert bool(lab_class.folders()) == (step != "folder")
+    database = lab_class.data / "vm-manager.sqlite3"
+    entries = 0
+    if database.exists():  # the audit log is opened when the first VM is made
+        with crashes.checked(database) as db:
+            entries = crashes.audited(db, "provision", outcome="ok")
+    assert entries == 2 if step == "acted" else entries <= 2 if step == "resume" else entries == 0
     checked = lab_class.cli("doctor")
     if step != "start":  # at start, the other VM may be whole or half-made: both are fine
         half_made = step in ("disk", "seed", "define", "resume")
@@ -407,11 +420,19 @@ def test_doctor_cleans_up_after_a_run_killed_at_each_step(lab_class: Class, step
     fixed = lab_class.cli("doctor", "--fix")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert lab_class.cli("doctor").stdout.strip() == "nothing half-made"
+    if "->" in fixed.stdout:  # what the doctor fixed is audited
+        with crashes.checked(database) as db:
+            assert crashes.audited(db, "doctor-fix") == fixed.stdout.count("->")
     if step == "start":  # killed after define: whole VMs, not started, that the doctor keeps
         domains = lab_class.domains()
         assert domains
         assert all(not d.isActive() for d in domains.values())
         assert len(lab_class.folders()) == len(domains)
+    elif step == "acted":  # whole, running and audited: nothing for the doctor
+        assert checked.stdout.strip() == "nothing half-made"
+        domains = lab_class.domains()
+        assert sorted(domains) == [lab_class.vm("alice"), lab_class.vm("bob")]
+        assert [d.state()[0] for d in domains.values()] == [libvirt.VIR_DOMAIN_RUNNING] * 2
     elif step == "resume":  # both started paused, then killed: the doctor lets them run
         assert "left paused by a provisioning run that was killed" in checked.stdout
         assert "-> resumed" in fixed.stdout
