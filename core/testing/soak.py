@@ -49,7 +49,7 @@ from core.links.shares import TokenStore
 from core.metadata import LabMeta
 from core.model import VM, VMState
 from core.storage.permissions import group_id
-from core.testing.domains import tiny_domain
+from core.testing.domains import remove_domain, tiny_domain
 from core.testing.forms import forms
 from core.testing.processes import Counts, counts
 from core.testing.rfb import RfbViewer, open_console, open_through_server
@@ -165,15 +165,6 @@ class Rig:
                 self.conn.close()
             shutil.rmtree(self.shared, ignore_errors=True)
             shutil.rmtree(self.work, ignore_errors=True)
-
-
-def remove_domain(dom: libvirt.virDomain) -> None:
-    with contextlib.suppress(libvirt.libvirtError):
-        if dom.isActive():
-            dom.destroy()
-    with contextlib.suppress(libvirt.libvirtError):
-        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-                          | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
 
 
 def qemu_folder(prefix: str) -> Path:
