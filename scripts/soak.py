@@ -87,14 +87,16 @@ def report(result: soak.Run, warmup: int, baseline: dict[str, int], at_rest: dic
     units = sum(result.done.values())
     if units:
         per_unit = result.seconds / units
-        figure("full_counts_estimate", sum(w.full for w in soak.WORKLOADS.values()) * per_unit / 60,
+        figure("full_counts_estimate", sum(soak.WORKLOADS[n].full for n in result.planned) * per_unit / 60,
                "min at this run's mix-weighted rate")
     for trend in soak.trends(result.samples, warmup):
-        unit = "KiB" if trend.name.endswith("_kib") else ""
-        figure(f"{trend.name}_first", trend.first, unit)
-        figure(f"{trend.name}_last", trend.last, unit)
-        figure(f"{trend.name}_slope_per_100_units", trend.per_100_units, unit)
-        figure(f"{trend.name}_slope_per_hour", trend.per_hour, unit)
+        name, scale, unit = trend.name, 1.0, ""
+        if name.endswith("_kib"):  # memory in MiB
+            name, scale, unit = name.removesuffix("_kib") + "_mib", 1 / 1024, "MiB"
+        figure(f"{name}_first", trend.first * scale, unit)
+        figure(f"{name}_last", trend.last * scale, unit)
+        figure(f"{name}_slope_per_100_units", trend.per_100_units * scale, unit)
+        figure(f"{name}_slope_per_hour", trend.per_hour * scale, unit)
     for name in sorted(baseline):
         figure(f"at_rest_{name}", f"{baseline[name]} -> {at_rest.get(name, 0)}",
                "(baseline -> after the work, before settling)")
