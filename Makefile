@@ -6,6 +6,9 @@
 #   make bench          scripts/bench.py (TUI), bench_provision.py, bench_console.py, on real VMs;
 #                       bench_database.py (three writers at once on the shared SQLite file)
 #   make screenshots    scripts/screenshots.py, likewise
+#   make soak           scripts/soak.py: the TUI and serve under interleaved workloads on real VMs,
+#                       bounded by SOAK_MINUTES (default 60); slopes and counts, then the fuzzing's
+#                       long profile (VMM_FUZZ_PROFILE=soak)
 #   make template-tiny  scripts/build_template_tiny.sh: the tiny template (kernel + busybox initramfs)
 #                       into $VMM_TEMPLATE_DIR/tiny (default ~/.local/share/vm-manager/templates/tiny)
 #   make template-debian  scripts/build_template_debian.sh: a Debian 12 cloud template (mmdebstrap,
@@ -20,8 +23,9 @@ STAMP := $(VENV)/.installed
 LIBVIRTD := scripts/libvirtd.sh
 ARGS ?=
 PYTEST_ARGS ?=
+SOAK_MINUTES ?= 60
 
-.PHONY: run test lint bench screenshots template-tiny template-debian setup setup-run system-deps system-deps-run libvirtd-start libvirtd-stop libvirtd-status clean
+.PHONY: run test lint bench soak screenshots template-tiny template-debian setup setup-run system-deps system-deps-run libvirtd-start libvirtd-stop libvirtd-status clean
 
 # setup: everything the tests need; setup-run: only what the app needs (no daemon is installed).
 setup: system-deps $(STAMP)
@@ -53,6 +57,11 @@ bench: setup
 	$(LIBVIRTD) run $(PY) scripts/bench_provision.py
 	$(LIBVIRTD) run --optional $(PY) scripts/bench_console.py
 	$(PY) scripts/bench_database.py
+
+# The full counts take about 25 minutes here; SOAK_MINUTES stops it earlier (it says how much it did).
+soak: setup
+	$(LIBVIRTD) run $(PY) scripts/soak.py --minutes $(SOAK_MINUTES)
+	VMM_FUZZ_PROFILE=soak $(PY) -m pytest -q tests/fuzz
 
 screenshots: setup
 	$(LIBVIRTD) run --optional $(PY) scripts/screenshots.py $(ARGS)

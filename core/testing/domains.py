@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+import libvirt
 
 from core.metadata import LabMeta
 from core.provision.domainbuild import loopback_vnc, skeleton
@@ -37,3 +40,14 @@ def tiny_domain(name: str, *, domain_type: str = "qemu", memory_mib: int = 64, v
             ET.SubElement(element, "readonly")
     loopback_vnc(devices)
     return ET.tostring(domain, encoding="unicode")
+
+
+def remove_domain(dom: libvirt.virDomain) -> None:
+    """Power off (if running) and undefine, whatever it has (NVRAM, managed save, snapshots); a
+    domain already gone is no error."""
+    with contextlib.suppress(libvirt.libvirtError):
+        if dom.isActive():
+            dom.destroy()
+    with contextlib.suppress(libvirt.libvirtError):
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                          | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)

@@ -11,6 +11,12 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from core.virt.connection import WORKER_NAME
+
+POOLED = frozenset({WORKER_NAME})
+"""OS names of threads of bounded pools (made as needed up to their bound, then kept): counted in
+``pool_threads``, apart from the threads that must come back to their baseline."""
+
 
 def descendants(root: int) -> list[int]:
     """``root`` and every process under it (by parent pid)."""
@@ -92,23 +98,37 @@ class Counts:
     children: int
     rss_kib: int
     pss_kib: int
+    pool_threads: int = 0  # of ``threads``: those of the bounded pools (:data:`POOLED`)
 
     def exact(self) -> dict[str, int]:
-        return {"fds": self.fds, "sockets": self.sockets, "threads": self.threads, "children": self.children}
+        """``threads`` here leaves out the pools' threads: a pool keeps what its busiest moment made."""
+        return {"fds": self.fds, "sockets": self.sockets, "threads": self.threads - self.pool_threads,
+                "children": self.children}
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _pooled(pid: int) -> int:
+    """Threads of ``pid`` whose OS name is a pool's."""
+    found = 0
+    with contextlib.suppress(OSError):
+        for task in os.scandir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                found += Path(task.path, "comm").read_text().strip() in POOLED
+    return found
 
 
 def counts(root: int) -> Counts:
     """Descriptors, sockets, threads and RSS summed over ``root`` and every process under it;
     ``children`` is how many processes are under it."""
     pids = descendants(root)
-    fds = sockets = threads = rss = pss = 0
+    fds = sockets = threads = rss = pss = pooled = 0
     for pid in pids:
         own_fds, own_sockets = _descriptors(pid)
         fds, sockets = fds + own_fds, sockets + own_sockets
         threads += _status(pid, "Threads")
         rss += _status(pid, "VmRSS")
         pss += pss_kib(pid)
-    return Counts(fds, sockets, threads, len(pids) - 1, rss, pss)
+        pooled += _pooled(pid)
+    return Counts(fds, sockets, threads, len(pids) - 1, rss, pss, pooled)

@@ -136,8 +136,12 @@ async def open_through_server(session: aiohttp.ClientSession, base: str, link: s
     async with session.get(link, allow_redirects=False) as answer:
         if answer.status != 303:
             raise ConnectionError(f"the share link answered {answer.status}")
-        where = answer.headers["Location"]
-        secret = answer.cookies[COOKIE].value
+        return await open_console(session, base, answer.headers["Location"], answer.cookies[COOKIE].value)
+
+
+async def open_console(session: aiohttp.ClientSession, base: str, where: str, secret: str) -> RfbViewer:
+    """The console websocket of ``where`` (``/console/<uuid>``) under the console cookie ``secret``
+    (what a share link or the portal's console button gave), the RFB handshake done."""
     ws = await session.ws_connect(f"{base}{where}/ws", protocols=("binary",), max_msg_size=0,
                                   headers={"Origin": base, "Cookie": f"{COOKIE}={secret}"})
     viewer = RfbViewer(ws)

@@ -29,7 +29,7 @@ from core.model import VM, Change, ConnState, Update, VMState
 from core.settings import load_settings
 from core.storage.permissions import group_id
 from core.testing.domains import DiskSpec as Disk
-from core.testing.domains import tiny_domain
+from core.testing.domains import remove_domain, tiny_domain
 
 URI = "qemu:///system"
 RUN_PREFIX = f"vmm-it-{secrets.token_hex(3)}-"
@@ -201,15 +201,6 @@ class Outside:
         with contextlib.suppress(libvirt.libvirtError):
             conn.close()
         self._conn = None
-
-
-def remove_domain(dom: libvirt.virDomain) -> None:
-    with contextlib.suppress(libvirt.libvirtError):
-        if dom.isActive():
-            dom.destroy()
-    with contextlib.suppress(libvirt.libvirtError):
-        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-                          | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
 
 
 def qemu_img(*args: str | os.PathLike[str]) -> None:

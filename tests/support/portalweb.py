@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import html.parser
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.cookies import Morsel
 
 from core.auth.accounts import Accounts
 from core.auth.signin import Role
 from core.records.audit import AuditLog, Entry
 from core.settings import Settings
+from core.testing.forms import Form, forms
 from support.webtest import Console
 
 PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22", "olga": "olga-secret-333"}
@@ -32,32 +32,6 @@ def audit_entries(settings: Settings, **query: str) -> list[Entry]:
         return log.entries(**query)  # type: ignore[arg-type]
     finally:
         log.close()
-
-
-@dataclass
-class Form:
-    action: str
-    method: str
-    fields: dict[str, str] = field(default_factory=dict)
-
-
-class _Forms(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.forms: list[Form] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self.forms.append(Form(found.get("action", ""), found.get("method", "get").lower()))
-        elif tag == "input" and self.forms and "name" in found:
-            self.forms[-1].fields.setdefault(found["name"], found.get("value", ""))
-
-
-def forms(page: str) -> list[Form]:
-    parser = _Forms()
-    parser.feed(page)
-    return parser.forms
 
 
 @dataclass
