@@ -25,13 +25,12 @@ from typing import Any
 from core.errors import InvalidInput
 from core.links.secret import keyed_hash
 from core.records import database
+from core.settings import duration
 from core.text import count, format_time
 
 MAX_TTL = 30 * 86400.0
 TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # token_urlsafe(32)
 LINK_ID = re.compile(r"[0-9a-f]{8}")
-_TTL = re.compile(r"(\d+)([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 _MIGRATIONS: tuple[str, ...] = (
     """
@@ -62,11 +61,10 @@ _MIGRATIONS: tuple[str, ...] = (
 
 def parse_ttl(text: str) -> float:
     """``30m``, ``4h``, ``2d`` (or ``1h30m``) in seconds; InvalidInput otherwise."""
-    cleaned = text.strip().lower()
-    parts = _TTL.findall(cleaned)
-    if not parts or "".join(n + u for n, u in parts) != cleaned:
-        raise InvalidInput(f"bad duration {text!r}: write it like 30m, 4h or 2d")
-    seconds = float(sum(int(n) * _UNITS[u] for n, u in parts))
+    try:
+        seconds = float(duration(text))
+    except ValueError:
+        raise InvalidInput(f"bad duration {text!r}: write it like 30m, 4h or 2d") from None
     if seconds <= 0:
         raise InvalidInput(f"bad duration {text!r}: it must be longer than zero")
     if seconds > MAX_TTL:

@@ -1,0 +1,57 @@
+"""What the fuzz properties share: hostile text and the settings for properties that share a fixture.
+
+A new parser's strategy goes here when another module may use it (``hosts.toml``'s host entries
+will: the inventory shows their names).
+"""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from core.text import UNSHOWN
+
+HOSTILE_PIECES = (
+    "\x1b[2J", "\x1b]0;owned\x07", "\x1b]52;c;aGk=\x07", "\x1b[31m", "\x9b31m", "\x07", "\x00", "\r", "\n",
+    "\t", "\x7f", "\x85", "\u2028", "\u2029",  # terminal escapes, C0/C1 controls, line breaks
+    "[bold]", "[/]", "[/bold]", "[link=https://x.example]", "[red on white]", ":smile:", "[@click=quit]",
+    "\\[b]",  # Rich and Textual markup
+    "<script>alert(1)</script>", "<b>", "</td>", "&amp;", "&lt;", '"', "'", "`", "{{ 7*7 }}", "{% if %}",
+    "%s", "%(x)d", "{0}",  # HTML, Jinja, format strings
+    "\u202e", "\u202a", "\u2066", "\u2067", "\u2069", "\u200f",  # bidi overrides, embeddings, isolates
+    "\\", "/", "*", "?", "[", "]", ",", ";", ":", "=", "#", " ", "é", "日本", "\U0001f600",
+)
+"""Pieces of text that mean something to a terminal, Rich, a browser or a template."""
+
+
+def hostile_text(*, min_size: int = 0, max_size: int = 12,
+                 alphabet: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[str]:
+    """Text made of :data:`HOSTILE_PIECES` and arbitrary characters (``alphabet``: which ones)."""
+    piece = st.one_of(st.sampled_from(HOSTILE_PIECES), st.text(alphabet, max_size=4) if alphabet
+                      else st.text(max_size=4))
+    return st.lists(piece, min_size=min_size, max_size=max_size).map("".join)
+
+
+def _xml_char(char: str) -> bool:
+    code = ord(char)
+    return char in "\t\n\r" or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or code >= 0x10000
+
+
+XML_CHARS = st.characters(codec="utf-8").filter(_xml_char)
+"""What an XML 1.0 document may hold (libvirt's XML, a domain's name and metadata)."""
+
+
+def xml_text(*, min_size: int = 0, max_size: int = 12) -> st.SearchStrategy[str]:
+    """Hostile text an XML document can carry: no C0 control but tab and line breaks."""
+    return hostile_text(min_size=min_size, max_size=max_size, alphabet=XML_CHARS).map(
+        lambda text: "".join(c for c in text if _xml_char(c)))
+
+
+def unshown(text: str) -> set[str]:
+    """The characters of ``text`` that must never reach a screen, a page or a log as they are."""
+    return set(UNSHOWN.findall(text))
+
+
+SHARED_FIXTURE = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+"""For a property whose examples share one fixture on purpose (a folder, a server, a lab): each
+example leaves the fixture as it found it, or the property compares before and after itself."""
