@@ -87,7 +87,7 @@ def parse(text: str) -> Query:
         name, sep, value = term.partition(":")
         if sep and name.lower() == "re" and value:
             try:
-                with warnings.catch_warnings():  # "possible nested set" and the like: not the operator's concern
+                with warnings.catch_warnings():  # "possible nested set" and the like: not news
                     warnings.simplefilter("ignore")
                     predicate = _regex(re.compile(value, re.IGNORECASE))
             except re.error as exc:

@@ -21,6 +21,7 @@ from dotenv import dotenv_values
 from core.errors import ConfigError
 
 DOMAIN_TYPES = ("auto", "kvm", "qemu")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 _DURATION = re.compile(r"([0-9]+)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -287,6 +288,8 @@ def load_settings(env_file: str | os.PathLike[str] | None = None,
     if settings.provision.domain_type not in DOMAIN_TYPES:
         raise ConfigError(f"VMM_DOMAIN_TYPE must be one of {', '.join(DOMAIN_TYPES)}, "
                           f"not {settings.provision.domain_type!r}")
+    if settings.log_level.strip().upper() not in LOG_LEVELS:
+        raise ConfigError(f"VMM_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {settings.log_level!r}")
     return settings
 
 

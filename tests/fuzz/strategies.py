@@ -55,3 +55,45 @@ def unshown(text: str) -> set[str]:
 SHARED_FIXTURE = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 """For a property whose examples share one fixture on purpose (a folder, a server, a lab): each
 example leaves the fixture as it found it, or the property compares before and after itself."""
+
+
+# -- TOML files (templates.toml, keymap.toml; hosts.toml will be one) --------------------------------------
+def toml_string(value: str) -> str:
+    """``value`` as a TOML basic string: every control character escaped, as TOML requires."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in escaped) + '"'
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value) if value == value and abs(value) != float("inf") else "nan"
+    if isinstance(value, str):
+        return toml_string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    assert isinstance(value, dict)
+    return "{" + ", ".join(f"{toml_string(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+
+
+def toml_document(tables: dict[str, dict[str, object]]) -> str:
+    """``{"templates.tiny": {"os": "linux"}}`` as ``[templates."tiny"]`` tables, dotted names quoted."""
+    lines = []
+    for name, table in tables.items():
+        lines.append("[" + ".".join(toml_string(part) for part in name.split(".")) + "]")
+        lines += [f"{toml_string(key)} = {toml_value(value)}" for key, value in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+TOML_SCALARS = st.one_of(st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(),
+                         hostile_text(max_size=4), st.text(max_size=10))
+TOML_VALUES = st.recursive(TOML_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)), max_leaves=6)
+"""Any value a TOML file may hold (dates aside: tomllib gives datetimes, which no table of ours takes)."""
+
+BROKEN_TOML = st.one_of(st.text(max_size=80), st.binary(max_size=80).map(lambda b: b.decode("latin-1")),
+                        st.sampled_from(["[", "[a", "a =", "= 1", '"\\', "[a]\n[a]", "a = 1\na = 2",
+                                         "[[a]]\n[a]", "a = \"\x00\"", "a = 0x", "a = 1979-05-27",
+                                         "a.b = 1\na = 2"]))
+"""Text that is mostly not TOML."""

@@ -3,13 +3,13 @@ terms keep their meaning: AND of terms, ``!`` negates, a plain word is a substri
 
 from __future__ import annotations
 
-from fuzz.strategies import hostile_text
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from core import query
 from core.metadata import LabMeta
 from core.model import VM, VMState
+from fuzz.strategies import hostile_text
 
 field_words = st.sampled_from([*query.FIELDS, "re", "RE", "Owner", "foo", "", "!"])
 terms = st.one_of(
