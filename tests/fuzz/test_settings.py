@@ -128,6 +128,7 @@ def test_any_since_is_a_time_or_a_usage_error(text: str) -> None:
 
 
 @given(text=values)
+@example(text="9" * 5000)  # --serve: int() of 5,000 digits raised its own ValueError
 def test_any_timeout_and_serve_address(text: str) -> None:
     for reader in (seconds, host_port):
         try:
