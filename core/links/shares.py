@@ -178,6 +178,8 @@ class TokenStore:
         return link
 
     def get(self, link_id: str) -> Link | None:
+        if not LINK_ID.fullmatch(link_id):
+            return None
         return _link(self._db.execute(f"SELECT {_COLUMNS} FROM links WHERE id = ?", (link_id,)).fetchone())
 
     def links(self, *, vm_uuid: str | None = None, active_only: bool = True) -> list[Link]:
@@ -199,8 +201,10 @@ class TokenStore:
 
     def revoke(self, *, ids: Sequence[str] = (), tokens: Sequence[str] = (),
                vm_uuids: Sequence[str] = ()) -> list[Link]:
-        """Revoke links by id, token or VM; returns those that were active until now."""
-        hashes = [self._hash("link", t) for t in tokens]
+        """Revoke links by id, token or VM; returns those that were active until now. An id or a token
+        that is not of their shape names no link."""
+        ids = [i for i in ids if LINK_ID.fullmatch(i)]
+        hashes = [self._hash("link", t) for t in tokens if TOKEN.fullmatch(t)]
         now = self._clock()
         revoked: list[Link] = []
         with database.transaction(self._db):
