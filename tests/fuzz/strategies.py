@@ -27,7 +27,7 @@ HOSTILE_PIECES = (
 def hostile_text(*, min_size: int = 0, max_size: int = 12,
                  alphabet: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[str]:
     """Text made of :data:`HOSTILE_PIECES` and arbitrary characters (``alphabet``: which ones)."""
-    piece = st.one_of(st.sampled_from(HOSTILE_PIECES), st.text(alphabet, max_size=4) if alphabet
+    piece = st.one_of(st.sampled_from(HOSTILE_PIECES), st.text(alphabet, max_size=4) if alphabet is not None
                       else st.text(max_size=4))
     return st.lists(piece, min_size=min_size, max_size=max_size).map("".join)
 
@@ -37,7 +37,8 @@ def _xml_char(char: str) -> bool:
     return char in "\t\n\r" or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or code >= 0x10000
 
 
-XML_CHARS = st.characters(codec="utf-8").filter(_xml_char)
+XML_CHARS = st.characters(codec="utf-8", exclude_characters=[
+    *(chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"), "\ufffe", "\uffff"])
 """What an XML 1.0 document may hold (libvirt's XML, a domain's name and metadata)."""
 
 
