@@ -9,7 +9,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from core.model import VM
 from core.text import UNSHOWN
+from tui.tablemodel import TableModel
 
 HOSTILE_PIECES = (
     "\x1b[2J", "\x1b]0;owned\x07", "\x1b]52;c;aGk=\x07", "\x1b[31m", "\x9b31m", "\x07", "\x00", "\r", "\n",
@@ -98,3 +100,12 @@ BROKEN_TOML = st.one_of(st.text(max_size=80), st.binary(max_size=80).map(lambda 
                                          "[[a]]\n[a]", "a = \"\x00\"", "a = 0x", "a = 1979-05-27",
                                          "a.b = 1\na = 2"]))
 """Text that is mostly not TOML."""
+
+
+def table_row(vm: VM, now: float, width: int = 3000) -> tuple[str, str]:
+    """The VM list's row of ``vm`` as drawn ``width`` cells wide, and its name cell's text (cut with an
+    ellipsis past the name column's widest, its padding stripped)."""
+    table = TableModel()
+    table.set_vms([vm])
+    cells = table.row_cells(table.rows[vm.key], table.layout(width), "", "", vm.state.value)
+    return table.row_text(0, width, now), cells[0].rstrip().removesuffix("…")

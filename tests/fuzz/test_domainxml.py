@@ -34,10 +34,9 @@ from core.model import VM
 from core.settings import Settings
 from core.text import json_text, printable
 from core.virt.domainxml import _UNIT_TO_KIB, GUEST_AGENT_CHANNEL
-from fuzz.strategies import SHARED_FIXTURE, unshown, xml_text
+from fuzz.strategies import SHARED_FIXTURE, table_row, unshown, xml_text
 from tui.cli.vms import _print_vms
 from tui.screens.detail import devices_text, summary_text
-from tui.tablemodel import TableModel
 
 URI = "test:///default"
 WAIT = 10.0  # seconds an event may take to reach the inventory on a loaded machine
@@ -299,12 +298,10 @@ async def test_any_domain_libvirt_accepts_is_read_and_shown_literally(readers: R
 async def _shown_everywhere(readers: Readers, vm: VM) -> None:
     now = time.time()
     # the TUI: the table's row, the detail view's summary and devices
-    table = TableModel()
-    table.set_vms([vm])
-    row = table.row_text(0, 2000, now)
+    row, name_cell = table_row(vm, now)
     assert not unshown(row), row
-    shown_name = row.strip().split("   ")[0]  # cut with an ellipsis past the name column's widest
-    assert printable(vm.name).startswith(shown_name.removesuffix("…")), row
+    assert name_cell in row
+    assert printable(vm.name).startswith(name_cell), row
     summary = summary_text(vm, now).plain
     _literal(summary, vm.name, "summary")
     if vm.meta.owner:
