@@ -3,6 +3,7 @@ terms keep their meaning: AND of terms, ``!`` negates, a plain word is a substri
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -59,3 +60,10 @@ def test_a_plain_word_is_a_substring_of_name_owner_class_or_state(word: str, vm:
     fields, _ = query.fields_of(vm)
     expected = any(word.lower() in value for value in fields[:4])
     assert query.parse(word).matches(*query.fields_of(vm)) == expected
+
+
+def test_a_regex_python_warns_about_is_no_warning_on_the_terminal(recwarn: pytest.WarningsRecorder) -> None:
+    """``re:[[a]`` made re's FutureWarning "possible nested set", which Python prints on stderr:
+    under the TUI, across its screen."""
+    assert query.parse("re:[[a]").matches(("[a", "", "", "", "", ""), "[a")
+    assert not [w for w in recwarn if issubclass(w.category, FutureWarning)]
