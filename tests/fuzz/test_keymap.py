@@ -49,6 +49,7 @@ def _display(binding: Binding) -> str:
 @example(text="keymap = 3\n")
 @example(text='[keymap]\nhalt = []\n')
 @example(text='[keymap]\nhalt = ","\n')
+@example(text='[keymap]\nclear = "\\u202e"\n')  # taken, then in force as "right-to-left_override": no key
 def test_any_keymap_file_gives_a_keymap_and_its_problems(text: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "keymap.toml"
