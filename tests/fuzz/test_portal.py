@@ -91,6 +91,8 @@ def _audit_refusals_only(before: list[tuple[object, ...]], after: list[tuple[obj
          cookie=None)
 @example(request=("POST", "/logout", ""), body=None, cookie="session")
 @example(request=("GET", "/", "lang=%ff"), body=None, cookie="session")
+@example(request=("POST", "/login", ""), body=(b"\x80", FORM), cookie=None)  # a 500: not UTF-8
+@example(request=("POST", "/requests", ""), body=(b"a=1", f"{FORM}; charset=nope"), cookie="session")
 async def test_any_request_is_answered_and_changes_nothing_without_csrf(
         portal: Portal, request: tuple[str, str, str], body: object, cookie: object) -> None:
     anonymous = portal.server.browser()
