@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.names import USERNAME
+from core.provision.guests.linux import linux_username_problem
 from core.provision.roster import COLUMNS, RosterError, parse_roster, read_roster
 from core.text import CONTROL
 from fuzz.strategies import hostile_text
@@ -93,7 +94,8 @@ def test_any_bytes_in_a_file_are_read_or_refused(data: bytes) -> None:
 
 valid_rows = st.lists(
     st.fixed_dictionaries({
-        "username": st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True),
+        "username": st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True).filter(
+            lambda name: linux_username_problem(name) is None),  # not root, ntp, a system account
         "full_name": st.text(st.characters(categories=["L"]) | st.just(" "), max_size=20).map(str.strip),
         "password": st.one_of(st.just(""), st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7e),
                                                    min_size=1, max_size=20)),
