@@ -114,5 +114,5 @@ def setup_logging(settings: Settings) -> Path:
         existing.close()
     handler.set_name(_OURS)
     root.addHandler(handler)
-    root.setLevel(settings.log_level.upper())
+    root.setLevel(settings.log_level.strip().upper())
     return path

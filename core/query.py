@@ -11,6 +11,7 @@ A filter is whitespace-separated terms; a VM is shown when every term matches (A
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,7 +27,9 @@ SYNTAX: tuple[tuple[str, str], ...] = (
 )
 
 FIELDS = ("name", "owner", "class", "state", "host", "ip")
-_SEP = "\x00"
+_SEP = "\n"
+"""Between the fields of the blob plain terms search: whitespace, which no term holds (terms are
+split on it), so no term matches across two fields."""
 
 # What a term is tested against: the lowercased fields of one VM.
 Fields = tuple[str, str, str, str, str, str]
@@ -84,7 +87,9 @@ def parse(text: str) -> Query:
         name, sep, value = term.partition(":")
         if sep and name.lower() == "re" and value:
             try:
-                predicate = _regex(re.compile(value, re.IGNORECASE))
+                with warnings.catch_warnings():  # "possible nested set" and the like: not news
+                    warnings.simplefilter("ignore")
+                    predicate = _regex(re.compile(value, re.IGNORECASE))
             except re.error as exc:
                 errors.append(f"bad regex {value!r}: {exc.msg}; matched as text")
                 predicate = _substring(value.lower())

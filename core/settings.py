@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,13 @@ from dotenv import dotenv_values
 from core.errors import ConfigError
 
 DOMAIN_TYPES = ("auto", "kvm", "qemu")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+_DURATION = re.compile(r"([0-9]+)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_DIGITS = 12
+"""A duration's numbers have at most this many digits (beyond: over 30,000 years in seconds): int()
+of thousands of digits is refused, and float() of a huge sum overflows."""
 _BOOLEANS = {"1": True, "yes": True, "true": True, "on": True, "0": False, "no": False, "false": False,
              "off": False}
 
@@ -281,6 +288,8 @@ def load_settings(env_file: str | os.PathLike[str] | None = None,
     if settings.provision.domain_type not in DOMAIN_TYPES:
         raise ConfigError(f"VMM_DOMAIN_TYPE must be one of {', '.join(DOMAIN_TYPES)}, "
                           f"not {settings.provision.domain_type!r}")
+    if settings.log_level.strip().upper() not in LOG_LEVELS:
+        raise ConfigError(f"VMM_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {settings.log_level!r}")
     return settings
 
 
@@ -310,3 +319,15 @@ def positive_number(raw: str, kind: type[int] | type[float] = float) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError("a finite number greater than zero")
     return value
+
+
+def duration(text: str) -> int:
+    """``30m``, ``4h``, ``2d`` or ``1h30m`` (any case, blanks around) in whole seconds; ValueError
+    says what it must be. Zero is a duration: the caller says whether it may be."""
+    cleaned = text.strip().lower()
+    parts = _DURATION.findall(cleaned)
+    if not parts or "".join(n + u for n, u in parts) != cleaned:
+        raise ValueError("written like 30m, 4h or 2d")
+    if any(len(n.lstrip("0")) > _DURATION_DIGITS for n, _ in parts):
+        raise ValueError(f"a number of at most {_DURATION_DIGITS} digits")
+    return sum(int(n) * _UNITS[u] for n, u in parts)

@@ -11,7 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from support import leftovers
+
+# Hypothesis' profiles (tests/fuzz/ is where the parsers' properties live). "ci", the default and
+# what make test runs: the same 200 examples a property every run (derandomised, no example
+# database), no deadline (a loaded 2-core machine makes any timing flaky). "soak" (VMM_FUZZ_PROFILE=soak,
+# what make soak sets): 5,000 random examples a property, failures kept in .hypothesis/ (ignored by git)
+# and tried first next time. A test's own @settings wins over the profile.
+_FUZZ_SLOW = [HealthCheck.too_slow]
+hypothesis_settings.register_profile("ci", max_examples=200, derandomize=True, database=None, deadline=None,
+                                     suppress_health_check=_FUZZ_SLOW, print_blob=True)
+hypothesis_settings.register_profile("soak", max_examples=5000, deadline=None,
+                                     suppress_health_check=_FUZZ_SLOW, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("VMM_FUZZ_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True, scope="session")

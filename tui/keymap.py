@@ -34,7 +34,9 @@ def valid_key(key: str) -> bool:
     *modifiers, name = key.strip().split("+")
     if not name or any(m not in _MODIFIERS for m in modifiers):
         return False
-    if len(name) == 1 or name in _KEY_NAMES or name in REPLACED_KEYS:
+    if len(name) == 1:  # a control or a bidi override is no key a terminal sends, and shows nothing
+        return name.isprintable()
+    if name in _KEY_NAMES or name in REPLACED_KEYS:
         return True
     try:
         unicodedata.lookup(name.replace("_", " "))

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.links.secret import keyed_hash
+from core.links.secret import as_bytes, keyed_hash
 from core.records import database
 
 SECRET = secrets.token_urlsafe  # 32 bytes: 43 characters
@@ -221,7 +221,7 @@ class SessionStore:
                              (self._hash("web-session", secret), link_id))
 
     def check_csrf(self, session: Session, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(session.csrf.encode(), str(token).encode())
+        return bool(token) and hmac.compare_digest(as_bytes(session.csrf), as_bytes(str(token)))
 
     def push_flash(self, secret: str, kind: str, text: str) -> None:
         """A message for the next page this session loads (post/redirect/get)."""
@@ -262,7 +262,7 @@ class SessionStore:
     def check_login_token(self, cookie: str | None, token: str | None) -> bool:
         if not cookie or not token or len(cookie) > 100:
             return False
-        return hmac.compare_digest(self.login_token(cookie).encode(), str(token).encode())
+        return hmac.compare_digest(as_bytes(self.login_token(cookie)), as_bytes(str(token)))
 
     # -- failed sign-ins --
     def wait(self, scope: str, key: str) -> float:
@@ -351,7 +351,7 @@ class SessionStore:
         for _, (nonce, issued, mac) in _device_entries(cookie):
             if float(issued) + DEVICE_TTL <= self._clock():
                 continue
-            if hmac.compare_digest(mac.encode(), self._device_mac(account, nonce, issued).encode()):
+            if hmac.compare_digest(as_bytes(mac), as_bytes(self._device_mac(account, nonce, issued))):
                 return nonce
         return None
 

@@ -44,7 +44,13 @@ _PATTERNS = {"dictionary": "words", "spatial": "keyboard runs", "repeat": "repea
 def keyed_hash(key: bytes, purpose: str, secret: str) -> bytes:
     """HMAC-SHA256 of ``secret`` under ``key`` (SECRET_KEY), told apart by ``purpose``: what the
     database keeps of every token, session secret and cookie."""
-    return hmac.new(key, f"{purpose}:{secret}".encode(), hashlib.sha256).digest()
+    return hmac.new(key, as_bytes(f"{purpose}:{secret}"), hashlib.sha256).digest()
+
+
+def as_bytes(text: str) -> bytes:
+    """Any text as UTF-8, lone surrogates included, one to one: a cookie's or a header's bytes that
+    are not UTF-8 reach the server as surrogates, and hashing or comparing them must not fail."""
+    return text.encode("utf-8", "surrogatepass")
 
 
 def key_problem(key: str) -> str:

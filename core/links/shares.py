@@ -25,13 +25,12 @@ from typing import Any
 from core.errors import InvalidInput
 from core.links.secret import keyed_hash
 from core.records import database
+from core.settings import duration
 from core.text import count, format_time
 
 MAX_TTL = 30 * 86400.0
 TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # token_urlsafe(32)
 LINK_ID = re.compile(r"[0-9a-f]{8}")
-_TTL = re.compile(r"(\d+)([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 _MIGRATIONS: tuple[str, ...] = (
     """
@@ -62,11 +61,10 @@ _MIGRATIONS: tuple[str, ...] = (
 
 def parse_ttl(text: str) -> float:
     """``30m``, ``4h``, ``2d`` (or ``1h30m``) in seconds; InvalidInput otherwise."""
-    cleaned = text.strip().lower()
-    parts = _TTL.findall(cleaned)
-    if not parts or "".join(n + u for n, u in parts) != cleaned:
-        raise InvalidInput(f"bad duration {text!r}: write it like 30m, 4h or 2d")
-    seconds = float(sum(int(n) * _UNITS[u] for n, u in parts))
+    try:
+        seconds = float(duration(text))
+    except ValueError:
+        raise InvalidInput(f"bad duration {text!r}: write it like 30m, 4h or 2d") from None
     if seconds <= 0:
         raise InvalidInput(f"bad duration {text!r}: it must be longer than zero")
     if seconds > MAX_TTL:
@@ -180,6 +178,8 @@ class TokenStore:
         return link
 
     def get(self, link_id: str) -> Link | None:
+        if not LINK_ID.fullmatch(link_id):
+            return None
         return _link(self._db.execute(f"SELECT {_COLUMNS} FROM links WHERE id = ?", (link_id,)).fetchone())
 
     def links(self, *, vm_uuid: str | None = None, active_only: bool = True) -> list[Link]:
@@ -201,8 +201,10 @@ class TokenStore:
 
     def revoke(self, *, ids: Sequence[str] = (), tokens: Sequence[str] = (),
                vm_uuids: Sequence[str] = ()) -> list[Link]:
-        """Revoke links by id, token or VM; returns those that were active until now."""
-        hashes = [self._hash("link", t) for t in tokens]
+        """Revoke links by id, token or VM; returns those that were active until now. An id or a token
+        that is not of their shape names no link."""
+        ids = [i for i in ids if LINK_ID.fullmatch(i)]
+        hashes = [self._hash("link", t) for t in tokens if TOKEN.fullmatch(t)]
         now = self._clock()
         revoked: list[Link] = []
         with database.transaction(self._db, "revoke"):

@@ -14,13 +14,17 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 def origin_of(url: str) -> str:
     """``scheme://host[:port]`` as a browser writes it in an Origin header (no default port)."""
-    parts = urlsplit(url.strip())
+    bad = ConfigError(f"PUBLIC_URL must be an http(s) URL like https://vm.example.org, not {url!r}")
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port  # ValueError: not a number, or out of range
+    except ValueError:  # also an unclosed "[" of an IPv6 address
+        raise bad from None
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise ConfigError(f"PUBLIC_URL must be an http(s) URL like https://vm.example.org, not {url!r}")
+        raise bad
     host = parts.hostname.lower()
     if ":" in host:
         host = f"[{host}]"
-    port = parts.port
     return f"{parts.scheme}://{host}" + (f":{port}" if port and port != _DEFAULT_PORTS[parts.scheme] else "")
 
 

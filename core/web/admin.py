@@ -65,9 +65,19 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 def _strings(body: dict[str, Any], key: str) -> list[str]:
     values = body.get(key, [])
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+    if not isinstance(values, list) or not all(isinstance(v, str) and _unicode(v) for v in values):
         raise VMManagerError(f"{key!r} must be a list of strings")
     return values
+
+
+def _unicode(text: str) -> bool:
+    """Whether ``text`` is Unicode text: JSON's escapes can make lone surrogates, which no name,
+    id or token holds (and SQLite cannot store)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def viewers(request: web.Request) -> web.Response:

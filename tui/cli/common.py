@@ -66,7 +66,7 @@ def host_port(text: str) -> tuple[str, int]:
     """``--serve``: ``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT``."""
     host, _, port = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not (port.isascii() and port.isdigit() and len(port) <= 5 and 0 < int(port) < 65536):
         raise argparse.ArgumentTypeError(f"{text!r} is not [HOST:]PORT (e.g. 5000 or 0.0.0.0:5000)")
     return host, int(port)
 

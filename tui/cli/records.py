@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from datetime import datetime
@@ -17,12 +16,9 @@ from datetime import datetime
 from core.errors import VMManagerError
 from core.lab import Lab
 from core.records import AuditLog, Entry, Request, RequestStore, Status
-from core.settings import Settings
+from core.settings import Settings, duration
 from core.text import format_time, json_text, printable
 from tui.cli.common import EXIT_FAILED, EXIT_OK, Commands
-
-_AGO = re.compile(r"(\d+)([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def add_parsers(commands: Commands) -> None:
@@ -52,10 +48,10 @@ def add_parsers(commands: Commands) -> None:
 
 def parse_since(text: str) -> float:
     """``2h`` (back from now) or an ISO date/time in local time, as a POSIX time."""
-    cleaned = text.strip().lower()
-    parts = _AGO.findall(cleaned)
-    if parts and "".join(n + u for n, u in parts) == cleaned:
-        return time.time() - sum(int(n) * _UNITS[u] for n, u in parts)
+    try:
+        return time.time() - duration(text)
+    except ValueError:
+        pass
     try:
         return datetime.fromisoformat(text.strip()).timestamp()
     except ValueError:

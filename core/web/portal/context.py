@@ -196,7 +196,7 @@ def signed_in(handler: PageHandler) -> Handler:
                 response.del_cookie(SESSION_COOKIE, path="/")
             return response
         if request.method == "POST":
-            form = await request.post()
+            form = await posted(request)
             if not ctx.portal.sessions.check_csrf(ctx.session, form_field(form, "csrf", 200)):
                 log.warning("portal POST %s without a valid CSRF token from %s", request.path, ctx.client)
                 ctx.portal.record(ctx.actor(), "csrf", outcome="refused", detail=request.path[:100],
@@ -207,6 +207,18 @@ def signed_in(handler: PageHandler) -> Handler:
         return await handler(ctx)
 
     return wrapped
+
+
+async def posted(request: web.Request) -> Mapping[str, Any]:
+    """The posted form; a body that cannot be read as one (bytes that are not in its charset, an
+    unknown charset, a broken multipart) is an empty form: without its CSRF token, it is refused as
+    any form without one, and nothing is done."""
+    try:
+        return await request.post()
+    except (UnicodeDecodeError, LookupError, ValueError) as exc:
+        log.info("unreadable form posted to %s from %s: %s", request.path, request[CLIENT],
+                 type(exc).__name__)
+        return {}
 
 
 def form_field(form: Mapping[str, Any], name: str, limit: int) -> str:

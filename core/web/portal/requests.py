@@ -12,7 +12,7 @@ from aiohttp import web
 from core.model import VM
 from core.records import LIMITS, Kind, RequestRefused, notify_new_request
 from core.text import N_
-from core.web.portal.context import Ctx, csrf, form_field, vms_of
+from core.web.portal.context import Ctx, csrf, form_field, posted, vms_of
 
 KIND_LABELS = {Kind.VCPUS: N_("more vCPUs"), Kind.MEMORY: N_("more memory"), Kind.NEW_VM: N_("another VM")}
 STATUS_LABELS = {"pending": N_("pending"), "approved": N_("approved"), "rejected": N_("rejected")}
@@ -38,7 +38,7 @@ def _when(epoch: float | None) -> str:
 async def file_request(ctx: Ctx) -> web.StreamResponse:
     assert ctx.session is not None
     portal = ctx.portal
-    form = await ctx.request.post()
+    form = await posted(ctx.request)
     kind_text = form_field(form, "kind", 20)
     try:
         kind = Kind(kind_text)

@@ -25,7 +25,7 @@ from aiohttp import web
 from core.auth import DEVICE_TTL, MAX_PASSWORD, DirectoryError, SigninRefused, attempt_keys, authenticate
 from core.errors import ConfigError
 from core.records import Actor
-from core.web.portal.context import LOGIN_COOKIE, SESSION_COOKIE, Ctx, form_field
+from core.web.portal.context import LOGIN_COOKIE, SESSION_COOKIE, Ctx, form_field, posted
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _login_form(ctx: Ctx, status: int = 200, error: str = "", username: str = ""
 async def login(request: web.Request) -> web.StreamResponse:
     ctx = await Ctx.load(request)
     portal = ctx.portal
-    form = await request.post()
+    form = await posted(request)
     token = form_field(form, "csrf", 200)
     if not portal.sessions.check_login_token(request.cookies.get(LOGIN_COOKIE), token):
         log.warning("sign-in form without a valid CSRF token from %s", ctx.client)

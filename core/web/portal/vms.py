@@ -17,7 +17,7 @@ from core.model import VM, VMState
 from core.text import N_
 from core.web.console.routes import open_console_session
 from core.web.i18n import STATE_LABELS
-from core.web.portal.context import Ctx, PageHandler, csrf, form_field, my_vm, refuse_vm, vms_of
+from core.web.portal.context import Ctx, PageHandler, csrf, form_field, my_vm, posted, refuse_vm, vms_of
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def lifecycle(action: Action) -> PageHandler:
         vm = my_vm(ctx)
         if vm is None:
             return refuse_vm(ctx, str(action))
-        if action is Action.RESET and form_field(await ctx.request.post(), "confirm", 10) != "yes":
+        if action is Action.RESET and form_field(await posted(ctx.request), "confirm", 10) != "yes":
             return ctx.redirect(f"/vms/{vm.uuid}/reset")
         if action is Action.HALT and (left := _halting_left(ctx)(vm)) is not None:
             ctx.flash("info", ctx._("%(name)s is already halting: it is powered off in %(seconds)d s if it "
