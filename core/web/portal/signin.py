@@ -84,7 +84,8 @@ async def login(request: web.Request) -> web.StreamResponse:
                                            "again.", seconds=seconds), username,
                            headers={"Retry-After": str(seconds)})
     try:
-        identity = await asyncio.to_thread(authenticate, portal.settings, username, password)
+        async with portal.signins:
+            identity = await asyncio.to_thread(authenticate, portal.settings, username, password)
     except SigninRefused as refused:
         portal.sessions.failed(attempt)
         portal.record(ctx.actor(refused.account or "?"), "signin", outcome="refused",
