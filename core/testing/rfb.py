@@ -139,6 +139,16 @@ async def open_through_server(session: aiohttp.ClientSession, base: str, link: s
         return await open_console(session, base, answer.headers["Location"], answer.cookies[COOKIE].value)
 
 
+async def open_from_portal(session: aiohttp.ClientSession, base: str, uuid: str, csrf: str) -> RfbViewer:
+    """The console button of "My VMs" for a signed-in student (``session`` holds the portal's
+    session cookie; ``csrf``: the page's token), then its websocket, the RFB handshake done."""
+    async with session.post(f"{base}/vms/{uuid}/console", data={"csrf": csrf},
+                            allow_redirects=False) as answer:
+        if answer.status != 303:
+            raise ConnectionError(f"the portal's console button answered {answer.status}")
+        return await open_console(session, base, answer.headers["Location"], answer.cookies[COOKIE].value)
+
+
 async def open_console(session: aiohttp.ClientSession, base: str, where: str, secret: str) -> RfbViewer:
     """The console websocket of ``where`` (``/console/<uuid>``) under the console cookie ``secret``
     (what a share link or the portal's console button gave), the RFB handshake done."""

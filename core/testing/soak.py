@@ -52,10 +52,9 @@ from core.storage.permissions import group_id
 from core.testing.domains import remove_domain, tiny_domain
 from core.testing.forms import forms
 from core.testing.processes import Counts, counts
-from core.testing.rfb import RfbViewer, open_console, open_through_server
+from core.testing.rfb import RfbViewer, open_from_portal, open_through_server
 from core.testing.served import VM_MANAGER, Server
 from core.testing.terminal import Pane
-from core.web.console.routes import COOKIE
 
 CLI_TIMEOUT = 180.0  # seconds one vm-manager command may take (provisioning a class included)
 KEPT_ROWS = frozenset({"audit"})
@@ -368,12 +367,7 @@ class SignInOut(Workload):
 
     async def open_console(self, rig: Rig, browser: aiohttp.ClientSession, csrf: str) -> RfbViewer:
         """The console button of "My VMs", then its websocket (the RFB handshake done)."""
-        async with browser.post(f"{rig.base}/vms/{self.vm.uuid}/console", data={"csrf": csrf},
-                                allow_redirects=False) as answer:
-            if answer.status != 303:
-                raise SoakError(f"the portal's console button answered {answer.status}")
-            where, secret = answer.headers["Location"], answer.cookies[COOKIE].value
-        return await open_console(browser, rig.base, where, secret)
+        return await open_from_portal(browser, rig.base, self.vm.uuid, csrf)
 
 
 async def _get(browser: aiohttp.ClientSession, url: str, status: int) -> str:

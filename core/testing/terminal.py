@@ -12,7 +12,7 @@ import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-Za-z]|.)")
@@ -95,6 +95,43 @@ class Pane:
 
     def close(self) -> None:
         subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+
+
+def first_row(screen: str, prefix: str) -> str | None:
+    """The first word on ``screen`` that starts with ``prefix``: the top row's VM name."""
+    for line in screen.splitlines():
+        for word in line.replace("│", " ").split():
+            if word.startswith(prefix):
+                return word
+    return None
+
+
+def filter_keystrokes(p: Pane, output: list[tuple[float, str]], keys: Sequence[str], prefix: str,
+                      first: Callable[[str], str], typed: str = "", interval: float = 0.0) -> list[float]:
+    """Seconds from each of ``keys`` (tmux key names; ``BSpace`` erases) sent to the TUI's open
+    filter prompt, which holds ``typed`` already, to the TUI writing the row that must then come
+    first, ``first(text typed so far)`` (a name starting with ``prefix``): the pane must show it,
+    and ``output`` (:meth:`Pane.record_output`) says when it was written. ``interval``: the pause
+    between two looks at the screen (0: back to back, a core's worth of ``tmux capture-pane``);
+    the time measured comes from ``output``, not from the looks."""
+    latencies = []
+    for key in keys:
+        typed = typed[:-1] if key == "BSpace" else typed + key
+        expected = first(typed)
+        before = len(output)
+        t0 = time.monotonic()
+        p.keys(key)
+        p.wait(lambda s, e=expected: first_row(s, prefix) == e, 5, interval)  # the pane shows it...
+        written = None  # ...since when (the reader thread of the pipe may lag the pane a little)
+        deadline = time.monotonic() + 2
+        while written is None and time.monotonic() < deadline:
+            written = next((t for t, text in output[before:] if expected in text), None)
+            time.sleep(0.001)
+        if written is None:
+            raise TimeoutError(f"{expected} shown but never seen written")
+        latencies.append(written - t0)
+        time.sleep(0.1)
+    return latencies
 
 
 @contextlib.contextmanager
