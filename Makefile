@@ -56,6 +56,7 @@ bench: setup
 	$(LIBVIRTD) run --optional $(PY) scripts/bench.py $(ARGS)
 	$(LIBVIRTD) run $(PY) scripts/bench_provision.py
 	$(LIBVIRTD) run --optional $(PY) scripts/bench_console.py
+	$(LIBVIRTD) run --optional $(PY) scripts/bench_load.py
 	$(PY) scripts/bench_database.py
 
 # The full counts take about 25 minutes here; SOAK_MINUTES stops it earlier (it says how much it did).
