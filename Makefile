@@ -3,7 +3,8 @@
 #   make test           install, start libvirtd if needed, pytest (all of tests/), ruff, lint-imports
 #                       and mypy, stop it again
 #   make lint           ruff, lint-imports (the import contracts), mypy (core)
-#   make bench          scripts/bench.py (TUI), bench_provision.py, bench_console.py, on real VMs;
+#   make bench          scripts/bench.py (TUI), bench_provision.py, bench_console.py, bench_load.py
+#                       (a class of 200 signing in, consoles on 30 VMs), on real VMs;
 #                       bench_database.py (three writers at once on the shared SQLite file)
 #   make screenshots    scripts/screenshots.py, likewise
 #   make soak           scripts/soak.py: the TUI and serve under interleaved workloads on real VMs,

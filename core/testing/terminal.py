@@ -5,6 +5,7 @@ tests that must see what a person sees (keys arriving together in one write, the
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import secrets
@@ -106,6 +107,10 @@ def first_row(screen: str, prefix: str) -> str | None:
     return None
 
 
+def _first_is(screen: str, prefix: str, name: str) -> bool:
+    return first_row(screen, prefix) == name
+
+
 def filter_keystrokes(p: Pane, output: list[tuple[float, str]], keys: Sequence[str], prefix: str,
                       first: Callable[[str], str], typed: str = "", interval: float = 0.0) -> list[float]:
     """Seconds from each of ``keys`` (tmux key names; ``BSpace`` erases) sent to the TUI's open
@@ -121,7 +126,7 @@ def filter_keystrokes(p: Pane, output: list[tuple[float, str]], keys: Sequence[s
         before = len(output)
         t0 = time.monotonic()
         p.keys(key)
-        p.wait(lambda s, e=expected: first_row(s, prefix) == e, 5, interval)  # the pane shows it...
+        p.wait(functools.partial(_first_is, prefix=prefix, name=expected), 5, interval)  # shown...
         written = None  # ...since when (the reader thread of the pipe may lag the pane a little)
         deadline = time.monotonic() + 2
         while written is None and time.monotonic() < deadline:

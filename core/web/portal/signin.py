@@ -6,7 +6,8 @@ at every sign-in; signing out deletes the session server-side and revokes the co
 opened. A good sign-in gives the browser a device cookie (``vmm_device``, path ``/login``) for
 that account and makes its address known to it: later attempts on that account from that browser
 are held only by that browser's own failures, and from that address only by the account's
-failures from there (:func:`core.auth.attempt_keys`).
+failures from there (:func:`core.auth.attempt_keys`). At most VMM_SIGNIN_CONCURRENCY passwords are
+checked at once (each argon2 check holds 64 MiB while it runs): the others wait their turn.
 
 The audit log keeps a refused sign-in under the account's own name when the typed name found one,
 else ``?``; an attempt refused by the wait names nobody (it was not checked). Repeats of a refusal
