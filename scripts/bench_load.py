@@ -120,6 +120,7 @@ def report(label: str, result: load.Result, students: int) -> None:
     figure(f"{label}_console_open_p95", load.p95(result.console) * ms, "ms")
     figure(f"{label}_errors", str(len(result.errors)), f"(of {students} students)")
     figure(f"{label}_consoles_open", str(result.consoles_open), "(the server's count, the class in)")
+    figure(f"{label}_consoles_ended", str(result.consoles_ended), "(closed by the server meanwhile: 0)")
     figure(f"{label}_wall", result.wall, "s (first arrival to the last console open)")
     figure(f"{label}_server_cpu", result.cpu_tree, f"s (serve alone {result.cpu_server:.3g} s)")
     figure(f"{label}_server_peak_rss", result.peak_rss_server, "MiB (serve's own VmHWM)")

@@ -5,7 +5,8 @@ arrive at seeded random moments spread uniformly over ``window`` seconds (a Pois
 how many arrive). Each, in a browser of its own (its own cookies and, through a trusted proxy's
 ``X-Forwarded-For``, its own address: a lab's PCs), loads the sign-in form, signs in, loads "My
 VMs", and opens one console through synthetic RFB clients (:mod:`core.testing.rfb`, up to the RFB
-ServerInit), which stays open until the whole class has come.
+ServerInit), which stays open, idle (answering the server's pings as a browser does), until the
+whole class has come.
 
 A VM has one owner. The first ``vms`` students own a running tiny VM each and open it from "My
 VMs" (its console button: the sign-in's own console link). The others open one through a share
@@ -15,8 +16,9 @@ more viewers than ``VMM_VIEWERS_PER_VM``. Both limits stay at their defaults unl
 otherwise.
 
 Every answer that is not 2xx or 3xx, and every console that does not reach ServerInit, is an
-error (kept, with what it was). The server's tree (``serve`` and its console endpoint process) is
-sampled for RSS and PSS while the class arrives; its CPU time is read before and after.
+error (kept, with what it was); a console the server closes before the class is in is counted.
+The server's tree (``serve`` and its console endpoint process) is sampled for RSS and PSS while
+the class arrives; its CPU time is read before and after.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class Result:
     console: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     consoles_open: int = 0  # as the server counted them, the whole class in
+    consoles_ended: int = 0  # of those opened, closed by the server before the whole class was in
     wall: float = 0.0  # first arrival to the last console open
     cpu_server: float = 0.0  # the serve process alone
     cpu_tree: float = 0.0  # with its endpoint process
@@ -207,6 +210,7 @@ async def _arrive(student: Student, base: str, start: float, result: Result, ope
         else:
             viewer = await open_through_server(browser, base, student.link)
         result.console.append(time.monotonic() - began)
+        viewer.idle()
         opened.append(viewer)
     except Exception as exc:  # noqa: BLE001 -- every failure is a figure, whatever it is
         result.errors.append(f"{student.username}, {step}: {type(exc).__name__}: {exc}")
@@ -263,6 +267,7 @@ async def run_pass(lab: Class, work: Path, *, window: float, seed: int, limits: 
         result.wall = time.monotonic() - start
         stop_alongside.set()
         result.consoles_open = int((await server.viewers())["total"])
+        result.consoles_ended = sum(viewer.ended for viewer in opened)
         cpu_after = cpu_seconds(server.pid)
         result.cpu_server, result.cpu_tree = cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]
         stop_sampling.set()

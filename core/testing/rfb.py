@@ -25,6 +25,9 @@ class RfbViewer:
         self.ws = ws
         self._buffer = bytearray()
         self.width = self.height = self.bpp = 0
+        self._idle: asyncio.Task[None] | None = None
+        self.ended = False
+        """Set by :meth:`idle` when the console ended (the server closed it)."""
 
     async def _chunk(self) -> bytes:
         assert self.ws is not None
@@ -103,7 +106,22 @@ class RfbViewer:
             pixels += size
         return pixels
 
+    def idle(self) -> None:
+        """Stay open as an idle browser does: read and drop what comes, which answers the server's
+        heartbeat pings (a websocket never read is closed after a missed pong); :attr:`ended` tells
+        when the console closed. Nothing else may read the viewer meanwhile."""
+        self._idle = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        assert self.ws is not None
+        while (await self.ws.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
+                                                     aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+            pass
+        self.ended = True
+
     async def close(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
         if self.ws is not None:
             await self.ws.close()
 

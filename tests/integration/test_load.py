@@ -45,6 +45,7 @@ async def test_a_small_class_signs_in_and_opens_its_consoles(outside: Outside, t
     assert result.errors == []
     assert (len(result.signin), len(result.my_vms), len(result.console)) == (5, 5, 5)
     assert result.consoles_open == 5
+    assert result.consoles_ended == 0
     assert beside_ran.is_set()
     assert result.alongside == [1.0]
     assert result.peak_pss_tree > 0
