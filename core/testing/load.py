@@ -12,7 +12,7 @@ A VM has one owner. The first ``vms`` students own a running tiny VM each and op
 VMs" (its console button: the sign-in's own console link). The others open one through a share
 link their teacher made (the admin API, what the TUI's ``c`` does), spread evenly over the VMs,
 as many links per VM as ``VMM_VIEWERS_PER_LINK`` requires; the plan is refused when a VM would get
-more viewers than ``VMM_VIEWERS_PER_VM``. Both limits stay at their defaults unless ``env`` says
+more viewers than ``VMM_VIEWERS_PER_VM``. Both limits stay at their defaults unless ``limits`` says
 otherwise.
 
 Every answer that is not 2xx or 3xx, and every console that does not reach ServerInit, is an
