@@ -110,9 +110,9 @@ class WebSettings:
     """Keys every stored token and session hash (a name kept from the older web version)."""
     session_ttl: str = _setting("VMM_SESSION_TTL", "8h")
     """How long a web sign-in lasts (30m, 8h, 2d)."""
-    signin_concurrency: int = _setting("VMM_SIGNIN_CONCURRENCY", factory=lambda: os.cpu_count() or 1)
-    """Passwords the server checks at once (each argon2 check takes 64 MiB and a core while it
-    runs; the others wait their turn); default: the machine's CPU count."""
+    signin_concurrency: int = _setting("VMM_SIGNIN_CONCURRENCY", 2)
+    """Passwords checked at once; more sign-ins wait their turn. Each argon2 check holds 64 MiB and
+    a core for about 0.1 s: a class signing in at once would otherwise take memory by the thread."""
     idle_timeout: float = _setting("VMM_HTTP_IDLE_TIMEOUT", 15.0)
     """Seconds a connection may go without a whole request before the server closes it: from its
     opening to its first request's last header, and between requests on a kept-alive one (not a

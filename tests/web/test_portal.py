@@ -7,13 +7,16 @@ import asyncio
 import dataclasses
 import logging
 import re
+import threading
 import time
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from argon2 import PasswordHasher
 from support.portalweb import PASSWORDS, Student, add_accounts, audit_entries, forms
 from support.webtest import Console, StartConsole, cli, eventually, uuid_of
 
@@ -478,6 +481,63 @@ async def test_parallel_failed_signins_are_limited_too(server: Console, proxied:
     for n in range(FREE_FAILURES - 1):
         assert (await Student(server, f"198.51.100.{210 + n}").sign_in("alice", "wrong")).status == 401
     assert (await Student(server, "198.51.100.220").sign_in("alice")).location == "/"
+
+
+async def test_a_class_behind_one_address_signs_in_at_once(console: StartConsole, lab: Lab,
+                                                              proxied: Settings) -> None:
+    """40 students of one school (one NAT address, new browsers) post the right password at the same
+    moment: every one is signed in. An attempt counts as a failure while its password is checked;
+    only VMM_SIGNIN_CONCURRENCY of them are checked at once, so the others are not yet counted and
+    the address's limit is never reached by students who typed well."""
+    cheap = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)  # to make 40 accounts quickly
+    accounts = Accounts(proxied.database_path, hasher=cheap)
+    try:
+        for n in range(40):
+            accounts.add(f"pupil{n}", f"pupil-secret-{n}")
+    finally:
+        accounts.close()
+    server = await console(lab, proxied)
+    pupils = [Student(server, "203.0.113.5") for _ in range(40)]
+    forms = [(await p.get("/login")).form("/login") for p in pupils]
+    pages = await asyncio.gather(*(p.post("/login", {"csrf": f.fields["csrf"], "username": f"pupil{n}",
+                                                     "password": f"pupil-secret-{n}"})
+                                   for n, (p, f) in enumerate(zip(pupils, forms, strict=True))))
+    assert [page.location for page in pages] == ["/"] * 40, sorted(page.status for page in pages)
+
+
+async def test_passwords_are_checked_at_most_signin_concurrency_at_once(
+        console: StartConsole, lab: Lab, proxied: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each argon2 check holds its memory (64 MiB by default): 12 sign-ins posted together are
+    checked VMM_SIGNIN_CONCURRENCY (here 3) at a time, never more, and all of them get in."""
+    from core.web.portal import signin
+
+    add_accounts(proxied)
+    bounded = dataclasses.replace(proxied, web=dataclasses.replace(proxied.web, signin_concurrency=3))
+    server = await console(lab, bounded)
+    running, most = 0, 0
+    lock = threading.Lock()
+    real = signin.authenticate
+
+    def watched(*args: Any) -> Any:  # the real check, counted, and held a little longer
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.2)
+            return real(*args)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(signin, "authenticate", watched)
+    students = [Student(server, f"198.51.100.{n + 1}") for n in range(12)]
+    forms = [(await s.get("/login")).form("/login") for s in students]
+    pages = await asyncio.gather(*(s.post("/login", {"csrf": f.fields["csrf"], "username": "alice",
+                                                     "password": PASSWORDS["alice"]})
+                                   for s, f in zip(students, forms, strict=True)))
+    assert [page.location for page in pages] == ["/"] * 12
+    assert most == 3
 
 
 async def test_a_sign_in_that_the_directory_cannot_answer_counts_as_no_failure(

@@ -65,7 +65,7 @@ def setup(app: web.Application, settings: Settings, lab: Lab, tokens: TokenStore
     request_store = RequestStore(settings.database_path, clock)
     accounts = Accounts(settings.database_path)
     app[PORTAL] = Portal(settings, lab, tokens, sessions, request_store, accounts, session_ttl, clock,
-                         translations, templates, asyncio.Semaphore(settings.web.signin_concurrency))
+                         translations, templates, asyncio.Semaphore(max(1, settings.web.signin_concurrency)))
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         purger = asyncio.create_task(_purge(app[PORTAL]), name="portal-purge")

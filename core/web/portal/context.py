@@ -52,9 +52,7 @@ class Portal:
     clock: Callable[[], float]
     translations: dict[str, NullTranslations]
     templates: dict[str, jinja2.Environment]
-    signins: asyncio.Semaphore
-    """Sign-ins checking a password at once (VMM_SIGNIN_CONCURRENCY): a class signing in together
-    queues here rather than holding an argon2 hash's memory each in every executor thread."""
+    signins: asyncio.Semaphore  # VMM_SIGNIN_CONCURRENCY: the password checks that run at once
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, work: Awaitable[Any], name: str) -> asyncio.Task[Any]:

@@ -6,8 +6,7 @@ at every sign-in; signing out deletes the session server-side and revokes the co
 opened. A good sign-in gives the browser a device cookie (``vmm_device``, path ``/login``) for
 that account and makes its address known to it: later attempts on that account from that browser
 are held only by that browser's own failures, and from that address only by the account's
-failures from there (:func:`core.auth.attempt_keys`). At most VMM_SIGNIN_CONCURRENCY passwords are
-checked at once (each argon2 check holds 64 MiB while it runs): the others wait their turn.
+failures from there (:func:`core.auth.attempt_keys`).
 
 The audit log keeps a refused sign-in under the account's own name when the typed name found one,
 else ``?``; an attempt refused by the wait names nobody (it was not checked). Repeats of a refusal
@@ -72,35 +71,37 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _login_form(ctx, 401, ctx._("Enter your user name and your password."), username)
     # The attempt counts as a failure from now until its password is found good: parallel attempts
     # cannot all be heard before the first failure is known (one that ends any other way than by
-    # an answer, the directory's silence aside, stays counted).
-    devices = request.cookies.get(DEVICE_COOKIE)
-    device = portal.sessions.device_of(devices, account)
-    known = device is None and portal.sessions.known_address(account, ctx.client)
-    attempt = portal.sessions.begin_attempt(attempt_keys(account, ctx.client, device, known))
-    if attempt.wait > 0:
-        seconds = int(attempt.wait) + 1
-        portal.record(ctx.actor("?"), "signin", outcome="refused", detail="too many failed sign-ins",
-                      collapse=True)
-        return _login_form(ctx, 429, ctx._("Too many failed sign-ins. Wait %(seconds)d seconds, then try "
-                                           "again.", seconds=seconds), username,
-                           headers={"Retry-After": str(seconds)})
-    try:
-        async with portal.signins:
+    # an answer, the directory's silence aside, stays counted). Only VMM_SIGNIN_CONCURRENCY are
+    # checked at once (each argon2 check holds its memory); those waiting their turn are not yet
+    # attempts, so a class signing in together behind one address never fills its limit.
+    async with portal.signins:
+        devices = request.cookies.get(DEVICE_COOKIE)
+        device = portal.sessions.device_of(devices, account)
+        known = device is None and portal.sessions.known_address(account, ctx.client)
+        attempt = portal.sessions.begin_attempt(attempt_keys(account, ctx.client, device, known))
+        if attempt.wait > 0:
+            seconds = int(attempt.wait) + 1
+            portal.record(ctx.actor("?"), "signin", outcome="refused", detail="too many failed sign-ins",
+                          collapse=True)
+            return _login_form(ctx, 429, ctx._("Too many failed sign-ins. Wait %(seconds)d seconds, then try "
+                                               "again.", seconds=seconds), username,
+                               headers={"Retry-After": str(seconds)})
+        try:
             identity = await asyncio.to_thread(authenticate, portal.settings, username, password)
-    except SigninRefused as refused:
-        portal.sessions.failed(attempt)
-        portal.record(ctx.actor(refused.account or "?"), "signin", outcome="refused",
-                      detail="wrong user name or password", collapse=True)
-        log.info("sign-in refused from %s", ctx.client)
-        return _login_form(ctx, 401, ctx._("Wrong user name or password."), username)
-    except (DirectoryError, ConfigError) as exc:
-        portal.sessions.dropped(attempt)
-        log.error("sign-in unavailable: %s", exc.message)
-        portal.record(ctx.actor("?"), "signin", outcome="failed", detail="directory unavailable",
-                      collapse=True)
-        return _login_form(ctx, 503, ctx._("Sign-in is unavailable just now (the directory does not "
-                                           "answer). Try again later, or tell your teacher."), username)
-    portal.sessions.succeeded(attempt, ctx.client, account, identity.username.lower())
+        except SigninRefused as refused:
+            portal.sessions.failed(attempt)
+            portal.record(ctx.actor(refused.account or "?"), "signin", outcome="refused",
+                          detail="wrong user name or password", collapse=True)
+            log.info("sign-in refused from %s", ctx.client)
+            return _login_form(ctx, 401, ctx._("Wrong user name or password."), username)
+        except (DirectoryError, ConfigError) as exc:
+            portal.sessions.dropped(attempt)
+            log.error("sign-in unavailable: %s", exc.message)
+            portal.record(ctx.actor("?"), "signin", outcome="failed", detail="directory unavailable",
+                          collapse=True)
+            return _login_form(ctx, 503, ctx._("Sign-in is unavailable just now (the directory does not "
+                                               "answer). Try again later, or tell your teacher."), username)
+        portal.sessions.succeeded(attempt, ctx.client, account, identity.username.lower())
     if ctx.secret:  # a new session on every sign-in: never keep one a browser had before
         portal.tokens.revoke(ids=portal.sessions.delete(ctx.secret))
     session, secret = portal.sessions.create(
