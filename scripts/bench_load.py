@@ -14,7 +14,7 @@ keystrokes are timed (scripts/bench.py's measurement), beside the same keystroke
 
 Passes, each on a server of its own, side by side in this one run:
 
-- ``load_*``: the class over the window, the default VMM_SIGNIN_CONCURRENCY (the CPU count);
+- ``load_*``: the class over the window, VMM_SIGNIN_CONCURRENCY at its default;
 - ``load_unbounded_*``: the same with no bound of ours (VMM_SIGNIN_CONCURRENCY far above the
   class: what the code before the bound did, where only the default executor's threads,
   min(32, CPUs + 4), limited the argon2 checks at once);
@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.lab import SYSTEM_URI  # noqa: E402
+from core.settings import WebSettings  # noqa: E402
 from core.testing import load  # noqa: E402
 from core.testing.terminal import Pane, filter_keystrokes, first_row  # noqa: E402
 
@@ -182,7 +183,7 @@ def main() -> int:
         figure("load", f"skipped: no {SYSTEM_URI} (make bench starts libvirtd)")
         return 0
     print(f"# {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M')}, VMM_SIGNIN_CONCURRENCY default "
-          f"{os.cpu_count()}", flush=True)
+          f"{WebSettings().signin_concurrency}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="vmm-bl-"))
     try:
         asyncio.run(bench(args, conn, work))
