@@ -76,6 +76,14 @@ def outside() -> Iterator[Any]:
 
 
 @pytest.fixture
+def run_dir() -> Iterator[Path]:
+    """VMM_RUNTIME_DIR: short (a Unix socket path holds 107 bytes; tmp_path is long); removed after."""
+    path = leftovers.run_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def world_dir() -> Iterator[Path]:
     """A folder under /var/tmp that QEMU's user (libvirt-qemu) and everyone may pass: pytest's own
     tmp folders are closed to other users. Removed after the test."""

@@ -4,25 +4,15 @@ test-driver lab of alice's running VM and bob's shut-off one."""
 from __future__ import annotations
 
 import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import leftovers
 from support.crashes import KEY
 
 from core.metadata import LabMeta
 from core.model import VMState
 from core.settings import Settings
 from core.testing import testdriver
-
-
-@pytest.fixture
-def run_dir() -> Iterator[Path]:
-    path = leftovers.run_dir()
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

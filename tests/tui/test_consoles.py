@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import shutil
 import sqlite3
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -42,14 +40,6 @@ from tui.screens.share import QUIET_ZONE, QRCode, RevokeScreen, ShareScreen, qr_
 from tui.tablemodel import NO_COUNT
 
 KEY = "test-secret-key-5e0c3a9f1b7d2e4c8a6f0b1d3e5c7a9f"
-
-
-@pytest.fixture
-def run_dir() -> Iterator[Path]:
-    """VMM_RUNTIME_DIR: short (a Unix socket path holds 107 bytes; tmp_path is long)."""
-    path = Path(tempfile.mkdtemp(prefix="vmmt-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,13 +7,11 @@ The live tests use a real libvirtd (``make test`` starts one) through the integr
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import leftovers
 from support.livelab import (
     URI,
     Outside,
@@ -36,14 +34,6 @@ def _nothing_left_behind(nothing_left_behind: None) -> Iterator[None]:
     yield
     if system_answers():
         sweep_run_domains()
-
-
-@pytest.fixture
-def run_dir() -> Iterator[Path]:
-    """VMM_RUNTIME_DIR: short (a Unix socket path holds 107 bytes; tmp_path is long); removed after."""
-    path = leftovers.run_dir()
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
