@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.lab import SYSTEM_URI  # noqa: E402
-from core.testing.domains import DiskSpec, tiny_domain  # noqa: E402
+from core.testing.domains import DiskSpec, remove_domains, tiny_domain  # noqa: E402
 from core.testing.processes import cpu_seconds, pss_kib, tree_pss  # noqa: E402
 from core.testing.rfb import RfbViewer, open_direct, open_through_server, open_vnc  # noqa: E402
 from core.testing.served import Server, free_port  # noqa: E402
@@ -117,17 +117,6 @@ def start_vms(conn: libvirt.virConnect, count: int) -> list[libvirt.virDomain]:
         doms.append(dom)
         dom.create()
     return doms
-
-
-def remove_vms(conn: libvirt.virConnect) -> None:
-    for dom in conn.listAllDomains(0):
-        if not dom.name().startswith(PREFIX):
-            continue
-        with contextlib.suppress(libvirt.libvirtError):
-            if dom.isActive():
-                dom.destroy()
-        with contextlib.suppress(libvirt.libvirtError):
-            dom.undefine()
 
 
 # -- viewer limits ----------------------------------------------------------------------------------
@@ -484,7 +473,7 @@ async def main() -> int:
         raise
     finally:
         server.stop()
-        remove_vms(conn)
+        remove_domains(conn, PREFIX)
         conn.close()
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(shared, ignore_errors=True)

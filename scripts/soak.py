@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.testing import soak  # noqa: E402
-from core.testing.domains import remove_domain  # noqa: E402
+from core.testing.domains import remove_domains  # noqa: E402
 
 SETTLE_WITHIN = 60.0  # seconds the exact counts get to come back once the work is at rest
 
@@ -108,9 +108,7 @@ def report(result: soak.Run, warmup: int, baseline: dict[str, int], at_rest: dic
 def cleanup_strays(prefix: str) -> None:
     conn = libvirt.open("qemu:///system")
     try:
-        for dom in conn.listAllDomains(0):
-            if dom.name().startswith(prefix):
-                remove_domain(dom)
+        remove_domains(conn, prefix)
     finally:
         conn.close()
 

@@ -41,9 +41,9 @@ import libvirt
 from core.auth.accounts import Accounts
 from core.metadata import LabMeta
 from core.settings import ConsoleSettings
-from core.testing.domains import remove_domain, tiny_domain
+from core.testing.domains import remove_domains, tiny_domain
 from core.testing.forms import forms
-from core.testing.processes import counts, cpu_seconds
+from core.testing.processes import counts, cpu_seconds, status_field
 from core.testing.rfb import RfbViewer, open_from_portal, open_through_server
 from core.testing.served import Server
 
@@ -132,9 +132,7 @@ class Class:
             target.close()
 
     def close(self) -> None:
-        for dom in self.conn.listAllDomains(0):
-            if dom.name().startswith(self.prefix):
-                remove_domain(dom)
+        remove_domains(self.conn, self.prefix)
 
 
 def plan(lab: Class, window: float, seed: int, links: dict[str, list[str]],
@@ -218,22 +216,13 @@ async def _arrive(student: Student, base: str, start: float, result: Result, ope
 
 async def _sample(pid: int, result: Result, stop: asyncio.Event) -> None:
     while True:
-        tree, own = await asyncio.to_thread(lambda: (counts(pid), counts_own(pid)))
+        tree, own = await asyncio.to_thread(lambda: (counts(pid), status_field(pid, "VmHWM")))
         result.peak_rss_tree = max(result.peak_rss_tree, tree.rss_kib / 1024)
         result.peak_pss_tree = max(result.peak_pss_tree, tree.pss_kib / 1024)
         result.peak_rss_server = max(result.peak_rss_server, own / 1024)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), SAMPLE_EVERY)
             return
-
-
-def counts_own(pid: int) -> int:
-    """VmHWM of the serve process: its own peak RSS, which no sampling can miss."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
 
 
 async def run_pass(lab: Class, work: Path, *, window: float, seed: int, limits: ConsoleSettings | None = None,
@@ -274,7 +263,7 @@ async def run_pass(lab: Class, work: Path, *, window: float, seed: int, limits: 
         await sampler
         if beside is not None:
             result.alongside = await beside
-        result.peak_rss_server = max(result.peak_rss_server, counts_own(server.pid) / 1024)
+        result.peak_rss_server = max(result.peak_rss_server, status_field(server.pid, "VmHWM") / 1024)
     finally:
         await asyncio.gather(*(viewer.close() for viewer in opened), return_exceptions=True)
         await asyncio.gather(*(browser.close() for browser in browsers), return_exceptions=True)

@@ -38,7 +38,8 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def _status(pid: int, key: str) -> int:
+def status_field(pid: int, key: str) -> int:
+    """One number of ``/proc/PID/status`` (``VmRSS``, ``VmHWM``: kB; ``Threads``), 0 when gone."""
     with contextlib.suppress(OSError, ValueError, IndexError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(key + ":"):
@@ -127,8 +128,8 @@ def counts(root: int) -> Counts:
     for pid in pids:
         own_fds, own_sockets = _descriptors(pid)
         fds, sockets = fds + own_fds, sockets + own_sockets
-        threads += _status(pid, "Threads")
-        rss += _status(pid, "VmRSS")
+        threads += status_field(pid, "Threads")
+        rss += status_field(pid, "VmRSS")
         pss += pss_kib(pid)
         pooled += _pooled(pid)
     return Counts(fds, sockets, threads, len(pids) - 1, rss, pss, pooled)

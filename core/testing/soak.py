@@ -34,7 +34,6 @@ import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -49,7 +48,7 @@ from core.links.shares import TokenStore
 from core.metadata import LabMeta
 from core.model import VM, VMState
 from core.storage.permissions import group_id
-from core.testing.domains import remove_domain, tiny_domain
+from core.testing.domains import remove_domains, tiny_domain
 from core.testing.forms import forms
 from core.testing.processes import Counts, counts
 from core.testing.rfb import RfbViewer, open_from_portal, open_through_server
@@ -156,9 +155,7 @@ class Rig:
     def close(self) -> None:
         """Remove every VM of the prefix (those made through the product too), and the folders."""
         try:
-            doms = [d for d in self.conn.listAllDomains(0) if d.name().startswith(self.prefix)]
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(remove_domain, doms))
+            remove_domains(self.conn, self.prefix)
         finally:
             with contextlib.suppress(libvirt.libvirtError):
                 self.conn.close()

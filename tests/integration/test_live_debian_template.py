@@ -29,10 +29,11 @@ from pathlib import Path
 import libvirt
 import pytest
 from support.cli import CHECKOUT
-from support.livelab import RUN_PREFIX, URI, Outside, remove_domain, system_answers, unavailable
+from support.livelab import RUN_PREFIX, URI, Outside, system_answers, unavailable
 
 from core.storage import images
 from core.testing import guest
+from core.testing.domains import remove_domain
 from core.virt import stats
 
 pytestmark = pytest.mark.integration

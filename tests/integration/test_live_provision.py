@@ -26,7 +26,7 @@ import pytest
 import yaml
 from support import crashes
 from support.cli import vm_manager
-from support.livelab import URI, Outside, remove_domain
+from support.livelab import URI, Outside
 from support.slapd import GROUPS, SERVICE_DN, SERVICE_PASSWORD, SUFFIX, Slapd, lab_entries
 
 from core.metadata import NAMESPACE
@@ -38,6 +38,7 @@ from core.provision.passwords import windows_password_problem
 from core.storage import images
 from core.storage.folders import STARTING
 from core.storage.permissions import group_id
+from core.testing.domains import remove_domain
 from core.virt import stats
 from tui import format as fmt
 

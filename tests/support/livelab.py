@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,7 +28,7 @@ from core.model import VM, Change, ConnState, Update, VMState
 from core.settings import load_settings
 from core.storage.permissions import group_id
 from core.testing.domains import DiskSpec as Disk
-from core.testing.domains import remove_domain, tiny_domain
+from core.testing.domains import remove_domains, tiny_domain
 
 URI = "qemu:///system"
 RUN_PREFIX = f"vmm-it-{secrets.token_hex(3)}-"
@@ -193,11 +192,7 @@ class Outside:
         for uuid in self.uuids:
             with contextlib.suppress(libvirt.libvirtError):
                 doms.append(conn.lookupByUUIDString(uuid))
-        with contextlib.suppress(libvirt.libvirtError):
-            doms += [d for d in conn.listAllDomains(0) if d.name().startswith(RUN_PREFIX)]
-        # Destroying a QEMU process takes libvirt a second or two: do them side by side.
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(remove_domain, doms))
+        remove_domains(conn, RUN_PREFIX, doms)
         with contextlib.suppress(libvirt.libvirtError):
             conn.close()
         self._conn = None
@@ -291,8 +286,6 @@ def sweep_run_domains() -> None:
     with contextlib.suppress(libvirt.libvirtError):
         conn = open_system()
         try:
-            for dom in conn.listAllDomains(0):
-                if dom.name().startswith(RUN_PREFIX):
-                    remove_domain(dom)
+            remove_domains(conn, RUN_PREFIX)
         finally:
             conn.close()
